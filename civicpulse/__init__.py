@@ -1,0 +1,1 @@
+"""CivicPulse developer tooling: the `civicpulse` command and the local infrastructure launcher."""

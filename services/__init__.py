@@ -1,0 +1,1 @@
+"""The CivicPulse services: intake, complaints, feedback and metrics."""

@@ -1,0 +1,1 @@
+"""Intake: validates contact records from council systems and publishes canonical events."""

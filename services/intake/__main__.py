@@ -1,0 +1,43 @@
+"""`python -m services.intake`: run the intake service, or make an API key."""
+
+import argparse
+import json
+import secrets
+import sys
+
+from services.intake.settings import IntakeSettings, hash_api_key
+from shared.http import configure_logging, serve
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m services.intake",
+        description="CivicPulse intake: validates contact records from council systems "
+        "(Kafka topic civicpulse.contacts.raw and POST /v1/contacts) and publishes canonical "
+        "events. Configured by CIVICPULSE_* environment variables.",
+    )
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("serve", help="run the service (the default)")
+    new_key = commands.add_parser(
+        "new-api-key", help="make an API key for a source system and print its hash"
+    )
+    new_key.add_argument("source", help="the source system's name, e.g. crm")
+    args = parser.parse_args(argv)
+
+    if args.command == "new-api-key":
+        key = secrets.token_urlsafe(32)
+        print(f"API key for {args.source} (give it to that system; it is not stored): {key}")
+        entry = json.dumps({args.source: hash_api_key(key)})
+        print(f"add to CIVICPULSE_INTAKE_API_KEYS: {entry}")
+        return 0
+
+    from services.intake.app import create_app
+
+    settings = IntakeSettings()
+    configure_logging(settings.log_level)
+    serve(create_app(settings), settings)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

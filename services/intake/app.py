@@ -1,0 +1,274 @@
+"""Intake's wiring: settings, broker, raw-topic consumer, HTTP API and lifespan."""
+
+import functools
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request, status
+from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from prometheus_client import CollectorRegistry
+from pydantic import BaseModel, Field, TypeAdapter
+
+from services.intake.domain import Rejected, Vocabulary
+from services.intake.handlers import (
+    HttpRejection,
+    InboundRecord,
+    IntakeHandler,
+    IntakeMetrics,
+    RecordStatus,
+)
+from services.intake.records import MAX_HTTP_BATCH, RawContactRecord
+from services.intake.settings import IntakeSettings, hash_api_key
+from services.intake.store import MIGRATIONS, IdempotencyStore
+from shared.dead_letters import SourcePosition, send_dead_letter
+from shared.events.envelope import utc_now
+from shared.http import add_operational_routes
+from shared.kafka import batch_consumer_options, ensure_topics, make_broker, publish_events
+from shared.postgres import apply_migrations, create_pool
+from shared.topics import ALL_TOPICS, CONTACTS, CONTACTS_RAW, CONTACTS_RAW_DEAD_LETTER
+from shared.vocabulary import load_service_areas
+
+log = logging.getLogger(__name__)
+SERVICE = "intake"
+
+
+class RecordResult(BaseModel):
+    index: int = Field(description="Position of the record in the request.")
+    idempotency_key: str
+    event_id: str = Field(description="The canonical event's id (the same for a duplicate).")
+    status: RecordStatus
+
+
+class ContactsAccepted(BaseModel):
+    accepted: int = Field(description="Records published as new canonical events.")
+    duplicates: int = Field(description="Records already accepted earlier; nothing was changed.")
+    results: list[RecordResult]
+
+
+class RecordError(BaseModel):
+    record: int | None = Field(description="Position of the failing record; null for the body.")
+    field: str = Field(description="Dotted path of the failing field within the record.")
+    reason: str = Field(description="Reason code, e.g. `invalid_record`, `unknown_vocabulary`.")
+    message: str
+
+
+class ContactsRejected(BaseModel):
+    detail: list[RecordError]
+
+
+def _rejection_body(rejections: list[HttpRejection]) -> dict[str, Any]:
+    errors = [
+        RecordError(
+            record=r.index, field=e.field, reason=r.rejected.reason.value, message=e.message
+        )
+        for r in rejections
+        for e in r.rejected.errors
+    ]
+    return ContactsRejected(detail=errors).model_dump()
+
+
+def _body_error(message: str) -> JSONResponse:
+    error = RecordError(record=None, field="body", reason="invalid_json", message=message)
+    return JSONResponse(
+        ContactsRejected(detail=[error]).model_dump(),
+        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+    )
+
+
+def _request_body_schema() -> tuple[dict[str, Any], dict[str, Any]]:
+    """OpenAPI schema of one record or a batch, and the component schemas it refers to."""
+    adapter: TypeAdapter[Any] = TypeAdapter(
+        RawContactRecord | Annotated[list[RawContactRecord], Field(max_length=MAX_HTTP_BATCH)]
+    )
+    schema = adapter.json_schema(ref_template="#/components/schemas/{model}")
+    definitions = schema.pop("$defs", {})
+    return schema, definitions
+
+
+def _source_lookup(settings: IntakeSettings) -> dict[str, str]:
+    return {key_hash: source for source, key_hash in settings.intake_api_keys.items()}
+
+
+def create_app(
+    settings: IntakeSettings | None = None,
+    *,
+    clock: Callable[[], datetime] = utc_now,
+    registry: CollectorRegistry | None = None,
+) -> FastAPI:
+    settings = settings or IntakeSettings()
+    registry = registry or CollectorRegistry()
+    broker = make_broker(settings.kafka_bootstrap, client_id=SERVICE, registry=registry)
+    metrics = IntakeMetrics(registry)
+    vocabulary = Vocabulary(load_service_areas(settings.vocabulary_file))
+    sources_by_hash = _source_lookup(settings)
+    state: dict[str, Any] = {}
+
+    async def dead_letter(record: InboundRecord, rejected: Rejected, attempts: int) -> None:
+        await send_dead_letter(
+            broker,
+            CONTACTS_RAW_DEAD_LETTER,
+            original=record.value,
+            key=record.key,
+            source=record.position,
+            reason=rejected.describe(),
+            error_type=rejected.reason.value,
+            attempts=attempts,
+        )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = await create_pool(settings.database_url)
+        await apply_migrations(pool, SERVICE, MIGRATIONS)
+        if settings.create_topics:
+            await ensure_topics(settings.kafka_bootstrap, ALL_TOPICS)
+        handler = IntakeHandler(
+            store=IdempotencyStore(pool),
+            publish_events=functools.partial(publish_events, broker, CONTACTS),
+            dead_letter=dead_letter,
+            vocabulary=vocabulary,
+            metrics=metrics,
+            clock=clock,
+            max_attempts=settings.dead_letter_max_attempts,
+        )
+        state.update(pool=pool, handler=handler)
+        subscribe_raw_topic(broker, handler, settings)
+        if not sources_by_hash:
+            log.warning("no CIVICPULSE_INTAKE_API_KEYS set: every HTTP caller will get 401")
+        await broker.start()
+        log.info("intake ready: consuming %s, publishing %s", CONTACTS_RAW.name, CONTACTS.name)
+        try:
+            yield
+        finally:
+            # Stops consuming first and lets the batch in hand finish and commit.
+            await broker.stop()
+            await pool.close()
+
+    app = FastAPI(
+        title="CivicPulse intake",
+        version="1.0.0",
+        description="Accepts contact records from council systems and publishes canonical "
+        "contact events. Records are also accepted on the Kafka topic "
+        f"`{CONTACTS_RAW.name}`.",
+        lifespan=lifespan,
+    )
+    api_key_header = APIKeyHeader(
+        name="X-API-Key", auto_error=False, description="The source system's API key."
+    )
+
+    def authenticated_source(key: Annotated[str | None, Depends(api_key_header)]) -> str:
+        source = sources_by_hash.get(hash_api_key(key)) if key else None
+        if source is None:
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                detail="missing or unknown API key (header X-API-Key)",
+                headers={"WWW-Authenticate": "ApiKey"},
+            )
+        return source
+
+    body_schema, body_definitions = _request_body_schema()
+
+    @app.post(
+        "/v1/contacts",
+        status_code=status.HTTP_202_ACCEPTED,
+        summary="Submit one contact record or a batch of up to 1,000",
+        description=(
+            "Validates every record, then publishes them as canonical events. **All or "
+            "nothing**: if any record is invalid, the response is 422 listing every failing "
+            "record (by position) and field, and nothing is published. A record whose "
+            "idempotency key was already accepted with the same content is reported as a "
+            "`duplicate` and not published again; the same key with different content is a "
+            "409 conflict and nothing is published. Service areas, channels and kinds are "
+            "folded for case and separators (`Face-to-face` is `face_to_face`); unknown values "
+            "are rejected. Personal data fields (name, email, phone, address, postcode, ...) "
+            "are dropped: events carry only `customer_ref`."
+        ),
+        response_model=ContactsAccepted,
+        responses={
+            401: {"description": "Missing or unknown API key."},
+            409: {"model": ContactsRejected, "description": "Idempotency key reused."},
+            422: {"model": ContactsRejected, "description": "Invalid records."},
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": body_schema}},
+            }
+        },
+    )
+    async def submit_contacts(
+        request: Request, source: Annotated[str, Depends(authenticated_source)]
+    ) -> ContactsAccepted | JSONResponse:
+        try:
+            body = await request.json()
+        except ValueError as error:
+            return _body_error(f"not valid JSON: {error}")
+        documents = body if isinstance(body, list) else [body]
+        if not documents or len(documents) > MAX_HTTP_BATCH:
+            return _body_error(f"send between 1 and {MAX_HTTP_BATCH} records")
+        handler: IntakeHandler = state["handler"]
+        outcome = await handler.handle_http_batch(documents, source)
+        rejections = [item for item in outcome if isinstance(item, HttpRejection)]
+        if rejections:
+            conflict = all(r.rejected.reason == "idempotency_conflict" for r in rejections)
+            return JSONResponse(
+                _rejection_body(rejections),
+                status_code=status.HTTP_409_CONFLICT
+                if conflict
+                else status.HTTP_422_UNPROCESSABLE_CONTENT,
+            )
+        results = [RecordResult.model_validate(item, from_attributes=True) for item in outcome]
+        return ContactsAccepted(
+            accepted=sum(r.status is RecordStatus.ACCEPTED for r in results),
+            duplicates=sum(r.status is RecordStatus.DUPLICATE for r in results),
+            results=results,
+        )
+
+    add_operational_routes(app, broker=broker, registry=registry, pool=lambda: state.get("pool"))
+    _publish_record_schemas(app, body_definitions)
+    return app
+
+
+def _publish_record_schemas(app: FastAPI, definitions: dict[str, Any]) -> None:
+    """Add the record schemas to the OpenAPI components the request body refers to."""
+    build_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = build_openapi()
+        schema.setdefault("components", {}).setdefault("schemas", {}).update(definitions)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+async def _keep_raw_bytes(_: Any) -> None:
+    # The handler reads the records' bytes itself: faststream must not try to
+    # decode them, or a malformed record would fail before it can be dead-lettered.
+    return None
+
+
+def subscribe_raw_topic(
+    broker: KafkaBroker, handler: IntakeHandler, settings: IntakeSettings
+) -> None:
+    @broker.subscriber(  # type: ignore[untyped-decorator]
+        CONTACTS_RAW.name,
+        decoder=_keep_raw_bytes,
+        title="intake/raw-contacts",
+        description="Contact records from council systems (RawContactRecord JSON).",
+        **batch_consumer_options(settings.intake_group_id, max_records=settings.intake_max_batch),
+    )
+    async def consume_raw_contacts(_: Any, message: KafkaMessage) -> None:
+        records = [
+            InboundRecord(
+                value=record.value or b"",
+                key=record.key,
+                position=SourcePosition(record.topic, record.partition, record.offset),
+            )
+            for record in message.raw_message
+        ]
+        await handler.handle_raw_batch(records)

@@ -1,0 +1,309 @@
+"""Intake's rules: read a raw contact record, normalise it, turn it into an event.
+
+Pure code: no Kafka, no database. Every outcome is either `Accepted` (with the
+canonical event) or `Rejected` (with a reason code and the failing fields).
+"""
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+from uuid import UUID, uuid5
+
+from pydantic import TypeAdapter, ValidationError
+
+from services.intake.records import (
+    RawCallAbandoned,
+    RawContactReceived,
+    RawContactRecord,
+    RawContactResolved,
+    RawContactTransferred,
+    RawMysteryShopAssessed,
+    RawRecord,
+)
+from shared.events.contacts import (
+    CallAbandoned,
+    CallAbandonedPayload,
+    ContactEvent,
+    ContactReceived,
+    ContactReceivedPayload,
+    ContactResolved,
+    ContactResolvedPayload,
+    ContactTransferred,
+    ContactTransferredPayload,
+    MysteryShopAssessed,
+    MysteryShopAssessedPayload,
+)
+from shared.events.vocabulary import Channel, ContactKind
+
+# Deterministic ids: the same record always becomes the same event_id, so even
+# a record published twice across a crash is one event to every consumer.
+EVENT_ID_NAMESPACE = UUID("6f1d4e52-8f53-4a8e-9d0c-6b1f3c2f7a10")
+
+# Fields that carry a person's identity. They never reach an event topic:
+# intake drops them (and counts that it did) rather than losing the contact.
+PERSONAL_DATA_FIELDS = frozenset(
+    {
+        "name",
+        "first_name",
+        "last_name",
+        "full_name",
+        "customer_name",
+        "email",
+        "email_address",
+        "phone",
+        "phone_number",
+        "telephone",
+        "mobile",
+        "address",
+        "postcode",
+        "date_of_birth",
+    }
+)
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_PHONE_DIGITS = re.compile(r"\d")
+
+_RECORD_ADAPTER: TypeAdapter[RawRecord] = TypeAdapter(RawContactRecord)
+
+
+class RejectionReason(StrEnum):
+    """Bounded reason codes: they label metrics and dead letters."""
+
+    INVALID_JSON = "invalid_json"
+    INVALID_RECORD = "invalid_record"
+    UNKNOWN_VOCABULARY = "unknown_vocabulary"
+    PERSONAL_DATA = "personal_data"
+    SOURCE_MISSING = "source_missing"
+    SOURCE_MISMATCH = "source_mismatch"
+    IDEMPOTENCY_CONFLICT = "idempotency_conflict"
+    PROCESSING_FAILED = "processing_failed"
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    field: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    reason: RejectionReason
+    errors: tuple[FieldError, ...]
+
+    def describe(self) -> str:
+        details = "; ".join(
+            f"{e.field}: {e.message}" if e.field else e.message for e in self.errors
+        )
+        return f"{self.reason.value}: {details}"
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    event: ContactEvent
+    source: str
+    idempotency_key: str
+    fingerprint: str
+    stripped_fields: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Vocabulary:
+    service_areas: frozenset[str]
+    channels: frozenset[str] = frozenset(Channel)
+    kinds: frozenset[str] = frozenset(ContactKind)
+
+
+def fold(value: str) -> str:
+    """`Face-to-face ` -> `face_to_face`: tolerant of case and separators only."""
+    return re.sub(r"[\s\-]+", "_", value.strip().lower())
+
+
+def reject(reason: RejectionReason, field: str, message: str) -> Rejected:
+    return Rejected(reason, (FieldError(field, message),))
+
+
+def decode_json(raw: bytes) -> dict[str, Any] | Rejected:
+    try:
+        document = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        return reject(RejectionReason.INVALID_JSON, "", f"not valid JSON: {error}")
+    if not isinstance(document, dict):
+        return reject(RejectionReason.INVALID_JSON, "", "a record must be a JSON object")
+    return document
+
+
+def strip_personal_data(document: Mapping[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
+    stripped = tuple(sorted(key for key in document if key in PERSONAL_DATA_FIELDS))
+    kept = {key: value for key, value in document.items() if key not in PERSONAL_DATA_FIELDS}
+    return kept, stripped
+
+
+def looks_personal(customer_ref: str) -> str | None:
+    """Why a customer_ref looks like contact details rather than a pseudonym, if it does."""
+    if _EMAIL.fullmatch(customer_ref):
+        return "looks like an email address; send the CRM's pseudonymous reference"
+    if len(_PHONE_DIGITS.findall(customer_ref)) >= 10 and re.fullmatch(r"[\d+() -]+", customer_ref):
+        return "looks like a phone number; send the CRM's pseudonymous reference"
+    return None
+
+
+def _field_errors(error: ValidationError, record_type: object) -> tuple[FieldError, ...]:
+    errors = []
+    for item in error.errors(include_url=False):
+        location = [str(part) for part in item["loc"]]
+        if location and location[0] == record_type:
+            location = location[1:]  # the union's tag, not a field
+        if not location and item["type"].startswith("union_tag"):
+            location = ["record_type"]
+        errors.append(FieldError(".".join(location), item["msg"]))
+    return tuple(errors)
+
+
+def read_record(
+    document: Mapping[str, Any],
+    vocabulary: Vocabulary,
+    *,
+    authenticated_source: str | None,
+    recorded_at: datetime,
+) -> Accepted | Rejected:
+    """Validate one decoded record and build its canonical event."""
+    kept, stripped = strip_personal_data(document)
+    try:
+        record = _RECORD_ADAPTER.validate_python(kept)
+    except ValidationError as error:
+        return Rejected(
+            RejectionReason.INVALID_RECORD, _field_errors(error, kept.get("record_type"))
+        )
+    source = _source_of(record, authenticated_source)
+    if isinstance(source, Rejected):
+        return source
+    customer_ref = getattr(record, "customer_ref", None)
+    if customer_ref and (why := looks_personal(customer_ref)):
+        return reject(RejectionReason.PERSONAL_DATA, "customer_ref", why)
+    normalised = _normalise_vocabulary(record, vocabulary)
+    if isinstance(normalised, Rejected):
+        return normalised
+    if (
+        getattr(record, "wait_seconds", None) is not None
+        and normalised.get("channel", "phone") != "phone"
+    ):
+        return reject(
+            RejectionReason.INVALID_RECORD,
+            "wait_seconds",
+            "only calls (channel phone) have a queue wait",
+        )
+    event = _to_event(record, normalised, source, recorded_at)
+    return Accepted(
+        event=event,
+        source=source,
+        idempotency_key=record.idempotency_key,
+        fingerprint=fingerprint(event),
+        stripped_fields=stripped,
+    )
+
+
+def _source_of(record: RawRecord, authenticated_source: str | None) -> str | Rejected:
+    if authenticated_source is None:
+        if record.source is None:
+            return reject(RejectionReason.SOURCE_MISSING, "source", "required on the raw topic")
+        return record.source
+    if record.source not in (None, authenticated_source):
+        return reject(
+            RejectionReason.SOURCE_MISMATCH,
+            "source",
+            f"{record.source!r} does not match the API key's system {authenticated_source!r}",
+        )
+    return authenticated_source
+
+
+_VOCABULARY_FIELDS = ("channel", "service_area", "kind")
+
+
+def _normalise_vocabulary(record: RawRecord, vocabulary: Vocabulary) -> dict[str, str] | Rejected:
+    allowed = {
+        "channel": vocabulary.channels,
+        "service_area": vocabulary.service_areas,
+        "kind": vocabulary.kinds,
+    }
+    values: dict[str, str] = {}
+    errors: list[FieldError] = []
+    for name in _VOCABULARY_FIELDS:
+        raw = getattr(record, name, None)
+        if raw is None:
+            continue
+        folded = fold(raw)
+        if folded in allowed[name]:
+            values[name] = folded
+        else:
+            choices = ", ".join(sorted(allowed[name]))
+            errors.append(FieldError(name, f"unknown value {raw!r}; expected one of: {choices}"))
+    if errors:
+        return Rejected(RejectionReason.UNKNOWN_VOCABULARY, tuple(errors))
+    return values
+
+
+def event_id_for(source: str, idempotency_key: str) -> UUID:
+    return uuid5(EVENT_ID_NAMESPACE, f"{source}\n{idempotency_key}")
+
+
+def _correlation_id(record: RawRecord, source: str) -> UUID:
+    # One id for everything about a contact, unless the publisher chose its own.
+    return uuid5(EVENT_ID_NAMESPACE, f"{source}\n{record.correlation_id or record.contact_id}")
+
+
+def _to_event(
+    record: RawRecord, vocabulary_values: Mapping[str, str], source: str, recorded_at: datetime
+) -> ContactEvent:
+    envelope: dict[str, Any] = {
+        "event_id": event_id_for(source, record.idempotency_key),
+        "occurred_at": record.occurred_at,
+        "recorded_at": recorded_at,
+        "source": source,
+        "correlation_id": _correlation_id(record, source),
+        "contact_id": record.contact_id,
+    }
+    fields = record.model_dump(
+        exclude={
+            "idempotency_key",
+            "source",
+            "contact_id",
+            "occurred_at",
+            "correlation_id",
+            "record_type",
+        }
+    )
+    fields.update(vocabulary_values)
+    match record:
+        case RawContactReceived():
+            return ContactReceived(**envelope, payload=ContactReceivedPayload(**fields))
+        case RawContactTransferred():
+            return ContactTransferred(**envelope, payload=ContactTransferredPayload(**fields))
+        case RawContactResolved():
+            return ContactResolved(**envelope, payload=ContactResolvedPayload(**fields))
+        case RawCallAbandoned():
+            return CallAbandoned(**envelope, payload=CallAbandonedPayload(**fields))
+        case RawMysteryShopAssessed():
+            return MysteryShopAssessed(**envelope, payload=MysteryShopAssessedPayload(**fields))
+    raise TypeError(f"no event for {type(record).__name__}")
+
+
+def fingerprint(event: ContactEvent) -> str:
+    """What makes two records 'the same': everything but when intake saw them."""
+    content = event.model_dump_json(exclude={"recorded_at"})
+    return hashlib.sha256(content.encode()).hexdigest()
+
+
+def first_of_each_key(accepted: Sequence[Accepted]) -> tuple[list[int], list[int]]:
+    """Positions of first sightings and of in-batch repeats of an idempotency key."""
+    seen: set[tuple[str, str]] = set()
+    first: list[int] = []
+    repeats: list[int] = []
+    for position, item in enumerate(accepted):
+        identity = (item.source, item.idempotency_key)
+        (repeats if identity in seen else first).append(position)
+        seen.add(identity)
+    return first, repeats

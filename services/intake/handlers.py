@@ -1,0 +1,277 @@
+"""Intake's handlers: raw records in, canonical events (or dead letters) out.
+
+Order of effects, chosen so that a crash at any point loses nothing:
+publish the events and wait for the broker, then remember the idempotency
+keys, then (the caller) commit the consumed offsets. A crash before the keys
+are stored republishes the same events with the same deterministic
+`event_id`s, which every consumer deduplicates.
+"""
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter
+
+from services.intake.domain import (
+    PERSONAL_DATA_FIELDS,
+    Accepted,
+    Rejected,
+    RejectionReason,
+    Vocabulary,
+    decode_json,
+    first_of_each_key,
+    read_record,
+    reject,
+)
+from services.intake.store import AcceptedRecord, IdempotencyStore
+from shared.dead_letters import AttemptsExhaustedError, SourcePosition, is_transient, with_attempts
+from shared.events.contacts import ContactEvent
+
+log = logging.getLogger(__name__)
+
+PublishEvents = Callable[[Sequence[ContactEvent]], Awaitable[None]]
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True, slots=True)
+class InboundRecord:
+    """One record consumed from the raw topic."""
+
+    value: bytes
+    key: bytes | None
+    position: SourcePosition
+
+
+DeadLetterSink = Callable[[InboundRecord, Rejected, int], Awaitable[None]]
+
+
+class Via(StrEnum):
+    KAFKA = "kafka"
+    HTTP = "http"
+
+
+class RecordStatus(StrEnum):
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+
+
+class IntakeMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.accepted = Counter(
+            "intake_records_accepted",
+            "Records accepted and published as canonical events.",
+            ["via", "event_type"],
+            registry=registry,
+        )
+        self.duplicates = Counter(
+            "intake_records_duplicate",
+            "Records already accepted under the same idempotency key.",
+            ["via"],
+            registry=registry,
+        )
+        self.rejected = Counter(
+            "intake_records_rejected",
+            "Records refused, by reason.",
+            ["via", "reason"],
+            registry=registry,
+        )
+        self.dead_lettered = Counter(
+            "intake_records_dead_lettered",
+            "Raw-topic records sent to the dead-letter topic, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.personal_data_stripped = Counter(
+            "intake_personal_data_stripped",
+            "Personal data fields dropped from records before they became events.",
+            ["field"],
+            registry=registry,
+        )
+        for name in PERSONAL_DATA_FIELDS:
+            self.personal_data_stripped.labels(name)
+        for reason in RejectionReason:
+            self.dead_lettered.labels(reason.value)
+
+
+@dataclass
+class Classified:
+    """Positions in a list of accepted records, sorted by what happened to each."""
+
+    new: list[int] = field(default_factory=list)
+    duplicates: list[int] = field(default_factory=list)
+    conflicts: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResult:
+    index: int
+    idempotency_key: str
+    event_id: str
+    status: RecordStatus
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRejection:
+    index: int
+    rejected: Rejected
+
+
+class IntakeHandler:
+    def __init__(
+        self,
+        *,
+        store: IdempotencyStore,
+        publish_events: PublishEvents,
+        dead_letter: DeadLetterSink,
+        vocabulary: Vocabulary,
+        metrics: IntakeMetrics,
+        clock: Clock,
+        max_attempts: int,
+    ) -> None:
+        self._store = store
+        self._publish_events = publish_events
+        self._dead_letter = dead_letter
+        self._vocabulary = vocabulary
+        self._metrics = metrics
+        self._clock = clock
+        self._max_attempts = max_attempts
+
+    def _read(self, document: Any, source: str | None, via: Via) -> Accepted | Rejected:
+        outcome: Accepted | Rejected
+        if isinstance(document, Rejected):
+            outcome = document
+        elif not isinstance(document, dict):
+            outcome = reject(RejectionReason.INVALID_JSON, "", "a record must be a JSON object")
+        else:
+            outcome = read_record(
+                document, self._vocabulary, authenticated_source=source, recorded_at=self._clock()
+            )
+        if isinstance(outcome, Rejected):
+            self._metrics.rejected.labels(via.value, outcome.reason.value).inc()
+        return outcome
+
+    async def _classify(self, accepted: Sequence[Accepted]) -> Classified:
+        first, repeats = first_of_each_key(accepted)
+        known = await self._store.fingerprints(
+            [(accepted[i].source, accepted[i].idempotency_key) for i in first]
+        )
+        classified = Classified(duplicates=repeats)
+        for index in first:
+            item = accepted[index]
+            previous = known.get((item.source, item.idempotency_key))
+            if previous is None:
+                classified.new.append(index)
+            elif previous == item.fingerprint:
+                classified.duplicates.append(index)
+            else:
+                classified.conflicts.append(index)
+        return classified
+
+    async def _publish_new(self, new: Sequence[Accepted], via: Via) -> None:
+        if not new:
+            return
+        await self._publish_events([item.event for item in new])
+        await self._store.record(
+            [
+                AcceptedRecord(a.source, a.idempotency_key, a.event.event_id, a.fingerprint)
+                for a in new
+            ]
+        )
+        for item in new:
+            self._metrics.accepted.labels(via.value, item.event.event_type).inc()
+            for name in item.stripped_fields:
+                self._metrics.personal_data_stripped.labels(name).inc()
+
+    # -- raw topic -----------------------------------------------------------------
+
+    async def handle_raw_batch(self, records: Sequence[InboundRecord]) -> None:
+        """Handle one consumed batch; returns once every record is published or dead-lettered.
+
+        Raises only on a transient outage, so that the batch is redelivered.
+        """
+        readable: list[tuple[InboundRecord, Accepted]] = []
+        for record in records:
+            outcome = self._read(decode_json(record.value), None, Via.KAFKA)
+            if isinstance(outcome, Rejected):
+                await self._send_dead_letter(record, outcome, 1)
+            else:
+                readable.append((record, outcome))
+        try:
+            await self._accept_from_topic(readable)
+        except Exception as error:
+            if is_transient(error):
+                raise
+            # Something in the batch broke processing itself: isolate the record.
+            log.warning("batch failed (%r); retrying record by record", error)
+            for pair in readable:
+                await self._accept_one_with_attempts(pair)
+
+    async def _accept_from_topic(self, readable: Sequence[tuple[InboundRecord, Accepted]]) -> None:
+        accepted = [item for _, item in readable]
+        classified = await self._classify(accepted)
+        self._metrics.duplicates.labels(Via.KAFKA.value).inc(len(classified.duplicates))
+        for index in classified.conflicts:
+            await self._send_dead_letter(readable[index][0], _conflict(accepted[index]), 1)
+        await self._publish_new([accepted[i] for i in classified.new], Via.KAFKA)
+
+    async def _accept_one_with_attempts(self, pair: tuple[InboundRecord, Accepted]) -> None:
+        try:
+            await with_attempts(
+                lambda: self._accept_from_topic([pair]), max_attempts=self._max_attempts
+            )
+        except AttemptsExhaustedError as exhausted:
+            failure = reject(RejectionReason.PROCESSING_FAILED, "", str(exhausted))
+            await self._send_dead_letter(pair[0], failure, exhausted.attempts)
+
+    async def _send_dead_letter(
+        self, record: InboundRecord, rejected: Rejected, attempts: int
+    ) -> None:
+        await self._dead_letter(record, rejected, attempts)
+        self._metrics.dead_lettered.labels(rejected.reason.value).inc()
+
+    # -- HTTP ----------------------------------------------------------------------
+
+    async def handle_http_batch(
+        self, documents: Sequence[Any], source: str
+    ) -> list[HttpResult] | list[HttpRejection]:
+        """All or nothing: with any bad record, nothing is published."""
+        outcomes = [self._read(document, source, Via.HTTP) for document in documents]
+        rejections = [
+            HttpRejection(index, outcome)
+            for index, outcome in enumerate(outcomes)
+            if isinstance(outcome, Rejected)
+        ]
+        if rejections:
+            return rejections
+        accepted = [outcome for outcome in outcomes if isinstance(outcome, Accepted)]
+        classified = await self._classify(accepted)
+        if classified.conflicts:
+            self._metrics.rejected.labels(
+                Via.HTTP.value, RejectionReason.IDEMPOTENCY_CONFLICT.value
+            ).inc(len(classified.conflicts))
+            return [HttpRejection(i, _conflict(accepted[i])) for i in classified.conflicts]
+        await self._publish_new([accepted[i] for i in classified.new], Via.HTTP)
+        self._metrics.duplicates.labels(Via.HTTP.value).inc(len(classified.duplicates))
+        new = set(classified.new)
+        return [
+            HttpResult(
+                index=index,
+                idempotency_key=item.idempotency_key,
+                event_id=str(item.event.event_id),
+                status=RecordStatus.ACCEPTED if index in new else RecordStatus.DUPLICATE,
+            )
+            for index, item in enumerate(accepted)
+        ]
+
+
+def _conflict(item: Accepted) -> Rejected:
+    return reject(
+        RejectionReason.IDEMPOTENCY_CONFLICT,
+        "idempotency_key",
+        f"{item.idempotency_key!r} was already accepted from {item.source!r} "
+        "with different content",
+    )

@@ -1,0 +1,99 @@
+"""The contact records other council systems send to intake.
+
+This is intake's public input contract: flat JSON records on the raw topic
+or in `POST /v1/contacts`, one `record_type` per canonical contact event.
+Its JSON Schema is exported to `shared/schemas/RawContactRecord.json`.
+"""
+
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from shared.events.contacts import Team, WaitSeconds
+from shared.events.vocabulary import CustomerRef, Identifier, Slug
+
+MAX_HTTP_BATCH = 1000
+
+LooseVocabulary = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=64,
+        description="A vocabulary value; case, spaces and hyphens are folded "
+        "(`Face-to-face` is read as `face_to_face`), unknown values are rejected.",
+    ),
+]
+
+
+class RawRecord(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+    idempotency_key: Identifier = Field(
+        description="The publisher's unique key for this record; a record sent again with "
+        "the same key (from the same source) is accepted once.",
+    )
+    source: (
+        Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_-]*$")] | None
+    ) = Field(
+        default=None,
+        description="Publishing system. Required on the raw topic; over HTTP it is the "
+        "authenticated caller's system.",
+        examples=["crm", "telephony"],
+    )
+    contact_id: Identifier
+    occurred_at: AwareDatetime = Field(
+        description="When it happened, with a UTC offset (e.g. `2026-01-12T09:30:00+00:00`)."
+    )
+    correlation_id: Identifier | None = None
+
+
+class RawContactReceived(RawRecord):
+    record_type: Literal["contact_received"]
+    channel: LooseVocabulary
+    service_area: LooseVocabulary
+    kind: LooseVocabulary
+    customer_ref: CustomerRef | None = None
+    answered_by_team: Team | None = None
+    transfers: int = Field(default=0, ge=0, le=50)
+    resolved_at_first_contact: bool = False
+    wait_seconds: WaitSeconds | None = None
+
+
+class RawContactTransferred(RawRecord):
+    record_type: Literal["contact_transferred"]
+    from_team: Team
+    to_team: Team
+    service_area: LooseVocabulary
+
+
+class RawContactResolved(RawRecord):
+    record_type: Literal["contact_resolved"]
+    channel: LooseVocabulary
+    service_area: LooseVocabulary
+    kind: LooseVocabulary
+    customer_ref: CustomerRef | None = None
+    resolved_by_team: Team | None = None
+
+
+class RawCallAbandoned(RawRecord):
+    record_type: Literal["call_abandoned"]
+    service_area: LooseVocabulary
+    wait_seconds: WaitSeconds
+    customer_ref: CustomerRef | None = None
+
+
+class RawMysteryShopAssessed(RawRecord):
+    record_type: Literal["mystery_shop_assessed"]
+    channel: LooseVocabulary
+    service_area: LooseVocabulary
+    scores: dict[Slug, Annotated[int, Field(ge=0, le=100)]] = Field(min_length=1, max_length=50)
+
+
+RawContactRecord = Annotated[
+    RawContactReceived
+    | RawContactTransferred
+    | RawContactResolved
+    | RawCallAbandoned
+    | RawMysteryShopAssessed,
+    Field(discriminator="record_type"),
+]

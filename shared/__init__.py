@@ -1,0 +1,1 @@
+"""Code every CivicPulse service shares: event schemas, topics, settings and plumbing."""

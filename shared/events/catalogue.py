@@ -1,0 +1,53 @@
+"""The whole event catalogue as one discriminated union, and how to parse it.
+
+The union dispatches on `event_type` together with `schema_version`, so two
+versions of one event can be read side by side during a deprecation period.
+"""
+
+from typing import Annotated, Any, Union
+
+from pydantic import Discriminator, Tag, TypeAdapter
+
+from shared.events.complaints import COMPLAINT_EVENTS
+from shared.events.contacts import CONTACT_EVENTS
+from shared.events.envelope import Event
+from shared.events.feedback import FEEDBACK_EVENTS
+from shared.events.metrics import METRICS_EVENTS
+
+ALL_EVENTS: tuple[type[Event], ...] = (
+    *CONTACT_EVENTS,
+    *COMPLAINT_EVENTS,
+    *FEEDBACK_EVENTS,
+    *METRICS_EVENTS,
+)
+EVENTS_BY_TAG: dict[str, type[Event]] = {cls.type_tag(): cls for cls in ALL_EVENTS}
+
+
+def _tag_of(value: Any) -> str | None:
+    if isinstance(value, Event):
+        return value.type_tag()
+    if isinstance(value, dict):
+        return f"{value.get('event_type')}:{value.get('schema_version')}"
+    return None
+
+
+_TAGGED_EVENTS = tuple(Annotated[cls, Tag(cls.type_tag())] for cls in ALL_EVENTS)
+# Built from ALL_EVENTS, so mypy cannot see its members; typed as Any for it.
+AnyEvent: Any = Annotated[
+    Union[_TAGGED_EVENTS],  # noqa: UP007 - a Union of a runtime tuple
+    Discriminator(
+        _tag_of,
+        custom_error_type="unknown_event",
+        custom_error_message="unknown event_type/schema_version",
+    ),
+]
+_ADAPTER: TypeAdapter[Event] = TypeAdapter(AnyEvent)
+
+
+def parse_event(data: bytes | str) -> Event:
+    """Parse one event from JSON; raises `pydantic.ValidationError` if it is not one."""
+    return _ADAPTER.validate_json(data)
+
+
+def event_json_schema() -> dict[str, Any]:
+    return _ADAPTER.json_schema()

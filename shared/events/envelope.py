@@ -1,0 +1,77 @@
+"""The envelope every CivicPulse event travels in.
+
+Events are immutable facts. Each concrete event pins its `event_type` and
+`schema_version` as literals, so a payload change is a new class with a new
+version that consumers accept side by side with the old one.
+"""
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, ClassVar
+from uuid import UUID, uuid4
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+
+
+def _as_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[
+    AwareDatetime,
+    AfterValidator(_as_utc),
+    Field(description="Timezone-aware instant, normalised to UTC."),
+]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class FrozenModel(BaseModel):
+    """Base of every payload: immutable, and unknown fields are an error."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Event(FrozenModel):
+    """Fields shared by every event; subclasses add the subject key and payload."""
+
+    event_id: UUID = Field(
+        default_factory=uuid4,
+        description="Unique id of this event; consumers deduplicate on it.",
+    )
+    event_type: str
+    schema_version: int
+    occurred_at: UtcDatetime = Field(description="When it happened in the world.")
+    recorded_at: UtcDatetime = Field(
+        default_factory=utc_now, description="When CivicPulse recorded it."
+    )
+    source: str = Field(
+        min_length=1,
+        max_length=64,
+        description="The system that published the fact.",
+        examples=["crm", "telephony", "civicpulse-complaints"],
+    )
+    correlation_id: UUID | None = Field(
+        default=None, description="Id shared by every event of one case or conversation."
+    )
+    causation_id: UUID | None = Field(
+        default=None, description="event_id of the event that caused this one."
+    )
+
+    # The name of the field that holds the subject key; set by each family.
+    key_field: ClassVar[str] = ""
+
+    @property
+    def key(self) -> str:
+        """The Kafka record key: the subject, so one subject's events stay ordered."""
+        return str(getattr(self, self.key_field))
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def type_tag(cls) -> str:
+        """`EventType:version`, the tag the catalogue's union dispatches on."""
+        fields: dict[str, Any] = cls.model_fields
+        return f"{fields['event_type'].default}:{fields['schema_version'].default}"

@@ -1,0 +1,93 @@
+"""Closed vocabularies that every event shares.
+
+Service areas are an open vocabulary configured per council (see
+`shared.vocabulary`), so on the wire they are slugs, checked by intake.
+"""
+
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import Field
+
+
+class Channel(StrEnum):
+    PHONE = "phone"
+    FACE_TO_FACE = "face_to_face"
+    WEB = "web"
+    EMAIL = "email"
+    LETTER = "letter"
+    SOCIAL = "social"
+
+
+class ContactKind(StrEnum):
+    ENQUIRY = "enquiry"
+    SERVICE_REQUEST = "service_request"
+    COMPLAINT = "complaint"
+    COMPLIMENT = "compliment"
+    FEEDBACK = "feedback"
+
+
+class ComplaintProcedure(StrEnum):
+    """Which procedure a complaint follows; only `corporate` is under the Code."""
+
+    CORPORATE = "corporate"
+    ADULT_SOCIAL_CARE = "adult_social_care"
+    CHILDRENS_SOCIAL_CARE = "childrens_social_care"
+
+
+class ComplaintOutcome(StrEnum):
+    UPHELD = "upheld"
+    PARTLY_UPHELD = "partly_upheld"
+    NOT_UPHELD = "not_upheld"
+
+
+class DeadlineKind(StrEnum):
+    ACKNOWLEDGE = "acknowledge"
+    RESPOND = "respond"
+
+
+class Resolved(StrEnum):
+    YES = "yes"
+    PARTLY = "partly"
+    NO = "no"
+
+
+class CaseType(StrEnum):
+    CONTACT = "contact"
+    COMPLAINT = "complaint"
+
+
+Slug = Annotated[
+    str,
+    Field(
+        pattern=r"^[a-z][a-z0-9_]{0,62}$",
+        description="Lower-case identifier from a configured vocabulary.",
+    ),
+]
+ServiceArea = Annotated[
+    str,
+    Field(
+        pattern=r"^[a-z][a-z0-9_]{0,62}$",
+        description="Service area from the council's vocabulary (shared/vocabulary.yaml).",
+        examples=["planning", "waste"],
+    ),
+]
+CustomerRef = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$",
+        description="Pseudonymous customer reference; never a name, email or phone number.",
+        examples=["CUST-000123"],
+    ),
+]
+Identifier = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]*$",
+        description="Identifier assigned by the publishing system.",
+    ),
+]

@@ -1,0 +1,78 @@
+"""PostgreSQL plumbing: the connection pool and plain-SQL migrations.
+
+Each service keeps numbered `.sql` files in its `migrations/` folder. They run
+in name order, each in its own transaction, and are recorded in
+`schema_migrations` so a second start applies only what is new. An advisory
+lock keeps two replicas starting together from racing.
+"""
+
+import hashlib
+import logging
+from pathlib import Path
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+MIGRATION_LOCK_ID = 0x6369766963  # "civic": one lock shared by every service
+
+
+class MigrationError(RuntimeError):
+    pass
+
+
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, command_timeout=30)
+    if pool is None:  # asyncpg's typing allows it; it never happens when awaited
+        raise RuntimeError("asyncpg returned no pool")
+    return pool
+
+
+def migration_files(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*.sql"))
+
+
+async def apply_migrations(pool: asyncpg.Pool, service: str, folder: Path) -> list[str]:
+    """Apply the service's new migrations; returns the names applied."""
+    applied_now: list[str] = []
+    async with pool.acquire() as connection:
+        await connection.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_ID)
+        try:
+            await connection.execute(
+                """
+                CREATE TABLE IF NOT EXISTS schema_migrations (
+                    service    text        NOT NULL,
+                    name       text        NOT NULL,
+                    checksum   text        NOT NULL,
+                    applied_at timestamptz NOT NULL DEFAULT now(),
+                    PRIMARY KEY (service, name)
+                )
+                """
+            )
+            rows = await connection.fetch(
+                "SELECT name, checksum FROM schema_migrations WHERE service = $1", service
+            )
+            done = {row["name"]: row["checksum"] for row in rows}
+            for path in migration_files(folder):
+                sql = path.read_text()
+                checksum = hashlib.sha256(sql.encode()).hexdigest()
+                if path.name in done:
+                    if done[path.name] != checksum:
+                        raise MigrationError(
+                            f"{service} migration {path.name} changed after it was applied; "
+                            "add a new migration instead of editing an old one"
+                        )
+                    continue
+                async with connection.transaction():
+                    await connection.execute(sql)
+                    await connection.execute(
+                        "INSERT INTO schema_migrations (service, name, checksum)"
+                        " VALUES ($1, $2, $3)",
+                        service,
+                        path.name,
+                        checksum,
+                    )
+                log.info("%s: applied migration %s", service, path.name)
+                applied_now.append(path.name)
+        finally:
+            await connection.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_ID)
+    return applied_now

@@ -1,0 +1,40 @@
+"""Settings read from `CIVICPULSE_*` environment variables.
+
+Each service subclasses `ServiceSettings` for its own options; the defaults
+suit the local launcher (`civicpulse infra up`).
+"""
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_VOCABULARY_FILE = Path(__file__).with_name("vocabulary.yaml")
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CIVICPULSE_", extra="ignore", frozen=True)
+
+    kafka_bootstrap: str = Field(
+        default="127.0.0.1:19092", description="Kafka bootstrap servers, comma separated."
+    )
+    database_url: str = Field(
+        default="postgresql://civicpulse@127.0.0.1:15432/civicpulse",
+        description="PostgreSQL DSN (asyncpg form).",
+    )
+    http_host: str = Field(default="127.0.0.1", description="Address the HTTP server binds.")
+    http_port: int = Field(default=8000, ge=1, le=65535)
+    vocabulary_file: Path = Field(
+        default=DEFAULT_VOCABULARY_FILE, description="YAML file with the council's service areas."
+    )
+    dead_letter_max_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=20,
+        description="Attempts at a record failing for an unexpected reason before it is "
+        "dead-lettered, so one poison record cannot block its partition.",
+    )
+    create_topics: bool = Field(
+        default=True, description="Create missing topics at start-up (off where ops own topics)."
+    )
+    log_level: str = Field(default="INFO")

@@ -1,0 +1,55 @@
+"""Fixtures shared by every test tier.
+
+Unit tests need none of these. Integration tests ask for `infrastructure`
+(real Kafka and PostgreSQL, see `tests/support/infrastructure.py`) and get a
+fresh database per test session, so runs never see each other's rows.
+"""
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from shared.kafka import ensure_topics
+from shared.topics import ALL_TOPICS
+from tests.support.infrastructure import Infrastructure, test_infrastructure
+
+
+@pytest.fixture(scope="session")
+def infrastructure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infrastructure]:
+    with test_infrastructure(tmp_path_factory.mktemp("civicpulse")) as infra:
+        print(f"\ntest infrastructure from {infra.provided_by}: {infra.kafka_bootstrap}")
+        yield infra
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(infrastructure: Infrastructure) -> str:
+    return infrastructure.kafka_bootstrap
+
+
+@pytest.fixture(scope="session")
+async def topics(kafka_bootstrap: str) -> None:
+    await ensure_topics(kafka_bootstrap, ALL_TOPICS)
+
+
+def _with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="session")
+async def database_url(infrastructure: Infrastructure) -> AsyncIterator[str]:
+    name = f"civicpulse_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(infrastructure.database_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    yield _with_database(infrastructure.database_url, name)
+    admin = await asyncpg.connect(infrastructure.database_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()

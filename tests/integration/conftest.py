@@ -1,0 +1,39 @@
+"""The intake service running in-process against the real broker and database."""
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+from services.intake.app import create_app
+from services.intake.settings import IntakeSettings, hash_api_key
+
+CRM_API_KEY = "test-crm-key-0123456789"
+
+
+@dataclass
+class RunningIntake:
+    app: FastAPI
+    client: httpx.AsyncClient
+    registry: CollectorRegistry
+    settings: IntakeSettings
+
+
+@pytest.fixture(scope="session")
+async def intake(
+    kafka_bootstrap: str, database_url: str, topics: None
+) -> AsyncIterator[RunningIntake]:
+    settings = IntakeSettings(
+        kafka_bootstrap=kafka_bootstrap,
+        database_url=database_url,
+        intake_api_keys={"crm": hash_api_key(CRM_API_KEY)},
+    )
+    registry = CollectorRegistry()
+    app = create_app(settings, registry=registry)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://intake") as client:
+            yield RunningIntake(app, client, registry, settings)

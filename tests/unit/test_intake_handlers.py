@@ -1,0 +1,594 @@
+"""Intake's handlers with in-memory fakes: what is published, what is dead-lettered, and why."""
+
+import asyncio
+import inspect
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from aiokafka.errors import KafkaConnectionError
+from prometheus_client import CollectorRegistry
+
+from services.intake.domain import Rejected, RejectionReason, Vocabulary, event_id_for
+from services.intake.handlers import (
+    HttpRejection,
+    HttpResult,
+    InboundRecord,
+    IntakeHandler,
+    IntakeMetrics,
+    RecordStatus,
+)
+from services.intake.store import AcceptedRecord, IdempotencyStore
+from shared.dead_letters import SourcePosition
+from shared.events.contacts import ContactEvent, ContactReceived
+
+NOW = datetime(2026, 1, 12, 9, 31, tzinfo=UTC)
+MAX_ATTEMPTS = 3
+RAW_TOPIC = "civicpulse.contacts.raw"
+VOCABULARY = Vocabulary(frozenset({"planning", "waste", "council_tax", "housing"}))
+
+
+class FakeIdempotencyStore(IdempotencyStore):
+    """`IdempotencyStore` backed by a dict; subclassed so mypy holds the two in step."""
+
+    def __init__(self) -> None:  # no pool: nothing here touches PostgreSQL
+        self.rows: dict[tuple[str, str], AcceptedRecord] = {}
+        self.record_calls: list[list[AcceptedRecord]] = []
+        self.failures: dict[str, Exception] = {}
+        self.lookup_failure: Exception | None = None
+
+    def fail_record_for(self, idempotency_key: str, error: Exception) -> None:
+        self.failures[idempotency_key] = error
+
+    async def fingerprints(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        if self.lookup_failure is not None:
+            raise self.lookup_failure
+        return {key: self.rows[key].fingerprint for key in keys if key in self.rows}
+
+    async def record(self, records: Sequence[AcceptedRecord]) -> None:
+        self.record_calls.append(list(records))
+        for accepted in records:
+            if accepted.idempotency_key in self.failures:
+                raise self.failures[accepted.idempotency_key]
+        for accepted in records:
+            self.rows.setdefault((accepted.source, accepted.idempotency_key), accepted)
+
+
+@dataclass
+class DeadLetterCall:
+    record: InboundRecord
+    rejected: Rejected
+    attempts: int
+
+
+@dataclass
+class Harness:
+    store: FakeIdempotencyStore = field(default_factory=FakeIdempotencyStore)
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    published: list[ContactEvent] = field(default_factory=list)
+    publish_calls: int = 0
+    publish_failure: Exception | None = None
+    dead_letters: list[DeadLetterCall] = field(default_factory=list)
+    offset: int = 0
+
+    def __post_init__(self) -> None:
+        self.metrics = IntakeMetrics(self.registry)
+        self.handler = IntakeHandler(
+            store=self.store,
+            publish_events=self.publish_events,
+            dead_letter=self.dead_letter,
+            vocabulary=VOCABULARY,
+            metrics=self.metrics,
+            clock=lambda: NOW,
+            max_attempts=MAX_ATTEMPTS,
+        )
+
+    async def publish_events(self, events: Sequence[ContactEvent]) -> None:
+        self.publish_calls += 1
+        if self.publish_failure is not None:
+            raise self.publish_failure
+        self.published.extend(events)
+
+    async def dead_letter(self, record: InboundRecord, rejected: Rejected, attempts: int) -> None:
+        self.dead_letters.append(DeadLetterCall(record, rejected, attempts))
+
+    def inbound(self, value: bytes | dict[str, Any]) -> InboundRecord:
+        raw = json.dumps(value).encode() if isinstance(value, dict) else value
+        self.offset += 1
+        return InboundRecord(raw, b"contact-0042", SourcePosition(RAW_TOPIC, 0, self.offset))
+
+    async def consume(self, *values: bytes | dict[str, Any]) -> list[InboundRecord]:
+        records = [self.inbound(value) for value in values]
+        await self.handler.handle_raw_batch(records)
+        return records
+
+    def sample(self, name: str, **labels: str) -> float:
+        value = self.registry.get_sample_value(name, labels)
+        return 0.0 if value is None else value
+
+    def duplicates(self, via: str) -> float:
+        return self.sample("intake_records_duplicate_total", via=via)
+
+    def dead_lettered(self, reason: RejectionReason) -> float:
+        return self.sample("intake_records_dead_lettered_total", reason=reason.value)
+
+    def published_keys(self) -> list[str]:
+        return [event.contact_id for event in self.published]
+
+
+@pytest.fixture
+def harness() -> Harness:
+    return Harness()
+
+
+@pytest.fixture
+def no_backoff(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Skip `with_attempts`' sleeps between attempts; returns the delays it asked for."""
+    delays: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def instant(delay: float, *args: Any, **kwargs: Any) -> None:
+        delays.append(delay)
+        await real_sleep(0)
+
+    # `with_attempts` looks `asyncio.sleep` up when it runs; the patch lasts one test.
+    monkeypatch.setattr(asyncio, "sleep", instant)
+    return delays
+
+
+def contact(key: str, **changes: Any) -> dict[str, Any]:
+    """A valid raw `contact_received` record; `key` is its idempotency key and contact id."""
+    document: dict[str, Any] = {
+        "record_type": "contact_received",
+        "idempotency_key": key,
+        "source": "crm",
+        "contact_id": key,
+        "occurred_at": "2026-01-12T09:30:00+00:00",
+        "channel": "phone",
+        "service_area": "planning",
+        "kind": "enquiry",
+        "customer_ref": "CUST-000123",
+        "wait_seconds": 12.0,
+    }
+    document.update(changes)
+    return document
+
+
+def without_source(document: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in document.items() if name != "source"}
+
+
+# -- raw topic ----------------------------------------------------------------------------
+
+
+async def test_a_mixed_batch_publishes_only_the_good_records_in_order(harness: Harness) -> None:
+    records = await harness.consume(
+        contact("good-1"),
+        b"{this is not json",
+        contact("bad-vocabulary", service_area="parking"),
+        contact("good-2"),
+        b"[1, 2, 3]",
+        contact("bad-shape", transfers=-1),
+        contact("good-3"),
+    )
+
+    assert harness.published_keys() == ["good-1", "good-2", "good-3"]
+    assert [(d.record, d.rejected.reason, d.attempts) for d in harness.dead_letters] == [
+        (records[1], RejectionReason.INVALID_JSON, 1),
+        (records[2], RejectionReason.UNKNOWN_VOCABULARY, 1),
+        (records[4], RejectionReason.INVALID_JSON, 1),
+        (records[5], RejectionReason.INVALID_RECORD, 1),
+    ]
+    assert harness.dead_letters[1].rejected.errors[0].field == "service_area"
+    assert harness.dead_letters[3].rejected.errors[0].field == "transfers"
+    assert set(harness.store.rows) == {("crm", "good-1"), ("crm", "good-2"), ("crm", "good-3")}
+
+
+async def test_a_mixed_batch_is_counted_by_outcome(harness: Harness) -> None:
+    await harness.consume(
+        contact("good-1", email="jane@example.org"),
+        b"\xff",
+        contact("bad-vocabulary", channel="fax"),
+    )
+
+    assert harness.dead_lettered(RejectionReason.INVALID_JSON) == 1
+    assert harness.dead_lettered(RejectionReason.UNKNOWN_VOCABULARY) == 1
+    assert harness.dead_lettered(RejectionReason.PROCESSING_FAILED) == 0
+    assert (
+        harness.sample("intake_records_accepted_total", via="kafka", event_type="ContactReceived")
+        == 1
+    )
+    assert harness.sample("intake_records_rejected_total", via="kafka", reason="invalid_json") == 1
+    assert harness.sample("intake_personal_data_stripped_total", field="email") == 1
+
+
+async def test_a_dead_letter_keeps_the_original_bytes_and_position(harness: Harness) -> None:
+    records = await harness.consume(b"not json")
+
+    [letter] = harness.dead_letters
+    assert letter.record is records[0]
+    assert letter.record.value == b"not json"
+    assert letter.record.position == SourcePosition(RAW_TOPIC, 0, 1)
+
+
+async def test_a_raw_record_without_a_source_is_dead_lettered(harness: Harness) -> None:
+    await harness.consume(without_source(contact("no-source")))
+
+    assert harness.published == []
+    [letter] = harness.dead_letters
+    assert letter.rejected.reason is RejectionReason.SOURCE_MISSING
+
+
+async def test_the_published_event_is_the_canonical_event(harness: Harness) -> None:
+    await harness.consume(contact("good-1", postcode="SW1A 1AA"))
+
+    [event] = harness.published
+    assert isinstance(event, ContactReceived)
+    assert event.event_id == event_id_for("crm", "good-1")
+    assert event.recorded_at == NOW
+    assert event.payload.service_area == "planning"
+    assert b"SW1A" not in event.to_bytes()
+    [[stored]] = harness.store.record_calls
+    assert stored == AcceptedRecord("crm", "good-1", event.event_id, stored.fingerprint)
+
+
+async def test_a_batch_with_nothing_readable_publishes_nothing(harness: Harness) -> None:
+    await harness.consume(b"", b"null")
+
+    assert harness.publish_calls == 0
+    assert harness.store.record_calls == []
+    assert len(harness.dead_letters) == 2
+
+
+async def test_a_record_sent_twice_in_one_batch_is_published_once(harness: Harness) -> None:
+    await harness.consume(contact("twice"), contact("other"), contact("twice"))
+
+    assert harness.published_keys() == ["twice", "other"]
+    assert harness.dead_letters == []
+    assert harness.duplicates("kafka") == 1
+
+
+async def test_a_record_sent_twice_in_two_batches_is_published_once(harness: Harness) -> None:
+    await harness.consume(contact("twice"))
+    await harness.consume(contact("twice"))
+
+    assert harness.published_keys() == ["twice"]
+    assert harness.dead_letters == []
+    assert harness.duplicates("kafka") == 1
+
+
+async def test_a_record_sent_again_with_more_personal_data_is_still_a_duplicate(
+    harness: Harness,
+) -> None:
+    await harness.consume(contact("twice"))
+    await harness.consume(contact("twice", name="Jane Smith"))
+
+    assert harness.published_keys() == ["twice"]
+    assert harness.duplicates("kafka") == 1
+
+
+async def test_one_key_from_two_sources_is_two_records(harness: Harness) -> None:
+    await harness.consume(contact("shared-key"), contact("shared-key", source="telephony"))
+
+    assert [event.source for event in harness.published] == ["crm", "telephony"]
+    assert harness.duplicates("kafka") == 0
+
+
+async def test_a_key_reused_with_different_content_is_dead_lettered_as_a_conflict(
+    harness: Harness,
+) -> None:
+    await harness.consume(contact("reused"))
+    records = await harness.consume(contact("reused", kind="service_request"), contact("fresh"))
+
+    assert harness.published_keys() == ["reused", "fresh"]
+    [letter] = harness.dead_letters
+    assert letter.record is records[0]
+    assert letter.rejected.reason is RejectionReason.IDEMPOTENCY_CONFLICT
+    assert letter.rejected.errors[0].field == "idempotency_key"
+    assert letter.attempts == 1
+    assert harness.dead_lettered(RejectionReason.IDEMPOTENCY_CONFLICT) == 1
+    assert harness.duplicates("kafka") == 0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: first_of_each_key treats every in-batch repeat of a key as a duplicate "
+    "without comparing fingerprints, so a key reused with different content inside one "
+    "batch is silently dropped (and counted as a duplicate) instead of being a conflict",
+)
+async def test_a_key_reused_with_different_content_in_one_batch_is_a_conflict(
+    harness: Harness,
+) -> None:
+    records = await harness.consume(contact("reused"), contact("reused", kind="complaint"))
+
+    assert harness.published_keys() == ["reused"]
+    assert [(d.record, d.rejected.reason) for d in harness.dead_letters] == [
+        (records[1], RejectionReason.IDEMPOTENCY_CONFLICT)
+    ]
+    assert harness.duplicates("kafka") == 0
+
+
+async def test_a_poison_record_is_dead_lettered_after_its_attempts_and_the_rest_published(
+    harness: Harness, no_backoff: list[float]
+) -> None:
+    harness.store.fail_record_for("poison", ValueError("value too long for type"))
+
+    records = await harness.consume(contact("good-1"), contact("poison"), contact("good-2"))
+
+    assert {"good-1", "good-2"} <= set(harness.published_keys())
+    assert set(harness.store.rows) == {("crm", "good-1"), ("crm", "good-2")}
+    [letter] = harness.dead_letters
+    assert letter.record is records[1]
+    assert letter.rejected.reason is RejectionReason.PROCESSING_FAILED
+    assert letter.attempts == MAX_ATTEMPTS
+    assert "ValueError: value too long for type" in letter.rejected.describe()
+    poison_alone = [
+        call
+        for call in harness.store.record_calls
+        if [r.idempotency_key for r in call] == ["poison"]
+    ]
+    assert len(poison_alone) == MAX_ATTEMPTS
+    assert len(no_backoff) == MAX_ATTEMPTS - 1
+    assert harness.dead_lettered(RejectionReason.PROCESSING_FAILED) == 1
+    assert (
+        harness.sample("intake_records_accepted_total", via="kafka", event_type="ContactReceived")
+        == 2
+    )
+
+
+async def test_a_poison_record_does_not_stop_the_next_batch(
+    harness: Harness, no_backoff: list[float]
+) -> None:
+    harness.store.fail_record_for("poison", ValueError("boom"))
+    await harness.consume(contact("poison"))
+
+    await harness.consume(contact("next"))
+
+    assert "next" in harness.published_keys()
+    assert [d.rejected.reason for d in harness.dead_letters] == [RejectionReason.PROCESSING_FAILED]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: when a batch falls back to record-by-record processing, the batch attempt "
+    "has already dead-lettered its conflicts, and the per-record retry dead-letters each "
+    "conflict again (two dead letters, dead_lettered{reason=idempotency_conflict} == 2)",
+)
+async def test_a_conflict_in_a_batch_that_falls_back_record_by_record_is_dead_lettered_once(
+    harness: Harness, no_backoff: list[float]
+) -> None:
+    await harness.consume(contact("reused"))
+    harness.store.fail_record_for("poison", ValueError("boom"))
+
+    records = await harness.consume(contact("reused", kind="complaint"), contact("poison"))
+
+    assert [(d.record, d.rejected.reason) for d in harness.dead_letters] == [
+        (records[0], RejectionReason.IDEMPOTENCY_CONFLICT),
+        (records[1], RejectionReason.PROCESSING_FAILED),
+    ]
+    assert harness.dead_lettered(RejectionReason.IDEMPOTENCY_CONFLICT) == 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: when a batch falls back to record-by-record processing, the batch attempt "
+    "has already counted its duplicates, and the per-record retry counts each one again "
+    "(intake_records_duplicate_total{via=kafka} == 2 for one duplicate)",
+)
+async def test_a_duplicate_in_a_batch_that_falls_back_record_by_record_is_counted_once(
+    harness: Harness, no_backoff: list[float]
+) -> None:
+    await harness.consume(contact("known"))
+    harness.store.fail_record_for("poison", ValueError("boom"))
+
+    await harness.consume(contact("known"), contact("poison"))
+
+    assert harness.published_keys().count("known") == 1
+    assert harness.duplicates("kafka") == 1
+
+
+@pytest.mark.parametrize(
+    "error",
+    [ConnectionRefusedError("PostgreSQL is down"), KafkaConnectionError(), TimeoutError()],
+    ids=lambda error: type(error).__name__,
+)
+async def test_a_transient_store_error_propagates_so_the_batch_is_redelivered(
+    harness: Harness, no_backoff: list[float], error: Exception
+) -> None:
+    harness.store.fail_record_for("good-2", error)
+
+    with pytest.raises(type(error)):
+        await harness.consume(contact("good-1"), contact("good-2"), b"not json")
+
+    assert [d.rejected.reason for d in harness.dead_letters] == [RejectionReason.INVALID_JSON]
+    assert harness.store.rows == {}
+    assert no_backoff == []
+
+
+async def test_a_transient_lookup_error_propagates_and_nothing_is_published(
+    harness: Harness,
+) -> None:
+    harness.store.lookup_failure = ConnectionRefusedError("PostgreSQL is down")
+
+    with pytest.raises(ConnectionRefusedError):
+        await harness.consume(contact("good-1"))
+
+    assert harness.published == []
+    assert harness.dead_letters == []
+
+
+async def test_a_kafka_outage_while_publishing_propagates_and_nothing_is_dead_lettered(
+    harness: Harness,
+) -> None:
+    harness.publish_failure = KafkaConnectionError()
+
+    with pytest.raises(KafkaConnectionError):
+        await harness.consume(contact("good-1"), contact("good-2"))
+
+    assert harness.dead_letters == []
+    assert harness.store.record_calls == []
+
+
+async def test_a_redelivered_batch_after_an_outage_is_published_once(harness: Harness) -> None:
+    harness.publish_failure = KafkaConnectionError()
+    with pytest.raises(KafkaConnectionError):
+        await harness.consume(contact("good-1"))
+    harness.publish_failure = None
+
+    await harness.consume(contact("good-1"))
+    await harness.consume(contact("good-1"))
+
+    assert harness.published_keys() == ["good-1"]
+    assert harness.duplicates("kafka") == 1
+
+
+# -- HTTP ---------------------------------------------------------------------------------
+
+
+async def test_an_http_batch_with_one_bad_record_publishes_nothing(harness: Harness) -> None:
+    documents: list[Any] = [
+        without_source(contact("good-1")),
+        without_source(contact("bad", occurred_at="2026-01-12T09:30:00")),
+        without_source(contact("good-2")),
+        "not an object",
+    ]
+
+    outcome = await harness.handler.handle_http_batch(documents, "crm")
+
+    assert all(isinstance(item, HttpRejection) for item in outcome)
+    rejections = [item for item in outcome if isinstance(item, HttpRejection)]
+    assert [(r.index, r.rejected.reason) for r in rejections] == [
+        (1, RejectionReason.INVALID_RECORD),
+        (3, RejectionReason.INVALID_JSON),
+    ]
+    assert rejections[0].rejected.errors[0].field == "occurred_at"
+    assert harness.published == []
+    assert harness.store.record_calls == []
+    assert harness.sample("intake_records_rejected_total", via="http", reason="invalid_record") == 1
+
+
+async def test_an_http_record_naming_another_source_is_rejected(harness: Harness) -> None:
+    outcome = await harness.handler.handle_http_batch([contact("k", source="telephony")], "crm")
+
+    assert len(outcome) == 1
+    [rejection] = outcome
+    assert isinstance(rejection, HttpRejection)
+    assert rejection.rejected.reason is RejectionReason.SOURCE_MISMATCH
+    assert rejection.rejected.errors[0].field == "source"
+    assert harness.published == []
+
+
+async def test_a_good_http_batch_is_published_and_reported_as_accepted(harness: Harness) -> None:
+    outcome = await harness.handler.handle_http_batch(
+        [without_source(contact("a")), without_source(contact("b"))], "crm"
+    )
+
+    assert outcome == [
+        HttpResult(0, "a", str(event_id_for("crm", "a")), RecordStatus.ACCEPTED),
+        HttpResult(1, "b", str(event_id_for("crm", "b")), RecordStatus.ACCEPTED),
+    ]
+    assert harness.published_keys() == ["a", "b"]
+    assert [event.source for event in harness.published] == ["crm", "crm"]
+    assert (
+        harness.sample("intake_records_accepted_total", via="http", event_type="ContactReceived")
+        == 2
+    )
+
+
+async def test_an_http_batch_sent_again_is_reported_as_duplicates(harness: Harness) -> None:
+    documents = [without_source(contact("a")), without_source(contact("b"))]
+    first = await harness.handler.handle_http_batch(documents, "crm")
+
+    again = await harness.handler.handle_http_batch(
+        [*documents, without_source(contact("c"))], "crm"
+    )
+
+    assert again == [
+        HttpResult(0, "a", str(event_id_for("crm", "a")), RecordStatus.DUPLICATE),
+        HttpResult(1, "b", str(event_id_for("crm", "b")), RecordStatus.DUPLICATE),
+        HttpResult(2, "c", str(event_id_for("crm", "c")), RecordStatus.ACCEPTED),
+    ]
+    assert [r.event_id for r in again[:2] if isinstance(r, HttpResult)] == [
+        r.event_id for r in first if isinstance(r, HttpResult)
+    ]
+    assert harness.published_keys() == ["a", "b", "c"]
+    assert harness.duplicates("http") == 2
+
+
+async def test_an_http_record_repeated_in_one_batch_is_a_duplicate(harness: Harness) -> None:
+    document = without_source(contact("a"))
+
+    outcome = await harness.handler.handle_http_batch([document, document], "crm")
+
+    assert [r.status for r in outcome if isinstance(r, HttpResult)] == [
+        RecordStatus.ACCEPTED,
+        RecordStatus.DUPLICATE,
+    ]
+    assert harness.published_keys() == ["a"]
+    assert harness.duplicates("http") == 1
+
+
+async def test_an_http_key_reused_with_different_content_is_a_conflict(harness: Harness) -> None:
+    await harness.handler.handle_http_batch([without_source(contact("a"))], "crm")
+
+    outcome = await harness.handler.handle_http_batch(
+        [without_source(contact("b")), without_source(contact("a", transfers=4))], "crm"
+    )
+
+    assert len(outcome) == 1
+    [rejection] = outcome
+    assert isinstance(rejection, HttpRejection)
+    assert rejection.index == 1
+    assert rejection.rejected.reason is RejectionReason.IDEMPOTENCY_CONFLICT
+    assert rejection.rejected.errors[0].field == "idempotency_key"
+    assert harness.published_keys() == ["a"]
+    assert (
+        harness.sample("intake_records_rejected_total", via="http", reason="idempotency_conflict")
+        == 1
+    )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: first_of_each_key treats an in-batch repeat as a duplicate without "
+    "comparing fingerprints, so HTTP reports 'duplicate' for a record whose content differs",
+)
+async def test_an_http_key_reused_with_different_content_in_one_batch_is_a_conflict(
+    harness: Harness,
+) -> None:
+    outcome = await harness.handler.handle_http_batch(
+        [without_source(contact("a")), without_source(contact("a", transfers=4))], "crm"
+    )
+
+    assert [(r.index, type(r)) for r in outcome] == [(1, HttpRejection)]
+    assert harness.published == []
+
+
+async def test_the_same_key_over_http_and_the_raw_topic_is_one_record(harness: Harness) -> None:
+    await harness.consume(contact("a"))
+
+    outcome = await harness.handler.handle_http_batch([without_source(contact("a"))], "crm")
+
+    assert [r.status for r in outcome if isinstance(r, HttpResult)] == [RecordStatus.DUPLICATE]
+    assert harness.published_keys() == ["a"]
+
+
+async def test_a_transient_error_in_an_http_batch_propagates(harness: Harness) -> None:
+    harness.publish_failure = KafkaConnectionError()
+
+    with pytest.raises(KafkaConnectionError):
+        await harness.handler.handle_http_batch([without_source(contact("a"))], "crm")
+
+    assert harness.store.rows == {}
+
+
+# Keep the fake honest: it must offer exactly the store's async interface.
+def test_the_fake_store_overrides_every_public_store_method() -> None:
+    public = {name for name in vars(IdempotencyStore) if not name.startswith("_")}
+
+    assert public == {"fingerprints", "record"}
+    assert public <= set(vars(FakeIdempotencyStore))
+    assert all(inspect.iscoroutinefunction(getattr(FakeIdempotencyStore, name)) for name in public)
