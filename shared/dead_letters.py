@@ -7,6 +7,7 @@ fixed record can be replayed as it was.
 
 import asyncio
 import logging
+import socket
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -118,8 +119,9 @@ def is_transient(error: BaseException) -> bool:
         return bool(error.retriable) or isinstance(error, KafkaConnectionError | KafkaTimeoutError)
     return isinstance(
         error,
-        OSError
+        ConnectionError
         | TimeoutError
+        | socket.gaierror
         | asyncpg.PostgresConnectionError
         | asyncpg.InterfaceError
         | asyncpg.CannotConnectNowError

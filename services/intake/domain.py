@@ -8,7 +8,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -38,7 +38,7 @@ from shared.events.contacts import (
     MysteryShopAssessed,
     MysteryShopAssessedPayload,
 )
-from shared.events.vocabulary import Channel, ContactKind
+from shared.events.vocabulary import CUSTOMER_REF_PATTERN, Channel, ContactKind
 
 # Deterministic ids: the same record always becomes the same event_id, so even
 # a record published twice across a crash is one event to every consumer.
@@ -65,7 +65,8 @@ PERSONAL_DATA_FIELDS = frozenset(
     }
 )
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
-_PHONE_DIGITS = re.compile(r"\d")
+_PHONE = re.compile(r"[\d+() .-]+")
+_DIGIT = re.compile(r"\d")
 
 _RECORD_ADAPTER: TypeAdapter[RawRecord] = TypeAdapter(RawContactRecord)
 
@@ -146,7 +147,7 @@ def looks_personal(customer_ref: str) -> str | None:
     """Why a customer_ref looks like contact details rather than a pseudonym, if it does."""
     if _EMAIL.fullmatch(customer_ref):
         return "looks like an email address; send the CRM's pseudonymous reference"
-    if len(_PHONE_DIGITS.findall(customer_ref)) >= 10 and re.fullmatch(r"[\d+() -]+", customer_ref):
+    if _PHONE.fullmatch(customer_ref) and len(_DIGIT.findall(customer_ref)) >= 10:
         return "looks like a phone number; send the CRM's pseudonymous reference"
     return None
 
@@ -182,8 +183,15 @@ def read_record(
     if isinstance(source, Rejected):
         return source
     customer_ref = getattr(record, "customer_ref", None)
-    if customer_ref and (why := looks_personal(customer_ref)):
-        return reject(RejectionReason.PERSONAL_DATA, "customer_ref", why)
+    if customer_ref is not None:
+        if why := looks_personal(customer_ref):
+            return reject(RejectionReason.PERSONAL_DATA, "customer_ref", why)
+        if not re.fullmatch(CUSTOMER_REF_PATTERN, customer_ref):
+            return reject(
+                RejectionReason.INVALID_RECORD,
+                "customer_ref",
+                "use letters, digits and _.:- only, at most 64 characters",
+            )
     normalised = _normalise_vocabulary(record, vocabulary)
     if isinstance(normalised, Rejected):
         return normalised
@@ -297,13 +305,37 @@ def fingerprint(event: ContactEvent) -> str:
     return hashlib.sha256(content.encode()).hexdigest()
 
 
-def first_of_each_key(accepted: Sequence[Accepted]) -> tuple[list[int], list[int]]:
-    """Positions of first sightings and of in-batch repeats of an idempotency key."""
-    seen: set[tuple[str, str]] = set()
-    first: list[int] = []
-    repeats: list[int] = []
+Identity = tuple[str, str]  # (source, idempotency_key)
+
+
+@dataclass
+class Classified:
+    """Positions in a list of accepted records, sorted by what becomes of each."""
+
+    new: list[int] = field(default_factory=list)
+    duplicates: list[int] = field(default_factory=list)
+    conflicts: list[int] = field(default_factory=list)
+
+
+def identity_of(item: Accepted) -> Identity:
+    return (item.source, item.idempotency_key)
+
+
+def classify(accepted: Sequence[Accepted], stored: Mapping[Identity, str]) -> Classified:
+    """Sort records into new, duplicate (same key, same content) and conflicting.
+
+    A key is bound to the content it was first accepted with: stored earlier,
+    or else its first sighting in this batch.
+    """
+    bound: dict[Identity, str] = dict(stored)
+    classified = Classified()
     for position, item in enumerate(accepted):
-        identity = (item.source, item.idempotency_key)
-        (repeats if identity in seen else first).append(position)
-        seen.add(identity)
-    return first, repeats
+        identity = identity_of(item)
+        if identity not in bound:
+            bound[identity] = item.fingerprint
+            classified.new.append(position)
+        elif bound[identity] == item.fingerprint:
+            classified.duplicates.append(position)
+        else:
+            classified.conflicts.append(position)
+    return classified

@@ -9,7 +9,7 @@ are stored republishes the same events with the same deterministic
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -19,11 +19,13 @@ from prometheus_client import CollectorRegistry, Counter
 from services.intake.domain import (
     PERSONAL_DATA_FIELDS,
     Accepted,
+    Classified,
     Rejected,
     RejectionReason,
     Vocabulary,
+    classify,
     decode_json,
-    first_of_each_key,
+    identity_of,
     read_record,
     reject,
 )
@@ -97,15 +99,6 @@ class IntakeMetrics:
             self.dead_lettered.labels(reason.value)
 
 
-@dataclass
-class Classified:
-    """Positions in a list of accepted records, sorted by what happened to each."""
-
-    new: list[int] = field(default_factory=list)
-    duplicates: list[int] = field(default_factory=list)
-    conflicts: list[int] = field(default_factory=list)
-
-
 @dataclass(frozen=True, slots=True)
 class HttpResult:
     index: int
@@ -155,21 +148,8 @@ class IntakeHandler:
         return outcome
 
     async def _classify(self, accepted: Sequence[Accepted]) -> Classified:
-        first, repeats = first_of_each_key(accepted)
-        known = await self._store.fingerprints(
-            [(accepted[i].source, accepted[i].idempotency_key) for i in first]
-        )
-        classified = Classified(duplicates=repeats)
-        for index in first:
-            item = accepted[index]
-            previous = known.get((item.source, item.idempotency_key))
-            if previous is None:
-                classified.new.append(index)
-            elif previous == item.fingerprint:
-                classified.duplicates.append(index)
-            else:
-                classified.conflicts.append(index)
-        return classified
+        identities = list(dict.fromkeys(identity_of(item) for item in accepted))
+        return classify(accepted, await self._store.fingerprints(identities))
 
     async def _publish_new(self, new: Sequence[Accepted], via: Via) -> None:
         if not new:
@@ -200,32 +180,31 @@ class IntakeHandler:
                 await self._send_dead_letter(record, outcome, 1)
             else:
                 readable.append((record, outcome))
-        try:
-            await self._accept_from_topic(readable)
-        except Exception as error:
-            if is_transient(error):
-                raise
-            # Something in the batch broke processing itself: isolate the record.
-            log.warning("batch failed (%r); retrying record by record", error)
-            for pair in readable:
-                await self._accept_one_with_attempts(pair)
-
-    async def _accept_from_topic(self, readable: Sequence[tuple[InboundRecord, Accepted]]) -> None:
         accepted = [item for _, item in readable]
         classified = await self._classify(accepted)
         self._metrics.duplicates.labels(Via.KAFKA.value).inc(len(classified.duplicates))
         for index in classified.conflicts:
             await self._send_dead_letter(readable[index][0], _conflict(accepted[index]), 1)
-        await self._publish_new([accepted[i] for i in classified.new], Via.KAFKA)
+        new = [readable[index] for index in classified.new]
+        try:
+            await self._publish_new([item for _, item in new], Via.KAFKA)
+        except Exception as error:
+            if is_transient(error):
+                raise
+            # Something in the batch broke processing itself: isolate the record.
+            log.warning("batch failed (%r); retrying record by record", error)
+            for pair in new:
+                await self._publish_one_with_attempts(pair)
 
-    async def _accept_one_with_attempts(self, pair: tuple[InboundRecord, Accepted]) -> None:
+    async def _publish_one_with_attempts(self, pair: tuple[InboundRecord, Accepted]) -> None:
+        record, item = pair
         try:
             await with_attempts(
-                lambda: self._accept_from_topic([pair]), max_attempts=self._max_attempts
+                lambda: self._publish_new([item], Via.KAFKA), max_attempts=self._max_attempts
             )
         except AttemptsExhaustedError as exhausted:
             failure = reject(RejectionReason.PROCESSING_FAILED, "", str(exhausted))
-            await self._send_dead_letter(pair[0], failure, exhausted.attempts)
+            await self._send_dead_letter(record, failure, exhausted.attempts)
 
     async def _send_dead_letter(
         self, record: InboundRecord, rejected: Rejected, attempts: int

@@ -10,9 +10,22 @@ from typing import Annotated, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from shared.events.contacts import Team, WaitSeconds
-from shared.events.vocabulary import CustomerRef, Identifier, Slug
+from shared.events.vocabulary import Identifier, Slug
 
 MAX_HTTP_BATCH = 1000
+
+# Checked by intake's rules rather than here, so that contact details sent in
+# its place are refused as personal data, not as a badly formed reference.
+LooseCustomerRef = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=128,
+        description="Pseudonymous customer reference from the CRM (letters, digits, `_.:-`, "
+        "at most 64 characters). Never a name, email address or phone number.",
+        examples=["CUST-000123"],
+    ),
+]
 
 LooseVocabulary = Annotated[
     str,
@@ -52,7 +65,7 @@ class RawContactReceived(RawRecord):
     channel: LooseVocabulary
     service_area: LooseVocabulary
     kind: LooseVocabulary
-    customer_ref: CustomerRef | None = None
+    customer_ref: LooseCustomerRef | None = None
     answered_by_team: Team | None = None
     transfers: int = Field(default=0, ge=0, le=50)
     resolved_at_first_contact: bool = False
@@ -71,7 +84,7 @@ class RawContactResolved(RawRecord):
     channel: LooseVocabulary
     service_area: LooseVocabulary
     kind: LooseVocabulary
-    customer_ref: CustomerRef | None = None
+    customer_ref: LooseCustomerRef | None = None
     resolved_by_team: Team | None = None
 
 
@@ -79,7 +92,7 @@ class RawCallAbandoned(RawRecord):
     record_type: Literal["call_abandoned"]
     service_area: LooseVocabulary
     wait_seconds: WaitSeconds
-    customer_ref: CustomerRef | None = None
+    customer_ref: LooseCustomerRef | None = None
 
 
 class RawMysteryShopAssessed(RawRecord):

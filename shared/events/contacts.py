@@ -4,7 +4,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
-from shared.events.envelope import Event, FrozenModel
+from shared.events.envelope import Event, FrozenMapping, FrozenModel
 from shared.events.vocabulary import (
     Channel,
     ContactKind,
@@ -105,7 +105,7 @@ class CallAbandoned(ContactEvent):
 class MysteryShopAssessedPayload(FrozenModel):
     channel: Channel
     service_area: ServiceArea
-    scores: dict[Slug, Annotated[int, Field(ge=0, le=100)]] = Field(
+    scores: FrozenMapping[Slug, Annotated[int, Field(ge=0, le=100)]] = Field(
         min_length=1,
         max_length=50,
         description="Score out of 100 per customer care standard.",

@@ -5,11 +5,20 @@ Events are immutable facts. Each concrete event pins its `event_type` and
 version that consumers accept side by side with the old one.
 """
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar
+from types import MappingProxyType
+from typing import Annotated, Any, ClassVar, TypeVar
 from uuid import UUID, uuid4
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+)
 
 
 def _as_utc(value: datetime) -> datetime:
@@ -20,6 +29,17 @@ UtcDatetime = Annotated[
     AwareDatetime,
     AfterValidator(_as_utc),
     Field(description="Timezone-aware instant, normalised to UTC."),
+]
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+# A read-only mapping: a frozen model alone would still let a dict field be
+# changed in place. Serialised as a plain JSON object.
+FrozenMapping = Annotated[
+    Mapping[K, V],
+    AfterValidator(MappingProxyType),
+    PlainSerializer(dict, return_type=dict),
 ]
 
 

@@ -72,12 +72,11 @@ ServiceArea = Annotated[
         examples=["planning", "waste"],
     ),
 ]
+CUSTOMER_REF_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
 CustomerRef = Annotated[
     str,
     Field(
-        min_length=1,
-        max_length=64,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$",
+        pattern=CUSTOMER_REF_PATTERN,
         description="Pseudonymous customer reference; never a name, email or phone number.",
         examples=["CUST-000123"],
     ),

@@ -18,7 +18,7 @@ from services.intake.domain import (
     decode_json,
     event_id_for,
     fingerprint,
-    first_of_each_key,
+    classify,
     fold,
     read_record,
     strip_personal_data,
@@ -471,13 +471,6 @@ def test_a_customer_ref_that_is_a_uk_phone_number_is_rejected_as_personal_data(
     assert "phone number" in rejected.errors[0].message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the CustomerRef pattern refuses '@', '+', spaces and brackets before "
-    "looks_personal() runs, so an email or an international/spaced phone number in "
-    "customer_ref is rejected as invalid_record, never personal_data (the email branch "
-    "of looks_personal is unreachable)",
-)
 @pytest.mark.parametrize(
     "customer_ref", ["jane.smith@example.org", "+447700900123", "07700 900123", "(020) 7946 0000"]
 )
@@ -597,21 +590,38 @@ def test_the_fingerprint_ignores_recorded_at_only() -> None:
     assert fingerprint(changed) != accepted.fingerprint
 
 
-def test_first_of_each_key_splits_first_sightings_from_repeats() -> None:
+def test_classify_sorts_a_batch_into_new_duplicate_and_conflicting_records() -> None:
     a = accept(record(idempotency_key="a"))
     b = accept(record(idempotency_key="b"))
     a_again = accept(record(idempotency_key="a"), recorded_at=LATER)
     a_from_elsewhere = accept(record(idempotency_key="a", source="telephony"))
-    b_again = accept(record(idempotency_key="b", transfers=3))
+    b_changed = accept(record(idempotency_key="b", transfers=3))
 
-    first, repeats = first_of_each_key([a, b, a_again, a_from_elsewhere, b_again])
+    classified = classify([a, b, a_again, a_from_elsewhere, b_changed], stored={})
 
-    assert first == [0, 1, 3]
-    assert repeats == [2, 4]
+    assert classified.new == [0, 1, 3]
+    assert classified.duplicates == [2]
+    assert classified.conflicts == [4]
 
 
-def test_first_of_each_key_of_nothing_is_nothing() -> None:
-    assert first_of_each_key([]) == ([], [])
+def test_classify_binds_a_key_to_the_content_stored_before_the_batch() -> None:
+    stored_first = accept(record(idempotency_key="a"))
+    changed = accept(record(idempotency_key="a", transfers=3))
+    same = accept(record(idempotency_key="a"), recorded_at=LATER)
+
+    classified = classify(
+        [changed, same], stored={(stored_first.source, "a"): stored_first.fingerprint}
+    )
+
+    assert classified.new == []
+    assert classified.duplicates == [1]
+    assert classified.conflicts == [0]
+
+
+def test_classify_of_nothing_is_nothing() -> None:
+    classified = classify([], stored={})
+
+    assert (classified.new, classified.duplicates, classified.conflicts) == ([], [], [])
 
 
 # -- JSON ---------------------------------------------------------------------------------

@@ -293,12 +293,6 @@ async def test_a_key_reused_with_different_content_is_dead_lettered_as_a_conflic
     assert harness.duplicates("kafka") == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: first_of_each_key treats every in-batch repeat of a key as a duplicate "
-    "without comparing fingerprints, so a key reused with different content inside one "
-    "batch is silently dropped (and counted as a duplicate) instead of being a conflict",
-)
 async def test_a_key_reused_with_different_content_in_one_batch_is_a_conflict(
     harness: Harness,
 ) -> None:
@@ -351,12 +345,6 @@ async def test_a_poison_record_does_not_stop_the_next_batch(
     assert [d.rejected.reason for d in harness.dead_letters] == [RejectionReason.PROCESSING_FAILED]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: when a batch falls back to record-by-record processing, the batch attempt "
-    "has already dead-lettered its conflicts, and the per-record retry dead-letters each "
-    "conflict again (two dead letters, dead_lettered{reason=idempotency_conflict} == 2)",
-)
 async def test_a_conflict_in_a_batch_that_falls_back_record_by_record_is_dead_lettered_once(
     harness: Harness, no_backoff: list[float]
 ) -> None:
@@ -372,12 +360,6 @@ async def test_a_conflict_in_a_batch_that_falls_back_record_by_record_is_dead_le
     assert harness.dead_lettered(RejectionReason.IDEMPOTENCY_CONFLICT) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: when a batch falls back to record-by-record processing, the batch attempt "
-    "has already counted its duplicates, and the per-record retry counts each one again "
-    "(intake_records_duplicate_total{via=kafka} == 2 for one duplicate)",
-)
 async def test_a_duplicate_in_a_batch_that_falls_back_record_by_record_is_counted_once(
     harness: Harness, no_backoff: list[float]
 ) -> None:
@@ -551,11 +533,6 @@ async def test_an_http_key_reused_with_different_content_is_a_conflict(harness: 
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: first_of_each_key treats an in-batch repeat as a duplicate without "
-    "comparing fingerprints, so HTTP reports 'duplicate' for a record whose content differs",
-)
 async def test_an_http_key_reused_with_different_content_in_one_batch_is_a_conflict(
     harness: Harness,
 ) -> None:
