@@ -352,7 +352,7 @@ def test_a_mystery_shop_assessment_scores_cannot_be_changed_after_it_is_made() -
     assert isinstance(event, MysteryShopAssessed)
 
     with pytest.raises(TypeError):
-        event.payload.scores["greeting"] = 0
+        event.payload.scores["greeting"] = 0  # type: ignore[index]
 
     assert event.payload.scores["greeting"] == 80
 
