@@ -71,8 +71,84 @@ def _infra_status(args: argparse.Namespace) -> int:
     return 0 if all(c.running for c in components) else 3
 
 
+def _add_schemas(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser(
+        "schemas",
+        help="export the events' JSON Schemas and the AsyncAPI document to shared/schemas/",
+        description="Writes shared/schemas/ from the pydantic event models; with --check, "
+        "only reports files that differ from the code (exit 1).",
+    )
+    parser.add_argument("--check", action="store_true", help="compare only; write nothing")
+    parser.set_defaults(handler=_schemas)
+
+
+def _schemas(args: argparse.Namespace) -> int:
+    from civicpulse import schemas  # imports the services' models: only when asked
+
+    if args.check:
+        stale = schemas.stale_files()
+        for name in stale:
+            print(f"out of date: shared/schemas/{name}", file=sys.stderr)
+        if stale:
+            print("run `civicpulse schemas` and commit the result", file=sys.stderr)
+        return 1 if stale else 0
+    written = schemas.write_files()
+    print(f"wrote {len(written)} files to {schemas.SCHEMA_DIR}")
+    return 0
+
+
+def _add_dev(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser(
+        "dev",
+        help="run the whole system locally with demo traffic (Ctrl-C stops it)",
+        description="Starts Kafka and PostgreSQL, every service, and demo traffic; prints "
+        "where everything is. Ctrl-C stops it all, keeping the data for next time.",
+    )
+    parser.add_argument(
+        "--rate", type=float, default=2.0, help="demo contacts per second (default 2)"
+    )
+    parser.add_argument("--run-dir", type=Path, default=None, help="infrastructure run directory")
+    parser.set_defaults(handler=_dev)
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from civicpulse.dev import run_dev
+
+    if args.rate <= 0:
+        print("error: --rate must be above 0", file=sys.stderr)
+        return 2
+    return run_dev(rate=args.rate, run_dir=args.run_dir)
+
+
+def _add_demo(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser(
+        "demo",
+        help="send demo contact records to a running system",
+        description="Publishes demo contact records to the raw topic (and over HTTP when "
+        "--intake-url and --api-key are given). Reads CIVICPULSE_KAFKA_BOOTSTRAP.",
+    )
+    parser.add_argument("--rate", type=float, default=2.0, help="contacts per second")
+    parser.add_argument("--count", type=int, default=100, help="contacts to send (default 100)")
+    parser.add_argument("--seed", type=int, default=None, help="random seed, for repeatable runs")
+    parser.add_argument("--intake-url", default=None, help="e.g. http://127.0.0.1:8001")
+    parser.add_argument("--api-key", default=None, help="API key for --intake-url")
+    parser.set_defaults(handler=_demo)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from civicpulse.demo import DemoTarget, run_demo
+    from shared.settings import ServiceSettings
+
+    target = DemoTarget(ServiceSettings().kafka_bootstrap, args.intake_url, args.api_key)
+    sent = asyncio.run(run_demo(target, rate=args.rate, count=args.count, seed=args.seed))
+    print(f"sent {sent} contacts")
+    return 0
+
+
 # Each entry registers one top-level sub-command.
-SUBCOMMANDS: list[Callable[[Subparsers], None]] = [_add_infra]
+SUBCOMMANDS: list[Callable[[Subparsers], None]] = [_add_infra, _add_dev, _add_demo, _add_schemas]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,7 +23,7 @@ class ServiceSettings(BaseSettings):
         description="PostgreSQL DSN (asyncpg form).",
     )
     http_host: str = Field(default="127.0.0.1", description="Address the HTTP server binds.")
-    http_port: int = Field(default=8000, ge=1, le=65535)
+    http_port: int = Field(default=8000, ge=1, le=65535, description="HTTP port (per service).")
     vocabulary_file: Path = Field(
         default=DEFAULT_VOCABULARY_FILE, description="YAML file with the council's service areas."
     )
@@ -37,4 +37,10 @@ class ServiceSettings(BaseSettings):
     create_topics: bool = Field(
         default=True, description="Create missing topics at start-up (off where ops own topics)."
     )
-    log_level: str = Field(default="INFO")
+    topic_replication_factor: int = Field(
+        default=1,
+        ge=1,
+        le=5,
+        description="Replicas of each topic created at start-up (3 in production).",
+    )
+    log_level: str = Field(default="INFO", description="Python logging level.")

@@ -109,28 +109,20 @@ def create_app(
     sources_by_hash = _source_lookup(settings)
     state: dict[str, Any] = {}
 
-    async def dead_letter(record: InboundRecord, rejected: Rejected, attempts: int) -> None:
-        await send_dead_letter(
-            broker,
-            CONTACTS_RAW_DEAD_LETTER,
-            original=record.value,
-            key=record.key,
-            source=record.position,
-            reason=rejected.describe(),
-            error_type=rejected.reason.value,
-            attempts=attempts,
-        )
-
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = await create_pool(settings.database_url)
         await apply_migrations(pool, SERVICE, MIGRATIONS)
         if settings.create_topics:
-            await ensure_topics(settings.kafka_bootstrap, ALL_TOPICS)
+            await ensure_topics(
+                settings.kafka_bootstrap,
+                ALL_TOPICS,
+                replication_factor=settings.topic_replication_factor,
+            )
         handler = IntakeHandler(
             store=IdempotencyStore(pool),
             publish_events=functools.partial(publish_events, broker, CONTACTS),
-            dead_letter=dead_letter,
+            dead_letter=functools.partial(dead_letter_raw_record, broker),
             vocabulary=vocabulary,
             metrics=metrics,
             clock=clock,
@@ -244,6 +236,21 @@ def _publish_record_schemas(app: FastAPI, definitions: dict[str, Any]) -> None:
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+async def dead_letter_raw_record(
+    broker: KafkaBroker, record: InboundRecord, rejected: Rejected, attempts: int
+) -> None:
+    await send_dead_letter(
+        broker,
+        CONTACTS_RAW_DEAD_LETTER,
+        original=record.value,
+        key=record.key,
+        source=record.position,
+        reason=rejected.describe(),
+        error_type=rejected.reason.value,
+        attempts=attempts,
+    )
 
 
 async def _keep_raw_bytes(_: Any) -> None:

@@ -18,7 +18,7 @@ SOURCE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 
 
 class IntakeSettings(ServiceSettings):
-    http_port: int = Field(default=8001, ge=1, le=65535)
+    http_port: int = Field(default=8001, ge=1, le=65535, description="HTTP port.")
     intake_group_id: str = Field(
         default="civicpulse-intake", description="Consumer group of the raw-topic consumer."
     )

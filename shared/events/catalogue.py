@@ -13,6 +13,7 @@ from shared.events.contacts import CONTACT_EVENTS
 from shared.events.envelope import Event
 from shared.events.feedback import FEEDBACK_EVENTS
 from shared.events.metrics import METRICS_EVENTS
+from shared.topics import COMPLAINTS, CONTACTS, FEEDBACK, METRICS, TopicSpec
 
 ALL_EVENTS: tuple[type[Event], ...] = (
     *CONTACT_EVENTS,
@@ -21,6 +22,21 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     *METRICS_EVENTS,
 )
 EVENTS_BY_TAG: dict[str, type[Event]] = {cls.type_tag(): cls for cls in ALL_EVENTS}
+# Which canonical topic carries each family of events.
+EVENTS_BY_TOPIC: dict[TopicSpec, tuple[type[Event], ...]] = {
+    CONTACTS: CONTACT_EVENTS,
+    COMPLAINTS: COMPLAINT_EVENTS,
+    FEEDBACK: FEEDBACK_EVENTS,
+    METRICS: METRICS_EVENTS,
+}
+_TOPIC_OF: dict[type[Event], TopicSpec] = {
+    cls: topic for topic, family in EVENTS_BY_TOPIC.items() for cls in family
+}
+
+
+def topic_for(event_class: type[Event]) -> TopicSpec:
+    """The canonical topic an event is published on."""
+    return _TOPIC_OF[event_class]
 
 
 def _tag_of(value: Any) -> str | None:

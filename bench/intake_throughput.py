@@ -1,0 +1,627 @@
+"""Intake's raw-topic throughput beside a plain aiokafka loop, on the real broker.
+
+Both paths read the same JSON contact records from Kafka and write one record per
+input back to Kafka, in batches of up to 500, committing once per batch:
+
+- plain loop: aiokafka only. Consume from a fresh topic, `json.loads`/`json.dumps`,
+  produce keyed by contact_id to a second fresh topic (futures gathered per batch),
+  commit. This is the ceiling for a Python consume-transform-produce loop here.
+- intake: the real service in-process (`create_app` and its lifespan), reading
+  `civicpulse.contacts.raw` with a fresh consumer group placed at this run's records,
+  validating, deduplicating in a fresh PostgreSQL database and publishing canonical
+  events to `civicpulse.contacts`.
+
+The records are produced before each timed phase (that rate is shown too, as an anchor);
+timing runs from the consumer's start, group join included, until all N are forwarded
+(plain: the output topic's end offsets say N; intake: `intake_records_accepted_total`).
+
+    python -m bench.intake_throughput --records 50000 --runs 2 --json
+
+Uses `CIVICPULSE_KAFKA_BOOTSTRAP` and `CIVICPULSE_DATABASE_URL` if both are set, else
+starts a throwaway local stack with `civicpulse.infra` and stops it afterwards.
+Side effects on a shared stack: this run's records stay on `civicpulse.contacts.raw`
+(14-day retention) and their events on `civicpulse.contacts` (kept forever); every id
+starts with `bench-<run id>-`. The scratch topics and database are deleted.
+"""
+
+import argparse
+import asyncio
+import contextlib
+import cProfile
+import json
+import logging
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from prometheus_client import CollectorRegistry
+
+from services.intake.app import create_app
+from services.intake.settings import IntakeSettings, hash_api_key
+from shared.kafka import ensure_topics
+from shared.topics import ALL_TOPICS, CONTACTS_RAW
+
+TARGET_RATIO = 0.5
+BATCH_RECORDS = 500  # intake's default `intake_max_batch`
+BATCH_TIMEOUT_MS = 100  # as in `shared.kafka.batch_consumer_options`
+PRODUCE_CHUNK = 5000  # sends in flight while pre-producing
+PROGRESS_EVERY_S = 2.0
+STALL_AFTER_S = 60.0  # no progress for this long: give up
+SCRATCH_PARTITIONS = CONTACTS_RAW.partitions
+IDENTIFIER_MAX = 128  # `shared.events.vocabulary.Identifier`
+
+Offsets = dict[TopicPartition, int]
+KeyedRecord = tuple[bytes, bytes]  # (key, value)
+
+
+class BenchError(RuntimeError):
+    """The benchmark could not measure what it set out to."""
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    records: int
+    record_bytes: int
+    runs: int
+    json: bool
+    profile: Path | None
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    kafka_bootstrap: str
+    database_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    records: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.records / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    produce: Measurement
+    plain: Measurement
+    intake: Measurement
+
+    @property
+    def ratio(self) -> float:
+        return self.intake.rate / self.plain.rate if self.plain.rate > 0 else 0.0
+
+
+@dataclass(slots=True)
+class Counter:
+    done: int = 0
+
+
+@dataclass(slots=True)
+class Clock:
+    started: float = field(default_factory=time.perf_counter)
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+
+# -- command line --------------------------------------------------------------------
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Options:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.intake_throughput",
+        description="Measure intake's raw-topic throughput against a plain aiokafka "
+        f"consume-transform-produce loop on the real broker (target: intake/plain >= "
+        f"{TARGET_RATIO}).",
+    )
+    parser.add_argument(
+        "--records", type=positive_int, default=50_000, help="records per phase (50000)"
+    )
+    parser.add_argument(
+        "--record-bytes",
+        type=positive_int,
+        default=400,
+        help="approximate size of one raw JSON record; the schema has no free-text field, "
+        "so identifiers are padded and sizes are clamped to about 300-600 (400)",
+    )
+    parser.add_argument("--runs", type=positive_int, default=1, help="repetitions (1)")
+    parser.add_argument(
+        "--json", action="store_true", help="also print one JSON line of the figures to stdout"
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="FILE",
+        help="write cProfile stats of the first intake phase to FILE (slows intake down)",
+    )
+    args = parser.parse_args(argv)
+    return Options(args.records, args.record_bytes, args.runs, args.json, args.profile)
+
+
+def say(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+# -- infrastructure -------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def infrastructure() -> Iterator[Endpoints]:
+    """The stack named by the environment, else a throwaway one from the local launcher."""
+    bootstrap = os.environ.get("CIVICPULSE_KAFKA_BOOTSTRAP")
+    database_url = os.environ.get("CIVICPULSE_DATABASE_URL")
+    if bootstrap and database_url:
+        say(f"using Kafka {bootstrap} and PostgreSQL from the environment")
+        yield Endpoints(bootstrap, database_url)
+        return
+    from civicpulse.infra import infra_down, infra_up
+
+    run_dir = Path(tempfile.mkdtemp(prefix="cp-bench-"))
+    say(f"no CIVICPULSE_KAFKA_BOOTSTRAP/DATABASE_URL: starting a local stack in {run_dir}")
+    try:
+        infra = infra_up(run_dir)
+        yield Endpoints(infra.kafka_bootstrap, infra.database_url)
+    finally:
+        infra_down(run_dir)
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def with_database(url: str, name: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+
+
+@contextlib.asynccontextmanager
+async def scratch_database(url: str, name: str) -> AsyncIterator[str]:
+    """A fresh, empty database next to `url`'s; dropped on exit."""
+    admin = await asyncpg.connect(url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    try:
+        yield with_database(url, name)
+    finally:
+        admin = await asyncpg.connect(url)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+@contextlib.asynccontextmanager
+async def scratch_topics(bootstrap: str, names: Sequence[str]) -> AsyncIterator[None]:
+    """Fresh topics with as many partitions as the raw topic; deleted on exit."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="civicpulse-bench")
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(name, SCRATCH_PARTITIONS, replication_factor=1) for name in names]
+        )
+        await wait_for_leaders(admin, names)
+        try:
+            yield
+        finally:
+            await admin.delete_topics(list(names))
+    finally:
+        await admin.close()
+
+
+async def wait_for_leaders(
+    admin: AIOKafkaAdminClient, names: Sequence[str], within_s: float = 30.0
+) -> None:
+    """Wait until every partition of new topics has a leader: sends fail until then."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        described = await admin.describe_topics(list(names))
+        if all(
+            topic["error_code"] == 0
+            and len(topic["partitions"]) == SCRATCH_PARTITIONS
+            and all(partition["leader"] >= 0 for partition in topic["partitions"])
+            for topic in described
+        ):
+            return
+        await asyncio.sleep(0.1)
+    raise BenchError(f"topics {', '.join(names)} have no leaders after {within_s:.0f} s")
+
+
+# -- Kafka helpers --------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def producer(bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
+    """An idempotent producer (acks=all), lingering 5 ms like the services' brokers."""
+    client = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        client_id="civicpulse-bench",
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=5,
+    )
+    await client.start()
+    try:
+        yield client
+    finally:
+        await client.stop()
+
+
+@contextlib.asynccontextmanager
+async def consumer(bootstrap: str, *topics: str, **config: Any) -> AsyncIterator[AIOKafkaConsumer]:
+    client = AIOKafkaConsumer(
+        *topics, bootstrap_servers=bootstrap, enable_auto_commit=False, **config
+    )
+    await client.start()
+    try:
+        yield client
+    finally:
+        await client.stop()
+
+
+async def end_offsets(bootstrap: str, topic: str) -> Offsets:
+    async with producer(bootstrap) as client:
+        partitions = await client.partitions_for(topic)
+    async with consumer(bootstrap) as client:
+        offsets: Offsets = await client.end_offsets(
+            [TopicPartition(topic, p) for p in sorted(partitions)]
+        )
+    return offsets
+
+
+async def place_group(bootstrap: str, group_id: str, offsets: Offsets) -> None:
+    """Commit `offsets` for a group that has never run, so it starts exactly there."""
+    async with consumer(bootstrap, group_id=group_id) as client:
+        client.assign(list(offsets))
+        await client.commit(offsets)
+
+
+async def produce_all(bootstrap: str, topic: str, records: Sequence[KeyedRecord]) -> Measurement:
+    """Produce every record and wait for the broker to have all of them."""
+    clock = Clock()
+    async with producer(bootstrap) as client:
+        for start in range(0, len(records), PRODUCE_CHUNK):
+            chunk = records[start : start + PRODUCE_CHUNK]
+            futures = [await client.send(topic, value, key=key) for key, value in chunk]
+            await asyncio.gather(*futures)
+    return Measurement(len(records), clock.elapsed())
+
+
+async def watch(
+    label: str,
+    done: Callable[[], int],
+    total: int,
+    clock: Clock,
+    *,
+    until: Callable[[], Awaitable[bool]] | None = None,
+) -> None:
+    """Wait until `done()` reaches `total` (and `until()` holds), reporting progress."""
+    last_done, last_change, last_report = -1, clock.elapsed(), 0.0
+    while True:
+        count = done()
+        if count >= total and (until is None or await until()):
+            return
+        now = clock.elapsed()
+        if count != last_done:
+            last_done, last_change = count, now
+        elif now - last_change > STALL_AFTER_S:
+            raise BenchError(f"{label}: stuck at {count}/{total} for {STALL_AFTER_S:.0f} s")
+        if now - last_report >= PROGRESS_EVERY_S:
+            last_report = now
+            say(f"{label}: {count}/{total} after {now:.1f} s ({count / now:,.0f} records/s)")
+        await asyncio.sleep(0.02)
+
+
+# -- records --------------------------------------------------------------------------
+
+
+def contact_record(contact_id: str, padding: str) -> dict[str, Any]:
+    """A valid raw `contact_received` record (as in tests/integration/test_intake.py)."""
+    record: dict[str, Any] = {
+        "record_type": "contact_received",
+        "idempotency_key": f"key-{contact_id}",
+        "source": "bench",
+        "contact_id": contact_id,
+        "occurred_at": "2026-01-12T09:30:00+00:00",
+        "channel": "Phone",
+        "service_area": "planning",
+        "kind": "enquiry",
+        "customer_ref": "CUST-1",
+        "answered_by_team": "planning",
+        "wait_seconds": 42,
+    }
+    if padding:
+        # The schema forbids extra fields: grow the identifiers instead.
+        key_room = IDENTIFIER_MAX - len(record["idempotency_key"]) - 1
+        record["idempotency_key"] += "." + padding[:key_room]
+        if rest := padding[key_room:]:
+            record["correlation_id"] = ("c." + rest)[:IDENTIFIER_MAX]
+    return record
+
+
+def make_records(prefix: str, count: int, record_bytes: int) -> list[KeyedRecord]:
+    """`count` distinct records, keyed by contact_id, of about `record_bytes` each."""
+    natural = len(json.dumps(contact_record(f"{prefix}-{0:07d}", "")))
+    padding = "x" * max(0, record_bytes - natural)
+    records = []
+    for index in range(count):
+        contact_id = f"{prefix}-{index:07d}"
+        value = json.dumps(contact_record(contact_id, padding)).encode()
+        records.append((contact_id.encode(), value))
+    return records
+
+
+def mean_size(records: Sequence[KeyedRecord]) -> float:
+    return statistics.fmean(len(value) for _, value in records[:1000])
+
+
+# -- plain loop -----------------------------------------------------------------------
+
+
+async def forward(
+    source: AIOKafkaConsumer, sink: AIOKafkaProducer, topic: str, forwarded: Counter, total: int
+) -> None:
+    """Consume, transform, produce (keyed), await the sends, commit; batch by batch."""
+    while forwarded.done < total:
+        batches = await source.getmany(timeout_ms=BATCH_TIMEOUT_MS, max_records=BATCH_RECORDS)
+        futures = []
+        for records in batches.values():
+            for record in records:
+                document = json.loads(record.value)
+                value = json.dumps(document).encode()
+                key = document["contact_id"].encode()
+                futures.append(await sink.send(topic, value, key=key))
+        if futures:
+            await asyncio.gather(*futures)
+            await source.commit()
+            forwarded.done += len(futures)
+
+
+async def measure_plain(endpoints: Endpoints, run_id: str, options: Options) -> Measurement:
+    bootstrap = endpoints.kafka_bootstrap
+    topic_in, topic_out = f"bench.{run_id}.plain-in", f"bench.{run_id}.plain-out"
+    records = make_records(f"bench-{run_id}-plain", options.records, options.record_bytes)
+    async with scratch_topics(bootstrap, [topic_in, topic_out]):
+        produced = await produce_all(bootstrap, topic_in, records)
+        say(f"plain loop: {len(records)} records on {topic_in} ({produced.rate:,.0f} records/s)")
+
+        forwarded = Counter()
+        async with (
+            producer(bootstrap) as sink,
+            consumer(
+                bootstrap,
+                topic_in,
+                group_id=f"bench-plain-{run_id}",
+                auto_offset_reset="earliest",
+            ) as source,
+            consumer(bootstrap) as reader,
+        ):
+            output = [TopicPartition(topic_out, p) for p in range(SCRATCH_PARTITIONS)]
+
+            async def all_visible() -> bool:
+                visible: Offsets = await reader.end_offsets(output)
+                return sum(visible.values()) >= len(records)
+
+            clock = Clock()
+            task = asyncio.create_task(forward(source, sink, topic_out, forwarded, len(records)))
+            try:
+                await watch_task(
+                    "plain loop", task, forwarded, len(records), clock, until=all_visible
+                )
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            return Measurement(len(records), clock.elapsed())
+
+
+async def watch_task(
+    label: str,
+    task: "asyncio.Task[None]",
+    forwarded: Counter,
+    total: int,
+    clock: Clock,
+    *,
+    until: Callable[[], Awaitable[bool]],
+) -> None:
+    """`watch`, but fail at once if the worker task dies."""
+
+    def done() -> int:
+        if task.done() and task.exception() is not None:
+            raise BenchError(f"{label} failed") from task.exception()
+        return forwarded.done
+
+    await watch(label, done, total, clock, until=until)
+
+
+# -- intake ---------------------------------------------------------------------------
+
+
+def sample(registry: CollectorRegistry, name: str, labels: dict[str, str]) -> int:
+    return int(registry.get_sample_value(name, labels) or 0)
+
+
+def accepted_counter(registry: CollectorRegistry) -> Callable[[], int]:
+    def accepted() -> int:
+        refused = sum(
+            sample(registry, "intake_records_dead_lettered_total", {"reason": reason})
+            for reason in ("invalid_json", "invalid_record", "unknown_vocabulary")
+        ) + sample(registry, "intake_records_duplicate_total", {"via": "kafka"})
+        if refused:
+            raise BenchError(f"intake refused {refused} benchmark records; see its log")
+        return sample(
+            registry,
+            "intake_records_accepted_total",
+            {"via": "kafka", "event_type": "ContactReceived"},
+        )
+
+    return accepted
+
+
+@contextlib.contextmanager
+def profiled(path: Path | None) -> Iterator[None]:
+    if path is None:
+        yield
+        return
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        yield
+    finally:
+        profiler.disable()
+        profiler.dump_stats(path)
+        say(f"intake profile written to {path} (python -m pstats {path})")
+
+
+async def measure_intake(
+    endpoints: Endpoints, run_id: str, options: Options, profile: Path | None
+) -> tuple[Measurement, Measurement]:
+    """(pre-produce, intake) measurements for one run."""
+    bootstrap = endpoints.kafka_bootstrap
+    await ensure_topics(bootstrap, ALL_TOPICS)
+    records = make_records(f"bench-{run_id}-intake", options.records, options.record_bytes)
+    start = await end_offsets(bootstrap, CONTACTS_RAW.name)
+    produced = await produce_all(bootstrap, CONTACTS_RAW.name, records)
+    say(f"intake: {len(records)} records on {CONTACTS_RAW.name} ({produced.rate:,.0f} records/s)")
+    group_id = f"bench-intake-{run_id}"
+    await place_group(bootstrap, group_id, start)
+    async with scratch_database(endpoints.database_url, f"bench_{run_id}") as database_url:
+        settings = IntakeSettings(
+            kafka_bootstrap=bootstrap,
+            database_url=database_url,
+            intake_group_id=group_id,
+            intake_max_batch=BATCH_RECORDS,
+            intake_api_keys={"bench": hash_api_key(uuid.uuid4().hex)},  # HTTP is not used
+        )
+        registry = CollectorRegistry()
+        app = create_app(settings, registry=registry)
+        async with app.router.lifespan_context(app):
+            clock = Clock()
+            with profiled(profile):
+                await watch("intake", accepted_counter(registry), len(records), clock)
+            measured = Measurement(len(records), clock.elapsed())
+        say("intake stopped")
+    return produced, measured
+
+
+# -- the whole run --------------------------------------------------------------------
+
+
+async def run_once(endpoints: Endpoints, options: Options, index: int) -> RunResult:
+    run_id = uuid.uuid4().hex[:12]
+    say(f"run {index + 1}/{options.runs} (id {run_id}): {options.records} records each")
+    plain = await measure_plain(endpoints, run_id, options)
+    say(f"plain loop: {plain.records} in {plain.seconds:.2f} s = {plain.rate:,.0f} records/s")
+    profile = options.profile if index == 0 else None
+    produce, intake = await measure_intake(endpoints, run_id, options, profile)
+    say(f"intake: {intake.records} in {intake.seconds:.2f} s = {intake.rate:,.0f} records/s")
+    return RunResult(produce, plain, intake)
+
+
+async def bench(endpoints: Endpoints, options: Options) -> list[RunResult]:
+    sizes = make_records("bench-size-probe", 1, options.record_bytes)
+    say(f"records of {mean_size(sizes):.0f} bytes (asked for ~{options.record_bytes})")
+    return [await run_once(endpoints, options, index) for index in range(options.runs)]
+
+
+def median_result(results: Sequence[RunResult]) -> RunResult:
+    def median(pick: Callable[[RunResult], Measurement]) -> Measurement:
+        seconds = statistics.median(pick(result).seconds for result in results)
+        return Measurement(pick(results[0]).records, seconds)
+
+    return RunResult(
+        median(lambda r: r.produce), median(lambda r: r.plain), median(lambda r: r.intake)
+    )
+
+
+def table(results: Sequence[RunResult]) -> str:
+    rows = [("run", "path", "records", "seconds", "records/s")]
+    labelled = [(str(i + 1), result) for i, result in enumerate(results)]
+    if len(results) > 1:
+        labelled.append(("median", median_result(results)))
+    for label, result in labelled:
+        for path, measurement in (
+            ("produce only", result.produce),
+            ("plain loop", result.plain),
+            ("intake", result.intake),
+        ):
+            rows.append(
+                (
+                    label,
+                    path,
+                    str(measurement.records),
+                    f"{measurement.seconds:.2f}",
+                    f"{measurement.rate:,.0f}",
+                )
+            )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [
+        "  ".join(
+            cell.ljust(w) if i < 2 else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in rows
+    ]
+    summary = median_result(results) if len(results) > 1 else results[0]
+    verdict = "met" if summary.ratio >= TARGET_RATIO else "NOT met"
+    lines.append(f"intake/plain: {summary.ratio:.2f} (target >= {TARGET_RATIO}: {verdict})")
+    return "\n".join(lines)
+
+
+def figures(options: Options, results: Sequence[RunResult]) -> dict[str, Any]:
+    def describe(result: RunResult) -> dict[str, Any]:
+        return {
+            name: {**asdict(measurement), "rate": round(measurement.rate, 1)}
+            for name, measurement in (
+                ("produce", result.produce),
+                ("plain", result.plain),
+                ("intake", result.intake),
+            )
+        } | {"ratio": round(result.ratio, 3)}
+
+    return {
+        "benchmark": "intake_throughput",
+        "records": options.records,
+        "record_bytes": options.record_bytes,
+        "target_ratio": TARGET_RATIO,
+        "runs": [describe(result) for result in results],
+        "median": describe(median_result(results)),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        with infrastructure() as endpoints:
+            results = asyncio.run(bench(endpoints, options))
+    except BenchError as error:
+        say(f"failed: {error}")
+        return 1
+    print(table(results))
+    if options.json:
+        print(json.dumps(figures(options, results)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Install what CivicPulse needs on a fresh Debian machine: system packages
+# (Java and Maven for the Kafka broker, PostgreSQL, kcat, Prometheus) and the
+# Python package with its dev extras. Safe to run again: it skips what is there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v java >/dev/null || need_apt+=(default-jre-headless)
+command -v mvn >/dev/null || need_apt+=(maven)
+command -v kcat >/dev/null || need_apt+=(kcat)
+command -v promtool >/dev/null || need_apt+=(prometheus)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || need_apt+=(postgresql)
+
+if ((${#need_apt[@]})); then
+    echo "bootstrap: installing system packages: ${need_apt[*]}" >&2
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+    # Debian's prometheus package starts a server on :9090; we run our own.
+    if command -v systemctl >/dev/null && systemctl is-active --quiet prometheus 2>/dev/null; then
+        $sudo systemctl stop prometheus || true
+    fi
+fi
+
+stamp=.civicpulse/pip-installed
+mkdir -p .civicpulse
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    echo "bootstrap: installing the Python package and its dev extras" >&2
+    python3 -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+    touch "$stamp"
+fi
