@@ -25,8 +25,7 @@ RAW_RECORD_NAME = "RawContactRecord"
 
 
 def event_file_name(event_class: type[Event]) -> str:
-    fields = event_class.model_fields
-    return f"{fields['event_type'].default}.v{fields['schema_version'].default}.json"
+    return f"{event_class.type_name()}.v{event_class.version()}.json"
 
 
 def _raw_record_schema() -> dict[str, Any]:

@@ -10,6 +10,7 @@ import contextlib
 import inspect
 import logging
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -93,22 +94,41 @@ async def ensure_topics(
         await admin.close()
 
 
-async def publish_events(broker: KafkaBroker, topic: TopicSpec, events: Sequence[Event]) -> None:
-    """Publish events keyed by subject and wait until the broker has all of them.
+@dataclass(frozen=True, slots=True)
+class OutgoingRecord:
+    topic: str
+    key: bytes
+    value: bytes
+    headers: dict[str, str]
+
+
+def event_record(event: Event, topic: TopicSpec) -> OutgoingRecord:
+    """An event as a Kafka record: keyed by subject, typed in headers for cheap filtering."""
+    return OutgoingRecord(
+        topic=topic.name,
+        key=event.key.encode(),
+        value=event.to_bytes(),
+        headers={"event_type": event.event_type, "schema_version": str(event.schema_version)},
+    )
+
+
+async def publish_records(broker: KafkaBroker, records: Sequence[OutgoingRecord]) -> None:
+    """Publish records and wait until the broker has all of them.
 
     Sends are pipelined, then awaited together: a batch costs one round trip,
-    not one per event, and the keys still spread over partitions (unlike
-    `publish_batch`, which sends the whole batch to one partition).
+    not one per record, and keys still spread over partitions (unlike
+    `publish_batch`, which sends a whole batch to one partition).
     """
     confirmations = [
         await broker.publish(
-            event.to_bytes(),
-            topic.name,
-            key=event.key.encode(),
-            headers={"event_type": event.event_type, "schema_version": str(event.schema_version)},
-            no_confirm=True,
+            record.value, record.topic, key=record.key, headers=record.headers, no_confirm=True
         )
-        for event in events
+        for record in records
     ]
     # faststream's in-memory test broker delivers at once and returns no future.
     await asyncio.gather(*(c for c in confirmations if inspect.isawaitable(c)))
+
+
+async def publish_events(broker: KafkaBroker, topic: TopicSpec, events: Sequence[Event]) -> None:
+    """Publish events keyed by subject and wait until the broker has all of them."""
+    await publish_records(broker, [event_record(event, topic) for event in events])

@@ -11,9 +11,14 @@ import logging
 from pathlib import Path
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+# What handlers get: a plain connection, or one borrowed from the pool.
+Connection = asyncpg.Connection | PoolConnectionProxy
 
 log = logging.getLogger(__name__)
 MIGRATION_LOCK_ID = 0x6369766963  # "civic": one lock shared by every service
+SHARED_MIGRATIONS = Path(__file__).with_name("migrations")
 
 
 class MigrationError(RuntimeError):
@@ -76,3 +81,9 @@ async def apply_migrations(pool: asyncpg.Pool, service: str, folder: Path) -> li
         finally:
             await connection.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_ID)
     return applied_now
+
+
+async def migrate(pool: asyncpg.Pool, service: str, folder: Path) -> list[str]:
+    """Apply the shared tables (outbox, processed events, timers), then the service's own."""
+    applied = await apply_migrations(pool, "shared", SHARED_MIGRATIONS)
+    return applied + await apply_migrations(pool, service, folder)

@@ -15,6 +15,7 @@ import pytest
 from shared.kafka import ensure_topics
 from shared.topics import ALL_TOPICS
 from tests.support.infrastructure import Infrastructure, test_infrastructure
+from tests.support.kafka import mark_session_start
 
 
 @pytest.fixture(scope="session")
@@ -32,6 +33,7 @@ def kafka_bootstrap(infrastructure: Infrastructure) -> str:
 @pytest.fixture(scope="session")
 async def topics(kafka_bootstrap: str) -> None:
     await ensure_topics(kafka_bootstrap, ALL_TOPICS)
+    await mark_session_start(kafka_bootstrap, [topic.name for topic in ALL_TOPICS])
 
 
 def _with_database(url: str, name: str) -> str:

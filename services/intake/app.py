@@ -18,7 +18,6 @@ from pydantic import BaseModel, Field, TypeAdapter
 from services.intake.domain import Rejected, Vocabulary
 from services.intake.handlers import (
     HttpRejection,
-    InboundRecord,
     IntakeHandler,
     IntakeMetrics,
     RecordStatus,
@@ -26,11 +25,12 @@ from services.intake.handlers import (
 from services.intake.records import MAX_HTTP_BATCH, RawContactRecord
 from services.intake.settings import IntakeSettings, hash_api_key
 from services.intake.store import MIGRATIONS, IdempotencyStore
-from shared.dead_letters import SourcePosition, send_dead_letter
+from shared.consumer import InboundRecord, inbound_records, undecoded
+from shared.dead_letters import send_dead_letter
 from shared.events.envelope import utc_now
 from shared.http import add_operational_routes
 from shared.kafka import batch_consumer_options, ensure_topics, make_broker, publish_events
-from shared.postgres import apply_migrations, create_pool
+from shared.postgres import create_pool, migrate
 from shared.topics import ALL_TOPICS, CONTACTS, CONTACTS_RAW, CONTACTS_RAW_DEAD_LETTER
 from shared.vocabulary import load_service_areas
 
@@ -112,7 +112,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = await create_pool(settings.database_url)
-        await apply_migrations(pool, SERVICE, MIGRATIONS)
+        await migrate(pool, SERVICE, MIGRATIONS)
         if settings.create_topics:
             await ensure_topics(
                 settings.kafka_bootstrap,
@@ -253,29 +253,15 @@ async def dead_letter_raw_record(
     )
 
 
-async def _keep_raw_bytes(_: Any) -> None:
-    # The handler reads the records' bytes itself: faststream must not try to
-    # decode them, or a malformed record would fail before it can be dead-lettered.
-    return None
-
-
 def subscribe_raw_topic(
     broker: KafkaBroker, handler: IntakeHandler, settings: IntakeSettings
 ) -> None:
     @broker.subscriber(  # type: ignore[untyped-decorator]
         CONTACTS_RAW.name,
-        decoder=_keep_raw_bytes,
+        decoder=undecoded,
         title="intake/raw-contacts",
         description="Contact records from council systems (RawContactRecord JSON).",
         **batch_consumer_options(settings.intake_group_id, max_records=settings.intake_max_batch),
     )
     async def consume_raw_contacts(_: Any, message: KafkaMessage) -> None:
-        records = [
-            InboundRecord(
-                value=record.value or b"",
-                key=record.key,
-                position=SourcePosition(record.topic, record.partition, record.offset),
-            )
-            for record in message.raw_message
-        ]
-        await handler.handle_raw_batch(records)
+        await handler.handle_raw_batch(inbound_records(message))

@@ -30,22 +30,14 @@ from services.intake.domain import (
     reject,
 )
 from services.intake.store import AcceptedRecord, IdempotencyStore
-from shared.dead_letters import AttemptsExhaustedError, SourcePosition, is_transient, with_attempts
-from shared.events.contacts import ContactEvent
+from shared.consumer import InboundRecord
+from shared.dead_letters import AttemptsExhaustedError, is_transient, with_attempts
+from shared.events.contacts import CONTACT_EVENTS, ContactEvent
 
 log = logging.getLogger(__name__)
 
 PublishEvents = Callable[[Sequence[ContactEvent]], Awaitable[None]]
 Clock = Callable[[], datetime]
-
-
-@dataclass(frozen=True, slots=True)
-class InboundRecord:
-    """One record consumed from the raw topic."""
-
-    value: bytes
-    key: bytes | None
-    position: SourcePosition
 
 
 DeadLetterSink = Callable[[InboundRecord, Rejected, int], Awaitable[None]]
@@ -93,8 +85,16 @@ class IntakeMetrics:
             ["field"],
             registry=registry,
         )
+        # Every series exists from the start at 0, so that rate() and ratios
+        # in alerts see the first increments instead of a missing series.
         for name in PERSONAL_DATA_FIELDS:
             self.personal_data_stripped.labels(name)
+        for via in Via:
+            self.duplicates.labels(via.value)
+            for event_class in CONTACT_EVENTS:
+                self.accepted.labels(via.value, event_class.type_name())
+            for reason in RejectionReason:
+                self.rejected.labels(via.value, reason.value)
         for reason in RejectionReason:
             self.dead_lettered.labels(reason.value)
 

@@ -8,7 +8,7 @@ version that consumers accept side by side with the old one.
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Annotated, Any, ClassVar, TypeVar
+from typing import Annotated, ClassVar, TypeVar
 from uuid import UUID, uuid4
 
 from pydantic import (
@@ -91,7 +91,18 @@ class Event(FrozenModel):
         return self.model_dump_json().encode()
 
     @classmethod
+    def type_name(cls) -> str:
+        """The class's `event_type`, without an instance."""
+        name: str = cls.model_fields["event_type"].default
+        return name
+
+    @classmethod
+    def version(cls) -> int:
+        """The class's `schema_version`, without an instance."""
+        version: int = cls.model_fields["schema_version"].default
+        return version
+
+    @classmethod
     def type_tag(cls) -> str:
         """`EventType:version`, the tag the catalogue's union dispatches on."""
-        fields: dict[str, Any] = cls.model_fields
-        return f"{fields['event_type'].default}:{fields['schema_version'].default}"
+        return f"{cls.type_name()}:{cls.version()}"

@@ -10,6 +10,8 @@ from prometheus_client import CollectorRegistry
 
 from services.intake.app import create_app
 from services.intake.settings import IntakeSettings, hash_api_key
+from shared.topics import CONTACTS_RAW
+from tests.support.kafka import new_group_at_end
 
 CRM_API_KEY = "test-crm-key-0123456789"
 
@@ -30,6 +32,7 @@ async def intake(
         kafka_bootstrap=kafka_bootstrap,
         database_url=database_url,
         intake_api_keys={"crm": hash_api_key(CRM_API_KEY)},
+        intake_group_id=await new_group_at_end(kafka_bootstrap, CONTACTS_RAW.name, "test-intake"),
     )
     registry = CollectorRegistry()
     app = create_app(settings, registry=registry)

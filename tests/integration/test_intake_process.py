@@ -4,7 +4,7 @@ import json
 import signal
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -14,21 +14,22 @@ from civicpulse.processes import ServiceProcess, free_port
 from services.intake.settings import hash_api_key
 from shared.topics import CONTACTS, CONTACTS_RAW
 from tests.integration.test_intake import contact_record
-from tests.support.kafka import read_topic
+from tests.support.kafka import new_group_at_end, read_topic
 
 pytestmark = pytest.mark.integration
 RECORDS = 3000
 
 
 @pytest.fixture
-def intake_process(
+async def intake_process(
     kafka_bootstrap: str, database_url: str, topics: None, tmp_path: Path
-) -> Iterator[ServiceProcess]:
+) -> AsyncIterator[ServiceProcess]:
+    group_id = await new_group_at_end(kafka_bootstrap, CONTACTS_RAW.name, "test-intake-process")
     env = {
         "CIVICPULSE_KAFKA_BOOTSTRAP": kafka_bootstrap,
         "CIVICPULSE_DATABASE_URL": database_url,
         "CIVICPULSE_HTTP_PORT": str(free_port()),
-        "CIVICPULSE_INTAKE_GROUP_ID": f"intake-process-test-{uuid.uuid4().hex[:8]}",
+        "CIVICPULSE_INTAKE_GROUP_ID": group_id,
         "CIVICPULSE_INTAKE_MAX_BATCH": "100",
         "CIVICPULSE_INTAKE_API_KEYS": json.dumps({"crm": hash_api_key("k" * 20)}),
     }

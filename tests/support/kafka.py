@@ -4,10 +4,11 @@ import asyncio
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +21,22 @@ class Record:
     headers: dict[str, bytes]
 
 
+# Where each topic ended when the test session began: reads start there, so a
+# long-lived broker's history (a developer's `civicpulse infra up`) costs nothing.
+_session_start: dict[TopicPartition, int] = {}
+
+
+async def mark_session_start(bootstrap: str, topics: Iterable[str]) -> None:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        for topic in topics:
+            partitions = [TopicPartition(topic, p) for p in await _partitions(consumer, topic)]
+            _session_start.update(await consumer.end_offsets(partitions))
+    finally:
+        await consumer.stop()
+
+
 async def read_topic(
     bootstrap: str,
     topic: str,
@@ -27,19 +44,23 @@ async def read_topic(
     until: Callable[[list[Record]], bool],
     within_seconds: float = 30.0,
 ) -> list[Record]:
-    """Read `topic` from the beginning (no consumer group) until `until(records)` holds.
+    """Read `topic` from the session's start (no consumer group) until `until(records)` holds.
 
     Returns what was read; the caller asserts on it. Reading stops after
     `within_seconds` rather than failing here, so a test's own assertion says what was
     missing.
     """
-    # No group: every partition is assigned, read from the start, nothing committed.
+    # No group: every partition is assigned by hand, nothing is committed.
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
     )
     await consumer.start()
     records: list[Record] = []
     try:
+        partitions = [TopicPartition(topic, p) for p in sorted(await _partitions(consumer, topic))]
+        consumer.assign(partitions)
+        for partition in partitions:
+            consumer.seek(partition, _session_start.get(partition, 0))
         deadline = time.monotonic() + within_seconds
         while time.monotonic() < deadline and not until(records):
             batches = await consumer.getmany(timeout_ms=200)
@@ -81,3 +102,33 @@ async def eventually(
             return True
         await asyncio.sleep(interval)
     return check()
+
+
+async def new_group_at_end(bootstrap: str, topic: str, prefix: str) -> str:
+    """A fresh consumer group positioned at the topic's current end.
+
+    On a long-lived broker (a developer's `civicpulse infra up`) the topics
+    hold earlier runs' records: a test's service starts after them.
+    """
+    group_id = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(await _partitions(consumer, topic))]
+        ends = await consumer.end_offsets(partitions)
+        consumer.assign(partitions)
+        await consumer.commit(dict(ends.items()))
+    finally:
+        await consumer.stop()
+    return group_id
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    for _ in range(100):
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions:
+            return set(partitions)
+        await consumer._client.force_metadata_update()
+    raise RuntimeError(f"topic {topic} has no partitions")

@@ -16,12 +16,12 @@ from services.intake.domain import Rejected, RejectionReason, Vocabulary, event_
 from services.intake.handlers import (
     HttpRejection,
     HttpResult,
-    InboundRecord,
     IntakeHandler,
     IntakeMetrics,
     RecordStatus,
 )
 from services.intake.store import AcceptedRecord, IdempotencyStore
+from shared.consumer import InboundRecord
 from shared.dead_letters import SourcePosition
 from shared.events.contacts import ContactEvent, ContactReceived
 

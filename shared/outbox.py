@@ -1,0 +1,161 @@
+"""The transactional outbox: events leave a service only after its state commits.
+
+A handler calls `enqueue` inside the transaction that changes its state; the
+`OutboxRelay` publishes committed rows with the idempotent producer and then
+deletes them. A crash between publish and delete republishes the same events
+(same `event_id`), which consumers deduplicate. One relay per service is
+active at a time (a PostgreSQL advisory lock), so each subject's events leave
+in the order they were written.
+"""
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+
+import asyncpg
+from faststream.kafka import KafkaBroker
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from shared.dead_letters import is_transient
+from shared.events.catalogue import topic_for
+from shared.events.envelope import Event
+from shared.kafka import OutgoingRecord, event_record, publish_records
+from shared.postgres import Connection
+
+log = logging.getLogger(__name__)
+
+
+def _channel(service: str) -> str:
+    return f"outbox_{service.replace('-', '_')}"
+
+
+def _lock_id(service: str) -> int:
+    digest = hashlib.sha256(f"outbox:{service}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+async def enqueue(connection: Connection, service: str, events: Sequence[Event]) -> None:
+    """Write events to the outbox; call inside the state change's transaction."""
+    if not events:
+        return
+    records = [event_record(event, topic_for(type(event))) for event in events]
+    await connection.executemany(
+        "INSERT INTO outbox (service, topic, key, value, headers) VALUES ($1, $2, $3, $4, $5)",
+        [(service, r.topic, r.key, r.value, json.dumps(r.headers)) for r in records],
+    )
+    await connection.execute("SELECT pg_notify($1, '')", _channel(service))
+
+
+class OutboxMetrics:
+    def __init__(self, registry: CollectorRegistry, service: str) -> None:
+        self.published = Counter(
+            "outbox_published_events",
+            "Events published from the outbox.",
+            ["service"],
+            registry=registry,
+        ).labels(service)
+        self.backlog = Gauge(
+            "outbox_backlog_events",
+            "Events committed but not yet published.",
+            ["service"],
+            registry=registry,
+        ).labels(service)
+
+
+class OutboxRelay:
+    """Publishes a service's outbox; run `run()` as a task, `stop()` to end it."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        broker: KafkaBroker,
+        service: str,
+        *,
+        metrics: OutboxMetrics | None = None,
+        batch_size: int = 500,
+        idle_poll_seconds: float = 1.0,
+    ) -> None:
+        self._pool = pool
+        self._broker = broker
+        self._service = service
+        self._metrics = metrics
+        self._batch_size = batch_size
+        self._idle_poll_seconds = idle_poll_seconds
+        self._wake = asyncio.Event()
+        self._stopping = False
+
+    async def publish_pending(self) -> int:
+        """Publish one batch of committed events; returns how many were published.
+
+        Returns 0 without waiting when another replica's relay holds the lock.
+        """
+        async with self._pool.acquire() as connection, connection.transaction():
+            if not await connection.fetchval(
+                "SELECT pg_try_advisory_xact_lock($1)", _lock_id(self._service)
+            ):
+                return 0
+            rows = await connection.fetch(
+                """
+                SELECT id, topic, key, value, headers FROM outbox
+                WHERE service = $1 ORDER BY id LIMIT $2
+                """,
+                self._service,
+                self._batch_size,
+            )
+            if not rows:
+                return 0
+            await publish_records(
+                self._broker,
+                [
+                    OutgoingRecord(
+                        row["topic"], row["key"], row["value"], json.loads(row["headers"])
+                    )
+                    for row in rows
+                ],
+            )
+            await connection.execute(
+                "DELETE FROM outbox WHERE id = ANY($1::bigint[])", [row["id"] for row in rows]
+            )
+        if self._metrics:
+            self._metrics.published.inc(len(rows))
+        return len(rows)
+
+    async def backlog(self) -> int:
+        count: int = await self._pool.fetchval(
+            "SELECT count(*) FROM outbox WHERE service = $1", self._service
+        )
+        return count
+
+    async def run(self) -> None:
+        listener = await self._pool.acquire()
+        await listener.add_listener(_channel(self._service), self._on_notify)
+        try:
+            while not self._stopping:
+                try:
+                    published = await self.publish_pending()
+                    if self._metrics:
+                        self._metrics.backlog.set(await self.backlog())
+                except Exception as error:
+                    if not is_transient(error):
+                        log.exception("outbox relay of %s failed", self._service)
+                    else:
+                        log.warning("outbox relay of %s waiting: %r", self._service, error)
+                    published = 0
+                if published == 0:
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), self._idle_poll_seconds)
+        finally:
+            with contextlib.suppress(Exception):
+                await listener.remove_listener(_channel(self._service), self._on_notify)
+            await self._pool.release(listener)
+
+    def _on_notify(self, *_: object) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()

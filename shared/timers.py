@@ -1,0 +1,165 @@
+"""Durable timers in PostgreSQL: deadlines that survive restarts and fire once.
+
+Each timer is a row. `TimerScheduler.fire_due(now)` claims due rows with
+`FOR UPDATE SKIP LOCKED` (so replicas split the work and never take the same
+row), calls the service's `fire` callback in the same transaction, and marks
+the row fired: the callback's effects (state change, outbox events) and the
+mark commit together, so a timer fires exactly once even across crashes.
+The scan uses a partial index on pending timers' due time: its cost follows
+what is due, not what is open. Time is passed in, so tests inject it.
+"""
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from shared.dead_letters import is_transient
+from shared.events.envelope import utc_now
+from shared.postgres import Connection
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Timer:
+    timer_id: str
+    kind: str
+    subject: str
+    due_at: datetime
+    payload: dict[str, Any]
+
+
+FireTimer = Callable[[Connection, Timer], Awaitable[None]]
+
+
+async def schedule(connection: Connection, service: str, timer: Timer) -> None:
+    """Create the timer, or move it (a recalculated or extended deadline) if still pending."""
+    await connection.execute(
+        """
+        INSERT INTO timers (service, timer_id, kind, subject, due_at, payload)
+        VALUES ($1, $2, $3, $4, $5, $6)
+        ON CONFLICT (service, timer_id) DO UPDATE
+            SET due_at = EXCLUDED.due_at, payload = EXCLUDED.payload
+            WHERE timers.fired_at IS NULL AND timers.cancelled_at IS NULL
+        """,
+        service,
+        timer.timer_id,
+        timer.kind,
+        timer.subject,
+        timer.due_at,
+        json.dumps(timer.payload),
+    )
+
+
+async def cancel(connection: Connection, service: str, timer_id: str) -> None:
+    """Cancel a pending timer (the due action happened in time)."""
+    await connection.execute(
+        """
+        UPDATE timers SET cancelled_at = now()
+        WHERE service = $1 AND timer_id = $2 AND fired_at IS NULL AND cancelled_at IS NULL
+        """,
+        service,
+        timer_id,
+    )
+
+
+async def pending_for(connection: Connection, service: str, subject: str) -> list[Timer]:
+    rows = await connection.fetch(
+        """
+        SELECT timer_id, kind, subject, due_at, payload FROM timers
+        WHERE service = $1 AND subject = $2 AND fired_at IS NULL AND cancelled_at IS NULL
+        ORDER BY due_at
+        """,
+        service,
+        subject,
+    )
+    return [_timer(row) for row in rows]
+
+
+def _timer(row: asyncpg.Record) -> Timer:
+    return Timer(
+        timer_id=row["timer_id"],
+        kind=row["kind"],
+        subject=row["subject"],
+        due_at=row["due_at"],
+        payload=json.loads(row["payload"]),
+    )
+
+
+class TimerScheduler:
+    """Fires a service's due timers; `run()` polls, `fire_due(now)` is one pass."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        service: str,
+        fire: FireTimer,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        batch_size: int = 200,
+        poll_seconds: float = 1.0,
+    ) -> None:
+        self._pool = pool
+        self._service = service
+        self._fire = fire
+        self._clock = clock
+        self._batch_size = batch_size
+        self._poll_seconds = poll_seconds
+        self._stopping = asyncio.Event()
+
+    async def fire_due(self, now: datetime | None = None) -> int:
+        """Fire every timer due at `now` (default: the clock); returns how many fired."""
+        now = now or self._clock()
+        fired = 0
+        while True:
+            batch = await self._fire_batch(now)
+            fired += batch
+            if batch < self._batch_size:
+                return fired
+
+    async def _fire_batch(self, now: datetime) -> int:
+        async with self._pool.acquire() as connection, connection.transaction():
+            rows = await connection.fetch(
+                """
+                SELECT timer_id, kind, subject, due_at, payload FROM timers
+                WHERE service = $1 AND due_at <= $2
+                  AND fired_at IS NULL AND cancelled_at IS NULL
+                ORDER BY due_at
+                LIMIT $3
+                FOR UPDATE SKIP LOCKED
+                """,
+                self._service,
+                now,
+                self._batch_size,
+            )
+            for row in rows:
+                await self._fire(connection, _timer(row))
+            await connection.execute(
+                "UPDATE timers SET fired_at = $3 WHERE service = $1 AND timer_id = ANY($2::text[])",
+                self._service,
+                [row["timer_id"] for row in rows],
+                now,
+            )
+        return len(rows)
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self.fire_due()
+            except Exception as error:
+                if is_transient(error):
+                    log.warning("timers of %s waiting: %r", self._service, error)
+                else:
+                    log.exception("timers of %s failed", self._service)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._poll_seconds)
+
+    def stop(self) -> None:
+        self._stopping.set()
