@@ -53,11 +53,27 @@ COMPLAINTS = TopicSpec(
     retention_ms=FOREVER,
     description="Canonical complaint events, keyed by complaint_id.",
 )
+COMPLAINT_ACTIONS = TopicSpec(
+    name="civicpulse.complaints.actions",
+    partitions=6,
+    retention_ms=30 * DAY_MS,
+    description="Case actions from case-management systems (open, acknowledge, respond, "
+    "escalate, extend, refer, withdraw, close), keyed by complaint_id. Only the complaints "
+    "service writes civicpulse.complaints.",
+)
 FEEDBACK = TopicSpec(
     name="civicpulse.feedback",
     partitions=6,
     retention_ms=FOREVER,
     description="Satisfaction requests, answers, expiries and opt-outs, keyed by request_id.",
+)
+NOTIFICATIONS = TopicSpec(
+    name="civicpulse.notifications",
+    partitions=3,
+    retention_ms=30 * DAY_MS,
+    description="Messages to send to customers, shaped for GOV.UK Notify (template id, "
+    "recipient, personalisation, reference). The one topic that carries contact details: "
+    "short retention, restricted access.",
 )
 METRICS = TopicSpec(
     name="civicpulse.metrics",
@@ -66,7 +82,15 @@ METRICS = TopicSpec(
     description="Surges and missed KPI targets raised by the metrics service.",
 )
 
-PRIMARY_TOPICS: tuple[TopicSpec, ...] = (CONTACTS_RAW, CONTACTS, COMPLAINTS, FEEDBACK, METRICS)
+PRIMARY_TOPICS: tuple[TopicSpec, ...] = (
+    CONTACTS_RAW,
+    CONTACTS,
+    COMPLAINT_ACTIONS,
+    COMPLAINTS,
+    FEEDBACK,
+    NOTIFICATIONS,
+    METRICS,
+)
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     *PRIMARY_TOPICS,
     *(dead_letter_twin(topic) for topic in PRIMARY_TOPICS),
