@@ -11,17 +11,23 @@ input back to Kafka, in batches of up to 500, committing once per batch:
   validating, deduplicating in a fresh PostgreSQL database and publishing canonical
   events to `civicpulse.contacts`.
 
-The records are produced before each timed phase (that rate is shown too, as an anchor);
-timing runs from the consumer's start, group join included, until all N are forwarded
-(plain: the output topic's end offsets say N; intake: `intake_records_accepted_total`).
+The records are produced before each timed phase (that rate is shown too, as an anchor)
+and each consumer group's offsets are committed at its records' start. Timing runs from
+the consumer's start, group join included, until all N are handled: plain, once the
+output topic's end offsets add up to N; intake, once its outcome counters reach N and
+its group has committed past the run's last record. Intake's database must then hold
+exactly the run's N records.
 
-    python -m bench.intake_throughput --records 50000 --runs 2 --json
+    python -m bench.intake_throughput --records 50000 --runs 3 --json
 
 Uses `CIVICPULSE_KAFKA_BOOTSTRAP` and `CIVICPULSE_DATABASE_URL` if both are set, else
 starts a throwaway local stack with `civicpulse.infra` and stops it afterwards.
 Side effects on a shared stack: this run's records stay on `civicpulse.contacts.raw`
 (14-day retention) and their events on `civicpulse.contacts` (kept forever); every id
-starts with `bench-<run id>-`. The scratch topics and database are deleted.
+starts with `bench-<run id>-`. While it runs, the benchmark's intake also handles
+whatever others publish to the raw topic (publishing their events or dead letters a
+second time), so do not run it beside integration tests on the same stack. The scratch
+topics and database are deleted; the empty consumer groups expire with Kafka's offsets.
 """
 
 import argparse
@@ -611,6 +617,11 @@ def median_result(results: Sequence[RunResult]) -> RunResult:
     )
 
 
+def median_ratio(results: Sequence[RunResult]) -> float:
+    """Each run's phases ran minutes apart at most: its own ratio cancels slow spells best."""
+    return statistics.median(result.ratio for result in results)
+
+
 def table(results: Sequence[RunResult]) -> str:
     rows = [("run", "path", "records", "seconds", "records/s")]
     labelled = [(str(i + 1), result) for i, result in enumerate(results)]
@@ -639,9 +650,10 @@ def table(results: Sequence[RunResult]) -> str:
         )
         for row in rows
     ]
-    summary = median_result(results) if len(results) > 1 else results[0]
-    verdict = "met" if summary.ratio >= TARGET_RATIO else "NOT met"
-    lines.append(f"intake/plain: {summary.ratio:.2f} (target >= {TARGET_RATIO}: {verdict})")
+    ratio = median_ratio(results)
+    verdict = "met" if ratio >= TARGET_RATIO else "NOT met"
+    label = "intake/plain" if len(results) == 1 else "intake/plain (median of the runs' ratios)"
+    lines.append(f"{label}: {ratio:.2f} (target >= {TARGET_RATIO}: {verdict})")
     return "\n".join(lines)
 
 
@@ -662,7 +674,7 @@ def figures(options: Options, results: Sequence[RunResult]) -> dict[str, Any]:
         "record_bytes": options.record_bytes,
         "target_ratio": TARGET_RATIO,
         "runs": [describe(result) for result in results],
-        "median": describe(median_result(results)),
+        "median": describe(median_result(results)) | {"ratio": round(median_ratio(results), 3)},
     }
 
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faststream import AckPolicy
@@ -112,15 +113,56 @@ def event_record(event: Event, topic: TopicSpec) -> OutgoingRecord:
     )
 
 
-async def publish_records(broker: KafkaBroker, records: Sequence[OutgoingRecord]) -> None:
+class BulkProducer:
+    """An idempotent aiokafka producer for a service's high-volume sends.
+
+    faststream's `publish` costs about three times aiokafka's own `send` per
+    record (middlewares, per-message metrics, encoding); on the hot paths
+    (intake's canonical events, the outbox relay) that was half of intake's
+    time. The broker still does the consuming and the occasional dead letter.
+    """
+
+    def __init__(self, bootstrap: str, *, client_id: str) -> None:
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap,
+            client_id=f"{client_id}-bulk",
+            enable_idempotence=True,  # implies acks="all"
+            linger_ms=5,
+        )
+
+    async def start(self) -> None:
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        await self._producer.stop()  # flushes what is pending first
+
+    async def send_all(self, records: Sequence[OutgoingRecord]) -> None:
+        sends = [
+            await self._producer.send(
+                record.topic,
+                record.value,
+                key=record.key,
+                headers=[(name, value.encode()) for name, value in record.headers.items()],
+            )
+            for record in records
+        ]
+        await asyncio.gather(*sends)
+
+
+async def publish_records(
+    target: KafkaBroker | BulkProducer, records: Sequence[OutgoingRecord]
+) -> None:
     """Publish records and wait until the broker has all of them.
 
     Sends are pipelined, then awaited together: a batch costs one round trip,
     not one per record, and keys still spread over partitions (unlike
     `publish_batch`, which sends a whole batch to one partition).
     """
+    if isinstance(target, BulkProducer):
+        await target.send_all(records)
+        return
     confirmations = [
-        await broker.publish(
+        await target.publish(
             record.value, record.topic, key=record.key, headers=record.headers, no_confirm=True
         )
         for record in records
@@ -129,6 +171,8 @@ async def publish_records(broker: KafkaBroker, records: Sequence[OutgoingRecord]
     await asyncio.gather(*(c for c in confirmations if inspect.isawaitable(c)))
 
 
-async def publish_events(broker: KafkaBroker, topic: TopicSpec, events: Sequence[Event]) -> None:
+async def publish_events(
+    broker: KafkaBroker | BulkProducer, topic: TopicSpec, events: Sequence[Event]
+) -> None:
     """Publish events keyed by subject and wait until the broker has all of them."""
     await publish_records(broker, [event_record(event, topic) for event in events])

@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from shared.dead_letters import is_transient
 from shared.events.catalogue import topic_for
 from shared.events.envelope import Event
-from shared.kafka import OutgoingRecord, event_record, publish_records
+from shared.kafka import BulkProducer, OutgoingRecord, event_record, publish_records
 from shared.postgres import Connection
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ class OutboxRelay:
     def __init__(
         self,
         pool: asyncpg.Pool,
-        broker: KafkaBroker,
+        broker: KafkaBroker | BulkProducer,
         service: str,
         *,
         metrics: OutboxMetrics | None = None,

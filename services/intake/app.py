@@ -29,7 +29,13 @@ from shared.consumer import InboundRecord, inbound_records, undecoded
 from shared.dead_letters import send_dead_letter
 from shared.events.envelope import utc_now
 from shared.http import add_operational_routes
-from shared.kafka import batch_consumer_options, ensure_topics, make_broker, publish_events
+from shared.kafka import (
+    BulkProducer,
+    batch_consumer_options,
+    ensure_topics,
+    make_broker,
+    publish_events,
+)
 from shared.postgres import create_pool, migrate
 from shared.topics import ALL_TOPICS, CONTACTS, CONTACTS_RAW, CONTACTS_RAW_DEAD_LETTER
 from shared.vocabulary import load_service_areas
@@ -119,9 +125,11 @@ def create_app(
                 ALL_TOPICS,
                 replication_factor=settings.topic_replication_factor,
             )
+        producer = BulkProducer(settings.kafka_bootstrap, client_id=SERVICE)
+        await producer.start()
         handler = IntakeHandler(
             store=IdempotencyStore(pool),
-            publish_events=functools.partial(publish_events, broker, CONTACTS),
+            publish_events=functools.partial(publish_events, producer, CONTACTS),
             dead_letter=functools.partial(dead_letter_raw_record, broker),
             vocabulary=vocabulary,
             metrics=metrics,
@@ -137,8 +145,10 @@ def create_app(
         try:
             yield
         finally:
-            # Stops consuming first and lets the batch in hand finish and commit.
+            # Stops consuming first and lets the batch in hand finish and commit;
+            # only then may the producer and the pool go.
             await broker.stop()
+            await producer.stop()
             await pool.close()
 
     app = FastAPI(

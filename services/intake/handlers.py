@@ -8,6 +8,7 @@ are stored republishes the same events with the same deterministic
 """
 
 import logging
+from collections import Counter as Tally
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -161,10 +162,12 @@ class IntakeHandler:
                 for a in new
             ]
         )
-        for item in new:
-            self._metrics.accepted.labels(via.value, item.event.event_type).inc()
-            for name in item.stripped_fields:
-                self._metrics.personal_data_stripped.labels(name).inc()
+        # Counted per batch: a labelled increment per record costs more than it tells.
+        for event_type, count in Tally(item.event.event_type for item in new).items():
+            self._metrics.accepted.labels(via.value, event_type).inc(count)
+        stripped = Tally(name for item in new for name in item.stripped_fields)
+        for name, count in stripped.items():
+            self._metrics.personal_data_stripped.labels(name).inc(count)
 
     # -- raw topic -----------------------------------------------------------------
 
