@@ -56,7 +56,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client import CollectorRegistry
 
 from services.intake.app import create_app
-from services.intake.settings import IntakeSettings, hash_api_key
+from services.intake.settings import IntakeSettings
+from shared.api_keys import hash_api_key
 from shared.kafka import ensure_topics
 from shared.topics import ALL_TOPICS, CONTACTS_RAW
 

@@ -11,6 +11,9 @@ command -v mvn >/dev/null || need_apt+=(maven)
 command -v kcat >/dev/null || need_apt+=(kcat)
 command -v promtool >/dev/null || need_apt+=(prometheus)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || need_apt+=(postgresql)
+# The feedback form's real-browser test.
+command -v chromium >/dev/null || need_apt+=(chromium)
+command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 
 if ((${#need_apt[@]})); then
     echo "bootstrap: installing system packages: ${need_apt[*]}" >&2

@@ -39,9 +39,20 @@ def _lock_id(service: str) -> int:
 
 async def enqueue(connection: Connection, service: str, events: Sequence[Event]) -> None:
     """Write events to the outbox; call inside the state change's transaction."""
-    if not events:
+    await enqueue_records(
+        connection, service, [event_record(event, topic_for(type(event))) for event in events]
+    )
+
+
+async def enqueue_records(
+    connection: Connection, service: str, records: Sequence[OutgoingRecord]
+) -> None:
+    """Write any records (not only catalogue events) to the outbox, in the caller's transaction.
+
+    The relay is woken when the transaction commits (NOTIFY is transactional).
+    """
+    if not records:
         return
-    records = [event_record(event, topic_for(type(event))) for event in events]
     await connection.executemany(
         "INSERT INTO outbox (service, topic, key, value, headers) VALUES ($1, $2, $3, $4, $5)",
         [(service, r.topic, r.key, r.value, json.dumps(r.headers)) for r in records],

@@ -1,11 +1,10 @@
 """`python -m services.intake`: run the intake service, or make an API key."""
 
 import argparse
-import json
-import secrets
 import sys
 
-from services.intake.settings import IntakeSettings, hash_api_key
+from services.intake.settings import IntakeSettings
+from shared.api_keys import new_api_key
 from shared.http import configure_logging, serve
 
 
@@ -25,10 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "new-api-key":
-        key = secrets.token_urlsafe(32)
-        print(f"API key for {args.source} (give it to that system; it is not stored): {key}")
-        entry = json.dumps({args.source: hash_api_key(key)})
-        print(f"add to CIVICPULSE_INTAKE_API_KEYS: {entry}")
+        print(new_api_key(args.source, "CIVICPULSE_INTAKE_API_KEYS"))
         return 0
 
     from services.intake.app import create_app

@@ -7,9 +7,8 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request, status
+from fastapi import Depends, FastAPI, Request, status
 from fastapi.responses import JSONResponse
-from fastapi.security import APIKeyHeader
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from prometheus_client import CollectorRegistry
@@ -23,8 +22,9 @@ from services.intake.handlers import (
     RecordStatus,
 )
 from services.intake.records import MAX_HTTP_BATCH, RawContactRecord
-from services.intake.settings import IntakeSettings, hash_api_key
+from services.intake.settings import IntakeSettings
 from services.intake.store import MIGRATIONS, IdempotencyStore
+from shared.api_keys import authenticated_source
 from shared.consumer import InboundRecord, inbound_records, undecoded
 from shared.dead_letters import send_dead_letter
 from shared.events.envelope import utc_now
@@ -97,10 +97,6 @@ def _request_body_schema() -> tuple[dict[str, Any], dict[str, Any]]:
     return schema, definitions
 
 
-def _source_lookup(settings: IntakeSettings) -> dict[str, str]:
-    return {key_hash: source for source, key_hash in settings.intake_api_keys.items()}
-
-
 def create_app(
     settings: IntakeSettings | None = None,
     *,
@@ -112,7 +108,6 @@ def create_app(
     broker = make_broker(settings.kafka_bootstrap, client_id=SERVICE, registry=registry)
     metrics = IntakeMetrics(registry)
     vocabulary = Vocabulary(load_service_areas(settings.vocabulary_file))
-    sources_by_hash = _source_lookup(settings)
     state: dict[str, Any] = {}
 
     @asynccontextmanager
@@ -138,7 +133,7 @@ def create_app(
         )
         state.update(pool=pool, handler=handler)
         subscribe_raw_topic(broker, handler, settings)
-        if not sources_by_hash:
+        if not settings.intake_api_keys:
             log.warning("no CIVICPULSE_INTAKE_API_KEYS set: every HTTP caller will get 401")
         await broker.start()
         log.info("intake ready: consuming %s, publishing %s", CONTACTS_RAW.name, CONTACTS.name)
@@ -159,19 +154,7 @@ def create_app(
         f"`{CONTACTS_RAW.name}`.",
         lifespan=lifespan,
     )
-    api_key_header = APIKeyHeader(
-        name="X-API-Key", auto_error=False, description="The source system's API key."
-    )
-
-    def authenticated_source(key: Annotated[str | None, Depends(api_key_header)]) -> str:
-        source = sources_by_hash.get(hash_api_key(key)) if key else None
-        if source is None:
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED,
-                detail="missing or unknown API key (header X-API-Key)",
-                headers={"WWW-Authenticate": "ApiKey"},
-            )
-        return source
+    caller = authenticated_source(settings.intake_api_keys)
 
     body_schema, body_definitions = _request_body_schema()
 
@@ -204,7 +187,7 @@ def create_app(
         },
     )
     async def submit_contacts(
-        request: Request, source: Annotated[str, Depends(authenticated_source)]
+        request: Request, source: Annotated[str, Depends(caller)]
     ) -> ContactsAccepted | JSONResponse:
         try:
             body = await request.json()

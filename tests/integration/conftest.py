@@ -9,7 +9,8 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from services.intake.app import create_app
-from services.intake.settings import IntakeSettings, hash_api_key
+from services.intake.settings import IntakeSettings
+from shared.api_keys import hash_api_key
 from shared.topics import CONTACTS_RAW
 from tests.support.kafka import new_group_at_end
 

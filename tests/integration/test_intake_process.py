@@ -11,7 +11,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from civicpulse.processes import ServiceProcess, free_port
-from services.intake.settings import hash_api_key
+from shared.api_keys import hash_api_key
 from shared.topics import CONTACTS, CONTACTS_RAW
 from tests.integration.test_intake import contact_record
 from tests.support.kafka import new_group_at_end, read_topic

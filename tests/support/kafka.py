@@ -104,8 +104,8 @@ async def eventually(
     return check()
 
 
-async def new_group_at_end(bootstrap: str, topic: str, prefix: str) -> str:
-    """A fresh consumer group positioned at the topic's current end.
+async def new_group_at_end(bootstrap: str, topics: str | Iterable[str], prefix: str) -> str:
+    """A fresh consumer group positioned at the current end of each topic it will read.
 
     On a long-lived broker (a developer's `civicpulse infra up`) the topics
     hold earlier runs' records: a test's service starts after them.
@@ -116,7 +116,11 @@ async def new_group_at_end(bootstrap: str, topic: str, prefix: str) -> str:
     )
     await consumer.start()
     try:
-        partitions = [TopicPartition(topic, p) for p in sorted(await _partitions(consumer, topic))]
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in ([topics] if isinstance(topics, str) else topics)
+            for p in sorted(await _partitions(consumer, topic))
+        ]
         ends = await consumer.end_offsets(partitions)
         consumer.assign(partitions)
         await consumer.commit(dict(ends.items()))

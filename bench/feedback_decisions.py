@@ -1,0 +1,154 @@
+"""Feedback's decision and sending rates on the real PostgreSQL, beside a plain anchor.
+
+Three phases over N resolved contacts (distinct customers, each with a contact route),
+in batches of 500 events per transaction, as the consumer hands them over:
+
+- anchor: per event, the processed-event record plus one plain INSERT, in one
+  transaction per batch. The floor for any idempotent consumer on this database.
+- decide: `FeedbackHandler.handle` (processed-event record, customer lock, opt-out,
+  route, case and quiet-period look-ups, request row, send timer).
+- send: `TimerScheduler.fire_due` after the delay: each request's SatisfactionRequested
+  and Notify message into the outbox, a signed link, an expiry timer.
+
+Kafka is not involved (the outbox is not relayed), so the figures are the database
+work per event. Needs `CIVICPULSE_DATABASE_URL` (a server where it may create and drop
+a scratch database):
+
+    python -m bench.feedback_decisions --events 5000 --runs 3
+"""
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+from prometheus_client import CollectorRegistry
+
+from services.feedback.handlers import FeedbackHandler, FeedbackMetrics, NotifyTemplates, policy_of
+from services.feedback.links import AnswerLinks
+from services.feedback.notifications import ContactRoute
+from services.feedback.store import MIGRATIONS, SERVICE, put_contact_route
+from shared.events import ContactResolved, ContactResolvedPayload, Event
+from shared.postgres import create_pool, migrate
+from shared.processed_events import first_time
+from shared.timers import TimerScheduler
+
+BATCH = 500
+POLICY_DELAY = timedelta(hours=24)
+
+
+def _database(url: str, name: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+
+
+def _events(run: str, count: int, at: datetime) -> list[Event]:
+    return [
+        ContactResolved(
+            contact_id=f"bench-{run}-{n}",
+            occurred_at=at,
+            source="bench",
+            payload=ContactResolvedPayload(
+                channel="phone", service_area="waste", kind="enquiry", customer_ref=f"B{run}-{n}"
+            ),
+        )
+        for n in range(count)
+    ]
+
+
+def _batches(events: Sequence[Event]) -> list[Sequence[Event]]:
+    return [events[i : i + BATCH] for i in range(0, len(events), BATCH)]
+
+
+async def _anchor(pool: asyncpg.Pool, events: Sequence[Event]) -> float:
+    await pool.execute("CREATE TABLE IF NOT EXISTS bench_anchor (id text PRIMARY KEY)")
+    started = time.perf_counter()
+    for batch in _batches(events):
+        async with pool.acquire() as connection, connection.transaction():
+            for event in batch:
+                if await first_time(connection, "bench-anchor", event.event_id):
+                    await connection.execute(
+                        "INSERT INTO bench_anchor (id) VALUES ($1)", str(event.event_id)
+                    )
+    return len(events) / (time.perf_counter() - started)
+
+
+async def _one_run(pool: asyncpg.Pool, count: int) -> tuple[float, float, float]:
+    run = uuid.uuid4().hex[:8]
+    now = datetime.now(UTC)
+    clock = [now]
+    handler = FeedbackHandler(
+        pool,
+        policy=policy_of(POLICY_DELAY.total_seconds() / 3600, 14, 30),
+        links=AnswerLinks("bench-secret-" + "x" * 32),
+        public_url="https://feedback.example.gov.uk",
+        templates=NotifyTemplates(email="email-template", sms="sms-template"),
+        metrics=FeedbackMetrics(CollectorRegistry()),
+        clock=lambda: clock[0],
+    )
+    events = _events(run, count, now)
+    async with pool.acquire() as connection:
+        for event in events:
+            assert isinstance(event, ContactResolved)
+            assert event.payload.customer_ref is not None
+            await put_contact_route(
+                connection, event.payload.customer_ref, ContactRoute(email="r@example.org"), now
+            )
+    anchor = await _anchor(pool, _events(run + "a", count, now))
+
+    started = time.perf_counter()
+    for batch in _batches(events):
+        await handler.handle(batch)
+    decide = count / (time.perf_counter() - started)
+
+    clock[0] = now + POLICY_DELAY + timedelta(minutes=1)
+    scheduler = TimerScheduler(pool, SERVICE, handler.fire, clock=lambda: clock[0])
+    started = time.perf_counter()
+    fired = await scheduler.fire_due()
+    send = fired / (time.perf_counter() - started)
+    assert fired == count, f"fired {fired} of {count}"
+    await pool.execute("DELETE FROM outbox WHERE service = $1", SERVICE)
+    return anchor, decide, send
+
+
+async def main(events: int, runs: int) -> int:
+    base = os.environ.get("CIVICPULSE_DATABASE_URL")
+    if not base:
+        print("set CIVICPULSE_DATABASE_URL (e.g. after `civicpulse infra up`)", file=sys.stderr)
+        return 2
+    name = f"bench_feedback_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(base)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        pool = await create_pool(_database(base, name))
+        try:
+            await migrate(pool, SERVICE, MIGRATIONS)
+            results = []
+            for n in range(runs):
+                print(f"run {n + 1}/{runs}: {events} events", file=sys.stderr)
+                results.append(await _one_run(pool, events))
+        finally:
+            await pool.close()
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+    print(f"{'run':>4} {'anchor/s':>10} {'decide/s':>10} {'send/s':>10} {'decide/anchor':>14}")
+    for n, (anchor, decide, send) in enumerate(results, 1):
+        print(f"{n:>4} {anchor:>10.0f} {decide:>10.0f} {send:>10.0f} {decide / anchor:>14.2f}")
+    ratios = [decide / anchor for anchor, decide, _ in results]
+    print(f"median decide/anchor: {statistics.median(ratios):.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python -m bench.feedback_decisions", description=__doc__)
+    parser.add_argument("--events", type=int, default=5000, help="resolutions per run")
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    sys.exit(asyncio.run(main(args.events, args.runs)))

@@ -1,0 +1,221 @@
+"""The optional sender: delivers `civicpulse.notifications` messages with GOV.UK Notify.
+
+Runs only with a Notify API key (`python -m services.feedback send`); without
+one the topic itself is the hand-off to whatever the council uses, and nothing
+claims to have been sent. A message whose reference (the request id) Notify
+already accepted is not sent again, so a redelivered batch sends no duplicate.
+Notify's 4xx answers (a bad address or template) are dead-lettered with the
+reason; 429, 5xx and network errors leave the batch to be redelivered.
+"""
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any, Protocol
+
+import asyncpg
+from fastapi import FastAPI
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from notifications_python_client.errors import HTTPError
+from notifications_python_client.notifications import NotificationsAPIClient
+from prometheus_client import CollectorRegistry, Counter
+from pydantic import ValidationError
+from requests import RequestException
+
+from services.feedback import store
+from services.feedback.notifications import NotifyMessage
+from services.feedback.settings import FeedbackSettings
+from services.feedback.store import MIGRATIONS, SERVICE
+from shared.consumer import InboundRecord, inbound_records, undecoded
+from shared.dead_letters import send_dead_letter
+from shared.events.envelope import utc_now
+from shared.http import add_operational_routes
+from shared.kafka import batch_consumer_options, make_broker
+from shared.postgres import create_pool, migrate
+from shared.topics import NOTIFICATIONS, dead_letter_twin
+
+log = logging.getLogger(__name__)
+NOTIFICATIONS_DEAD_LETTER = dead_letter_twin(NOTIFICATIONS)
+
+
+class NotifyClient(Protocol):
+    """The part of `notifications_python_client.NotificationsAPIClient` the sender uses."""
+
+    def send_email_notification(
+        self,
+        email_address: str,
+        template_id: str,
+        personalisation: dict[str, Any] | None = None,
+        reference: str | None = None,
+    ) -> dict[str, Any]: ...
+
+    def send_sms_notification(
+        self,
+        phone_number: str,
+        template_id: str,
+        personalisation: dict[str, Any] | None = None,
+        reference: str | None = None,
+    ) -> dict[str, Any]: ...
+
+
+class SentLog(Protocol):
+    async def already_sent(self, reference: str) -> bool: ...
+    async def record(self, reference: str, notification_id: str | None) -> None: ...
+
+
+class PostgresSentLog:
+    def __init__(self, pool: asyncpg.Pool, clock: Callable[[], datetime] = utc_now) -> None:
+        self._pool = pool
+        self._clock = clock
+
+    async def already_sent(self, reference: str) -> bool:
+        async with self._pool.acquire() as connection:
+            return await store.already_sent(connection, reference)
+
+    async def record(self, reference: str, notification_id: str | None) -> None:
+        async with self._pool.acquire() as connection:
+            await store.record_sent(connection, reference, notification_id, self._clock())
+
+
+class MessageRefusedError(Exception):
+    """Notify refused the message for a reason a retry will not fix."""
+
+
+class NotifyUnavailableError(ConnectionError):
+    """Notify is down or rate-limiting: redeliver the batch later."""
+
+
+class SenderMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.delivered = Counter(
+            "feedback_notifications_delivered",
+            "Messages GOV.UK Notify accepted, by outcome (sent, duplicate, refused).",
+            ["outcome"],
+            registry=registry,
+        )
+
+
+def official_client(api_key: str, base_url: str) -> NotifyClient:
+    client: NotifyClient = NotificationsAPIClient(  # type: ignore[no-untyped-call]
+        api_key, base_url=base_url
+    )
+    return client
+
+
+class NotifySender:
+    def __init__(self, client: NotifyClient, sent: SentLog, metrics: SenderMetrics) -> None:
+        self._client = client
+        self._sent = sent
+        self._metrics = metrics
+
+    async def deliver(self, message: NotifyMessage) -> str:
+        """Send one message; returns `sent` or `duplicate`; raises on refusal or outage."""
+        if await self._sent.already_sent(message.reference):
+            self._metrics.delivered.labels("duplicate").inc()
+            return "duplicate"
+        try:
+            # The official client is synchronous (requests): keep the event loop free.
+            response = await asyncio.to_thread(self._call, message)
+        except HTTPError as error:
+            if error.status_code == 429 or error.status_code >= 500:
+                raise NotifyUnavailableError(str(error)) from error
+            self._metrics.delivered.labels("refused").inc()
+            raise MessageRefusedError(str(error)) from error
+        except RequestException as error:
+            raise NotifyUnavailableError(str(error)) from error
+        await self._sent.record(message.reference, str(response.get("id") or "") or None)
+        self._metrics.delivered.labels("sent").inc()
+        return "sent"
+
+    def _call(self, message: NotifyMessage) -> dict[str, Any]:
+        personalisation = message.personalisation.model_dump()
+        if message.notification_type == "email":
+            assert message.email_address is not None
+            return self._client.send_email_notification(
+                email_address=message.email_address,
+                template_id=message.template_id,
+                personalisation=personalisation,
+                reference=message.reference,
+            )
+        assert message.phone_number is not None
+        return self._client.send_sms_notification(
+            phone_number=message.phone_number,
+            template_id=message.template_id,
+            personalisation=personalisation,
+            reference=message.reference,
+        )
+
+    async def deliver_records(self, broker: KafkaBroker, records: Sequence[InboundRecord]) -> None:
+        for record in records:
+            try:
+                await self.deliver(NotifyMessage.model_validate_json(record.value))
+            except ValidationError as error:
+                await self._dead_letter(broker, record, f"not a Notify message: {error}", "invalid")
+            except MessageRefusedError as error:
+                await self._dead_letter(broker, record, f"Notify refused it: {error}", "refused")
+
+    async def _dead_letter(
+        self, broker: KafkaBroker, record: InboundRecord, reason: str, error_type: str
+    ) -> None:
+        await send_dead_letter(
+            broker,
+            NOTIFICATIONS_DEAD_LETTER,
+            original=record.value,
+            key=record.key,
+            source=record.position,
+            reason=reason,
+            error_type=error_type,
+        )
+
+
+def create_sender_app(
+    settings: FeedbackSettings,
+    *,
+    client: NotifyClient | None = None,
+    registry: CollectorRegistry | None = None,
+) -> FastAPI:
+    """The sender process; refuses to build without a Notify API key (or an injected client)."""
+    if client is None:
+        if settings.feedback_notify_api_key is None:
+            raise ValueError(
+                "CIVICPULSE_FEEDBACK_NOTIFY_API_KEY is not set: without it the "
+                f"{NOTIFICATIONS.name} topic is the hand-off and nothing is sent"
+            )
+        client = official_client(
+            settings.feedback_notify_api_key.get_secret_value(), settings.feedback_notify_base_url
+        )
+    registry = registry or CollectorRegistry()
+    broker = make_broker(settings.kafka_bootstrap, client_id=f"{SERVICE}-sender", registry=registry)
+    metrics = SenderMetrics(registry)
+    state: dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = await create_pool(settings.database_url)
+        await migrate(pool, SERVICE, MIGRATIONS)
+        sender = NotifySender(client, PostgresSentLog(pool), metrics)
+        state["pool"] = pool
+
+        @broker.subscriber(  # type: ignore[untyped-decorator]
+            NOTIFICATIONS.name,
+            decoder=undecoded,
+            title="feedback-sender/notifications",
+            **batch_consumer_options(settings.feedback_sender_group_id, max_records=50),
+        )
+        async def send_notifications(_: Any, message: KafkaMessage) -> None:
+            await sender.deliver_records(broker, inbound_records(message))
+
+        await broker.start()
+        log.info("feedback sender ready: delivering %s with GOV.UK Notify", NOTIFICATIONS.name)
+        try:
+            yield
+        finally:
+            await broker.stop()
+            await pool.close()
+
+    app = FastAPI(title="CivicPulse feedback sender", version="1.0.0", lifespan=lifespan)
+    add_operational_routes(app, broker=broker, registry=registry, pool=lambda: state.get("pool"))
+    return app
