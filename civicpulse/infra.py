@@ -49,6 +49,7 @@ __all__ = [
     "render_server_properties",
     "running_infra",
     "save_state",
+    "stop_component",
 ]
 
 DEFAULT_KAFKA_VERSION = "4.1.1"
@@ -953,6 +954,26 @@ def _bring_up(run_dir: Path, previous: LocalInfra | None, say: Say) -> LocalInfr
             _discard_postgres(postgres, run_dir, previous.postgres if previous else None, say)
         raise
     return LocalInfra(run_dir=run_dir, kafka=kafka, postgres=postgres)
+
+
+def stop_component(name: str, run_dir: Path | None = None, *, quiet: bool = False) -> None:
+    """Stop only Kafka or only PostgreSQL, keeping its data and ports.
+
+    For fault tests: `infra_up` on the same run directory starts it again
+    where it was, and leaves the other component running.
+    """
+    say = _sayer(quiet)
+    run_dir = _resolve_run_dir(run_dir)
+    with _run_dir_lock(run_dir):
+        state = load_state(run_dir)
+        if state is None:
+            raise InfraError(f"nothing runs in {run_dir}")
+        if name == "kafka":
+            _stop_kafka(state.kafka, say)
+        elif name == "postgres":
+            _stop_postgres(state.postgres, say)
+        else:
+            raise InfraError(f"unknown component {name!r}: kafka or postgres")
 
 
 def infra_down(
