@@ -2,7 +2,9 @@
 
 Writes, under `shared/schemas/`:
 - `<EventType>.v<version>.json`: the JSON Schema of every event in the catalogue;
-- `RawContactRecord.json`: what council systems send to intake;
+- `RawContactRecord.json`, `ComplaintAction.json`, `NotifyMessage.json`: the
+  records on the non-event topics (what council systems send to intake and to
+  the complaints service, and what the feedback service hands to a sender);
 - `asyncapi.json`: an AsyncAPI 3.0 document of every topic and its messages.
 
 `civicpulse schemas --check` fails when the files differ from the code, and a
@@ -10,27 +12,56 @@ unit test runs the same check, so the files cannot drift.
 """
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import TypeAdapter
 
+from services.complaints.actions import ACTION_ADAPTER
+from services.feedback.notifications import NotifyMessage
 from services.intake.records import RawContactRecord
 from shared.events.catalogue import ALL_EVENTS, EVENTS_BY_TOPIC
 from shared.events.envelope import Event
-from shared.topics import ALL_TOPICS, CONTACTS_RAW, TopicSpec
+from shared.topics import ALL_TOPICS, COMPLAINT_ACTIONS, CONTACTS_RAW, NOTIFICATIONS, TopicSpec
 
 SCHEMA_DIR = Path(__file__).resolve().parents[1] / "shared" / "schemas"
-RAW_RECORD_NAME = "RawContactRecord"
+
+
+@dataclass(frozen=True, slots=True)
+class RecordContract:
+    """A non-event topic's record type."""
+
+    name: str
+    adapter: TypeAdapter[Any]
+    topic: TopicSpec
+    summary: str
+
+    def schema(self) -> dict[str, Any]:
+        return {"title": self.name, **self.adapter.json_schema()}
+
+
+RECORD_CONTRACTS = (
+    RecordContract(
+        "RawContactRecord",
+        TypeAdapter(RawContactRecord),
+        CONTACTS_RAW,
+        "A contact record from a council system.",
+    ),
+    RecordContract(
+        "ComplaintAction", ACTION_ADAPTER, COMPLAINT_ACTIONS, "A case action from case management."
+    ),
+    RecordContract(
+        "NotifyMessage",
+        TypeAdapter(NotifyMessage),
+        NOTIFICATIONS,
+        "A message for GOV.UK Notify (carries contact details).",
+    ),
+)
 
 
 def event_file_name(event_class: type[Event]) -> str:
     return f"{event_class.type_name()}.v{event_class.version()}.json"
-
-
-def _raw_record_schema() -> dict[str, Any]:
-    adapter: TypeAdapter[Any] = TypeAdapter(RawContactRecord)
-    return {"title": RAW_RECORD_NAME, **adapter.json_schema()}
 
 
 def _message(name: str, schema_file: str, description: str) -> dict[str, Any]:
@@ -49,11 +80,9 @@ def _channel_id(topic: TopicSpec) -> str:
 
 def asyncapi_document() -> dict[str, Any]:
     messages: dict[str, Any] = {
-        RAW_RECORD_NAME: _message(
-            RAW_RECORD_NAME, f"{RAW_RECORD_NAME}.json", "A contact record from a council system."
-        )
+        c.name: _message(c.name, f"{c.name}.json", c.summary) for c in RECORD_CONTRACTS
     }
-    channel_messages: dict[str, list[str]] = {CONTACTS_RAW.name: [RAW_RECORD_NAME]}
+    channel_messages: dict[str, list[str]] = {c.topic.name: [c.name] for c in RECORD_CONTRACTS}
     for topic, family in EVENTS_BY_TOPIC.items():
         for event_class in family:
             message_id = event_file_name(event_class).removesuffix(".json").replace(".", "_")
@@ -104,7 +133,7 @@ def asyncapi_document() -> dict[str, Any]:
 def rendered_files() -> dict[str, str]:
     """File name -> exact content, for every exported contract."""
     files = {event_file_name(cls): _dump(cls.model_json_schema()) for cls in ALL_EVENTS}
-    files[f"{RAW_RECORD_NAME}.json"] = _dump(_raw_record_schema())
+    files.update({f"{c.name}.json": _dump(c.schema()) for c in RECORD_CONTRACTS})
     files["asyncapi.json"] = _dump(asyncapi_document())
     return files
 

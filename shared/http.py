@@ -2,13 +2,14 @@
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import asyncpg
 import uvicorn
 from fastapi import FastAPI, Response, status
 from faststream.kafka import KafkaBroker
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 
 from shared.settings import ServiceSettings
 
@@ -58,6 +59,30 @@ async def _postgres_answers(pool: asyncpg.Pool | None) -> bool:
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
         return False
     return True
+
+
+def openapi_body_schema(adapter: TypeAdapter[Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """An OpenAPI request-body schema for `adapter`, and the component schemas it refers to.
+
+    For endpoints that read their body themselves (to answer every error in one
+    format) but still document it; pass the second value to
+    `add_component_schemas`.
+    """
+    schema = adapter.json_schema(ref_template="#/components/schemas/{model}")
+    definitions: dict[str, Any] = schema.pop("$defs", {})
+    return schema, definitions
+
+
+def add_component_schemas(app: FastAPI, definitions: dict[str, Any]) -> None:
+    """Add schemas to the app's OpenAPI components (FastAPI only adds those it validates)."""
+    build_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        document = build_openapi()
+        document.setdefault("components", {}).setdefault("schemas", {}).update(definitions)
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def configure_logging(level: str) -> None:

@@ -28,7 +28,7 @@ from shared.api_keys import authenticated_source
 from shared.consumer import InboundRecord, inbound_records, undecoded
 from shared.dead_letters import send_dead_letter
 from shared.events.envelope import utc_now
-from shared.http import add_operational_routes
+from shared.http import add_component_schemas, add_operational_routes, openapi_body_schema
 from shared.kafka import (
     BulkProducer,
     batch_consumer_options,
@@ -87,14 +87,9 @@ def _body_error(message: str) -> JSONResponse:
     )
 
 
-def _request_body_schema() -> tuple[dict[str, Any], dict[str, Any]]:
-    """OpenAPI schema of one record or a batch, and the component schemas it refers to."""
-    adapter: TypeAdapter[Any] = TypeAdapter(
-        RawContactRecord | Annotated[list[RawContactRecord], Field(max_length=MAX_HTTP_BATCH)]
-    )
-    schema = adapter.json_schema(ref_template="#/components/schemas/{model}")
-    definitions = schema.pop("$defs", {})
-    return schema, definitions
+_BODY_ADAPTER: TypeAdapter[Any] = TypeAdapter(
+    RawContactRecord | Annotated[list[RawContactRecord], Field(max_length=MAX_HTTP_BATCH)]
+)
 
 
 def create_app(
@@ -156,7 +151,7 @@ def create_app(
     )
     caller = authenticated_source(settings.intake_api_keys)
 
-    body_schema, body_definitions = _request_body_schema()
+    body_schema, body_definitions = openapi_body_schema(_BODY_ADAPTER)
 
     @app.post(
         "/v1/contacts",
@@ -215,20 +210,8 @@ def create_app(
         )
 
     add_operational_routes(app, broker=broker, registry=registry, pool=lambda: state.get("pool"))
-    _publish_record_schemas(app, body_definitions)
+    add_component_schemas(app, body_definitions)
     return app
-
-
-def _publish_record_schemas(app: FastAPI, definitions: dict[str, Any]) -> None:
-    """Add the record schemas to the OpenAPI components the request body refers to."""
-    build_openapi = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        schema = build_openapi()
-        schema.setdefault("components", {}).setdefault("schemas", {}).update(definitions)
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
 
 
 async def dead_letter_raw_record(

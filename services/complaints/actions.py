@@ -1,0 +1,134 @@
+"""Case actions: what case-management systems ask the complaints service to do.
+
+Actions arrive as JSON records on `civicpulse.complaints.actions` (keyed by
+complaint_id) or through `POST /v1/complaints/{id}/actions`. They are commands,
+not facts: the service checks each against the complaint's lifecycle and
+either applies it (publishing the resulting events on `civicpulse.complaints`)
+or refuses it with a reason. `action_id` is the idempotency key: an action
+sent again with the same id (from the same source) is applied once.
+"""
+
+from datetime import date
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+
+from shared.events.complaints import LearningAction, Reason, StaffRef
+from shared.events.vocabulary import (
+    Channel,
+    ComplaintOutcome,
+    CustomerRef,
+    DeadlineKind,
+    Identifier,
+    ServiceArea,
+)
+
+SourceName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[a-z][a-z0-9_-]*$",
+        description="The case-management system sending the action.",
+        examples=["case-manager"],
+    ),
+]
+
+
+class ActionRecord(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+    action_id: Identifier = Field(
+        description="Unique id of this action at its source (per complaint): an action sent "
+        "again with the same id is applied once.",
+        examples=["cm-000123-ack"],
+    )
+    complaint_id: Identifier = Field(examples=["CMP-2026-000123"])
+    source: SourceName
+    occurred_at: AwareDatetime = Field(
+        description="When the action happened, with a UTC offset; deadlines are judged on its "
+        "date in Europe/London."
+    )
+
+
+class OpenComplaint(ActionRecord):
+    """Log a complaint that did not arrive as a contact (letter to the chief executive...)."""
+
+    action: Literal["open"]
+    service_area: ServiceArea
+    channel: Channel
+    customer_ref: CustomerRef | None = None
+    contact_id: Identifier | None = None
+    matter_date: date | None = Field(
+        default=None, description="When the matter complained about happened."
+    )
+
+
+class AcknowledgeComplaint(ActionRecord):
+    """Acknowledge (and log) the complaint at its current stage, or accept an escalation."""
+
+    action: Literal["acknowledge"]
+
+
+class RespondToComplaint(ActionRecord):
+    action: Literal["respond"]
+    outcome: ComplaintOutcome
+    responder: StaffRef
+    learning_actions: tuple[LearningAction, ...] = Field(default=(), max_length=20)
+
+
+class RequestEscalation(ActionRecord):
+    """The customer asks for the next stage; no reason is needed."""
+
+    action: Literal["request_escalation"]
+
+
+class ExtendDeadline(ActionRecord):
+    """Extend the response deadline once per stage, with the reason given to the customer."""
+
+    action: Literal["extend"]
+    deadline: DeadlineKind = DeadlineKind.RESPOND
+    new_due_date: date | None = Field(
+        default=None, description="The new due date (a working day); or give `days`."
+    )
+    days: int | None = Field(default=None, ge=1, le=130, description="Working days to add.")
+    reason: Reason
+
+    @model_validator(mode="after")
+    def _date_or_days(self) -> "ExtendDeadline":
+        if (self.new_due_date is None) == (self.days is None):
+            raise ValueError("give exactly one of new_due_date and days")
+        return self
+
+
+class ReferToOmbudsman(ActionRecord):
+    action: Literal["refer_to_ombudsman"]
+    ombudsman: Literal["local_government", "housing"] = "local_government"
+    ombudsman_reference: Identifier | None = None
+
+
+class WithdrawComplaint(ActionRecord):
+    action: Literal["withdraw"]
+    reason: Reason | None = None
+
+
+class CloseComplaint(ActionRecord):
+    """Close the case. Before a response it needs a reason: that is how a complaint or an
+    escalation is refused (for example a matter more than 12 months old)."""
+
+    action: Literal["close"]
+    reason: Reason | None = None
+
+
+Action = Annotated[
+    OpenComplaint
+    | AcknowledgeComplaint
+    | RespondToComplaint
+    | RequestEscalation
+    | ExtendDeadline
+    | ReferToOmbudsman
+    | WithdrawComplaint
+    | CloseComplaint,
+    Field(discriminator="action"),
+]
+ACTION_ADAPTER: TypeAdapter[Action] = TypeAdapter(Action)

@@ -1,0 +1,342 @@
+"""Complaints handlers: contacts, case actions and passing deadlines in; events out.
+
+Every effect of one input commits in one PostgreSQL transaction: the record
+that the input was processed (`shared.processed_events`), the complaint's new
+state, its deadline timers and the outgoing events (`shared.outbox`). A
+redelivered input therefore changes nothing, and an event leaves only once
+the state that caused it is committed.
+"""
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+import asyncpg
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from pydantic import ValidationError
+
+from services.complaints import store
+from services.complaints.actions import ACTION_ADAPTER, Action
+from services.complaints.domain import (
+    Complaint,
+    Context,
+    Decision,
+    Refusal,
+    RefusalReason,
+    action_key,
+    breach,
+    decide,
+    open_action_for,
+    recalculate,
+)
+from services.complaints.procedures import Policy
+from services.complaints.working_days import WorkingDayCalendar, local_date
+from shared import timers
+from shared.consumer import InboundRecord
+from shared.dead_letters import AttemptsExhaustedError, is_transient, with_attempts
+from shared.events.complaints import ComplaintEvent
+from shared.events.contacts import ContactReceived
+from shared.events.envelope import Event
+from shared.events.vocabulary import ComplaintProcedure, DeadlineKind
+from shared.outbox import enqueue
+from shared.postgres import Connection
+from shared.processed_events import first_time
+
+log = logging.getLogger(__name__)
+SERVICE = store.SERVICE
+Clock = Callable[[], datetime]
+# Sends a record to the actions topic's dead-letter twin: record, reason, error type, attempts.
+DeadLetterSink = Callable[[InboundRecord, str, str, int], Awaitable[None]]
+_RECALCULATION_LOCK = 0x636F6D706C61  # "compla": one replica recounts at a time
+
+
+class ComplaintsMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.actions = Counter(
+            "complaints_actions",
+            "Case actions handled, by action and result (applied, duplicate, refused).",
+            ["action", "result"],
+            registry=registry,
+        )
+        self.refused = Counter(
+            "complaints_actions_refused",
+            "Case actions refused, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.dead_lettered = Counter(
+            "complaints_actions_dead_lettered",
+            "Action records sent to the dead-letter topic, by error type.",
+            ["error_type"],
+            registry=registry,
+        )
+        self.breaches = Counter(
+            "complaints_deadlines_breached",
+            "Deadlines that passed without their action.",
+            ["procedure", "stage", "deadline"],
+            registry=registry,
+        )
+        self.open = Gauge(
+            "complaints_open",
+            "Open complaints by procedure, stage and status.",
+            ["procedure", "stage", "status"],
+            registry=registry,
+        )
+        self.due_today = Gauge(
+            "complaints_deadlines_due_today",
+            "Running deadlines due today (Europe/London).",
+            registry=registry,
+        )
+        self.consumer_lag = Gauge(
+            "complaints_consumer_lag_records",
+            "Records on each input topic not yet consumed by the service's group.",
+            ["topic"],
+            registry=registry,
+        )
+        for reason in RefusalReason:
+            self.refused.labels(reason.value)
+        for procedure in ComplaintProcedure:
+            for stage in (1, 2, 3):
+                for kind in DeadlineKind:
+                    self.breaches.labels(procedure.value, str(stage), kind.value)
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    complaint: Complaint
+    events: tuple[ComplaintEvent, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    """The action was applied before; nothing changed."""
+
+    complaint: Complaint | None
+
+
+Outcome = Applied | Duplicate | Refusal
+
+
+class _RollBack(Exception):  # noqa: N818 - control flow: undo a refused action's savepoint
+    def __init__(self, refusal: Refusal) -> None:
+        self.refusal = refusal
+
+
+class ComplaintsHandler:
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        calendar: WorkingDayCalendar,
+        policy: Policy,
+        metrics: ComplaintsMetrics,
+        dead_letter: DeadLetterSink,
+        clock: Clock,
+        max_attempts: int,
+    ) -> None:
+        self._pool = pool
+        self._calendar = calendar
+        self._policy = policy
+        self._metrics = metrics
+        self._dead_letter = dead_letter
+        self._clock = clock
+        self._max_attempts = max_attempts
+
+    def _context(self) -> Context:
+        return Context(self._calendar, self._policy, recorded_at=self._clock())
+
+    async def get(self, complaint_id: str) -> Complaint | None:
+        async with self._pool.acquire() as connection:
+            return await store.load(connection, complaint_id)
+
+    # -- one action ---------------------------------------------------------------
+
+    async def _apply_in(self, connection: Connection, action: Action, input_id: UUID) -> Outcome:
+        """Apply one input inside a savepoint, so a refusal undoes its processed-record."""
+        try:
+            async with connection.transaction():
+                if not await first_time(connection, SERVICE, input_id):
+                    return Duplicate(await store.load(connection, action.complaint_id))
+                current = await store.load(connection, action.complaint_id, lock=True)
+                outcome = decide(current, action, self._context())
+                if isinstance(outcome, Refusal):
+                    raise _RollBack(outcome)
+                await self._save(connection, current, outcome)
+                return Applied(outcome.complaint, outcome.events)
+        except _RollBack as rolled_back:
+            return rolled_back.refusal
+
+    async def _save(
+        self, connection: Connection, before: Complaint | None, decision: Decision
+    ) -> None:
+        await store.save(connection, decision.complaint)
+        await store.sync_timers(connection, before, decision.complaint)
+        await enqueue(connection, SERVICE, decision.events)
+
+    def _count(self, action: Action, outcome: Outcome) -> None:
+        result = {Applied: "applied", Duplicate: "duplicate", Refusal: "refused"}[type(outcome)]
+        self._metrics.actions.labels(action.action, result).inc()
+        if isinstance(outcome, Refusal):
+            self._metrics.refused.labels(outcome.reason.value).inc()
+
+    async def apply(self, action: Action) -> Outcome:
+        """Apply one action in its own transaction (the HTTP API)."""
+        async with self._pool.acquire() as connection, connection.transaction():
+            outcome = await self._apply_in(connection, action, action_key(action))
+        self._count(action, outcome)
+        return outcome
+
+    # -- contacts -----------------------------------------------------------------
+
+    async def handle_contact_events(self, events: Sequence[Event]) -> None:
+        """Open a complaint for each complaint contact; everything else is not ours."""
+        opens = [
+            (event.event_id, action)
+            for event in events
+            if isinstance(event, ContactReceived) and (action := open_action_for(event))
+        ]
+        if not opens:
+            return
+        async with self._pool.acquire() as connection, connection.transaction():
+            outcomes = [
+                (action, await self._apply_in(connection, action, event_id))
+                for event_id, action in opens
+            ]
+        for action, outcome in outcomes:
+            self._count(action, outcome)
+            if isinstance(outcome, Refusal):
+                # The same contact delivered again under a new event id: already open.
+                log.info("contact %s: %s", action.contact_id, outcome.describe())
+
+    # -- case actions from the topic -----------------------------------------------
+
+    async def handle_action_records(self, records: Sequence[InboundRecord]) -> None:
+        """Apply a batch of action records in one transaction; refused ones are dead-lettered.
+
+        Raises only on an outage, so that the batch is redelivered.
+        """
+        readable: list[tuple[InboundRecord, Action]] = []
+        for record in records:
+            action = await self._read(record)
+            if action is not None:
+                readable.append((record, action))
+        if not readable:
+            return
+        try:
+            async with self._pool.acquire() as connection, connection.transaction():
+                outcomes = [
+                    await self._apply_in(connection, action, action_key(action))
+                    for _, action in readable
+                ]
+        except Exception as error:
+            if is_transient(error):
+                raise
+            log.warning("action batch failed (%r); retrying action by action", error)
+            for record, action in readable:
+                await self._apply_alone(record, action)
+            return
+        for (record, action), outcome in zip(readable, outcomes, strict=True):
+            await self._report(record, action, outcome)
+
+    async def _read(self, record: InboundRecord) -> Action | None:
+        try:
+            action = ACTION_ADAPTER.validate_json(record.value)
+        except ValidationError as error:
+            await self._send_dead_letter(record, f"not a case action: {error}", "invalid_action")
+            return None
+        if record.key is not None and record.key.decode(errors="replace") != action.complaint_id:
+            await self._send_dead_letter(
+                record,
+                f"record key {record.key!r} is not the complaint_id {action.complaint_id!r}: "
+                "key actions by complaint_id so that one complaint's actions stay in order",
+                "invalid_action",
+            )
+            return None
+        return action
+
+    async def _apply_alone(self, record: InboundRecord, action: Action) -> None:
+        try:
+            outcome = await with_attempts(
+                lambda: self.apply(action), max_attempts=self._max_attempts
+            )
+        except AttemptsExhaustedError as exhausted:
+            await self._send_dead_letter(
+                record, str(exhausted), "processing_failed", exhausted.attempts
+            )
+            return
+        if isinstance(outcome, Refusal):
+            await self._send_dead_letter(record, outcome.describe(), "refused")
+
+    async def _report(self, record: InboundRecord, action: Action, outcome: Outcome) -> None:
+        self._count(action, outcome)
+        if isinstance(outcome, Refusal):
+            await self._send_dead_letter(record, outcome.describe(), "refused")
+
+    async def _send_dead_letter(
+        self, record: InboundRecord, reason: str, error_type: str, attempts: int = 1
+    ) -> None:
+        await self._dead_letter(record, reason, error_type, attempts)
+        self._metrics.dead_lettered.labels(error_type).inc()
+
+    # -- deadlines ------------------------------------------------------------------
+
+    async def fire_timer(self, connection: Connection, timer: timers.Timer) -> None:
+        """A deadline's day has ended: record the breach once (called by the scheduler)."""
+        complaint = await store.load(connection, timer.subject, lock=True)
+        if complaint is None:
+            log.error("timer %s names unknown complaint %s", timer.timer_id, timer.subject)
+            return
+        now = self._clock()
+        decision = breach(
+            complaint,
+            int(timer.payload["stage"]),
+            DeadlineKind(timer.kind),
+            now=max(now, timer.due_at),
+            recorded_at=now,
+        )
+        if decision is None:  # met or moved in the same instant: nothing is late
+            return
+        await store.save(connection, decision.complaint)
+        await enqueue(connection, SERVICE, decision.events)
+        self._metrics.breaches.labels(
+            complaint.procedure.value, str(timer.payload["stage"]), timer.kind
+        ).inc()
+        log.info("complaint %s: deadline %s breached", complaint.complaint_id, timer.timer_id)
+
+    async def recalculate_deadlines(self) -> int:
+        """Recount open deadlines if the calendar changed since they were counted.
+
+        Returns how many complaints had a deadline moved.
+        """
+        today = local_date(self._clock())
+        fingerprint = self._calendar.fingerprint(range(today.year - 1, today.year + 3))
+        moved = 0
+        async with self._pool.acquire() as connection, connection.transaction():
+            await connection.execute("SELECT pg_advisory_xact_lock($1)", _RECALCULATION_LOCK)
+            stored = await store.calendar_fingerprint(connection)
+            if stored == fingerprint:
+                return 0
+            if stored is not None:
+                async for batch in store.open_complaints(connection):
+                    for complaint in batch:
+                        updated = recalculate(complaint, self._calendar)
+                        if updated != complaint:
+                            await store.save(connection, updated)
+                            await store.sync_timers(connection, complaint, updated)
+                            moved += 1
+            await store.save_calendar_fingerprint(connection, fingerprint)
+        if moved:
+            log.info("calendar changed: recounted the deadlines of %d open complaints", moved)
+        return moved
+
+    async def refresh_gauges(self) -> None:
+        counts = await store.open_counts(self._pool)
+        self._metrics.open.clear()
+        for count in counts:
+            self._metrics.open.labels(count.procedure, str(count.stage), count.status).set(
+                count.count
+            )
+        today = local_date(self._clock())
+        self._metrics.due_today.set(await store.deadlines_due_on(self._pool, today))
