@@ -10,7 +10,7 @@ help: ## list the targets
 bootstrap: ## install system packages and the Python package (run by the others)
 	@scripts/bootstrap.sh
 
-dev: bootstrap ## run the whole system locally with demo traffic (Ctrl-C stops it)
+dev: bootstrap ## run the whole system locally with simulated council traffic (Ctrl-C stops it)
 	$(PYTHON) -m civicpulse dev
 
 test: bootstrap lint ## lint, type-check, then every test (starts Kafka and PostgreSQL if needed)

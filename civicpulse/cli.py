@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -100,12 +101,13 @@ def _schemas(args: argparse.Namespace) -> int:
 def _add_dev(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
         "dev",
-        help="run the whole system locally with demo traffic (Ctrl-C stops it)",
-        description="Starts Kafka and PostgreSQL, every service, and demo traffic; prints "
-        "where everything is. Ctrl-C stops it all, keeping the data for next time.",
+        help="run the whole system locally with simulated traffic (Ctrl-C stops it)",
+        description="Starts Kafka and PostgreSQL, every service, and the council simulator "
+        "(the last fortnight of an ordinary district council); prints where everything is. "
+        "Ctrl-C stops it all, keeping the data for next time.",
     )
     parser.add_argument(
-        "--rate", type=float, default=2.0, help="demo contacts per second (default 2)"
+        "--rate", type=float, default=50.0, help="simulated records per second (default 50)"
     )
     parser.add_argument("--run-dir", type=Path, default=None, help="infrastructure run directory")
     parser.set_defaults(handler=_dev)
@@ -120,35 +122,78 @@ def _dev(args: argparse.Namespace) -> int:
     return run_dev(rate=args.rate, run_dir=args.run_dir)
 
 
-def _add_demo(subparsers: Subparsers) -> None:
+def _add_simulate(subparsers: Subparsers) -> None:
+    from civicpulse.simulation.plan import SCENARIOS
+
+    scenarios = "; ".join(f"{name}: {sc.description}" for name, sc in SCENARIOS.items())
     parser = subparsers.add_parser(
-        "demo",
-        help="send demo contact records to a running system",
-        description="Publishes demo contact records to the raw topic (and over HTTP when "
-        "--intake-url and --api-key are given). Reads CIVICPULSE_KAFKA_BOOTSTRAP.",
+        "simulate",
+        help="send a district council's realistic customer-service traffic",
+        description="Simulates DAYS days of a council's contacts, complaints and mystery "
+        "shops ending today, and sends them through intake's raw topic (and its HTTP API "
+        "with --intake-url) and the complaints actions topic. Reads "
+        f"CIVICPULSE_KAFKA_BOOTSTRAP. Scenarios: {scenarios}.",
     )
-    parser.add_argument("--rate", type=float, default=2.0, help="contacts per second")
-    parser.add_argument("--count", type=int, default=100, help="contacts to send (default 100)")
-    parser.add_argument("--seed", type=int, default=None, help="random seed, for repeatable runs")
-    parser.add_argument("--intake-url", default=None, help="e.g. http://127.0.0.1:8001")
-    parser.add_argument("--api-key", default=None, help="API key for --intake-url")
-    parser.set_defaults(handler=_demo)
+    parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="normal")
+    parser.add_argument("--days", type=int, default=30, help="simulated days (default 30)")
+    parser.add_argument(
+        "--start", type=date.fromisoformat, default=None, help="first day (default: DAYS ago)"
+    )
+    parser.add_argument(
+        "--households", type=int, default=50_000, help="size of the council (default 50000)"
+    )
+    parser.add_argument(
+        "--rate", type=float, default=0.0, help="records per second; 0 sends as fast as taken"
+    )
+    parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    parser.add_argument("--intake-url", default=None, help="send a share over HTTP to this intake")
+    parser.add_argument("--api-key", default=None, help="intake API key for --intake-url")
+    parser.add_argument(
+        "--http-share", type=float, default=0.2, help="share of contacts sent over HTTP"
+    )
+    parser.add_argument("--dry-run", action="store_true", help="print what would be sent")
+    parser.set_defaults(handler=_simulate)
 
 
-def _demo(args: argparse.Namespace) -> int:
+def _simulate(args: argparse.Namespace) -> int:
     import asyncio
+    from collections import Counter
 
-    from civicpulse.demo import DemoTarget, run_demo
+    from civicpulse.simulation.plan import SCENARIOS, CouncilSimulation
+    from civicpulse.simulation.send import Target, send_plan
     from shared.settings import ServiceSettings
 
-    target = DemoTarget(ServiceSettings().kafka_bootstrap, args.intake_url, args.api_key)
-    sent = asyncio.run(run_demo(target, rate=args.rate, count=args.count, seed=args.seed))
-    print(f"sent {sent} contacts")
-    return 0
+    if args.days < 1 or args.households < 100 or args.rate < 0:
+        print("error: --days >= 1, --households >= 100 and --rate >= 0 please", file=sys.stderr)
+        return 2
+    start = args.start or date.today() - timedelta(days=args.days - 1)
+    simulation = CouncilSimulation(
+        SCENARIOS[args.scenario],
+        start,
+        args.days,
+        households=args.households,
+        http_share=args.http_share,
+        seed=args.seed,
+    )
+    plan = simulation.plan()
+    kinds = Counter(item.body.get("record_type") or item.body["action"] for item in plan)
+    print(f"simulate: {args.scenario}, {args.days} days from {start}: {len(plan)} records")
+    print("  " + ", ".join(f"{count} {kind}" for kind, count in kinds.most_common()))
+    if args.dry_run:
+        return 0
+    target = Target(ServiceSettings().kafka_bootstrap, args.intake_url, args.api_key)
+    report = asyncio.run(send_plan(plan, target, rate=args.rate or None))
+    print(f"simulate: {report.describe()}")
+    return 1 if report.http_refused else 0
 
 
 # Each entry registers one top-level sub-command.
-SUBCOMMANDS: list[Callable[[Subparsers], None]] = [_add_infra, _add_dev, _add_demo, _add_schemas]
+SUBCOMMANDS: list[Callable[[Subparsers], None]] = [
+    _add_infra,
+    _add_dev,
+    _add_simulate,
+    _add_schemas,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,7 +1,7 @@
-"""`civicpulse dev`: the whole local system in one command, with demo traffic.
+"""`civicpulse dev`: the whole local system in one command, with simulated traffic.
 
 Starts Kafka and PostgreSQL (the local launcher), every service as its own
-process, then demo traffic at a gentle rate. Ctrl-C stops the traffic and
+process, then the council simulator at a gentle rate. Ctrl-C stops the traffic and
 the services (SIGTERM, so they finish what they hold) and then the
 infrastructure, keeping its data for the next start.
 """
@@ -10,13 +10,16 @@ import asyncio
 import json
 import secrets
 import sys
+import time
 from dataclasses import dataclass
+from datetime import date, timedelta
 from pathlib import Path
 
 from civicpulse import infra
-from civicpulse.demo import DemoTarget, run_demo
 from civicpulse.processes import ServiceProcess
-from services.intake.settings import hash_api_key
+from civicpulse.simulation.plan import SCENARIOS, CouncilSimulation
+from civicpulse.simulation.send import Target, send_plan
+from shared.api_keys import hash_api_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +30,8 @@ class ServiceSpec:
 
 
 SERVICES = (ServiceSpec("intake", "services.intake", 8001),)
-DEMO_SOURCE = "demo"
+SIMULATOR_SOURCE = "simulator"
+SIMULATED_DAYS = 14
 
 
 def _say(message: str) -> None:
@@ -39,7 +43,7 @@ def start_services(stack: infra.LocalInfra, log_dir: Path, api_key: str) -> list
     base_env = {
         "CIVICPULSE_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
         "CIVICPULSE_DATABASE_URL": stack.database_url,
-        "CIVICPULSE_INTAKE_API_KEYS": json.dumps({DEMO_SOURCE: hash_api_key(api_key)}),
+        "CIVICPULSE_INTAKE_API_KEYS": json.dumps({SIMULATOR_SOURCE: hash_api_key(api_key)}),
     }
     started: list[ServiceProcess] = []
     for spec in SERVICES:
@@ -71,11 +75,24 @@ def print_addresses(stack: infra.LocalInfra, services: list[ServiceProcess], api
             f"  {'':<19} log: {process.log_path}",
         ]
     lines += [
-        f"  demo API key        {api_key}  (source system '{DEMO_SOURCE}', header X-API-Key)",
+        f"  intake API key      {api_key}  (source system '{SIMULATOR_SOURCE}', header X-API-Key)",
         "",
-        "Demo traffic is flowing; Ctrl-C stops everything.",
+        "Simulated traffic is flowing (a district council's last fortnight); Ctrl-C stops it all.",
     ]
     print("\n".join(lines), flush=True)
+
+
+async def _simulate(
+    stack: infra.LocalInfra, intake: ServiceProcess, api_key: str, rate: float
+) -> None:
+    """The last fortnight of an ordinary council, at a gentle rate."""
+    start = date.today() - timedelta(days=SIMULATED_DAYS - 1)
+    plan = CouncilSimulation(
+        SCENARIOS["normal"], start, SIMULATED_DAYS, seed=secrets.randbelow(10**6)
+    ).plan()
+    target = Target(stack.kafka_bootstrap, intake.base_url, api_key)
+    report = await send_plan(plan, target, rate=rate)
+    _say(f"simulate: {report.describe()}")
 
 
 def run_dev(*, rate: float, run_dir: Path | None) -> int:
@@ -85,9 +102,10 @@ def run_dev(*, rate: float, run_dir: Path | None) -> int:
     try:
         services = start_services(stack, stack.run_dir / "logs", api_key)
         print_addresses(stack, services, api_key)
-        intake = services[0]
-        target = DemoTarget(stack.kafka_bootstrap, intake.base_url, api_key)
-        asyncio.run(run_demo(target, rate=rate, count=None, seed=None))
+        asyncio.run(_simulate(stack, services[0], api_key, rate))
+        _say("simulated traffic all sent; the system keeps running until Ctrl-C")
+        while True:
+            time.sleep(3600)
     except KeyboardInterrupt:
         _say("\nstopping…")
     finally:

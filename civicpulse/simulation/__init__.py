@@ -1,0 +1,1 @@
+"""The council simulator: realistic customer-service traffic for a district council."""
