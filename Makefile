@@ -38,5 +38,9 @@ infra-up: bootstrap ## start local Kafka and PostgreSQL (eval the printed export
 infra-down: ## stop local Kafka and PostgreSQL
 	$(PYTHON) -m civicpulse infra down
 
-bench: bootstrap ## run the benchmarks (they print their figures)
+bench: bootstrap ## run the benchmarks (they print their figures; about 10 minutes)
 	$(PYTHON) -m bench.intake_throughput
+	$(PYTHON) -m bench.complaint_timers
+	$(PYTHON) -m bench.feedback_decisions
+	$(PYTHON) -m bench.kpi_latency
+	$(PYTHON) -m bench.pipeline

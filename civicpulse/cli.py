@@ -151,6 +151,16 @@ def _add_simulate(subparsers: Subparsers) -> None:
     parser.add_argument(
         "--http-share", type=float, default=0.2, help="share of contacts sent over HTTP"
     )
+    parser.add_argument(
+        "--feedback-url", default=None, help="feedback service: residents get routes and answer"
+    )
+    parser.add_argument("--feedback-api-key", default=None, help="the CRM's key for --feedback-url")
+    parser.add_argument(
+        "--answer-seconds",
+        type=float,
+        default=60.0,
+        help="how long residents keep answering after the last record (default 60)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print what would be sent")
     parser.set_defaults(handler=_simulate)
 
@@ -160,7 +170,9 @@ def _simulate(args: argparse.Namespace) -> int:
     from collections import Counter
 
     from civicpulse.simulation.plan import SCENARIOS, CouncilSimulation
-    from civicpulse.simulation.send import Target, send_plan
+    from civicpulse.simulation.residents import FeedbackTarget
+    from civicpulse.simulation.run import run_simulation
+    from civicpulse.simulation.send import Target
     from shared.settings import ServiceSettings
 
     if args.days < 1 or args.households < 100 or args.rate < 0:
@@ -182,7 +194,21 @@ def _simulate(args: argparse.Namespace) -> int:
     if args.dry_run:
         return 0
     target = Target(ServiceSettings().kafka_bootstrap, args.intake_url, args.api_key)
-    report = asyncio.run(send_plan(plan, target, rate=args.rate or None))
+    feedback = (
+        FeedbackTarget(args.feedback_url, args.feedback_api_key or "")
+        if args.feedback_url
+        else None
+    )
+    report = asyncio.run(
+        run_simulation(
+            plan,
+            target,
+            rate=args.rate or None,
+            feedback=feedback,
+            seed=args.seed,
+            answer_seconds=args.answer_seconds,
+        )
+    )
     print(f"simulate: {report.describe()}")
     return 1 if report.http_refused else 0
 

@@ -35,6 +35,19 @@ class ServiceProcess:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    def resident_memory_bytes(self) -> int | None:
+        """The process's resident set size (Linux), for benchmarks."""
+        if self.pid is None:
+            return None
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        return None
+
     def start(self) -> None:
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(

@@ -124,7 +124,7 @@ def is_transient(error: BaseException) -> bool:
         | socket.gaierror
         | asyncpg.PostgresConnectionError
         | asyncpg.InterfaceError
-        | asyncpg.CannotConnectNowError
+        | asyncpg.exceptions.OperatorInterventionError  # shutdown, restart, cannot connect now
         | asyncpg.TooManyConnectionsError,
     )
 

@@ -1,8 +1,8 @@
 """Send a simulation plan through the interfaces other council systems use.
 
-Contact records go to intake's raw topic or its HTTP API, case actions to the
-complaints service's actions topic, each keyed by its subject so that one
-case's records stay in order.
+Contact records go to intake's raw topic or its HTTP API, keyed by contact so
+that one contact's records stay in order; case actions go to the complaints
+service's actions topic once their complaint exists (see `case_manager`).
 """
 
 import asyncio
@@ -17,12 +17,13 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaProducer
 
+from civicpulse.simulation.case_manager import CaseManager
 from civicpulse.simulation.plan import Outgoing, Route
-from shared.topics import COMPLAINT_ACTIONS, CONTACTS_RAW
+from shared.topics import CONTACTS_RAW
 
 HTTP_BATCH = 100
+HTTP_ATTEMPTS = 30
 PROGRESS_EVERY_SECONDS = 2.0
-TOPIC_OF_ROUTE = {Route.RAW_TOPIC: CONTACTS_RAW.name, Route.CASE_ACTION: COMPLAINT_ACTIONS.name}
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,12 +37,19 @@ class Target:
 class SendReport:
     sent: Counter[str] = field(default_factory=Counter)
     http_refused: int = 0
+    actions_unsent: int = 0  # their complaint never opened in time
     seconds: float = 0.0
 
     def describe(self) -> str:
         routes = ", ".join(f"{count} via {route}" for route, count in sorted(self.sent.items()))
         refused = f"; intake refused {self.http_refused} over HTTP" if self.http_refused else ""
-        return f"sent {sum(self.sent.values())} records in {self.seconds:.1f} s ({routes}){refused}"
+        unsent = (
+            f"; {self.actions_unsent} case actions unsent (complaint not opened)"
+            if self.actions_unsent
+            else ""
+        )
+        total = sum(self.sent.values())
+        return f"sent {total} records in {self.seconds:.1f} s ({routes}){refused}{unsent}"
 
 
 class Progress:
@@ -78,59 +86,106 @@ def _route(item: Outgoing, target: Target) -> Route:
 
 
 async def send_plan(
-    plan: Sequence[Outgoing], target: Target, *, rate: float | None, quiet: bool = False
+    plan: Sequence[Outgoing],
+    target: Target,
+    *,
+    rate: float | None,
+    quiet: bool = False,
+    actions_grace_seconds: float = 60.0,
 ) -> SendReport:
-    """Send every item; `rate` is records per second (None: as fast as the system takes)."""
+    """Send every contact record; case actions follow as their complaints open.
+
+    `rate` is contact records per second (None: as fast as the system takes).
+    """
+    records = [item for item in plan if item.route is not Route.CASE_ACTION]
+    case_manager = CaseManager(
+        target.kafka_bootstrap, (item for item in plan if item.route is Route.CASE_ACTION)
+    )
     report = SendReport()
-    progress = Progress(len(plan), quiet=quiet)
+    progress = Progress(len(records), quiet=quiet)
     producer = AIOKafkaProducer(
-        bootstrap_servers=target.kafka_bootstrap, enable_idempotence=True, linger_ms=5
+        bootstrap_servers=target.kafka_bootstrap,
+        enable_idempotence=True,
+        linger_ms=5,
+        request_timeout_ms=120_000,  # ride out a broker restart rather than fail the send
     )
     await producer.start()
+    await case_manager.start()
+    contacts_sent = asyncio.Event()
+    acting = asyncio.create_task(
+        case_manager.run(producer, contacts_sent, grace_seconds=actions_grace_seconds)
+    )
     started = time.monotonic()
-    pending: list[asyncio.Future[Any]] = []
-    http_batch: list[dict[str, Any]] = []
     try:
         async with httpx.AsyncClient(timeout=30) as http:
-            for done, item in enumerate(plan, start=1):
-                route = _route(item, target)
-                if route is Route.HTTP:
-                    http_batch.append({k: v for k, v in item.body.items() if k != "source"})
-                    if len(http_batch) >= HTTP_BATCH:
-                        report.http_refused += await _post(http, target, http_batch)
-                        http_batch = []
-                else:
-                    value = json.dumps(item.body).encode()
-                    sent = await producer.send(TOPIC_OF_ROUTE[route], value, key=item.key.encode())
-                    pending.append(sent)
-                report.sent[route.value] += 1
-                if len(pending) >= 1000:
-                    await asyncio.gather(*pending)
-                    pending = []
-                if rate:
-                    ahead = started + done / rate - time.monotonic()
-                    if ahead > 0:
-                        await asyncio.sleep(ahead)
-                progress.update(done, item)
-            if http_batch:
-                report.http_refused += await _post(http, target, http_batch)
-            await asyncio.gather(*pending)
-            if plan:
-                progress.update(len(plan), plan[-1], final=True)
+            await _send_records(records, target, producer, http, report, progress, rate)
+        contacts_sent.set()
+        await acting
     finally:
+        acting.cancel()
         await producer.stop()
+    report.sent[Route.CASE_ACTION.value] = case_manager.sent
+    report.actions_unsent = case_manager.waiting
     report.seconds = time.monotonic() - started
     return report
 
 
+async def _send_records(
+    records: Sequence[Outgoing],
+    target: Target,
+    producer: AIOKafkaProducer,
+    http: httpx.AsyncClient,
+    report: SendReport,
+    progress: Progress,
+    rate: float | None,
+) -> None:
+    started = time.monotonic()
+    pending: list[asyncio.Future[Any]] = []
+    http_batch: list[dict[str, Any]] = []
+    for done, item in enumerate(records, start=1):
+        route = _route(item, target)
+        if route is Route.HTTP:
+            http_batch.append({k: v for k, v in item.body.items() if k != "source"})
+            if len(http_batch) >= HTTP_BATCH:
+                report.http_refused += await _post(http, target, http_batch)
+                http_batch = []
+        else:
+            value = json.dumps(item.body).encode()
+            pending.append(await producer.send(CONTACTS_RAW.name, value, key=item.key.encode()))
+            if len(pending) >= 1000:
+                await asyncio.gather(*pending)
+                pending = []
+        report.sent[route.value] += 1
+        if rate:
+            ahead = started + done / rate - time.monotonic()
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+        progress.update(done, item)
+    if http_batch:
+        report.http_refused += await _post(http, target, http_batch)
+    await asyncio.gather(*pending)
+    if records:
+        progress.update(len(records), records[-1], final=True)
+
+
 async def _post(http: httpx.AsyncClient, target: Target, batch: list[dict[str, Any]]) -> int:
-    response = await http.post(
-        f"{target.intake_url}/v1/contacts", json=batch, headers={"X-API-Key": target.api_key or ""}
-    )
-    if response.status_code == 202:
-        return 0
-    print(
-        f"\nsimulate: intake answered {response.status_code}: {response.text[:500]}",
-        file=sys.stderr,
-    )
+    """POST a batch, retrying outages (safe: intake is idempotent); returns records refused."""
+    for attempt in range(1, HTTP_ATTEMPTS + 1):
+        try:
+            response = await http.post(
+                f"{target.intake_url}/v1/contacts",
+                json=batch,
+                headers={"X-API-Key": target.api_key or ""},
+            )
+        except httpx.TransportError as error:
+            problem = repr(error)
+        else:
+            if response.status_code == 202:
+                return 0
+            if response.status_code < 500:
+                print(f"\nsimulate: intake refused a batch: {response.text[:500]}", file=sys.stderr)
+                return len(batch)
+            problem = f"{response.status_code} {response.text[:200]}"
+        print(f"\nsimulate: intake unavailable ({problem}); retry {attempt}", file=sys.stderr)
+        await asyncio.sleep(min(attempt, 5))
     return len(batch)

@@ -36,11 +36,11 @@ from shared.consumer import EventConsumer, InboundRecord, inbound_records, undec
 from shared.dead_letters import send_dead_letter
 from shared.events.envelope import utc_now
 from shared.http import add_component_schemas, add_operational_routes, openapi_body_schema
-from shared.kafka import batch_consumer_options, ensure_topics, make_broker
+from shared.kafka import batch_consumer_options, make_broker
 from shared.outbox import OutboxMetrics, OutboxRelay
-from shared.postgres import create_pool, migrate
+from shared.startup import prepare
 from shared.timers import TimerScheduler
-from shared.topics import ALL_TOPICS, COMPLAINT_ACTIONS, COMPLAINTS, CONTACTS, dead_letter_twin
+from shared.topics import COMPLAINT_ACTIONS, COMPLAINTS, CONTACTS, dead_letter_twin
 
 log = logging.getLogger(__name__)
 ACTIONS_DEAD_LETTER = dead_letter_twin(COMPLAINT_ACTIONS)
@@ -73,14 +73,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = await create_pool(settings.database_url)
-        await migrate(pool, SERVICE, MIGRATIONS)
-        if settings.create_topics:
-            await ensure_topics(
-                settings.kafka_bootstrap,
-                ALL_TOPICS,
-                replication_factor=settings.topic_replication_factor,
-            )
+        pool = await prepare(settings, SERVICE, MIGRATIONS)
         handler = ComplaintsHandler(
             pool=pool,
             calendar=calendar,

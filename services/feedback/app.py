@@ -31,11 +31,11 @@ from shared.consumer import subscribe_events
 from shared.events.envelope import utc_now
 from shared.events.vocabulary import CUSTOMER_REF_PATTERN, CaseType, Resolved
 from shared.http import add_operational_routes
-from shared.kafka import ensure_topics, make_broker
+from shared.kafka import make_broker
 from shared.outbox import OutboxMetrics, OutboxRelay
-from shared.postgres import create_pool, migrate
+from shared.startup import prepare
 from shared.timers import TimerScheduler
-from shared.topics import ALL_TOPICS, COMPLAINTS, CONTACTS, FEEDBACK, NOTIFICATIONS
+from shared.topics import COMPLAINTS, CONTACTS, FEEDBACK, NOTIFICATIONS
 
 log = logging.getLogger(__name__)
 MAX_FORM_BYTES = 16_384
@@ -168,14 +168,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = await create_pool(settings.database_url)
-        await migrate(pool, SERVICE, MIGRATIONS)
-        if settings.create_topics:
-            await ensure_topics(
-                settings.kafka_bootstrap,
-                ALL_TOPICS,
-                replication_factor=settings.topic_replication_factor,
-            )
+        pool = await prepare(settings, SERVICE, MIGRATIONS)
         handler = FeedbackHandler(
             pool,
             policy=policy_of(

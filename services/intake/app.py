@@ -32,12 +32,11 @@ from shared.http import add_component_schemas, add_operational_routes, openapi_b
 from shared.kafka import (
     BulkProducer,
     batch_consumer_options,
-    ensure_topics,
     make_broker,
     publish_events,
 )
-from shared.postgres import create_pool, migrate
-from shared.topics import ALL_TOPICS, CONTACTS, CONTACTS_RAW, CONTACTS_RAW_DEAD_LETTER
+from shared.startup import prepare
+from shared.topics import CONTACTS, CONTACTS_RAW, CONTACTS_RAW_DEAD_LETTER
 from shared.vocabulary import load_service_areas
 
 log = logging.getLogger(__name__)
@@ -107,14 +106,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = await create_pool(settings.database_url)
-        await migrate(pool, SERVICE, MIGRATIONS)
-        if settings.create_topics:
-            await ensure_topics(
-                settings.kafka_bootstrap,
-                ALL_TOPICS,
-                replication_factor=settings.topic_replication_factor,
-            )
+        pool = await prepare(settings, SERVICE, MIGRATIONS)
         producer = BulkProducer(settings.kafka_bootstrap, client_id=SERVICE)
         await producer.start()
         handler = IntakeHandler(

@@ -3,7 +3,6 @@
 from pydantic import Field
 
 from shared.api_keys import ApiKeyHashes
-from shared.api_keys import hash_api_key as hash_api_key  # TODO(lead): callers move to shared
 from shared.settings import ServiceSettings
 
 

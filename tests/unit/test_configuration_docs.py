@@ -5,12 +5,19 @@ from pathlib import Path
 import pytest
 from pydantic_settings import BaseSettings
 
+from services.complaints.settings import ComplaintsSettings
+from services.feedback.settings import FeedbackSettings
 from services.intake.settings import IntakeSettings
+from services.metrics.settings import MetricsSettings
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 
 
-@pytest.mark.parametrize("settings_class", [IntakeSettings], ids=lambda cls: cls.__name__)
+@pytest.mark.parametrize(
+    "settings_class",
+    [IntakeSettings, ComplaintsSettings, FeedbackSettings, MetricsSettings],
+    ids=lambda cls: cls.__name__,
+)
 def test_every_setting_is_documented(settings_class: type[BaseSettings]) -> None:
     text = DOC.read_text()
 

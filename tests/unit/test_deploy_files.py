@@ -19,8 +19,13 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
+from services.complaints.handlers import ComplaintsMetrics
+from services.feedback.handlers import FeedbackMetrics
+from services.feedback.sender import SenderMetrics
 from services.intake.handlers import IntakeMetrics
 from services.intake.settings import IntakeSettings
+from services.metrics.gauges import KpiGauges
+from services.metrics.handlers import ConsumerMetrics
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
@@ -43,7 +48,13 @@ EXPECTED_ALERTS = (
     "CivicPulseServiceDown",
     "CivicPulseDeadLettersGrowing",
     "CivicPulseIntakeRejectingMostRecords",
+    "CivicPulseConsumerLagHigh",
+    "CivicPulseEventDeadLettersGrowing",
+    "CivicPulseComplaintDeadlineBreached",
+    "CivicPulseSurgeDetected",
 )
+# Every service's scrape job and port, in compose and locally.
+SERVICE_PORTS = {"intake": 8001, "complaints": 8002, "feedback": 8003, "metrics": 8004}
 INSTALL_PROMTOOL = (
     "promtool is not on PATH: install Debian's prometheus package "
     "(apt-get update && apt-get install -y prometheus); CI installs it"
@@ -184,8 +195,21 @@ def _metric_names(register: Callable[[CollectorRegistry], object]) -> set[str]:
 
 # Each service's metric-name prefix and how to build its metrics. Add a service
 # here when its metrics appear in a dashboard or an alert.
+def _metrics_service_metrics(registry: CollectorRegistry) -> None:
+    KpiGauges(registry)
+    ConsumerMetrics(registry)
+
+
+def _feedback_metrics(registry: CollectorRegistry) -> None:
+    FeedbackMetrics(registry)
+    SenderMetrics(registry)
+
+
 SERVICE_METRICS: dict[str, Callable[[CollectorRegistry], object]] = {
     "intake": IntakeMetrics,
+    "complaints": ComplaintsMetrics,
+    "feedback": _feedback_metrics,
+    "metrics": _metrics_service_metrics,
 }
 SERVICE_METRIC_NAME = re.compile(
     r"\b(?:" + "|".join(map(re.escape, SERVICE_METRICS)) + r")_[a-z0-9_]+\b"
@@ -324,7 +348,7 @@ def _env_example() -> dict[str, str]:
 # -- alert rules -------------------------------------------------------------------
 
 
-def test_the_intake_alerts_exist() -> None:
+def test_the_expected_alerts_exist() -> None:
     assert {rule["alert"] for rule in _alert_rules()} >= set(EXPECTED_ALERTS)
 
 
@@ -393,7 +417,7 @@ def test_dashboards_are_valid_and_query_the_provisioned_datasource() -> None:
     uid = _datasource_uid()
     dashboards = _dashboards()
 
-    assert "operations.json" in dashboards
+    assert {"operations.json", "customer_service.json"} <= set(dashboards)
     assert len({d["uid"] for d in dashboards.values()}) == len(dashboards)
     for name, dashboard in dashboards.items():
         assert dashboard["schemaVersion"] == 39, name
@@ -413,6 +437,28 @@ def test_operations_dashboard_shows_intake_and_service_health() -> None:
         "sum by (reason) (rate(intake_records_dead_lettered_total[5m]))",
         'up{job=~"civicpulse-.*"}',
     } <= queries
+
+
+def test_customer_service_dashboard_shows_the_managers_kpis_by_area_and_channel() -> None:
+    customer = _dashboards()["customer_service.json"]
+    queries = " ".join(
+        target["expr"] for panel in _panels(customer["panels"]) for target in panel["targets"]
+    )
+
+    for kpi in ("first_contact_resolution", "abandoned_call_rate", "service_level", "csat"):
+        assert f'kpi="{kpi}"' in queries
+    assert "max by (service_area)" in queries
+    assert "max by (channel)" in queries
+
+
+@pytest.mark.parametrize("config", [PROMETHEUS_COMPOSE_CONFIG, PROMETHEUS_LOCAL_CONFIG])
+def test_prometheus_scrapes_every_service_on_its_port(config: Path) -> None:
+    targets = _scrape_targets(config)
+    local = config == PROMETHEUS_LOCAL_CONFIG
+
+    for name, port in SERVICE_PORTS.items():
+        host = "127.0.0.1" if local else name
+        assert targets[f"civicpulse-{name}"] == [f"{host}:{port}"]
 
 
 # -- promtool ----------------------------------------------------------------------
@@ -449,9 +495,9 @@ def test_promtool_test_rules(tests: Path) -> None:
     _promtool("test", "rules", tests)
 
 
-def test_rule_files_and_their_tests_exist() -> None:
-    assert [path.name for path in RULE_FILES] == ["civicpulse.yml"]
-    assert [path.name for path in RULE_TEST_FILES] == ["civicpulse_test.yml"]
+def test_every_rule_file_has_its_promtool_test_file() -> None:
+    assert RULE_FILES
+    assert [f"{path.stem}_test.yml" for path in RULE_FILES] == [p.name for p in RULE_TEST_FILES]
 
 
 def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
@@ -465,3 +511,21 @@ def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
     rule_file.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
 
     _promtool("check", "rules", rule_file)
+
+
+def test_every_alert_has_a_runbook_section() -> None:
+    runbooks = (REPO / "docs" / "runbooks.md").read_text()
+    sections = {
+        line[3:].strip().lower() for line in runbooks.splitlines() if line.startswith("## ")
+    }
+
+    alerts = [
+        rule["alert"]
+        for path in RULE_FILES
+        for group in yaml.safe_load(path.read_text())["groups"]
+        for rule in group["rules"]
+        if "alert" in rule
+    ]
+
+    assert alerts
+    assert [alert for alert in alerts if alert.lower() not in sections] == []

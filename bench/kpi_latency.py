@@ -1,0 +1,422 @@
+"""KPI latency: from publishing a contact to seeing it counted in `GET /v1/kpis`.
+
+Two figures, on the real broker and database, with intake and metrics running as
+operators run them (`python -m services.intake`, `python -m services.metrics`):
+
+1. Freshness at a steady rate: raw contact records are published to
+   `civicpulse.contacts.raw` at `--rate` per second (default 1,000) for
+   `--seconds`; intake validates them and publishes canonical events, metrics
+   applies them. Every 100 records the bench notes when it published them; a
+   poller calls `GET /v1/kpis` for the bench's own day as fast as it answers,
+   and the first answer counting record N gives that checkpoint's latency
+   (publish → visible), p50 and p99. The first `--warmup` seconds (group joins)
+   are not counted.
+2. Reading a year: about `--history-events` events' worth of aggregate rows
+   (every measure, every service area and channel, every day of a financial
+   year) are written with COPY into the metrics tables, then `GET /v1/kpis` is
+   timed `--requests` times for a year, a quarter and a month, with and without
+   a service-area filter: p50 and p99 per query.
+
+    python -m bench.kpi_latency --rate 1000 --seconds 30 --json
+
+Uses `CIVICPULSE_KAFKA_BOOTSTRAP` and `CIVICPULSE_DATABASE_URL` if both are set,
+else starts a throwaway local stack. The services use a scratch database (dropped
+at the end) and consumer groups placed at the topics' current end. Side effects
+on a shared stack: the run's records stay on `civicpulse.contacts.raw` and
+`civicpulse.contacts` (ids start `kpibench-<run id>-`), dated on one day of
+the year 2000, so no live KPI counts them.
+"""
+
+import argparse
+import asyncio
+import json
+import random
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+from aiokafka import AIOKafkaProducer
+
+from bench.intake_throughput import end_offsets as topic_end_offsets
+from bench.intake_throughput import (
+    infrastructure,
+    place_group,
+    say,
+    scratch_database,
+)
+from civicpulse.processes import ServiceProcess, free_port
+from services.metrics.domain import ALL_MEASURES
+from services.metrics.periods import Period, period_containing
+from services.metrics.rebuild import CANONICAL_TOPICS
+from shared.api_keys import hash_api_key
+from shared.events.vocabulary import Channel
+from shared.kafka import ensure_topics
+from shared.settings import DEFAULT_VOCABULARY_FILE
+from shared.topics import ALL_TOPICS, CONTACTS_RAW
+from shared.vocabulary import load_service_areas
+
+CHECKPOINT_EVERY = 100
+TICK_SECONDS = 0.01
+YEAR_START = date(2023, 4, 1)  # the financial year 2023/24 holds the history
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    rate: int
+    seconds: float
+    warmup: float
+    history_events: int
+    requests: int
+    json: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Percentiles:
+    count: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+
+
+def percentiles(samples: Sequence[float]) -> Percentiles:
+    ordered = sorted(samples)
+    if not ordered:
+        return Percentiles(0, float("nan"), float("nan"), float("nan"))
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return Percentiles(
+        len(ordered), statistics.median(ordered) * 1000, p99 * 1000, ordered[-1] * 1000
+    )
+
+
+def parse_args(argv: Sequence[str] | None) -> Options:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.kpi_latency", description=__doc__.split("\n\n")[0] if __doc__ else ""
+    )
+    parser.add_argument("--rate", type=int, default=1000, help="contacts per second")
+    parser.add_argument(
+        "--seconds", type=float, default=30, help="publishing time, warm-up included"
+    )
+    parser.add_argument("--warmup", type=float, default=5, help="seconds not counted at the start")
+    parser.add_argument(
+        "--history-events", type=int, default=10_000_000, help="events' worth of aggregates"
+    )
+    parser.add_argument("--requests", type=int, default=200, help="timed GETs per query")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
+    args = parser.parse_args(argv)
+    return Options(
+        args.rate, args.seconds, args.warmup, args.history_events, args.requests, args.json
+    )
+
+
+# -- part 1: freshness at a steady rate ------------------------------------------------
+
+
+def raw_record(run_id: str, n: int, day: date, rng: random.Random) -> bytes:
+    occurred = datetime.combine(day, datetime.min.time(), tzinfo=UTC) + timedelta(hours=12)
+    return json.dumps(
+        {
+            "record_type": "contact_received",
+            "idempotency_key": f"kpibench-{run_id}-{n}",
+            "source": "telephony",
+            "contact_id": f"kpibench-{run_id}-{n}",
+            "occurred_at": occurred.isoformat(),
+            "channel": "phone",
+            "service_area": "planning",
+            "kind": "enquiry",
+            "customer_ref": f"KB-{rng.randrange(20_000)}",
+            "answered_by_team": "planning",
+            "resolved_at_first_contact": rng.random() < 0.7,
+            "wait_seconds": round(rng.uniform(0, 120), 1),
+        }
+    ).encode()
+
+
+class Freshness:
+    """Checkpoints of what was published when, and when GET /v1/kpis first counted them."""
+
+    def __init__(self) -> None:
+        self.checkpoints: list[tuple[int, float]] = []  # (records published, when)
+        self.latencies: list[float] = []
+        self.seen_index = 0
+        self.counted = 0.0
+        self.polls = 0
+
+    def observe(self, counted: float, now: float, warmup_until: float) -> None:
+        self.counted = counted
+        while self.seen_index < len(self.checkpoints):
+            published, at = self.checkpoints[self.seen_index]
+            if published > counted:
+                break
+            if at >= warmup_until:
+                self.latencies.append(now - at)
+            self.seen_index += 1
+
+
+async def publish_steadily(
+    bootstrap: str, run_id: str, day: date, options: Options, freshness: Freshness
+) -> float:
+    """Publish `rate` records a second for `seconds`; returns the achieved rate."""
+    rng = random.Random(run_id)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, linger_ms=5)
+    await producer.start()
+    total = int(options.rate * options.seconds)
+    started = time.perf_counter()
+    sent = 0
+    pending: list[asyncio.Future[Any]] = []
+    try:
+        while sent < total:
+            due = min(total, int((time.perf_counter() - started) * options.rate) + 1)
+            while sent < due:
+                key = f"kpibench-{run_id}-{sent}".encode()
+                pending.append(
+                    await producer.send(
+                        CONTACTS_RAW.name, raw_record(run_id, sent, day, rng), key=key
+                    )
+                )
+                sent += 1
+                if sent % CHECKPOINT_EVERY == 0:
+                    freshness.checkpoints.append((sent, time.perf_counter()))
+            await asyncio.sleep(TICK_SECONDS)
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return sent / (time.perf_counter() - started)
+
+
+async def poll_kpis(
+    client: httpx.AsyncClient,
+    day: date,
+    freshness: Freshness,
+    total: int,
+    warmup_until: float,
+    give_up_at: float,
+) -> None:
+    params = {"from": day.isoformat(), "period": "day", "service_area": "planning"}
+    while freshness.counted < total and time.perf_counter() < give_up_at:
+        response = await client.get("/v1/kpis", params=params)
+        response.raise_for_status()
+        counted = next(
+            row["value"] for row in response.json()["kpis"] if row["kpi"] == "contacts_received"
+        )
+        freshness.polls += 1
+        freshness.observe(counted, time.perf_counter(), warmup_until)
+        await asyncio.sleep(0.005)
+
+
+# -- part 2: a year of history -----------------------------------------------------------
+
+
+async def write_history(database_url: str, events: int) -> tuple[int, float]:
+    """COPY a year of aggregate rows into the live generation; returns (rows, seconds)."""
+    areas = sorted(load_service_areas(DEFAULT_VOCABULARY_FILE))
+    channels = [channel.value for channel in Channel]
+    year = period_containing(YEAR_START, Period.YEAR)
+    days = [year.start + timedelta(days=n) for n in range(year.days)]
+    per_cell = events / (len(days) * len(areas) * len(channels))
+    rng = random.Random(7)
+    measures = sorted(ALL_MEASURES)
+    started = time.perf_counter()
+    connection = await asyncpg.connect(database_url)
+    try:
+        generation = await connection.fetchval("SELECT generation FROM metrics_current")
+        rows: list[tuple[Any, ...]] = []
+        count = 0
+        for day in days:
+            for area in areas:
+                for channel in channels:
+                    for measure in measures:
+                        value = max(0.0, rng.gauss(per_cell, per_cell / 4))
+                        rows.append((generation, day, measure, area, channel, float(int(value))))
+            if len(rows) > 200_000:
+                await _copy(connection, rows)
+                count += len(rows)
+                rows = []
+        await _copy(connection, rows)
+        count += len(rows)
+        # The service keeps monthly sums beside the daily rows in the same transaction.
+        await connection.execute(
+            """
+            INSERT INTO metrics_monthly AS m
+                (generation, month, measure, service_area, channel, value)
+            SELECT generation, date_trunc('month', day)::date, measure, service_area, channel,
+                   sum(value)
+            FROM metrics_aggregates WHERE generation = $1 AND day BETWEEN $2 AND $3
+            GROUP BY 1, 2, 3, 4, 5
+            ON CONFLICT (generation, month, measure, service_area, channel)
+            DO UPDATE SET value = m.value + excluded.value
+            """,
+            generation,
+            year.start,
+            year.end,
+        )
+        await connection.execute("ANALYZE metrics_aggregates")
+        await connection.execute("ANALYZE metrics_monthly")
+    finally:
+        await connection.close()
+    return count, time.perf_counter() - started
+
+
+async def _copy(connection: asyncpg.Connection, rows: list[tuple[Any, ...]]) -> None:
+    await connection.copy_records_to_table(
+        "metrics_aggregates",
+        records=rows,
+        columns=["generation", "day", "measure", "service_area", "channel", "value"],
+    )
+
+
+async def time_reads(client: httpx.AsyncClient, requests: int) -> dict[str, Percentiles]:
+    queries = {
+        "year": {"from": YEAR_START.isoformat(), "period": "year"},
+        "year, one service area": {
+            "from": YEAR_START.isoformat(),
+            "period": "year",
+            "service_area": "waste",
+        },
+        "quarter": {"from": "2023-10-01", "period": "quarter"},
+        "month, one channel": {"from": "2024-01-01", "period": "month", "channel": "phone"},
+    }
+    results: dict[str, Percentiles] = {}
+    for label, params in queries.items():
+        await client.get("/v1/kpis", params=params)  # warm the caches once
+        samples = []
+        for _ in range(requests):
+            started = time.perf_counter()
+            response = await client.get("/v1/kpis", params=params)
+            samples.append(time.perf_counter() - started)
+            response.raise_for_status()
+        results[label] = percentiles(samples)
+        say(f"GET /v1/kpis {label}: p50 {results[label].p50_ms:.1f} ms")
+    return results
+
+
+# -- wiring ---------------------------------------------------------------------------------
+
+
+async def run(options: Options, bootstrap: str, database_url: str) -> dict[str, Any]:
+    run_id = uuid.uuid4().hex[:8]
+    day = date(2000, 1, 1) + timedelta(days=random.Random(run_id).randrange(365))
+    token = secrets.token_urlsafe(24)
+    await ensure_topics(bootstrap, ALL_TOPICS)
+    logs = Path(tempfile.mkdtemp(prefix="kpibench-"))
+    async with scratch_database(database_url, f"civicpulse_kpibench_{run_id}") as scratch_url:
+        raw_offsets = await topic_end_offsets(bootstrap, [CONTACTS_RAW.name])
+        intake_group = f"kpibench-intake-{run_id}"
+        await place_group(bootstrap, intake_group, raw_offsets)
+        canonical = await topic_end_offsets(bootstrap, [t.name for t in CANONICAL_TOPICS])
+        metrics_group = f"kpibench-metrics-{run_id}"
+        await place_group(bootstrap, metrics_group, canonical)
+        common = {"CIVICPULSE_KAFKA_BOOTSTRAP": bootstrap, "CIVICPULSE_DATABASE_URL": scratch_url}
+        intake = ServiceProcess(
+            "services.intake",
+            {
+                **common,
+                "CIVICPULSE_HTTP_PORT": str(free_port()),
+                "CIVICPULSE_INTAKE_GROUP_ID": intake_group,
+                "CIVICPULSE_INTAKE_API_KEYS": json.dumps({"bench": hash_api_key(token)}),
+                "CIVICPULSE_LOG_LEVEL": "WARNING",
+            },
+            logs / "intake.log",
+        )
+        metrics = ServiceProcess(
+            "services.metrics",
+            {
+                **common,
+                "CIVICPULSE_HTTP_PORT": str(free_port()),
+                "CIVICPULSE_METRICS_GROUP_ID": metrics_group,
+                "CIVICPULSE_METRICS_API_TOKENS": json.dumps(
+                    {"bench": {"role": "manager", "hash": hash_api_key(token)}}
+                ),
+                "CIVICPULSE_LOG_LEVEL": "WARNING",
+            },
+            logs / "metrics.log",
+        )
+        try:
+            for process in (intake, metrics):
+                process.start()
+            for process in (intake, metrics):
+                await asyncio.to_thread(process.wait_healthy)
+            say(f"intake and metrics are up (logs in {logs}); publishing at {options.rate}/s")
+            headers = {"Authorization": f"Bearer {token}"}
+            async with httpx.AsyncClient(
+                base_url=metrics.base_url, headers=headers, timeout=30
+            ) as client:
+                freshness = Freshness()
+                total = int(options.rate * options.seconds)
+                start = time.perf_counter()
+                poller = asyncio.create_task(
+                    poll_kpis(
+                        client,
+                        day,
+                        freshness,
+                        total,
+                        start + options.warmup,
+                        start + options.seconds + 120,
+                    )
+                )
+                achieved = await publish_steadily(bootstrap, run_id, day, options, freshness)
+                await poller
+                if freshness.counted < total:
+                    say(f"only {freshness.counted:.0f} of {total} counted within 120 s")
+                latency = percentiles(freshness.latencies)
+                say(f"publish → visible: p50 {latency.p50_ms:.0f} ms, p99 {latency.p99_ms:.0f} ms")
+                say(f"writing {options.history_events:,} events' worth of aggregates")
+                rows, copy_seconds = await write_history(scratch_url, options.history_events)
+                say(f"{rows:,} aggregate rows in {copy_seconds:.1f} s")
+                reads = await time_reads(client, options.requests)
+        finally:
+            for process in (intake, metrics):
+                process.stop()
+    return {
+        "rate_target": options.rate,
+        "rate_achieved": round(achieved, 1),
+        "records": total,
+        "counted": freshness.counted,
+        "polls": freshness.polls,
+        "freshness": asdict(latency),
+        "history_events": options.history_events,
+        "history_rows": rows,
+        "history_copy_seconds": round(copy_seconds, 1),
+        "reads": {label: asdict(p) for label, p in reads.items()},
+    }
+
+
+def table(figures: dict[str, Any]) -> str:
+    fresh = figures["freshness"]
+    lines = [
+        f"contacts published through intake: {figures['records']:,} at "
+        f"{figures['rate_achieved']:,.0f}/s (target {figures['rate_target']:,}/s), "
+        f"{figures['counted']:,.0f} counted",
+        f"publish → visible in GET /v1/kpis ({fresh['count']} checkpoints, {figures['polls']} "
+        f"polls): p50 {fresh['p50_ms']:.0f} ms, p99 {fresh['p99_ms']:.0f} ms, "
+        f"max {fresh['max_ms']:.0f} ms",
+        f"history: {figures['history_events']:,} events as {figures['history_rows']:,} "
+        f"aggregate rows (COPY {figures['history_copy_seconds']} s)",
+        f"{'GET /v1/kpis over the history':<34} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}",
+    ]
+    for label, p in figures["reads"].items():
+        lines.append(f"  {label:<32} {p['p50_ms']:>8.1f} {p['p99_ms']:>8.1f} {p['max_ms']:>8.1f}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = parse_args(argv)
+    with infrastructure() as endpoints:
+        figures = asyncio.run(run(options, endpoints.kafka_bootstrap, endpoints.database_url))
+    print(table(figures))
+    if options.json:
+        print(json.dumps(figures, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The metrics service: KPIs for managers and operations, from every canonical event."""

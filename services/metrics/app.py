@@ -1,0 +1,544 @@
+"""The metrics service's wiring: consumer, outbox relay, gauges, HTTP API and lifespan."""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Any
+
+import asyncpg
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, status
+from fastapi.responses import HTMLResponse, PlainTextResponse
+from prometheus_client import CollectorRegistry
+from pydantic import BaseModel, Field
+
+from services.metrics import committee as committee_format
+from services.metrics import reads
+from services.metrics.auth import role_checker
+from services.metrics.domain import KPIS_BY_NAME, Standing, evaluate
+from services.metrics.gauges import GaugeRefresher, KafkaPositions, KpiGauges
+from services.metrics.handlers import SERVICE, BatchApplier, ConsumerMetrics, LiveConsumer
+from services.metrics.periods import (
+    DateRange,
+    Period,
+    financial_quarter_label,
+    local_day,
+    parse_quarter,
+    period_containing,
+    period_label,
+    previous_range,
+    ranges_between,
+)
+from services.metrics.rebuild import CANONICAL_TOPICS
+from services.metrics.report import Judging, KpiRow, committee, is_provisional, kpi_rows
+from services.metrics.settings import MetricsSettings, Role
+from services.metrics.store import MIGRATIONS
+from services.metrics.targets import load_targets
+from shared.consumer import subscribe_events
+from shared.events.envelope import utc_now
+from shared.events.vocabulary import Channel
+from shared.http import add_operational_routes
+from shared.kafka import make_broker
+from shared.outbox import OutboxMetrics, OutboxRelay
+from shared.startup import prepare
+from shared.vocabulary import load_service_areas
+
+log = logging.getLogger(__name__)
+MAX_SERIES_POINTS = 400
+SERVICE_LEVEL_METHOD = (
+    "Service level = calls answered within N seconds / calls offered (answered + abandoned). "
+    "Abandoned calls count as failures whatever their wait; answered calls with no recorded "
+    "wait count as offered but not within N."
+)
+
+
+class KpiValue(BaseModel):
+    kpi: str
+    title: str
+    unit: str = Field(description="ratio (0 to 1), seconds, count, score or transfers.")
+    direction: str = Field(description="higher_is_better, lower_is_better or neither.")
+    value: float | None = Field(description="null when the denominator is 0: no data.")
+    numerator: float
+    denominator: float | None = Field(description="null for counts.")
+    target: float | str | None = Field(description="A number, 'TBA' (no RAG) or null.")
+    rag: str | None = Field(description="green, amber, red, insufficient_data, or null.")
+    previous_value: float | None
+    change: float | None = Field(description="value - previous_value.")
+    change_percent: float | None = Field(description="Relative change, in percent.")
+    trend: str | None = Field(description="improving/worsening/unchanged, or up/down.")
+    provisional: bool = Field(description="FCR only: the re-contact window has not passed.")
+
+
+class OpenComplaintsCount(BaseModel):
+    scope: str = Field(description="corporate (the Code) or statutory (social care).")
+    stage: int
+    count: int
+
+
+class KpisResponse(BaseModel):
+    period: Period | None
+    label: str
+    start: date
+    end: date
+    previous_start: date
+    previous_end: date
+    service_area: str | None
+    channel: Channel | None
+    generation: int
+    service_level_seconds: float
+    service_level_method: str
+    kpis: list[KpiValue]
+    open_complaints: list[OpenComplaintsCount] = Field(description="Now, not per period.")
+
+
+class SeriesPoint(BaseModel):
+    label: str
+    start: date
+    end: date
+    value: float | None
+    numerator: float
+    denominator: float | None
+    provisional: bool
+
+
+class SeriesResponse(BaseModel):
+    kpi: str
+    title: str
+    unit: str
+    period: Period
+    service_area: str | None
+    channel: Channel | None
+    points: list[SeriesPoint]
+
+
+class ServiceStandingModel(BaseModel):
+    service_area: str
+    standing: Standing
+    kpis: list[KpiValue]
+
+
+class CommitteeResponse(BaseModel):
+    quarter: str
+    financial_quarter: str
+    start: date
+    end: date
+    groups: dict[Standing, list[ServiceStandingModel]]
+
+
+class TopicPipeline(BaseModel):
+    topic: str
+    events_applied: int
+    last_event_recorded_at: datetime
+    last_event_age_seconds: float
+    last_applied_at: datetime
+
+
+class SurgeModel(BaseModel):
+    surge_id: str
+    service_area: str
+    measure: str
+    day: date
+    count: float
+    baseline: float
+    threshold: float
+
+
+class PipelineResponse(BaseModel):
+    generation: int
+    topics: list[TopicPipeline]
+    surges_last_7_days: list[SurgeModel]
+
+
+class ReportFormat(StrEnum):
+    JSON = "json"
+    CSV = "csv"
+    HTML = "html"
+
+
+def _row_model(row: KpiRow) -> KpiValue:
+    return KpiValue(
+        kpi=row.kpi,
+        title=row.title,
+        unit=row.unit,
+        direction=row.direction,
+        value=row.value,
+        numerator=row.numerator,
+        denominator=row.denominator,
+        target=row.target,
+        rag=row.rag.value if row.rag else None,
+        previous_value=row.previous_value,
+        change=row.change,
+        change_percent=row.change_percent,
+        trend=row.trend.value if row.trend else None,
+        provisional=row.provisional,
+    )
+
+
+def _unprocessable(field: str, message: str) -> HTTPException:
+    return HTTPException(
+        status.HTTP_422_UNPROCESSABLE_CONTENT,
+        detail=[{"loc": ["query", field], "msg": message, "type": "value_error"}],
+    )
+
+
+def create_app(
+    settings: MetricsSettings | None = None,
+    *,
+    clock: Callable[[], datetime] = utc_now,
+    registry: CollectorRegistry | None = None,
+) -> FastAPI:
+    settings = settings or MetricsSettings()
+    registry = registry or CollectorRegistry()
+    service_areas = load_service_areas(settings.vocabulary_file)
+    targets = load_targets(settings.metrics_targets_file, service_areas)
+    judging = Judging(
+        targets=targets,
+        amber_tolerance=settings.metrics_amber_tolerance,
+        minimum_sample=settings.metrics_minimum_sample,
+        fcr_window_days=settings.metrics_fcr_window_days,
+    )
+    broker = make_broker(settings.kafka_bootstrap, client_id=SERVICE, registry=registry)
+    consumer_metrics = ConsumerMetrics(registry)
+    gauges = KpiGauges(registry)
+    outbox_metrics = OutboxMetrics(registry, SERVICE)
+    state: dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = await prepare(settings, SERVICE, MIGRATIONS)
+        applier = BatchApplier(
+            rules=settings.rules, clock=clock, publish_surges=True, metrics=consumer_metrics
+        )
+        live = LiveConsumer(pool, applier)
+        subscribe_events(
+            broker,
+            CANONICAL_TOPICS,
+            live.handle,
+            group_id=settings.metrics_group_id,
+            max_attempts=settings.dead_letter_max_attempts,
+            max_records=settings.metrics_max_batch,
+        )
+        kafka = KafkaPositions(settings.kafka_bootstrap)
+        relay = OutboxRelay(pool, broker, SERVICE, metrics=outbox_metrics)
+        refresher = GaugeRefresher(
+            pool,
+            gauges,
+            service_areas=service_areas,
+            topics=CANONICAL_TOPICS,
+            group_id=settings.metrics_group_id,
+            kafka=kafka,
+            clock=clock,
+            interval_seconds=settings.metrics_refresh_seconds,
+        )
+        state.update(pool=pool)
+        if not settings.metrics_api_tokens:
+            log.warning("no CIVICPULSE_METRICS_API_TOKENS set: every API caller will get 401")
+        await broker.start()
+        await kafka.start()
+        tasks = [asyncio.create_task(relay.run()), asyncio.create_task(refresher.run())]
+        log.info("metrics ready: consuming %s", ", ".join(t.name for t in CANONICAL_TOPICS))
+        try:
+            yield
+        finally:
+            # Stops consuming first and lets the batch in hand finish and commit.
+            await broker.stop()
+            relay.stop()
+            refresher.stop()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait_for(task, 10)
+            await kafka.stop()
+            await pool.close()
+
+    app = FastAPI(
+        title="CivicPulse metrics",
+        version="1.0.0",
+        description="Live KPIs for managers and operations, computed from every canonical "
+        "event. Every figure has its numerator and denominator; no data is `null`, never 0%. "
+        "Periods are local days in Europe/London; weeks run Monday to Sunday; quarters and "
+        "years are financial (April to March). " + SERVICE_LEVEL_METHOD + " Authenticate "
+        "with `Authorization: Bearer <token>`: role `manager` reads KPIs and reports, role "
+        "`ops` also the pipeline view. A missing or unknown token is 401; a known token "
+        "whose role may not see the resource is 403.",
+        lifespan=lifespan,
+    )
+    requires = role_checker(settings.metrics_api_tokens)
+    manager_or_ops = Depends(requires(Role.MANAGER))
+    ops_only = Depends(requires(Role.OPS))
+
+    def today() -> date:
+        return local_day(clock())
+
+    def ready_pool() -> asyncpg.Pool:
+        pool: asyncpg.Pool | None = state.get("pool")
+        if pool is None:
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "starting: try again shortly")
+        return pool
+
+    def check_area(service_area: str | None) -> str | None:
+        if service_area is not None and service_area not in service_areas:
+            raise _unprocessable(
+                "service_area",
+                f"unknown service area {service_area!r}; known: {', '.join(sorted(service_areas))}",
+            )
+        return service_area
+
+    def resolve_range(first: date | None, last: date | None, period: Period) -> DateRange:
+        if first is None and last is not None:
+            raise _unprocessable("from", "give `from` with `to`")
+        if last is not None and first is not None:
+            if last < first:
+                raise _unprocessable("to", "`to` is before `from`")
+            if (last - first).days > 366 * 5:
+                raise _unprocessable("to", "at most five years at once")
+            return DateRange(first, last)
+        return period_containing(first or today(), period)
+
+    @app.get(
+        "/v1/kpis",
+        response_model=KpisResponse,
+        tags=["kpis"],
+        summary="Every KPI for a period, with target, RAG and change against the period before",
+        description="Without `from` and `to`: the current `period` (default month). With "
+        "`from` only: the `period` containing that date. With both: exactly those days "
+        "(inclusive), compared with as many days before. " + SERVICE_LEVEL_METHOD,
+        responses={401: {"description": "No or unknown token."}},
+    )
+    async def get_kpis(
+        _: Annotated[Role, manager_or_ops],
+        first: Annotated[date | None, Query(alias="from")] = None,
+        last: Annotated[date | None, Query(alias="to")] = None,
+        period: Period = Period.MONTH,
+        service_area: str | None = None,
+        channel: Channel | None = None,
+    ) -> KpisResponse:
+        area = check_area(service_area)
+        span = resolve_range(first, last, period)
+        whole_period = last is None
+        before = previous_range(span, period if whole_period else None)
+        pool = ready_pool()
+        generation = await reads.current_generation(pool)
+        channel_value = channel.value if channel else None
+        current = await reads.totals(
+            pool, generation, span, service_area=area, channel=channel_value
+        )
+        previous = await reads.totals(
+            pool, generation, before, service_area=area, channel=channel_value
+        )
+        rows = kpi_rows(
+            current, previous, span=span, service_area=area, today=today(), judging=judging
+        )
+        open_now = await reads.open_complaints(
+            pool, generation, service_area=area, channel=channel_value
+        )
+        return KpisResponse(
+            period=period if whole_period else None,
+            label=period_label(span, period)
+            if whole_period
+            else f"{span.start.isoformat()}..{span.end.isoformat()}",
+            start=span.start,
+            end=span.end,
+            previous_start=before.start,
+            previous_end=before.end,
+            service_area=area,
+            channel=channel,
+            generation=generation,
+            service_level_seconds=settings.metrics_service_level_seconds,
+            service_level_method=SERVICE_LEVEL_METHOD,
+            kpis=[_row_model(row) for row in rows],
+            open_complaints=[
+                OpenComplaintsCount(scope=o.scope, stage=o.stage, count=o.count) for o in open_now
+            ],
+        )
+
+    @app.get(
+        "/v1/kpis/{kpi}/series",
+        response_model=SeriesResponse,
+        tags=["kpis"],
+        summary="One KPI per period over a span, for charts",
+        description="Points for each whole `period` (default month) covering `from`..`to` "
+        "(default: the last 12 periods up to today).",
+    )
+    async def get_series(
+        _: Annotated[Role, manager_or_ops],
+        kpi: Annotated[str, Path(description="A KPI name, as in GET /v1/kpis.")],
+        first: Annotated[date | None, Query(alias="from")] = None,
+        last: Annotated[date | None, Query(alias="to")] = None,
+        period: Period = Period.MONTH,
+        service_area: str | None = None,
+        channel: Channel | None = None,
+    ) -> SeriesResponse:
+        definition = KPIS_BY_NAME.get(kpi)
+        if definition is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown KPI {kpi!r}")
+        area = check_area(service_area)
+        end = last or today()
+        start = first or _periods_back(end, period, 11)
+        if end < start:
+            raise _unprocessable("to", "`to` is before `from`")
+        buckets = ranges_between(DateRange(start, end), period)
+        if len(buckets) > MAX_SERIES_POINTS:
+            raise _unprocessable("from", f"at most {MAX_SERIES_POINTS} points; use a longer period")
+        pool = ready_pool()
+        generation = await reads.current_generation(pool)
+        days = await reads.daily_totals(
+            pool,
+            generation,
+            DateRange(buckets[0].start, buckets[-1].end),
+            sorted(definition.measures),
+            service_area=area,
+            channel=channel.value if channel else None,
+        )
+        points = []
+        for bucket in buckets:
+            summed: dict[str, float] = {}
+            for day, measures in days.items():
+                if bucket.contains(day):
+                    for measure, value in measures.items():
+                        summed[measure] = summed.get(measure, 0.0) + value
+            figure = evaluate(definition, summed)
+            points.append(
+                SeriesPoint(
+                    label=period_label(bucket, period),
+                    start=bucket.start,
+                    end=bucket.end,
+                    value=figure.value,
+                    numerator=figure.numerator,
+                    denominator=figure.denominator,
+                    provisional=is_provisional(
+                        definition, bucket, today(), settings.metrics_fcr_window_days
+                    ),
+                )
+            )
+        return SeriesResponse(
+            kpi=definition.name,
+            title=definition.title,
+            unit=definition.unit.value,
+            period=period,
+            service_area=area,
+            channel=channel,
+            points=points,
+        )
+
+    @app.get(
+        "/v1/reports/committee",
+        response_model=CommitteeResponse,
+        tags=["reports"],
+        summary="The committee view of a quarter: performing well, at risk, further work",
+        description="`quarter=2026Q3` is July to September 2026 (Q2 of the financial year "
+        "2026/27). Each service area's worst RAG colour over its KPIs decides its group: any "
+        "red is further work required, else any amber is at risk, else any green is "
+        "performing well; an area with no colour at all (no targets, TBA, too few "
+        "observations) is not rated. `format=csv` gives one row per area and KPI; "
+        "`format=html` a printable page with charts.",
+        responses={
+            200: {
+                "content": {"text/csv": {}, "text/html": {}},
+                "description": "JSON, CSV or HTML by `format`.",
+            }
+        },
+    )
+    async def get_committee(
+        _: Annotated[Role, manager_or_ops],
+        quarter: Annotated[str, Query(description="YYYYQn, e.g. 2026Q3", examples=["2026Q3"])],
+        format: ReportFormat = ReportFormat.JSON,
+    ) -> Any:
+        try:
+            span = parse_quarter(quarter)
+        except ValueError as error:
+            raise _unprocessable("quarter", str(error)) from error
+        before = previous_range(span, Period.QUARTER)
+        pool = ready_pool()
+        generation = await reads.current_generation(pool)
+        groups = committee(
+            await reads.totals_by(pool, generation, span, "service_area"),
+            await reads.totals_by(pool, generation, before, "service_area"),
+            service_areas,
+            span=span,
+            today=today(),
+            judging=judging,
+        )
+        if format is ReportFormat.CSV:
+            return PlainTextResponse(
+                committee_format.to_csv(groups),
+                media_type="text/csv",
+                headers={"Content-Disposition": f'attachment; filename="committee-{quarter}.csv"'},
+            )
+        if format is ReportFormat.HTML:
+            return HTMLResponse(
+                committee_format.to_html(
+                    groups,
+                    title=f"Customer service performance, {quarter}",
+                    subtitle=f"{span.start:%d %B %Y} to {span.end:%d %B %Y}"
+                    f" ({financial_quarter_label(span)}); compared with the quarter before.",
+                )
+            )
+        return CommitteeResponse(
+            quarter=quarter,
+            financial_quarter=financial_quarter_label(span),
+            start=span.start,
+            end=span.end,
+            groups={
+                group: [
+                    ServiceStandingModel(
+                        service_area=s.service_area,
+                        standing=s.standing,
+                        kpis=[_row_model(row) for row in s.kpis],
+                    )
+                    for s in services
+                ]
+                for group, services in groups.items()
+            },
+        )
+
+    @app.get(
+        "/v1/pipeline",
+        response_model=PipelineResponse,
+        tags=["operations"],
+        summary="The pipeline's health (role ops): events applied, last event age, surges",
+    )
+    async def get_pipeline(_: Annotated[Role, ops_only]) -> PipelineResponse:
+        pool = ready_pool()
+        generation = await reads.current_generation(pool)
+        now = clock()
+        states = await reads.topic_states(pool, generation)
+        recent = DateRange(today() - timedelta(days=6), today())
+        surges = await reads.surges_between(pool, generation, recent)
+        return PipelineResponse(
+            generation=generation,
+            topics=[
+                TopicPipeline(
+                    topic=s.topic,
+                    events_applied=s.events,
+                    last_event_recorded_at=s.last_recorded_at,
+                    last_event_age_seconds=max(0.0, (now - s.last_recorded_at).total_seconds()),
+                    last_applied_at=s.last_applied_at,
+                )
+                for s in states
+            ],
+            surges_last_7_days=[
+                SurgeModel(
+                    surge_id=s.surge_id,
+                    service_area=s.service_area,
+                    measure=s.measure,
+                    day=s.day,
+                    count=s.count,
+                    baseline=s.baseline,
+                    threshold=s.threshold,
+                )
+                for s in surges
+            ],
+        )
+
+    add_operational_routes(app, broker=broker, registry=registry, pool=lambda: state.get("pool"))
+    return app
+
+
+def _periods_back(end: date, period: Period, count: int) -> date:
+    start = period_containing(end, period).start
+    for _ in range(count):
+        start = period_containing(start - timedelta(days=1), period).start
+    return start

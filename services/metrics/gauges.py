@@ -1,0 +1,239 @@
+"""Prometheus gauges read from PostgreSQL and Kafka, so every replica reports the same truth.
+
+A task refreshes them every few seconds; labels come only from the configured
+vocabulary (service areas) and the channel enum, plus `all` for totals, so
+cardinality is bounded whatever the events say.
+"""
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from prometheus_client import CollectorRegistry, Gauge
+
+from services.metrics import reads
+from services.metrics.domain import KPIS, evaluate
+from services.metrics.periods import DateRange, local_day
+from shared.dead_letters import is_transient
+from shared.events.vocabulary import Channel
+from shared.topics import TopicSpec, dead_letter_twin
+
+log = logging.getLogger(__name__)
+ALL = "all"
+CHANNELS = tuple(channel.value for channel in Channel)
+
+
+class KpiGauges:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.kpi_today = Gauge(
+            "metrics_kpi_today",
+            "Each KPI over today (Europe/London) so far; absent when it has no data.",
+            ["kpi", "service_area", "channel"],
+            registry=registry,
+        )
+        self.breaches = Gauge(
+            "metrics_complaint_deadline_breaches",
+            "Complaint deadlines breached, all time (corporate and statutory), from the "
+            "ComplaintDeadlineBreached events applied.",
+            ["service_area"],
+            registry=registry,
+        )
+        self.surge_active = Gauge(
+            "metrics_surge_active",
+            "1 while a service area's count today is a surge (see docs/metrics.md).",
+            ["service_area", "measure"],
+            registry=registry,
+        )
+        self.events_applied = Gauge(
+            "metrics_events_applied",
+            "Events applied to the live aggregates per topic, from PostgreSQL.",
+            ["topic"],
+            registry=registry,
+        )
+        self.last_event_age = Gauge(
+            "metrics_last_event_age_seconds",
+            "Seconds since the newest applied event of each topic was recorded.",
+            ["topic"],
+            registry=registry,
+        )
+        self.consumer_lag = Gauge(
+            "metrics_consumer_lag",
+            "Records on each canonical topic not yet committed by the metrics consumer group.",
+            ["topic"],
+            registry=registry,
+        )
+        self.dead_letters = Gauge(
+            "metrics_dead_letters",
+            "Records ever written to each dead-letter topic (end offsets).",
+            ["topic"],
+            registry=registry,
+        )
+        self.generation = Gauge(
+            "metrics_generation", "The aggregates generation readers use.", registry=registry
+        )
+        self.refresh_seconds = Gauge(
+            "metrics_gauges_refresh_seconds",
+            "How long the last gauge refresh took.",
+            registry=registry,
+        )
+
+
+class KafkaPositions:
+    """End offsets and a consumer group's committed offsets, per topic."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self._bootstrap = bootstrap
+        self._admin: AIOKafkaAdminClient | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def start(self) -> None:
+        self._admin = AIOKafkaAdminClient(
+            bootstrap_servers=self._bootstrap, client_id="civicpulse-metrics-lag"
+        )
+        await self._admin.start()
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap, enable_auto_commit=False
+        )
+        await self._consumer.start()
+
+    async def stop(self) -> None:
+        if self._consumer:
+            await self._consumer.stop()
+        if self._admin:
+            await self._admin.close()
+
+    async def end_offsets(self, topics: list[str]) -> dict[str, dict[int, int]]:
+        assert self._consumer is not None
+        partitions: list[TopicPartition] = []
+        for topic in topics:
+            ids = self._consumer.partitions_for_topic(topic)
+            if not ids:
+                await self._consumer._client.force_metadata_update()
+                ids = self._consumer.partitions_for_topic(topic) or set()
+            partitions += [TopicPartition(topic, p) for p in ids]
+        ends = await self._consumer.end_offsets(partitions) if partitions else {}
+        result: dict[str, dict[int, int]] = {topic: {} for topic in topics}
+        for partition, offset in ends.items():
+            result[partition.topic][partition.partition] = offset
+        return result
+
+    async def lag(self, group_id: str, topics: list[str]) -> dict[str, int]:
+        assert self._admin is not None
+        committed = await self._admin.list_consumer_group_offsets(group_id)
+        ends = await self.end_offsets(topics)
+        lag: dict[str, int] = {}
+        for topic, partitions in ends.items():
+            total = 0
+            for partition, end in partitions.items():
+                meta = committed.get(TopicPartition(topic, partition))
+                position = meta.offset if meta is not None and meta.offset >= 0 else 0
+                total += max(0, end - position)
+            lag[topic] = total
+        return lag
+
+
+def _set_kpis(gauge: Gauge, totals: Mapping[str, float], service_area: str, channel: str) -> None:
+    for kpi in KPIS:
+        value = evaluate(kpi, totals).value
+        if value is not None:
+            gauge.labels(kpi.name, service_area, channel).set(value)
+
+
+class GaugeRefresher:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        gauges: KpiGauges,
+        *,
+        service_areas: frozenset[str],
+        topics: tuple[TopicSpec, ...],
+        group_id: str,
+        kafka: KafkaPositions | None,
+        clock: Callable[[], datetime],
+        interval_seconds: float,
+    ) -> None:
+        self._pool = pool
+        self._gauges = gauges
+        self._areas = service_areas
+        self._topics = topics
+        self._group_id = group_id
+        self._kafka = kafka
+        self._clock = clock
+        self._interval = interval_seconds
+        self._stopping = asyncio.Event()
+
+    async def refresh(self) -> None:
+        started = time.perf_counter()
+        gauges = self._gauges
+        generation = await reads.current_generation(self._pool)
+        now = self._clock()
+        today = DateRange(local_day(now), local_day(now))
+        by_area = await reads.totals_by(self._pool, generation, today, "service_area")
+        by_channel = await reads.totals_by(self._pool, generation, today, "channel")
+        everything: dict[str, float] = {}
+        for measures in by_area.values():
+            for measure, value in measures.items():
+                everything[measure] = everything.get(measure, 0.0) + value
+        breaches = await reads.measure_totals_by_area(
+            self._pool, generation, "corporate_deadline_breaches"
+        )
+        statutory = await reads.measure_totals_by_area(
+            self._pool, generation, "statutory_deadline_breaches"
+        )
+        surges = await reads.surges_between(self._pool, generation, today)
+        states = await reads.topic_states(self._pool, generation)
+        # No awaits from here on: a scrape never sees half-set gauges.
+        gauges.generation.set(generation)
+        gauges.kpi_today.clear()
+        _set_kpis(gauges.kpi_today, everything, ALL, ALL)
+        for area, measures in by_area.items():
+            if area in self._areas:
+                _set_kpis(gauges.kpi_today, measures, area, ALL)
+        for channel, measures in by_channel.items():
+            if channel in CHANNELS:
+                _set_kpis(gauges.kpi_today, measures, ALL, channel)
+        for area in self._areas:
+            gauges.breaches.labels(area).set(breaches.get(area, 0.0) + statutory.get(area, 0.0))
+            for measure in ("contacts_received", "complaints_opened"):
+                gauges.surge_active.labels(area, measure).set(0)
+        for surge in surges:
+            if surge.service_area in self._areas:
+                gauges.surge_active.labels(surge.service_area, surge.measure).set(1)
+        for state in states:
+            gauges.events_applied.labels(state.topic).set(state.events)
+            age = (now - state.last_recorded_at).total_seconds()
+            gauges.last_event_age.labels(state.topic).set(max(0.0, age))
+        await self._refresh_kafka()
+        gauges.refresh_seconds.set(time.perf_counter() - started)
+
+    async def _refresh_kafka(self) -> None:
+        if self._kafka is None:
+            return
+        names = [topic.name for topic in self._topics]
+        lag = await self._kafka.lag(self._group_id, names)
+        dead = await self._kafka.end_offsets([dead_letter_twin(t).name for t in self._topics])
+        for topic, value in lag.items():
+            self._gauges.consumer_lag.labels(topic).set(value)
+        for topic, partitions in dead.items():
+            self._gauges.dead_letters.labels(topic).set(sum(partitions.values()))
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self.refresh()
+            except Exception as error:
+                if is_transient(error):
+                    log.warning("gauge refresh waiting: %r", error)
+                else:
+                    log.exception("gauge refresh failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._interval)
+
+    def stop(self) -> None:
+        self._stopping.set()

@@ -1,0 +1,154 @@
+"""Reporting periods: local days in Europe/London, weeks, months, quarters, financial years.
+
+Financial years run April to March, so `year` is the financial year and
+quarters are financial quarters (Q1 is April to June). `2026Q3` in the
+committee report is the calendar quarter July to September 2026, which is
+Q2 of the financial year 2026/27; both names are shown.
+"""
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+from zoneinfo import ZoneInfo
+
+LONDON = ZoneInfo("Europe/London")
+
+
+class Period(StrEnum):
+    DAY = "day"
+    WEEK = "week"
+    MONTH = "month"
+    QUARTER = "quarter"
+    YEAR = "year"
+
+
+@dataclass(frozen=True, slots=True)
+class DateRange:
+    """Inclusive range of local days."""
+
+    start: date
+    end: date
+
+    def __post_init__(self) -> None:
+        if self.end < self.start:
+            raise ValueError(f"range ends ({self.end}) before it starts ({self.start})")
+
+    @property
+    def days(self) -> int:
+        return (self.end - self.start).days + 1
+
+    def contains(self, day: date) -> bool:
+        return self.start <= day <= self.end
+
+
+def local_day(instant: datetime) -> date:
+    """The Europe/London calendar day of a UTC instant."""
+    return instant.astimezone(LONDON).date()
+
+
+def financial_year_start(day: date) -> date:
+    return date(day.year if day.month >= 4 else day.year - 1, 4, 1)
+
+
+def _month_start(day: date) -> date:
+    return day.replace(day=1)
+
+
+def _add_months(day: date, months: int) -> date:
+    index = day.year * 12 + day.month - 1 + months
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def period_containing(day: date, period: Period) -> DateRange:
+    if period is Period.DAY:
+        return DateRange(day, day)
+    if period is Period.WEEK:
+        start = day - timedelta(days=day.weekday())
+        return DateRange(start, start + timedelta(days=6))
+    if period is Period.MONTH:
+        start = _month_start(day)
+    elif period is Period.QUARTER:
+        start = date(day.year, (day.month - 1) // 3 * 3 + 1, 1)
+    else:
+        start = financial_year_start(day)
+    months = {Period.MONTH: 1, Period.QUARTER: 3, Period.YEAR: 12}[period]
+    return DateRange(start, _add_months(start, months) - timedelta(days=1))
+
+
+def previous_range(current: DateRange, period: Period | None) -> DateRange:
+    """The period before `current`: the previous calendar period, or as many days before."""
+    if period is not None and current == period_containing(current.start, period):
+        return period_containing(current.start - timedelta(days=1), period)
+    return DateRange(
+        current.start - timedelta(days=current.days), current.start - timedelta(days=1)
+    )
+
+
+def ranges_between(span: DateRange, period: Period) -> list[DateRange]:
+    """The periods that cover `span`, each whole (for charts)."""
+    ranges: list[DateRange] = []
+    cursor = span.start
+    while cursor <= span.end:
+        current = period_containing(cursor, period)
+        ranges.append(current)
+        cursor = current.end + timedelta(days=1)
+    return ranges
+
+
+def period_label(span: DateRange, period: Period) -> str:
+    if period is Period.DAY:
+        return span.start.isoformat()
+    if period is Period.WEEK:
+        year, week, _ = span.start.isocalendar()
+        return f"{year}-W{week:02d}"
+    if period is Period.MONTH:
+        return span.start.strftime("%Y-%m")
+    if period is Period.QUARTER:
+        return f"{span.start.year}Q{(span.start.month - 1) // 3 + 1}"
+    return financial_year_label(span.start)
+
+
+def financial_year_label(day: date) -> str:
+    start = financial_year_start(day).year
+    return f"{start}/{(start + 1) % 100:02d}"
+
+
+QUARTER_PATTERN = re.compile(r"^(\d{4})Q([1-4])$")
+
+
+def parse_quarter(text: str) -> DateRange:
+    """`2026Q3` is the calendar quarter July to September 2026."""
+    match = QUARTER_PATTERN.fullmatch(text)
+    if not match:
+        raise ValueError(f"quarter {text!r}: expected YYYYQn, e.g. 2026Q3")
+    year, quarter = int(match.group(1)), int(match.group(2))
+    return period_containing(date(year, quarter * 3 - 2, 1), Period.QUARTER)
+
+
+def financial_quarter_label(span: DateRange) -> str:
+    """`Q2 2026/27` for July to September 2026."""
+    months_in = (span.start.month - 4) % 12
+    return f"Q{months_in // 3 + 1} {financial_year_label(span.start)}"
+
+
+@dataclass(frozen=True, slots=True)
+class MonthSplit:
+    """A span as whole months (first days, inclusive) plus the days around them."""
+
+    months: DateRange | None
+    days: tuple[DateRange, ...]
+
+
+def split_whole_months(span: DateRange) -> MonthSplit:
+    first = span.start if span.start.day == 1 else _add_months(span.start, 1)
+    after = span.end + timedelta(days=1)
+    end = after.replace(day=1)  # first day of the month after the last whole one
+    if first >= end:
+        return MonthSplit(None, (span,))
+    days = []
+    if span.start < first:
+        days.append(DateRange(span.start, first - timedelta(days=1)))
+    if end <= span.end:
+        days.append(DateRange(end, span.end))
+    return MonthSplit(DateRange(first, _add_months(end, -1)), tuple(days))

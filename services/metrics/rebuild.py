@@ -1,0 +1,176 @@
+"""Rebuild by replay: recompute every aggregate from the start of the canonical topics.
+
+The replay fills a new generation of the tables (its own processed-event
+records too) while the live service keeps serving the current one. Once it
+has read up to where the topics ended when it started, readers and the live
+consumer switch to the new generation in one transaction; the replay then
+reads on to where the topics ended at the switch, so that every event before
+the switch is in the new generation and every event after it is applied there
+by the live consumer (events applied by both count once: per-generation
+processed-event records).
+
+The replay assigns every partition to itself and commits nothing (it is not a
+consumer group member): it always starts from the beginning, and an
+interrupted rebuild is discarded by the next one.
+"""
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from pydantic import ValidationError
+
+from services.metrics import store
+from services.metrics.handlers import BatchApplier
+from shared.events import Event
+from shared.events.catalogue import parse_event
+from shared.topics import COMPLAINTS, CONTACTS, FEEDBACK, METRICS, TopicSpec
+
+log = logging.getLogger(__name__)
+CANONICAL_TOPICS: tuple[TopicSpec, ...] = (CONTACTS, COMPLAINTS, FEEDBACK, METRICS)
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class RebuildResult:
+    generation: int
+    previous_generation: int
+    events_read: int
+    events_applied: int
+    records_skipped: int
+    seconds: float
+
+
+class Replay:
+    """Reads assigned partitions and applies each batch to one generation, in one transaction."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        consumer: AIOKafkaConsumer,
+        applier: BatchApplier,
+        generation: int,
+        progress: Progress,
+    ) -> None:
+        self._pool = pool
+        self._consumer = consumer
+        self._applier = applier
+        self._generation = generation
+        self._progress = progress
+        self._started = time.monotonic()
+        self.read = 0
+        self.applied = 0
+        self.skipped = 0
+
+    async def _remaining(self, targets: Mapping[TopicPartition, int]) -> int:
+        remaining = 0
+        for partition, end in targets.items():
+            remaining += max(0, end - await self._consumer.position(partition))
+        return remaining
+
+    async def until(self, targets: Mapping[TopicPartition, int], *, batch: int) -> None:
+        """Apply everything before `targets` (end offsets per partition)."""
+        last_report = 0.0
+        while (remaining := await self._remaining(targets)) > 0:
+            now = time.monotonic()
+            if now - last_report >= 2.0:
+                last_report = now
+                rate = self.read / max(now - self._started, 1e-9)
+                self._progress(
+                    f"generation {self._generation}: {self.read:,} records read,"
+                    f" {remaining:,} to go ({rate:,.0f}/s)"
+                )
+            batches = await self._consumer.getmany(timeout_ms=500, max_records=batch)
+            events: list[Event] = []
+            for partition, records in batches.items():
+                end = targets.get(partition, 0)
+                for record in records:
+                    if record.offset >= end:
+                        continue  # read on later, after the switch
+                    self.read += 1
+                    try:
+                        events.append(parse_event(record.value or b""))
+                    except ValidationError:
+                        self.skipped += 1  # the live consumer dead-lettered it
+                if records and records[-1].offset >= end:
+                    self._consumer.seek(partition, end)
+            if events:
+                async with self._pool.acquire() as connection, connection.transaction():
+                    self.applied += await self._applier.apply(connection, self._generation, events)
+
+
+async def _partitions(
+    consumer: AIOKafkaConsumer, topics: Sequence[TopicSpec]
+) -> list[TopicPartition]:
+    partitions: list[TopicPartition] = []
+    for topic in topics:
+        ids = consumer.partitions_for_topic(topic.name)
+        for _ in range(50):
+            if ids:
+                break
+            await consumer._client.force_metadata_update()
+            ids = consumer.partitions_for_topic(topic.name)
+        partitions += [TopicPartition(topic.name, p) for p in sorted(ids or ())]
+    return partitions
+
+
+async def rebuild(
+    pool: asyncpg.Pool,
+    bootstrap: str,
+    applier: BatchApplier,
+    *,
+    progress: Progress = print,
+    topics: Sequence[TopicSpec] = CANONICAL_TOPICS,
+    start_offsets: Mapping[TopicPartition, int] | None = None,
+    batch: int = 2000,
+) -> RebuildResult:
+    """Replay `topics` into a new generation and switch readers to it when caught up.
+
+    `start_offsets` replays from those positions instead of the beginning
+    (tests use it to replay only their own session on a long-lived broker).
+    """
+    started = time.monotonic()
+    generation = await store.start_generation(pool)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        client_id=f"civicpulse-metrics-rebuild-g{generation}",
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        partitions = await _partitions(consumer, topics)
+        consumer.assign(partitions)
+        for partition in partitions:
+            if start_offsets is not None:
+                consumer.seek(partition, start_offsets.get(partition, 0))
+            else:
+                await consumer.seek_to_beginning(partition)
+        replay = Replay(pool, consumer, applier, generation, progress)
+        progress(f"generation {generation}: replaying {', '.join(t.name for t in topics)}")
+        await replay.until(await consumer.end_offsets(partitions), batch=batch)
+        previous = await store.switch_generation(pool, generation)
+        progress(f"generation {generation} is live (was {previous}); reading to the switch")
+        await replay.until(await consumer.end_offsets(partitions), batch=batch)
+        dropped = await store.drop_retired_before(pool, previous)
+        if dropped:
+            progress(f"dropped retired generations {', '.join(map(str, dropped))}")
+    finally:
+        await consumer.stop()
+    result = RebuildResult(
+        generation=generation,
+        previous_generation=previous,
+        events_read=replay.read,
+        events_applied=replay.applied,
+        records_skipped=replay.skipped,
+        seconds=time.monotonic() - started,
+    )
+    progress(
+        f"rebuild done: generation {generation}, {result.events_applied:,} events applied,"
+        f" {result.records_skipped:,} undecodable records skipped, {result.seconds:.1f} s"
+    )
+    return result
