@@ -65,6 +65,28 @@ def inbound_records(message: KafkaMessage) -> list[InboundRecord]:
     ]
 
 
+async def dead_letter_inbound(
+    broker: KafkaBroker,
+    dead_letter_topic: TopicSpec,
+    record: InboundRecord,
+    *,
+    reason: str,
+    error_type: str,
+    attempts: int = 1,
+) -> None:
+    """Dead-letter a consumed record as it came: its bytes, key and position."""
+    await send_dead_letter(
+        broker,
+        dead_letter_topic,
+        original=record.value,
+        key=record.key,
+        source=record.position,
+        reason=reason,
+        error_type=error_type,
+        attempts=attempts,
+    )
+
+
 class EventConsumer:
     """Turns consumed records into events for `handle`; what fails is dead-lettered."""
 
@@ -111,12 +133,10 @@ class EventConsumer:
     async def _dead_letter(
         self, record: InboundRecord, reason: str, error_type: str, *, attempts: int = 1
     ) -> None:
-        await send_dead_letter(
+        await dead_letter_inbound(
             self._broker,
             self._dead_letter_topics[record.position.topic],
-            original=record.value,
-            key=record.key,
-            source=record.position,
+            record,
             reason=reason,
             error_type=error_type,
             attempts=attempts,

@@ -32,8 +32,13 @@ from services.complaints.views import (
 )
 from services.complaints.working_days import WorkingDayCalendar
 from shared.api_keys import authenticated_source
-from shared.consumer import EventConsumer, InboundRecord, inbound_records, undecoded
-from shared.dead_letters import send_dead_letter
+from shared.consumer import (
+    EventConsumer,
+    InboundRecord,
+    dead_letter_inbound,
+    inbound_records,
+    undecoded,
+)
 from shared.events.envelope import utc_now
 from shared.http import add_component_schemas, add_operational_routes, openapi_body_schema
 from shared.kafka import batch_consumer_options, make_broker
@@ -266,12 +271,10 @@ async def _refresh_gauges(
 async def dead_letter_action(
     broker: KafkaBroker, record: InboundRecord, reason: str, error_type: str, attempts: int
 ) -> None:
-    await send_dead_letter(
+    await dead_letter_inbound(
         broker,
         ACTIONS_DEAD_LETTER,
-        original=record.value,
-        key=record.key,
-        source=record.position,
+        record,
         reason=reason,
         error_type=error_type,
         attempts=attempts,

@@ -29,8 +29,7 @@ from services.feedback import store
 from services.feedback.notifications import NotifyMessage
 from services.feedback.settings import FeedbackSettings
 from services.feedback.store import MIGRATIONS, SERVICE
-from shared.consumer import InboundRecord, inbound_records, undecoded
-from shared.dead_letters import send_dead_letter
+from shared.consumer import InboundRecord, dead_letter_inbound, inbound_records, undecoded
 from shared.events.envelope import utc_now
 from shared.http import add_operational_routes
 from shared.kafka import batch_consumer_options, make_broker
@@ -160,14 +159,8 @@ class NotifySender:
     async def _dead_letter(
         self, broker: KafkaBroker, record: InboundRecord, reason: str, error_type: str
     ) -> None:
-        await send_dead_letter(
-            broker,
-            NOTIFICATIONS_DEAD_LETTER,
-            original=record.value,
-            key=record.key,
-            source=record.position,
-            reason=reason,
-            error_type=error_type,
+        await dead_letter_inbound(
+            broker, NOTIFICATIONS_DEAD_LETTER, record, reason=reason, error_type=error_type
         )
 
 

@@ -25,8 +25,7 @@ from services.intake.records import MAX_HTTP_BATCH, RawContactRecord
 from services.intake.settings import IntakeSettings
 from services.intake.store import MIGRATIONS, IdempotencyStore
 from shared.api_keys import authenticated_source
-from shared.consumer import InboundRecord, inbound_records, undecoded
-from shared.dead_letters import send_dead_letter
+from shared.consumer import InboundRecord, dead_letter_inbound, inbound_records, undecoded
 from shared.events.envelope import utc_now
 from shared.http import add_component_schemas, add_operational_routes, openapi_body_schema
 from shared.kafka import (
@@ -209,12 +208,10 @@ def create_app(
 async def dead_letter_raw_record(
     broker: KafkaBroker, record: InboundRecord, rejected: Rejected, attempts: int
 ) -> None:
-    await send_dead_letter(
+    await dead_letter_inbound(
         broker,
         CONTACTS_RAW_DEAD_LETTER,
-        original=record.value,
-        key=record.key,
-        source=record.position,
+        record,
         reason=rejected.describe(),
         error_type=rejected.reason.value,
         attempts=attempts,
