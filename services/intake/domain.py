@@ -67,6 +67,8 @@ PERSONAL_DATA_FIELDS = frozenset(
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _PHONE = re.compile(r"[\d+() .-]+")
 _DIGIT = re.compile(r"\d")
+_SEPARATORS = re.compile(r"[\s\-]+")
+_CUSTOMER_REF = re.compile(CUSTOMER_REF_PATTERN)
 
 _RECORD_ADAPTER: TypeAdapter[RawRecord] = TypeAdapter(RawContactRecord)
 
@@ -120,7 +122,7 @@ class Vocabulary:
 
 def fold(value: str) -> str:
     """`Face-to-face ` -> `face_to_face`: tolerant of case and separators only."""
-    return re.sub(r"[\s\-]+", "_", value.strip().lower())
+    return _SEPARATORS.sub("_", value.strip().lower())
 
 
 def reject(reason: RejectionReason, field: str, message: str) -> Rejected:
@@ -138,6 +140,8 @@ def decode_json(raw: bytes) -> dict[str, Any] | Rejected:
 
 
 def strip_personal_data(document: Mapping[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
+    if PERSONAL_DATA_FIELDS.isdisjoint(document):  # the usual case, on the hot path
+        return dict(document), ()
     stripped = tuple(sorted(key for key in document if key in PERSONAL_DATA_FIELDS))
     kept = {key: value for key, value in document.items() if key not in PERSONAL_DATA_FIELDS}
     return kept, stripped
@@ -186,7 +190,7 @@ def read_record(
     if customer_ref is not None:
         if why := looks_personal(customer_ref):
             return reject(RejectionReason.PERSONAL_DATA, "customer_ref", why)
-        if not re.fullmatch(CUSTOMER_REF_PATTERN, customer_ref):
+        if not _CUSTOMER_REF.fullmatch(customer_ref):
             return reject(
                 RejectionReason.INVALID_RECORD,
                 "customer_ref",
@@ -243,7 +247,7 @@ def _normalise_vocabulary(record: RawRecord, vocabulary: Vocabulary) -> dict[str
         raw = getattr(record, name, None)
         if raw is None:
             continue
-        folded = fold(raw)
+        folded = raw if raw in allowed[name] else fold(raw)  # most values arrive canonical
         if folded in allowed[name]:
             values[name] = folded
         else:
