@@ -86,7 +86,7 @@ class Surge:
     """Extra complaints and contacts for one service area over some days."""
 
     service_area: str
-    first_day: int  # days after the start
+    first_day: int  # days after the start; negative counts back from the end
     days: int
     complaints_per_day: int
     contact_multiplier: float
@@ -105,7 +105,8 @@ SCENARIOS = {
         "snow",
         "snow stops the bin rounds: a week and a half of refuse complaints "
         "(about 360 at stage 1) and three times the usual waste contacts",
-        Surge("waste", first_day=4, days=10, complaints_per_day=36, contact_multiplier=3.0),
+        # The last ten days: a run ending today shows the surge live (SurgeDetected, alert).
+        Surge("waste", first_day=-10, days=10, complaints_per_day=36, contact_multiplier=3.0),
     ),
 }
 
@@ -157,11 +158,11 @@ class CouncilSimulation:
         for offset in range(self.days):
             day = self.start + timedelta(days=offset)
             for at in self._contact_times(day, offset):
-                self._contact(plan, at, self._area_override(offset))
+                self._contact(plan, at, self._active_surge(offset))
+            surge = self._active_surge(offset)
             for at in self._surge_complaint_times(day, offset):
-                assert self.scenario.surge is not None
-                area = self.scenario.surge.service_area
-                self._contact(plan, at, None, kind="complaint", area=area)
+                assert surge is not None  # surge complaints only fall on surge days
+                self._contact(plan, at, None, kind="complaint", area=surge.service_area)
             if day.weekday() in (1, 3):  # mystery shoppers visit twice a week
                 self._mystery_shop(plan, self._moment(day))
         assert self.not_after is not None
@@ -183,25 +184,27 @@ class CouncilSimulation:
 
     def _contact_times(self, day: date, offset: int) -> list[datetime]:
         count = self._daily_contacts(day, offset)
-        surge = self.scenario.surge
-        if surge and surge.first_day <= offset < surge.first_day + surge.days:
+        surge = self._active_surge(offset)
+        if surge is not None:
             count = round(
                 count * (1 + (surge.contact_multiplier - 1) * AREA_SHARE[surge.service_area])
             )
         return sorted(self._moment(day) for _ in range(count))
 
     def _surge_complaint_times(self, day: date, offset: int) -> list[datetime]:
-        surge = self.scenario.surge
-        if not surge or not surge.first_day <= offset < surge.first_day + surge.days:
+        surge = self._active_surge(offset)
+        if surge is None:
             return []
         count = round(surge.complaints_per_day * self._rng.uniform(0.8, 1.2))
         return sorted(self._moment(day) for _ in range(count))
 
-    def _area_override(self, offset: int) -> Surge | None:
+    def _active_surge(self, offset: int) -> Surge | None:
+        """The scenario's surge if day `offset` falls within it."""
         surge = self.scenario.surge
-        if surge and surge.first_day <= offset < surge.first_day + surge.days:
-            return surge
-        return None
+        if surge is None:
+            return None
+        first = surge.first_day if surge.first_day >= 0 else self.days + surge.first_day
+        return surge if first <= offset < first + surge.days else None
 
     # -- contacts -------------------------------------------------------------------
 

@@ -284,7 +284,12 @@ class BatchApplier:
                 threshold=check.threshold,
             )
             known[(area, measure, day)] = surge_id
-            if previous is None and self._should_publish(day):
+            # Raised on the surge's first recent day: its first day when it is
+            # happening now, or today's when it began in replayed history (a
+            # backfill, a restart after days away). The event id derives from
+            # the surge id, so even a second raising is one event to consumers.
+            first_recent = previous is None or not self._should_publish(day - timedelta(days=1))
+            if first_recent and self._should_publish(day):
                 event = surge_event(surge_id, area, measure, day, check, self._clock())
                 await enqueue(connection, SERVICE, [event])
 

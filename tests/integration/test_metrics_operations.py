@@ -3,7 +3,7 @@ dead letters and the ops-only pipeline view."""
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from faststream.kafka import KafkaBroker
@@ -107,6 +107,52 @@ async def test_a_surge_publishes_surge_detected_once_and_sets_the_gauge(
     assert counted == 35
     assert len({s.event_id for s in surges}) == 1  # once per surge, however many events follow
     assert surges[0].payload.count > surges[0].payload.threshold == 20  # the minimum count
+
+
+async def test_a_surge_that_began_in_replayed_history_is_raised_once_when_it_reaches_today(
+    metrics: RunningMetrics, broker: KafkaBroker, kafka_bootstrap: str
+) -> None:
+    # A backfill: five days of a growing highways surge arrive at once, the
+    # first four too old to alert on. The surge is still going on, so it is
+    # raised once, under the id of its first day. (Each day stays far above a
+    # baseline that includes the days before it.)
+    events = Events()
+    first_day = TODAY - timedelta(days=4)
+    daily = [30, 40, 50, 60, 80]
+    backfill = [
+        events.received(
+            f"backfill-{offset}-{n}",
+            at(first_day + timedelta(days=offset), 9) + timedelta(seconds=n),
+            channel=Channel.WEB,
+            area="highways",
+        )
+        for offset, count in enumerate(daily)
+        for n in range(count)
+    ]
+    surge_id = f"highways:contacts_received:{first_day.isoformat()}"
+
+    await publish_events(broker, CONTACTS, backfill)
+    counted = await gauge_until(
+        metrics,
+        "metrics_kpi_today",
+        {"kpi": "contacts_received", "service_area": "highways", "channel": "all"},
+        lambda value: value >= daily[-1],
+    )
+    records = await read_topic(
+        kafka_bootstrap,
+        METRICS.name,
+        until=lambda rs: any(surge_id.encode() in r.value for r in rs),
+        within_seconds=15,
+    )
+    surges = [
+        SurgeDetected.model_validate_json(r.value)
+        for r in records
+        if b'"SurgeDetected"' in r.value and b"highways" in r.value
+    ]
+
+    assert counted == daily[-1]
+    assert {s.surge_id for s in surges} == {surge_id}
+    assert len({s.event_id for s in surges}) == 1
 
 
 async def test_an_undecodable_record_is_dead_lettered_and_counted_in_the_gauge(
