@@ -435,6 +435,16 @@ class SurgeCheck:
         return self.count > self.threshold
 
 
+def baseline(days: Sequence[tuple[float, bool]]) -> list[float]:
+    """The baseline window's counts, with days that were themselves surges set to
+    the mean of the ordinary days: a surge must not become its own baseline, or
+    a sustained one (ten snowy days) would stop counting as a surge by its fourth.
+    """
+    ordinary = [count for count, surged in days if not surged]
+    usual = statistics.fmean(ordinary) if ordinary else 0.0
+    return [usual if surged else count for count, surged in days]
+
+
 def check_surge(count: float, history: Sequence[float], rule: SurgeRule) -> SurgeCheck:
     """`history`: the daily counts of the baseline window (zeros included)."""
     if len(history) != rule.window_days:

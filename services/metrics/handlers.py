@@ -17,7 +17,7 @@ import asyncpg
 from prometheus_client import CollectorRegistry, Counter
 
 from services.metrics import store
-from services.metrics.domain import SurgeCheck, SurgeRule, check_surge
+from services.metrics.domain import SurgeCheck, SurgeRule, baseline, check_surge
 from services.metrics.measures import (
     NO_CHANNEL,
     SURGE_MEASURES,
@@ -254,36 +254,38 @@ class BatchApplier:
             min(days) - timedelta(days=rule.window_days + 1),
             max(days),
         )
-        surging = []
-        for area, measure, day in touched:
-            history = [
-                counts.get((area, measure, day - timedelta(days=back)), 0.0)
-                for back in range(rule.window_days, 0, -1)
-            ]
-            check = check_surge(counts.get((area, measure, day), 0.0), history, rule)
-            if check.surging:
-                surging.append(((area, measure, day), check))
-        if not surging:
-            return
-        keys = [key for key, _ in surging]
-        known = await store.surge_ids(
-            connection, generation, keys + [(a, m, d - timedelta(days=1)) for a, m, d in keys]
-        )
-        for (area, measure, day), check in surging:
-            if (area, measure, day) in known:
+        window = [
+            (area, measure, day - timedelta(days=back))
+            for area, measure, day in touched
+            for back in range(rule.window_days, -1, -1)
+        ]
+        known = await store.surge_ids(connection, generation, window)
+        for area, measure, day in touched:  # in day order: a surge found feeds the next day
+            key = (area, measure, day)
+            if key in known:
                 continue  # this day already raised (or continued) its surge
+            history = baseline(
+                [
+                    (counts.get((area, measure, past), 0.0), (area, measure, past) in known)
+                    for back in range(rule.window_days, 0, -1)
+                    for past in [day - timedelta(days=back)]
+                ]
+            )
+            check = check_surge(counts.get(key, 0.0), history, rule)
+            if not check.surging:
+                continue
             previous = known.get((area, measure, day - timedelta(days=1)))
             surge_id = previous or f"{area}:{measure}:{day.isoformat()}"
             await store.record_surge(
                 connection,
                 generation,
-                (area, measure, day),
+                key,
                 surge_id,
                 count=check.count,
                 baseline=check.baseline,
                 threshold=check.threshold,
             )
-            known[(area, measure, day)] = surge_id
+            known[key] = surge_id
             # Raised on the surge's first recent day: its first day when it is
             # happening now, or today's when it began in replayed history (a
             # backfill, a restart after days away). The event id derives from

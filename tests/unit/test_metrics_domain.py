@@ -13,6 +13,7 @@ from services.metrics.domain import (
     SurgeRule,
     Target,
     Trend,
+    baseline,
     change,
     check_surge,
     evaluate,
@@ -310,3 +311,22 @@ def test_a_volatile_area_needs_three_standard_deviations() -> None:
 def test_a_surge_check_needs_the_whole_baseline_window() -> None:
     with pytest.raises(ValueError, match="28 days"):
         check_surge(10, [1.0] * 27, RULE)
+
+
+def test_surge_days_in_the_baseline_count_as_ordinary_days() -> None:
+    window = [(2.0, False)] * 25 + [(40.0, True), (38.0, True), (41.0, True)]
+
+    assert baseline(window) == [2.0] * 28
+
+
+def test_a_sustained_surge_still_surges_on_its_fourth_day() -> None:
+    # The snowy January: refuse complaints at ~38 a day for days on end.
+    three_surge_days = [(2.0, False)] * 25 + [(38.0, True)] * 3
+    counted_raw = [count for count, _ in three_surge_days]
+
+    assert not check_surge(38, counted_raw, RULE).surging  # the surge became its own baseline
+    assert check_surge(38, baseline(three_surge_days), RULE).surging
+
+
+def test_a_baseline_of_surges_only_is_zero() -> None:
+    assert baseline([(30.0, True)] * 3) == [0.0, 0.0, 0.0]
