@@ -252,43 +252,23 @@ def report(
     )
 
 
-async def test_a_broker_restart_while_the_simulator_publishes_loses_and_doubles_nothing(
-    system: RunningSystem,
+@pytest.mark.parametrize(
+    ("fault", "label", "days_back", "seed"),
+    [
+        pytest.param(restart_kafka, "broker restart", 9, 101, id="broker-restart"),
+        pytest.param(kill_every_service, "SIGKILL of every service", 6, 102, id="sigkill"),
+        pytest.param(restart_postgres, "PostgreSQL restart", 3, 103, id="postgres-restart"),
+    ],
+)
+async def test_a_fault_while_the_simulator_publishes_loses_and_doubles_nothing(
+    system: RunningSystem, fault: Fault, label: str, days_back: int, seed: int
 ) -> None:
-    start = days_ago(9)
-    plan = simulated_plan(start, seed=101)
-    bad = bad_records_for("kafka-restart")
+    start = days_ago(days_back)
+    plan = simulated_plan(start, seed=seed)
+    bad = bad_records_for(label)
 
-    sent, began, ended = await run_with_fault(system, plan, restart_kafka, bad)
+    sent, began, ended = await run_with_fault(system, plan, fault, bad)
 
     assert sent.http_refused == 0
     effects = await check_effects(system, plan, start, bad)
-    report("broker restart", sent, began, ended, effects)
-
-
-async def test_every_service_killed_mid_batch_and_restarted_loses_and_doubles_nothing(
-    system: RunningSystem,
-) -> None:
-    start = days_ago(6)
-    plan = simulated_plan(start, seed=102)
-    bad = bad_records_for("sigkill")
-
-    sent, began, ended = await run_with_fault(system, plan, kill_every_service, bad)
-
-    assert sent.http_refused == 0
-    effects = await check_effects(system, plan, start, bad)
-    report("SIGKILL of every service", sent, began, ended, effects)
-
-
-async def test_a_postgres_restart_under_load_loses_and_doubles_nothing(
-    system: RunningSystem,
-) -> None:
-    start = days_ago(3)
-    plan = simulated_plan(start, seed=103)
-    bad = bad_records_for("postgres-restart")
-
-    sent, began, ended = await run_with_fault(system, plan, restart_postgres, bad)
-
-    assert sent.http_refused == 0
-    effects = await check_effects(system, plan, start, bad)
-    report("PostgreSQL restart", sent, began, ended, effects)
+    report(label, sent, began, ended, effects)
