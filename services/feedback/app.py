@@ -23,7 +23,7 @@ from services.feedback.handlers import (
 )
 from services.feedback.links import AnswerLinks, LinkError
 from services.feedback.notifications import ContactRoute
-from services.feedback.pages import problem, survey_form, thank_you
+from services.feedback.pages import opted_out, problem, survey_form, thank_you
 from services.feedback.settings import FeedbackSettings
 from services.feedback.store import MIGRATIONS, SERVICE
 from shared.api_keys import authenticated_source
@@ -389,6 +389,15 @@ def create_app(
             )
             return page(html, status.HTTP_422_UNPROCESSABLE_CONTENT)
         return page(thank_you())
+
+    @app.post("/surveys/{token}/opt-out", response_class=HTMLResponse, tags=["survey pages"])
+    async def opt_out_page(token: str) -> HTMLResponse:
+        """The resident's "stop sending me surveys" button on the answer form."""
+        try:
+            await handler().opt_out_by_link(token)
+        except LinkError as error:
+            return link_page(error)
+        return page(opted_out())
 
     add_operational_routes(app, broker=broker, registry=registry, pool=lambda: state.get("pool"))
     return app

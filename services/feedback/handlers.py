@@ -28,6 +28,7 @@ from services.feedback.links import (
     AnswerLinks,
     LinkError,
     SurveyClosedError,
+    UnknownSurveyError,
     check_request_open,
 )
 from services.feedback.notifications import ContactRoute, notify_message
@@ -443,6 +444,15 @@ class FeedbackHandler:
     async def erase_customer(self, customer_ref: str) -> int:
         async with self._pool.acquire() as connection, connection.transaction():
             return await store.erase_customer(connection, customer_ref)
+
+    async def opt_out_by_link(self, token: str) -> bool:
+        """The resident's own opt-out, from a genuine unexpired link (answered or not)."""
+        claims = self._links.read(token, self._clock())
+        async with self._pool.acquire() as connection:
+            request = await store.survey_request(connection, claims.request_id)
+        if request is None:
+            raise UnknownSurveyError("no such request")
+        return await self.opt_out(request.customer_ref)
 
     async def opt_out(self, customer_ref: str) -> bool:
         now = self._clock()

@@ -24,6 +24,7 @@ label.block{display:block;font-weight:bold;font-size:24px;margin-bottom:5px}
 textarea{width:100%;box-sizing:border-box;font-size:19px;border:2px solid #0b0c0c;padding:5px}
 button{background:#00703c;color:#fff;border:0;box-shadow:0 2px 0 #002d18;font-size:19px;
 padding:10px 15px;cursor:pointer}
+button.secondary{background:#f3f2f1;color:#0b0c0c;box-shadow:0 2px 0 #929191}
 button:focus,input:focus,textarea:focus,a:focus{outline:3px solid #fd0;outline-offset:0}
 .error-summary{border:5px solid #d4351c;padding:15px;margin-bottom:30px}
 .error-summary h2{margin-top:0;font-size:24px}
@@ -132,8 +133,21 @@ def survey_form(
         + f'<form method="post" action="{escape(action)}" novalidate>'
         + questions
         + '<button type="submit">Send your answers</button></form>'
+        + "<h2>Do not want surveys like this?</h2>"
+        + f'<form method="post" action="{escape(action)}/opt-out">'
+        + '<button type="submit" class="secondary">Stop sending me satisfaction surveys</button>'
+        + "</form>"
     )
     return _page("Tell us about your recent contact", body, has_errors=bool(errors))
+
+
+def opted_out() -> str:
+    body = (
+        '<div class="panel"><h1>You will not get satisfaction surveys from us</h1></div>'
+        "<p>We have stopped sending you requests for feedback. This does not change "
+        "anything else about how we deal with you.</p>"
+    )
+    return _page("You will not get satisfaction surveys from us", body)
 
 
 def thank_you() -> str:

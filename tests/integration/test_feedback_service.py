@@ -256,3 +256,30 @@ async def test_customer_endpoints_need_the_api_key_and_a_valid_reference(
     assert email_as_ref.status_code == 422
     assert no_route.status_code == 422
     assert json.dumps(no_route.json()).count("give an email address or a mobile number") == 1
+
+
+async def test_a_resident_stops_surveys_from_the_answer_page_and_is_not_surveyed_again(
+    feedback: RunningService, kafka_bootstrap: str
+) -> None:
+    customer, contact, later = new_id("CUST"), new_id("C"), new_id("C")
+    await with_route(feedback, customer)
+    await publish(kafka_bootstrap, contact_resolved(contact, customer, feedback.clock()))
+    request_id = (await decisions(feedback, "contact", contact))["request"]["request_id"]
+    await send_due_requests(feedback)
+    [message] = await sent_messages(kafka_bootstrap, request_id)
+    token = token_of(message)
+
+    page = await feedback.client.get(f"/surveys/{token}")
+    stopped = await feedback.client.post(f"/surveys/{token}/opt-out")
+    forged = await feedback.client.post(f"/surveys/{token[:-2]}xx/opt-out")
+    feedback.clock.advance(timedelta(days=60))  # past the quiet period: only the opt-out stops it
+    await publish(kafka_bootstrap, contact_resolved(later, customer, feedback.clock()))
+    decided = await decisions(feedback, "contact", later)
+
+    assert f'action="/surveys/{token}/opt-out"' in page.text
+    assert stopped.status_code == 200
+    assert "You will not get satisfaction surveys from us" in stopped.text
+    assert forged.status_code == 400
+    assert [s["reason"] for s in decided["suppressions"]] == ["opted_out"]
+    events = await feedback_events(kafka_bootstrap, customer, CustomerOptedOut)
+    assert [type(e) for e in events] == [CustomerOptedOut]
