@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faststream import AckPolicy
@@ -65,6 +65,34 @@ def batch_consumer_options(group_id: str, *, max_records: int = 500) -> dict[str
         "ack_policy": AckPolicy.NACK_ON_ERROR,
         "max_poll_interval_ms": 5 * 60 * 1000,
     }
+
+
+async def topic_partitions(
+    consumer: AIOKafkaConsumer,
+    topics: Iterable[str],
+    *,
+    attempts: int = 100,
+    missing_ok: bool = False,
+) -> list[TopicPartition]:
+    """Every partition of `topics`, in order, once the consumer's metadata knows them.
+
+    A consumer that has not subscribed learns of a topic only after a metadata
+    refresh, and aiokafka has no public way to ask for one: this asks up to
+    `attempts` times per topic. A topic still unknown then is an error, unless
+    `missing_ok` (it then simply has no partitions in the answer).
+    """
+    partitions: list[TopicPartition] = []
+    for topic in topics:
+        ids = consumer.partitions_for_topic(topic)
+        for _ in range(attempts):
+            if ids:
+                break
+            await consumer._client.force_metadata_update()
+            ids = consumer.partitions_for_topic(topic)
+        if not ids and not missing_ok:
+            raise RuntimeError(f"topic {topic} has no partitions")
+        partitions += [TopicPartition(topic, p) for p in sorted(ids or ())]
+    return partitions
 
 
 async def ensure_topics(

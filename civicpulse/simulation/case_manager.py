@@ -12,9 +12,10 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from civicpulse.simulation.plan import Outgoing
+from shared.kafka import topic_partitions
 from shared.topics import COMPLAINT_ACTIONS, COMPLAINTS
 
 
@@ -37,11 +38,7 @@ class CaseManager:
         """Start watching `civicpulse.complaints` from its current end (before any contact)."""
         consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False)
         await consumer.start()
-        partitions = consumer.partitions_for_topic(COMPLAINTS.name)
-        while not partitions:
-            await consumer._client.force_metadata_update()  # no public way to wait for it
-            partitions = consumer.partitions_for_topic(COMPLAINTS.name)
-        assigned = [TopicPartition(COMPLAINTS.name, p) for p in sorted(partitions)]
+        assigned = await topic_partitions(consumer, [COMPLAINTS.name])
         consumer.assign(assigned)
         await consumer.seek_to_end(*assigned)
         for partition in assigned:

@@ -19,7 +19,6 @@ from pydantic import ValidationError
 from services.complaints.actions import ACTION_ADAPTER
 from services.complaints.domain import Refusal, RefusalReason
 from services.complaints.handlers import Applied, ComplaintsHandler, ComplaintsMetrics
-from services.complaints.lag import ConsumerLag
 from services.complaints.procedures import Policy
 from services.complaints.settings import ComplaintsSettings
 from services.complaints.store import MIGRATIONS, SERVICE
@@ -39,6 +38,7 @@ from shared.consumer import (
     inbound_records,
     undecoded,
 )
+from shared.consumer_lag import KafkaPositions
 from shared.events.envelope import utc_now
 from shared.http import add_component_schemas, add_operational_routes, openapi_body_schema
 from shared.kafka import batch_consumer_options, make_broker
@@ -49,6 +49,7 @@ from shared.topics import COMPLAINT_ACTIONS, COMPLAINTS, CONTACTS, dead_letter_t
 
 log = logging.getLogger(__name__)
 ACTIONS_DEAD_LETTER = dead_letter_twin(COMPLAINT_ACTIONS)
+INPUT_TOPIC_NAMES = [CONTACTS.name, COMPLAINT_ACTIONS.name]
 
 
 @dataclass
@@ -102,9 +103,7 @@ def create_app(
         app.state.complaints = Running(pool, handler, scheduler, relay)
         state.update(pool=pool, handler=handler)
         subscribe_inputs(broker, handler, settings)
-        lag = ConsumerLag(
-            settings.kafka_bootstrap, settings.complaints_group_id, [CONTACTS, COMPLAINT_ACTIONS]
-        )
+        lag = KafkaPositions(settings.kafka_bootstrap)
         if not settings.complaints_api_keys:
             log.warning("no CIVICPULSE_COMPLAINTS_API_KEYS set: every HTTP caller will get 401")
         await broker.start()
@@ -254,14 +253,15 @@ def _task(work: Coroutine[Any, Any, None], name: str) -> "asyncio.Task[None]":
 
 async def _refresh_gauges(
     handler: ComplaintsHandler,
-    lag: ConsumerLag,
+    lag: KafkaPositions,
     metrics: ComplaintsMetrics,
     settings: ComplaintsSettings,
 ) -> None:
     while True:
         try:
             await handler.refresh_gauges()
-            for topic, records in (await lag.measure()).items():
+            behind = await lag.lag(settings.complaints_group_id, INPUT_TOPIC_NAMES)
+            for topic, records in behind.items():
                 metrics.consumer_lag.labels(topic).set(records)
         except Exception as error:  # noqa: BLE001 - gauges must never stop the service
             log.warning("could not refresh complaint gauges: %r", error)

@@ -19,7 +19,7 @@ from services.metrics import committee as committee_format
 from services.metrics import reads
 from services.metrics.auth import role_checker
 from services.metrics.domain import KPIS_BY_NAME, Standing, evaluate
-from services.metrics.gauges import GaugeRefresher, KafkaPositions, KpiGauges
+from services.metrics.gauges import GaugeRefresher, KpiGauges
 from services.metrics.handlers import SERVICE, BatchApplier, ConsumerMetrics, LiveConsumer
 from services.metrics.periods import (
     DateRange,
@@ -38,6 +38,7 @@ from services.metrics.settings import MetricsSettings, Role
 from services.metrics.store import MIGRATIONS
 from services.metrics.targets import load_targets
 from shared.consumer import subscribe_events
+from shared.consumer_lag import KafkaPositions
 from shared.events.envelope import utc_now
 from shared.events.vocabulary import Channel
 from shared.http import add_operational_routes

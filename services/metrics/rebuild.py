@@ -27,6 +27,7 @@ from services.metrics import store
 from services.metrics.handlers import BatchApplier
 from shared.events import Event
 from shared.events.catalogue import parse_event
+from shared.kafka import topic_partitions
 from shared.topics import COMPLAINTS, CONTACTS, FEEDBACK, METRICS, TopicSpec
 
 log = logging.getLogger(__name__)
@@ -102,21 +103,6 @@ class Replay:
                     self.applied += await self._applier.apply(connection, self._generation, events)
 
 
-async def _partitions(
-    consumer: AIOKafkaConsumer, topics: Sequence[TopicSpec]
-) -> list[TopicPartition]:
-    partitions: list[TopicPartition] = []
-    for topic in topics:
-        ids = consumer.partitions_for_topic(topic.name)
-        for _ in range(50):
-            if ids:
-                break
-            await consumer._client.force_metadata_update()
-            ids = consumer.partitions_for_topic(topic.name)
-        partitions += [TopicPartition(topic.name, p) for p in sorted(ids or ())]
-    return partitions
-
-
 async def rebuild(
     pool: asyncpg.Pool,
     bootstrap: str,
@@ -143,7 +129,9 @@ async def rebuild(
     )
     await consumer.start()
     try:
-        partitions = await _partitions(consumer, topics)
+        partitions = await topic_partitions(
+            consumer, [t.name for t in topics], attempts=50, missing_ok=True
+        )
         consumer.assign(partitions)
         for partition in partitions:
             if start_offsets is not None:

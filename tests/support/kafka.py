@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from shared.kafka import topic_partitions
+
 
 @dataclass(frozen=True, slots=True)
 class Record:
@@ -31,7 +33,7 @@ async def mark_session_start(bootstrap: str, topics: Iterable[str]) -> None:
     await consumer.start()
     try:
         for topic in topics:
-            partitions = [TopicPartition(topic, p) for p in await _partitions(consumer, topic)]
+            partitions = await topic_partitions(consumer, [topic])
             _session_start.update(await consumer.end_offsets(partitions))
     finally:
         await consumer.stop()
@@ -57,7 +59,7 @@ async def read_topic(
     await consumer.start()
     records: list[Record] = []
     try:
-        partitions = [TopicPartition(topic, p) for p in sorted(await _partitions(consumer, topic))]
+        partitions = await topic_partitions(consumer, [topic])
         consumer.assign(partitions)
         for partition in partitions:
             consumer.seek(partition, _session_start.get(partition, 0))
@@ -104,35 +106,39 @@ async def eventually(
     return check()
 
 
-async def new_group_at_end(bootstrap: str, topics: str | Iterable[str], prefix: str) -> str:
-    """A fresh consumer group positioned at the current end of each topic it will read.
+async def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[TopicPartition, int]:
+    """Where each partition of `topics` ends now."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        ends: dict[TopicPartition, int] = await consumer.end_offsets(
+            await topic_partitions(consumer, topics)
+        )
+        return ends
+    finally:
+        await consumer.stop()
 
-    On a long-lived broker (a developer's `civicpulse infra up`) the topics
-    hold earlier runs' records: a test's service starts after them.
-    """
+
+async def group_at(bootstrap: str, offsets: dict[TopicPartition, int], prefix: str) -> str:
+    """A fresh consumer group whose committed offsets are `offsets`."""
     group_id = f"{prefix}-{uuid.uuid4().hex[:8]}"
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False
     )
     await consumer.start()
     try:
-        partitions = [
-            TopicPartition(topic, p)
-            for topic in ([topics] if isinstance(topics, str) else topics)
-            for p in sorted(await _partitions(consumer, topic))
-        ]
-        ends = await consumer.end_offsets(partitions)
-        consumer.assign(partitions)
-        await consumer.commit(dict(ends.items()))
+        consumer.assign(list(offsets))
+        await consumer.commit(offsets)
     finally:
         await consumer.stop()
     return group_id
 
 
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    for _ in range(100):
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions:
-            return set(partitions)
-        await consumer._client.force_metadata_update()
-    raise RuntimeError(f"topic {topic} has no partitions")
+async def new_group_at_end(bootstrap: str, topics: str | Iterable[str], prefix: str) -> str:
+    """A fresh consumer group positioned at the current end of each topic it will read.
+
+    On a long-lived broker (a developer's `civicpulse infra up`) the topics
+    hold earlier runs' records: a test's service starts after them.
+    """
+    named = [topics] if isinstance(topics, str) else list(topics)
+    return await group_at(bootstrap, await end_offsets(bootstrap, named), prefix)

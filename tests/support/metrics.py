@@ -1,14 +1,14 @@
 """Builders of canonical events and a running metrics service, for the metrics tests."""
 
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
@@ -65,6 +65,7 @@ from shared.events.vocabulary import (
     DeadlineKind,
     Resolved,
 )
+from tests.support.kafka import end_offsets, group_at
 
 MANAGER_TOKEN = "test-manager-token-0123456789"
 OPS_TOKEN = "test-ops-token-0123456789"
@@ -412,39 +413,6 @@ def known_day(events: Events, day: date) -> list[Event]:
             "s4", at(day, 20), case="c5", case_type=CaseType.CONTACT, channel=visit, area="waste"
         ),
     ]
-
-
-async def end_offsets(bootstrap: str, topics: Sequence[str]) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions: list[TopicPartition] = []
-        for topic in topics:
-            for _ in range(100):
-                ids = consumer.partitions_for_topic(topic)
-                if ids:
-                    break
-                await consumer._client.force_metadata_update()
-            partitions += [TopicPartition(topic, p) for p in sorted(ids or ())]
-        ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
-        return ends
-    finally:
-        await consumer.stop()
-
-
-async def group_at(bootstrap: str, offsets: dict[TopicPartition, int], prefix: str) -> str:
-    """A fresh consumer group whose committed offsets are `offsets`."""
-    group_id = f"{prefix}-{uuid.uuid4().hex[:8]}"
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        consumer.assign(list(offsets))
-        await consumer.commit(offsets)
-    finally:
-        await consumer.stop()
-    return group_id
 
 
 @dataclass
