@@ -174,7 +174,9 @@ def case_rows(prefix: str) -> list[Written]:
             "Resolved At": resolved,
         }
 
-    at = lambda hour, minute=0: datetime(2024, 10, 27, hour, minute)  # noqa: E731
+    def at(hour: int, minute: int = 0) -> datetime:
+        return datetime(2024, 10, 27, hour, minute)
+
     rows = [
         Written(case(1, at(9), "Web", "Council Tax", "Enquiry", f"{prefix}-R1", "Y", at(9, 5))),
         Written(case(2, at(10), "Email", "Waste", "Service request", f"{prefix}-R2", "N", None)),
