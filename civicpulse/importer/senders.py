@@ -20,6 +20,7 @@ from shared.api_keys import HEADER
 from shared.topics import CONTACTS_RAW
 
 ATTEMPTS = 5
+FIRST_RETRY_SECONDS = 0.5  # doubled after each failure: 7.5 s in all
 ROUTE_CONCURRENCY = 8
 
 
@@ -43,7 +44,7 @@ class Sender(Protocol):
 
 async def _with_retries(request: Callable[[], Awaitable[httpx.Response]]) -> httpx.Response:
     """The response, retrying transport errors and 5xx with backoff; others are answers."""
-    delay = 0.5
+    delay = FIRST_RETRY_SECONDS
     for attempt in range(1, ATTEMPTS + 1):
         try:
             response = await request()
@@ -58,6 +59,15 @@ async def _with_retries(request: Callable[[], Awaitable[httpx.Response]]) -> htt
         await asyncio.sleep(delay)
         delay *= 2
     raise AssertionError("unreachable")
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError as error:
+        raise SendError(
+            f"{response.request.url} answered {response.status_code}, not JSON"
+        ) from error
 
 
 class IntakeHttpSender:
@@ -83,14 +93,14 @@ class IntakeHttpSender:
                 )
             )
             if response.status_code == 202:
-                answer = response.json()
+                answer = _json(response)
                 sent.accepted += answer["accepted"]
                 sent.duplicates += answer["duplicates"]
                 sent.delivered += len(pending)
                 return sent
             if response.status_code not in (409, 422):
                 raise SendError(f"intake answered {response.status_code}: {response.text[:500]}")
-            failing = self._failing(response.json(), pending)
+            failing = self._failing(_json(response), pending)
             sent.refused += failing.values()
             pending = [item for position, item in enumerate(pending) if position not in failing]
         return sent
@@ -168,7 +178,8 @@ class ContactRouteSender:
         if response.status_code not in (404, 422):
             raise SendError(f"feedback answered {response.status_code}: {response.text[:500]}")
         errors = []
-        detail = response.json().get("detail") if response.status_code == 422 else None
+        answer = _json(response) if response.status_code == 422 else {}
+        detail = answer.get("detail") if isinstance(answer, dict) else None
         for error in detail if isinstance(detail, list) else []:
             location = [str(part) for part in error.get("loc", []) if part not in ("body", "path")]
             name = ".".join(location)

@@ -286,7 +286,15 @@ class RecordBuilder:
                     refusal.message,
                 )
             ]
-        model = RECORD_MODELS[record_type]  # the mapping's values were checked on loading
+        model = RECORD_MODELS.get(record_type)
+        if model is None:  # a cell read as it is (no value map, or `unmapped: keep`)
+            known = ", ".join(sorted(RECORD_MODELS))
+            message = f"{record_type!r} is not a record type ({known})"
+            return [
+                CellError(
+                    spec.columns.get("record_type", ""), "record_type", Reason.BAD_VALUE, message
+                )
+            ]
         document: dict[str, Any] = {"record_type": record_type}
         errors: list[CellError] = []
         for name in spec.fields:

@@ -7,8 +7,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
+import openpyxl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from civicpulse.importer import senders
 from civicpulse.importer.mapping import (
     ContactRecordsMapping,
     ContactRoutesMapping,
@@ -17,8 +21,8 @@ from civicpulse.importer.mapping import (
     parse_mapping,
     personal_data_in,
 )
-from civicpulse.importer.readers import Row, open_table
-from civicpulse.importer.senders import IntakeHttpSender
+from civicpulse.importer.readers import ReadError, Row, open_table
+from civicpulse.importer.senders import IntakeHttpSender, SendError
 from civicpulse.importer.transform import (
     Prepared,
     RecordBuilder,
@@ -394,3 +398,89 @@ async def test_a_422_batch_is_sent_again_without_its_failing_records() -> None:
     assert [(r.row, r.errors[0].column, r.errors[0].reason) for r in sent.refused] == [
         (3, "Queue", "unknown_vocabulary")
     ]
+
+
+def test_a_record_type_read_as_it_is_must_be_one_intake_knows() -> None:
+    document = _records_mapping()
+    document["fields"]["record_type"] = {"column": "Type"}
+    builder = RecordBuilder(parse_mapping(document))  # type: ignore[arg-type]
+    row = Row(2, {"ID": "X-1", "When": "2025-01-06T09:00:00+00:00", "Type": "phone_call"})
+
+    assert refusal(builder, row) == [("Type", "record_type", "bad_value")]
+
+
+def test_a_workbook_s_numbers_and_dates_are_read_as_their_cells(tmp_path: Path) -> None:
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet.append(["Call ID", "Start Time", "Queue", "Wait Seconds", "Outcome", "Transfers"])
+    sheet.append([1001, datetime(2025, 7, 1, 9, 30), "Bins", 12.5, "Answered", 1.0])
+    workbook.save(tmp_path / "calls.xlsx")
+
+    [row] = list(open_table(tmp_path / "calls.xlsx").rows)
+    [record] = built(RecordBuilder(cdr()), Row(row.number, {**row.cells, "Answering Team": None}))
+
+    assert record.document["contact_id"] == "1001"
+    assert record.document["occurred_at"] == "2025-07-01T09:30:00+01:00"
+    assert (record.document["wait_seconds"], record.document["transfers"]) == (12.5, 1)
+
+
+def test_a_file_that_is_not_a_workbook_is_refused_as_unreadable(tmp_path: Path) -> None:
+    (tmp_path / "calls.xlsx").write_bytes(b"not a zip file")
+
+    with pytest.raises(ReadError, match="cannot open workbook"):
+        open_table(tmp_path / "calls.xlsx")
+
+
+def test_a_csv_with_a_repeated_column_name_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "calls.csv").write_text("Call ID,Queue,Queue\nC-1,Bins,Bins\n")
+
+    with pytest.raises(ReadError, match="more than once: Queue"):
+        open_table(tmp_path / "calls.csv")
+
+
+async def test_an_unreachable_intake_stops_the_import_with_a_send_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    attempts = []
+    monkeypatch.setattr(senders, "FIRST_RETRY_SECONDS", 0.0)
+
+    def down(request: httpx.Request) -> httpx.Response:
+        attempts.append(request)
+        raise httpx.ConnectError("refused", request=request)
+
+    transport = httpx.MockTransport(down)
+    batch = [Prepared(2, {"service_area": "waste"}, {})]
+    async with httpx.AsyncClient(transport=transport, base_url="http://intake") as client:
+        sender = IntakeHttpSender(client, "key")
+        with pytest.raises(SendError, match="cannot reach"):
+            await sender.send(batch)
+
+    assert len(attempts) == senders.ATTEMPTS  # safe to repeat: keys are deterministic
+
+
+CELLS = st.one_of(
+    st.none(),
+    st.text(max_size=40),
+    st.integers(min_value=-(10**20), max_value=10**20),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2100, 1, 1)),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(sorted(call().cells)), CELLS))
+def test_any_cells_give_records_or_reasons_never_an_exception(cells: dict[str, Any]) -> None:
+    """Hostile input: every row ends as records intake judges, or a refusal with reasons."""
+    builder = RecordBuilder(cdr())
+
+    result = builder.build(call(**cells))
+
+    if isinstance(result, Refused):
+        assert result.errors
+        assert all(error.reason and error.message for error in result.errors)
+    else:
+        for record in result:
+            verdict = builder.check_with_intake(record, VOCABULARY, source="telephony", now=NOW)
+            assert verdict is None or verdict.errors
