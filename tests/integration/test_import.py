@@ -11,6 +11,7 @@ arrived. The day is 27 October 2024, when UK clocks went back at 02:00 BST, so
 import asyncio
 import csv
 import json
+import os
 import subprocess
 import sys
 import uuid
@@ -23,6 +24,8 @@ from typing import Any
 import asyncpg
 import openpyxl
 import pytest
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from civicpulse.processes import REPO_ROOT, ServiceProcess, free_port
 from shared.api_keys import hash_api_key
@@ -44,6 +47,7 @@ class Stack:
     intake: ServiceProcess
     feedback: ServiceProcess
     metrics: RunningMetrics
+    intake_group: str
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +55,7 @@ async def stack(
     kafka_bootstrap: str, database_url: str, topics: None, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Stack]:
     logs = tmp_path_factory.mktemp("import-services")
+    intake_group = await new_group_at_end(kafka_bootstrap, CONTACTS_RAW.name, "test-import-intake")
     common = {
         "CIVICPULSE_KAFKA_BOOTSTRAP": kafka_bootstrap,
         "CIVICPULSE_DATABASE_URL": database_url,
@@ -60,9 +65,7 @@ async def stack(
         {
             **common,
             "CIVICPULSE_HTTP_PORT": str(free_port()),
-            "CIVICPULSE_INTAKE_GROUP_ID": await new_group_at_end(
-                kafka_bootstrap, CONTACTS_RAW.name, "test-import-intake"
-            ),
+            "CIVICPULSE_INTAKE_GROUP_ID": intake_group,
             "CIVICPULSE_INTAKE_API_KEYS": json.dumps(
                 {"telephony": hash_api_key(TELEPHONY_KEY), "crm": hash_api_key(CRM_KEY)}
             ),
@@ -88,7 +91,7 @@ async def stack(
         for process in (intake, feedback):
             await asyncio.to_thread(process.wait_healthy)
         async with running_metrics(kafka_bootstrap, database_url, NOW) as metrics:
-            yield Stack(intake, feedback, metrics)
+            yield Stack(intake, feedback, metrics, intake_group)
     finally:
         for process in (intake, feedback):
             process.stop()
@@ -227,7 +230,9 @@ def counted(rows: list[Written]) -> list[dict[str, Any]]:
     return [row.cells for row in rows if row.refused is None and not row.duplicate]
 
 
-async def import_file(path: Path, mapping: str, *args: str) -> tuple[int, dict[str, Any], Path]:
+async def import_file(
+    path: Path, mapping: str, *args: str, env: dict[str, str] | None = None
+) -> tuple[int, dict[str, Any], Path]:
     report = path.with_suffix(".report.csv")
     command = [
         sys.executable, "-m", "civicpulse", "import", str(path),
@@ -235,7 +240,13 @@ async def import_file(path: Path, mapping: str, *args: str) -> tuple[int, dict[s
         "--batch-size", "4", *args,
     ]  # fmt: skip
     done = await asyncio.to_thread(
-        subprocess.run, command, capture_output=True, text=True, timeout=120, check=False
+        subprocess.run,
+        command,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, **(env or {})},
     )
     assert done.stdout.strip(), done.stderr
     return done.returncode, json.loads(done.stdout.strip().splitlines()[-1]), report
@@ -426,3 +437,80 @@ async def _import_expecting_failure(path: Path, url: str) -> tuple[int, str, str
         subprocess.run, command, capture_output=True, text=True, check=False
     )
     return done.returncode, done.stdout, done.stderr
+
+
+async def read_between(
+    bootstrap: str, topic: str, start: dict[TopicPartition, int], end: dict[TopicPartition, int]
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record of `topic` from `start` up to (not including) `end`, by partition."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    records: list[ConsumerRecord[bytes, bytes]] = []
+    try:
+        wanted = [tp for tp in end if end[tp] > start.get(tp, 0)]
+        consumer.assign(wanted)
+        for tp in wanted:
+            consumer.seek(tp, start.get(tp, 0))
+        deadline = asyncio.get_running_loop().time() + 30
+        while [tp for tp in wanted if await consumer.position(tp) < end[tp]]:
+            assert asyncio.get_running_loop().time() < deadline, "topic not read to its end"
+            for batch in (await consumer.getmany(timeout_ms=200)).values():
+                records += [
+                    r for r in batch if r.offset < end[TopicPartition(r.topic, r.partition)]
+                ]
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def intake_has_consumed(bootstrap: str, group: str, end: dict[TopicPartition, int]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + 60
+        while True:
+            committed = await admin.list_consumer_group_offsets(group)
+            if all(tp in committed and committed[tp].offset >= end[tp] for tp in end if end[tp]):
+                return
+            assert asyncio.get_running_loop().time() < deadline, f"intake stuck: {committed}"
+            await asyncio.sleep(0.3)
+    finally:
+        await admin.close()
+
+
+async def test_an_import_to_the_raw_topic_is_keyed_by_contact_and_published_once(
+    stack: Stack, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """Checked with intake's own rules before sending (the topic answers nothing)."""
+    prefix = uuid.uuid4().hex[:6]
+    calls = call_rows(prefix)
+    write_csv(tmp_path / "calls.csv", calls)
+    raw_before = await end_offsets(kafka_bootstrap, [CONTACTS_RAW.name])
+    events_before = await end_offsets(kafka_bootstrap, [CONTACTS.name])
+
+    exit_code, summary, report = await import_file(
+        tmp_path / "calls.csv",
+        "call-detail-records.yaml",
+        "--kafka",
+        env={"CIVICPULSE_KAFKA_BOOTSTRAP": kafka_bootstrap},
+    )
+    raw_after = await end_offsets(kafka_bootstrap, [CONTACTS_RAW.name])
+    await intake_has_consumed(kafka_bootstrap, stack.intake_group, raw_after)
+    events_after = await end_offsets(kafka_bootstrap, [CONTACTS.name])
+
+    sent = [r for r in await read_between(kafka_bootstrap, CONTACTS_RAW.name, raw_before, raw_after)
+            if r.key and r.key.decode().startswith(prefix)]  # fmt: skip
+    events = [
+        json.loads(r.value)
+        for r in await read_between(kafka_bootstrap, CONTACTS.name, events_before, events_after)
+    ]
+    mine = [e["contact_id"] for e in events if e["contact_id"].startswith(prefix)]
+    good = [c["Call ID"] for c in counted(calls)]
+    assert exit_code == 1
+    assert report_lines(report) == expected_refusals(calls)
+    assert summary["delivered"] == len(good) + 1  # the duplicate row is sent; intake drops it
+    assert all(json.loads(r.value)["contact_id"] == r.key.decode() for r in sent if r.key)
+    assert sorted(r.key.decode() for r in sent if r.key) == sorted(
+        [*good, calls[-1].cells["Call ID"]]
+    )
+    assert sorted(mine) == sorted(good)  # each call once, the repeated row not again
