@@ -484,3 +484,20 @@ def test_any_cells_give_records_or_reasons_never_an_exception(cells: dict[str, A
         for record in result:
             verdict = builder.check_with_intake(record, VOCABULARY, source="telephony", now=NOW)
             assert verdict is None or verdict.errors
+
+
+def test_a_dry_run_of_contact_routes_uses_feedback_s_own_rules() -> None:
+    mapping = load_mapping(MAPPINGS / "crm-contact-routes.yaml")
+    assert isinstance(mapping, ContactRoutesMapping)
+    builder = RouteBuilder(mapping)
+    row = Row(7, {"Customer Reference": "CUST 1", "Email": "nobody", "Mobile": "01632 960000"})
+
+    [route] = builder.build(row)  # type: ignore[misc]
+    refused = builder.check_with_feedback(route)
+
+    assert refused is not None
+    assert sorted((e.column, e.field) for e in refused.errors) == [
+        ("Customer Reference", "customer_ref"),
+        ("Email", "email"),
+        ("Mobile", "mobile"),  # a landline: feedback texts UK mobiles only
+    ]
