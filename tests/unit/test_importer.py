@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from civicpulse.cli import build_parser
 from civicpulse.importer import senders
 from civicpulse.importer.mapping import (
     ContactRecordsMapping,
@@ -501,3 +502,13 @@ def test_a_dry_run_of_contact_routes_uses_feedback_s_own_rules() -> None:
         ("Email", "email"),
         ("Mobile", "mobile"),  # a landline: feedback texts UK mobiles only
     ]
+
+
+def test_import_help_explains_the_mapping_format(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["import", "--help"])
+
+    text = capsys.readouterr().out
+    for entry in ("kind: contact_records", "idempotency_key", "ambiguous_times", "values"):
+        assert entry in text
+    assert "docs/import.md" in text
