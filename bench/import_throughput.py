@@ -165,22 +165,24 @@ def main() -> None:
     run_id = uuid.uuid4().hex[:8]
     real_rows = options.real_rows if options.real_rows is not None else options.rows
     folder = Path(tempfile.mkdtemp(prefix="cp-bench-import-"))
-    say(f"writing {options.rows} rows to {folder}")
-    write_csv(folder / "calls.csv", run_id, options.rows)
-    runs = [run_import("dry_run_csv", folder / "calls.csv", options.rows, "--dry-run")]
-    if options.xlsx_rows:
-        write_xlsx(folder / "calls.xlsx", run_id, options.xlsx_rows)
-        runs.append(
-            run_import("dry_run_xlsx", folder / "calls.xlsx", options.xlsx_rows, "--dry-run")
-        )
-    if real_rows:
-        write_csv(folder / "real.csv", run_id, real_rows)
-        with infrastructure() as endpoints:
-            bootstrap, database_url = endpoints.kafka_bootstrap, endpoints.database_url
-            runs += asyncio.run(
-                real_imports(folder / "real.csv", real_rows, bootstrap, database_url)
+    try:
+        say(f"writing {options.rows} rows to {folder}")
+        write_csv(folder / "calls.csv", run_id, options.rows)
+        runs = [run_import("dry_run_csv", folder / "calls.csv", options.rows, "--dry-run")]
+        if options.xlsx_rows:
+            write_xlsx(folder / "calls.xlsx", run_id, options.xlsx_rows)
+            runs.append(
+                run_import("dry_run_xlsx", folder / "calls.xlsx", options.xlsx_rows, "--dry-run")
             )
-    shutil.rmtree(folder, ignore_errors=True)
+        if real_rows:
+            write_csv(folder / "real.csv", run_id, real_rows)
+            with infrastructure() as endpoints:
+                bootstrap, database_url = endpoints.kafka_bootstrap, endpoints.database_url
+                runs += asyncio.run(
+                    real_imports(folder / "real.csv", real_rows, bootstrap, database_url)
+                )
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     print(json.dumps({"benchmark": "import_throughput", **{r.name: r.as_dict() for r in runs}}))
 
 
