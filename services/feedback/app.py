@@ -27,7 +27,7 @@ from services.feedback.pages import opted_out, problem, survey_form, thank_you
 from services.feedback.settings import FeedbackSettings
 from services.feedback.store import MIGRATIONS, SERVICE
 from shared.api_keys import authenticated_source
-from shared.consumer import subscribe_events
+from shared.consumer import ConsumerSettings, subscribe_events
 from shared.events.envelope import utc_now
 from shared.events.vocabulary import CUSTOMER_REF_PATTERN, CaseType, Resolved
 from shared.http import add_operational_routes
@@ -190,7 +190,7 @@ def create_app(
             [CONTACTS, COMPLAINTS],
             handler.handle,
             group_id=settings.feedback_group_id,
-            max_attempts=settings.dead_letter_max_attempts,
+            settings=ConsumerSettings.of(settings),
             max_records=settings.feedback_max_batch,
         )
         scheduler = TimerScheduler(pool, SERVICE, handler.fire, clock=clock)

@@ -103,6 +103,10 @@ class Rejected:
         )
         return f"{self.reason.value}: {details}"
 
+    @property
+    def error_type(self) -> str:
+        return self.reason.value
+
 
 @dataclass(frozen=True, slots=True)
 class Accepted:
@@ -132,8 +136,8 @@ def reject(reason: RejectionReason, field: str, message: str) -> Rejected:
 def decode_json(raw: bytes) -> dict[str, Any] | Rejected:
     try:
         document = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        return reject(RejectionReason.INVALID_JSON, "", f"not valid JSON: {error}")
+    except (ValueError, RecursionError) as error:  # also undecodable bytes, huge numbers
+        return reject(RejectionReason.INVALID_JSON, "", f"not valid JSON: {str(error)[:200]}")
     if not isinstance(document, dict):
         return reject(RejectionReason.INVALID_JSON, "", "a record must be a JSON object")
     return document

@@ -37,7 +37,7 @@ from services.metrics.report import Judging, KpiRow, committee, is_provisional, 
 from services.metrics.settings import MetricsSettings, Role
 from services.metrics.store import MIGRATIONS
 from services.metrics.targets import load_targets
-from shared.consumer import subscribe_events
+from shared.consumer import ConsumerSettings, subscribe_events
 from shared.consumer_lag import KafkaPositions
 from shared.events.envelope import utc_now
 from shared.events.vocabulary import Channel
@@ -219,7 +219,7 @@ def create_app(
             CANONICAL_TOPICS,
             live.handle,
             group_id=settings.metrics_group_id,
-            max_attempts=settings.dead_letter_max_attempts,
+            settings=ConsumerSettings.of(settings),
             max_records=settings.metrics_max_batch,
         )
         kafka = KafkaPositions(settings.kafka_bootstrap)

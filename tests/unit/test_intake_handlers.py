@@ -12,7 +12,7 @@ import pytest
 from aiokafka.errors import KafkaConnectionError
 from prometheus_client import CollectorRegistry
 
-from services.intake.domain import Rejected, RejectionReason, Vocabulary, event_id_for
+from services.intake.domain import Rejected, RejectionReason, Vocabulary, event_id_for, reject
 from services.intake.handlers import (
     HttpRejection,
     HttpResult,
@@ -21,7 +21,7 @@ from services.intake.handlers import (
     RecordStatus,
 )
 from services.intake.store import AcceptedRecord, IdempotencyStore
-from shared.consumer import InboundRecord
+from shared.consumer import ConsumerSettings, Fault, InboundRecord
 from shared.dead_letters import SourcePosition
 from shared.events.contacts import ContactEvent, ContactReceived
 
@@ -79,11 +79,12 @@ class Harness:
         self.handler = IntakeHandler(
             store=self.store,
             publish_events=self.publish_events,
-            dead_letter=self.dead_letter,
             vocabulary=VOCABULARY,
             metrics=self.metrics,
             clock=lambda: NOW,
-            max_attempts=MAX_ATTEMPTS,
+        )
+        self.consumer = self.handler.raw_topic_consumer(
+            self.dead_letter, ConsumerSettings(max_attempts=MAX_ATTEMPTS)
         )
 
     async def publish_events(self, events: Sequence[ContactEvent]) -> None:
@@ -92,8 +93,15 @@ class Harness:
             raise self.publish_failure
         self.published.extend(events)
 
-    async def dead_letter(self, record: InboundRecord, rejected: Rejected, attempts: int) -> None:
+    async def dead_letter(self, record: InboundRecord, fault: Fault, attempts: int) -> str:
+        # The shared consumer's own faults (processing_failed, ...) read as intake's.
+        rejected = (
+            fault
+            if isinstance(fault, Rejected)
+            else reject(RejectionReason(fault.error_type), "", fault.describe())
+        )
         self.dead_letters.append(DeadLetterCall(record, rejected, attempts))
+        return fault.error_type
 
     def inbound(self, value: bytes | dict[str, Any]) -> InboundRecord:
         raw = json.dumps(value).encode() if isinstance(value, dict) else value
@@ -102,7 +110,7 @@ class Harness:
 
     async def consume(self, *values: bytes | dict[str, Any]) -> list[InboundRecord]:
         records = [self.inbound(value) for value in values]
-        await self.handler.handle_raw_batch(records)
+        await self.consumer.consume(records)
         return records
 
     def sample(self, name: str, **labels: str) -> float:
