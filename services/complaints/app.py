@@ -41,8 +41,9 @@ from shared.events.envelope import utc_now
 from shared.http import add_component_schemas, add_operational_routes, openapi_body_schema
 from shared.kafka import make_broker
 from shared.outbox import OutboxMetrics, OutboxRelay
+from shared.parked import RetryPolicy
 from shared.startup import prepare
-from shared.timers import TimerScheduler
+from shared.timers import TimerMetrics, TimerScheduler
 from shared.topics import COMPLAINT_ACTIONS, COMPLAINTS, CONTACTS, dead_letter_twin
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ def create_app(
     broker = make_broker(settings.kafka_bootstrap, client_id=SERVICE, registry=registry)
     metrics = ComplaintsMetrics(registry)
     outbox_metrics = OutboxMetrics(registry, SERVICE)
+    timer_metrics = TimerMetrics(registry, SERVICE)
     calendar = WorkingDayCalendar(settings.complaints_closure_days)
     policy = Policy(settings.complaints_escalation_window_working_days)
     state: dict[str, Any] = {}
@@ -92,8 +94,12 @@ def create_app(
             handler.fire_timer,
             clock=clock,
             poll_seconds=settings.complaints_timer_poll_seconds,
+            retry=RetryPolicy.for_timers(settings),
+            metrics=timer_metrics,
         )
-        relay = OutboxRelay(pool, broker, SERVICE, metrics=outbox_metrics)
+        relay = OutboxRelay(
+            pool, broker, SERVICE, metrics=outbox_metrics, retry=RetryPolicy.for_outbox(settings)
+        )
         app.state.complaints = Running(pool, handler, scheduler, relay)
         state.update(pool=pool, handler=handler)
         subscribe_inputs(broker, handler, settings)

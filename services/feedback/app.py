@@ -33,8 +33,9 @@ from shared.events.vocabulary import CUSTOMER_REF_PATTERN, CaseType, Resolved
 from shared.http import add_operational_routes
 from shared.kafka import make_broker
 from shared.outbox import OutboxMetrics, OutboxRelay
+from shared.parked import RetryPolicy
 from shared.startup import prepare
-from shared.timers import TimerScheduler
+from shared.timers import TimerMetrics, TimerScheduler
 from shared.topics import COMPLAINTS, CONTACTS, FEEDBACK, NOTIFICATIONS
 
 log = logging.getLogger(__name__)
@@ -193,8 +194,17 @@ def create_app(
             settings=ConsumerSettings.of(settings),
             max_records=settings.feedback_max_batch,
         )
-        scheduler = TimerScheduler(pool, SERVICE, handler.fire, clock=clock)
-        relay = OutboxRelay(pool, broker, SERVICE, metrics=outbox_metrics)
+        scheduler = TimerScheduler(
+            pool,
+            SERVICE,
+            handler.fire,
+            clock=clock,
+            retry=RetryPolicy.for_timers(settings),
+            metrics=TimerMetrics(registry, SERVICE),
+        )
+        relay = OutboxRelay(
+            pool, broker, SERVICE, metrics=outbox_metrics, retry=RetryPolicy.for_outbox(settings)
+        )
         state.update(pool=pool, handler=handler)
         app.state.feedback = RunningFeedback(handler, scheduler, relay)
         if not settings.feedback_api_keys:

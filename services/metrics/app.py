@@ -44,6 +44,7 @@ from shared.events.vocabulary import Channel
 from shared.http import add_operational_routes
 from shared.kafka import make_broker
 from shared.outbox import OutboxMetrics, OutboxRelay
+from shared.parked import RetryPolicy
 from shared.startup import prepare
 from shared.vocabulary import load_service_areas
 
@@ -223,7 +224,9 @@ def create_app(
             max_records=settings.metrics_max_batch,
         )
         kafka = KafkaPositions(settings.kafka_bootstrap)
-        relay = OutboxRelay(pool, broker, SERVICE, metrics=outbox_metrics)
+        relay = OutboxRelay(
+            pool, broker, SERVICE, metrics=outbox_metrics, retry=RetryPolicy.for_outbox(settings)
+        )
         refresher = GaugeRefresher(
             pool,
             gauges,
