@@ -325,10 +325,17 @@ def subscribe_events(
     handle: HandleEvents,
     *,
     group_id: str,
-    settings: ConsumerSettings,
+    settings: ConsumerSettings | None = None,
+    max_attempts: int | None = None,
     max_records: int = 500,
 ) -> RecordConsumer[Event]:
-    """Subscribe `handle` to canonical topics as consumer group `group_id`."""
+    """Subscribe `handle` to canonical topics as consumer group `group_id`.
+
+    `settings` (from `ConsumerSettings.of`) carries every limit; `max_attempts`
+    alone, with the other limits' defaults, is what callers gave before.
+    """
+    if settings is None:
+        settings = ConsumerSettings() if max_attempts is None else ConsumerSettings(max_attempts)
     consumer = event_consumer(broker, topics, handle, settings=settings)
     subscribe_records(
         broker,

@@ -32,7 +32,9 @@ from shared.consumer import (
     undecoded,
 )
 from shared.dead_letters import DeadLetter, SourcePosition
+from shared.events.contacts import ContactReceived, ContactReceivedPayload
 from shared.events.envelope import Event
+from shared.events.vocabulary import Channel, ContactKind
 from shared.kafka import make_broker
 from shared.topics import CONTACTS, MAX_MESSAGE_BYTES, dead_letter_twin
 
@@ -318,3 +320,43 @@ def test_a_reason_that_is_not_valid_unicode_still_makes_headers() -> None:
     headers = {name: value.encode() for name, value in letter.headers().items()}
 
     assert b"\\ud800" in headers["dead_letter.reason"]
+
+
+async def test_an_outage_waits_a_doubling_backoff_before_the_batch_is_redelivered(
+    no_sleep: list[float],
+) -> None:
+    """An outage rewinds and retries with exponential backoff, never in a tight loop."""
+    broker = make_broker("localhost:9092", client_id="consumer-test")
+    outage = True
+
+    async def handle(events: Sequence[Event]) -> None:
+        if outage:
+            raise ConnectionRefusedError("PostgreSQL is down")
+
+    settings = ConsumerSettings(outage_backoff_seconds=0.5, outage_backoff_max_seconds=1.5)
+    events = event_consumer(broker, [CONTACTS], handle, settings=settings)
+    subscribe_records(broker, {CONTACTS: events}, group_id="g", settings=settings, title="t")
+    event = contact_event()
+
+    async with TestKafkaBroker(broker) as test_broker:
+        for _ in range(4):
+            with pytest.raises(ConnectionRefusedError):
+                await test_broker.publish(event.to_bytes(), CONTACTS.name, key=b"C-1")
+        outage = False
+        await test_broker.publish(event.to_bytes(), CONTACTS.name, key=b"C-1")
+        outage = True
+        with pytest.raises(ConnectionRefusedError):
+            await test_broker.publish(event.to_bytes(), CONTACTS.name, key=b"C-1")
+
+    assert no_sleep == [0.5, 1.0, 1.5, 1.5, 0.5]  # reset by the success
+
+
+def contact_event() -> Event:
+    return ContactReceived(
+        contact_id="C-1",
+        occurred_at=datetime(2026, 1, 12, 9, 30, tzinfo=UTC),
+        source="crm",
+        payload=ContactReceivedPayload(
+            channel=Channel.PHONE, service_area="waste", kind=ContactKind.ENQUIRY
+        ),
+    )
