@@ -33,6 +33,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from pydantic import ValidationError
 
 from shared.dead_letters import (
     PROCESSING_FAILED,
@@ -298,7 +299,11 @@ HandleEvents = Callable[[Sequence[Event]], Awaitable[Outcomes]]
 
 
 def decode_event(record: InboundRecord) -> Event:
-    return parse_event(record.value)
+    try:
+        return parse_event(record.value)
+    except ValidationError as error:
+        fault = RecordFault("invalid_event", f"not a CivicPulse event: {error}")
+        raise RecordRejectedError(fault) from error
 
 
 def event_consumer(
@@ -309,7 +314,7 @@ def event_consumer(
     settings: ConsumerSettings,
     on_dead_letter: CountDeadLetter | None = None,
 ) -> RecordConsumer[Event]:
-    """A consumer of canonical events; records that are not one are `undecodable`."""
+    """A consumer of canonical events; records that are not one are `invalid_event`."""
     return RecordConsumer(
         decode_event,
         handle,

@@ -255,9 +255,10 @@ async def test_the_subscription_counts_and_routes_dead_letters_to_the_twin_topic
         await test_broker.publish(DEEP_JSON, CONTACTS.name, key=b"C-1")
 
     [letter] = letters
-    assert letter.error_type == "undecodable"
+    assert letter.error_type == "invalid_event"
+    assert letter.reason.startswith("not a CivicPulse event")
     assert letter.source.topic == CONTACTS.name
-    assert counted == ["undecodable"]
+    assert counted == ["invalid_event"]
     assert handled == []
 
 
