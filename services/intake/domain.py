@@ -84,6 +84,9 @@ class RejectionReason(StrEnum):
     SOURCE_MISMATCH = "source_mismatch"
     IDEMPOTENCY_CONFLICT = "idempotency_conflict"
     PROCESSING_FAILED = "processing_failed"
+    # Given by the shared consumer (shared.dead_letters), not by these rules.
+    UNDECODABLE = "undecodable"
+    TOO_LARGE = "too_large"
 
 
 @dataclass(frozen=True, slots=True)

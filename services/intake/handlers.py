@@ -38,7 +38,6 @@ from shared.consumer import (
     RecordConsumer,
     RecordRejectedError,
 )
-from shared.dead_letters import SHARED_ERROR_TYPES
 from shared.events.contacts import CONTACT_EVENTS, ContactEvent
 
 log = logging.getLogger(__name__)
@@ -99,8 +98,8 @@ class IntakeMetrics:
                 self.accepted.labels(via.value, event_class.type_name())
             for reason in RejectionReason:
                 self.rejected.labels(via.value, reason.value)
-        for error_type in {*RejectionReason, *SHARED_ERROR_TYPES}:
-            self.dead_lettered.labels(error_type)
+        for reason in RejectionReason:
+            self.dead_lettered.labels(reason.value)
 
 
 @dataclass(frozen=True, slots=True)

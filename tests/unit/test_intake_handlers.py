@@ -22,7 +22,7 @@ from services.intake.handlers import (
 )
 from services.intake.store import AcceptedRecord, IdempotencyStore
 from shared.consumer import ConsumerSettings, Fault, InboundRecord
-from shared.dead_letters import SourcePosition
+from shared.dead_letters import SHARED_ERROR_TYPES, SourcePosition
 from shared.events.contacts import ContactEvent, ContactReceived
 
 NOW = datetime(2026, 1, 12, 9, 31, tzinfo=UTC)
@@ -577,3 +577,35 @@ def test_the_fake_store_overrides_every_public_store_method() -> None:
     assert public == {"fingerprints", "record"}
     assert public <= set(vars(FakeIdempotencyStore))
     assert all(inspect.iscoroutinefunction(getattr(FakeIdempotencyStore, name)) for name in public)
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "invalid_json"),
+        (b'{"wait_seconds": ' + b"9" * 5000 + b"}", "invalid_json"),
+        (b"\x00\x00", "invalid_json"),
+        (b'{"record_type": "\xff"}', "invalid_json"),
+        (
+            json.dumps(contact("overflow", occurred_at="9999-12-31T23:59:59-01:00")).encode(),
+            None,  # refused by intake's rules or, failing that, by the shared consumer
+        ),
+    ],
+    ids=["deep-json", "5000-digit-int", "nul-bytes", "not-utf-8", "overflowing-date"],
+)
+async def test_issue_9_poison_records_are_dead_lettered_and_the_next_record_published(
+    harness: Harness, value: bytes, reason: str | None
+) -> None:
+    """Issue 9: each of these once crashed the raw consumer outside any handler."""
+    records = await harness.consume(value, contact("after"))
+
+    [letter] = harness.dead_letters
+    assert letter.record is records[0]
+    assert letter.rejected.describe()
+    if reason is not None:
+        assert letter.rejected.reason == reason
+    assert harness.published_keys() == ["after"]
+
+
+def test_intake_counts_every_error_type_the_shared_consumer_gives() -> None:
+    assert set(SHARED_ERROR_TYPES) <= set(RejectionReason)
