@@ -45,6 +45,7 @@ from tests.integration.conftest import RunningIntake
 from tests.support.kafka import (
     Record,
     committed_up_to,
+    eventually,
     kcat_produce,
     new_group_at_end,
     read_to_end,
@@ -422,6 +423,11 @@ async def test_fuzzed_records_all_end_published_duplicate_or_dead_lettered(
         assert NEAR_ONE_MEGABYTE.startswith(cut.original)
 
 
+def too_large_count(intake: RunningIntake) -> float:
+    labels = {"reason": "too_large"}
+    return intake.registry.get_sample_value("intake_records_dead_lettered_total", labels) or 0.0
+
+
 async def test_poison_records_sent_by_kcat_are_dead_lettered_and_the_next_record_arrives(
     intake: RunningIntake, kafka_bootstrap: str
 ) -> None:
@@ -436,6 +442,7 @@ async def test_poison_records_sent_by_kcat_are_dead_lettered_and_the_next_record
         "near-1-mb": NEAR_ONE_MEGABYTE,
     }
     assert not any(b"\n" in value for value in poison.values())  # kcat splits on newlines
+    too_large_before = too_large_count(intake)
     started = time.monotonic()
     for name, value in poison.items():
         await asyncio.to_thread(
@@ -456,6 +463,7 @@ async def test_poison_records_sent_by_kcat_are_dead_lettered_and_the_next_record
     )
 
     arrived = await arrives(kafka_bootstrap, CONTACTS.name, good["contact_id"], within_seconds=30)
+    assert arrived is not None, "the good record sent after the poison did not arrive in 30 s"
     letters = {
         (r.key or b"").decode(): DeadLetter.from_record(r.value, r.key, r.headers)
         for r in await read_to_end(kafka_bootstrap, CONTACTS_RAW_DEAD_LETTER.name)
@@ -467,7 +475,6 @@ async def test_poison_records_sent_by_kcat_are_dead_lettered_and_the_next_record
         + ", ".join(f"{key[len(run) + 1 :]}={letter.error_type}" for key, letter in letters.items())
     )
 
-    assert arrived is not None
     assert arrived < 30
     assert sorted(letters) == sorted(f"{run}-{name}" for name in poison)
     for name, value in poison.items():
@@ -476,6 +483,8 @@ async def test_poison_records_sent_by_kcat_are_dead_lettered_and_the_next_record
         assert letter.source.topic == CONTACTS_RAW.name
         if name == "near-1-mb":
             assert letter.error_type == "too_large"
+            # Counted like any other dead letter (the CivicPulseDeadLettersGrowing alert).
+            assert await eventually(lambda: too_large_count(intake) == too_large_before + 1)
             assert letter.original_sha256 == hashlib.sha256(value).hexdigest()
         else:
             assert letter.original == value
