@@ -10,8 +10,9 @@ from datetime import UTC, date, datetime
 import asyncpg
 import pytest
 
-from services.metrics.handlers import BatchApplier, Rules
-from services.metrics.store import MIGRATIONS
+from services.metrics.domain import Rules
+from services.metrics.handlers import BatchApplier
+from services.metrics.store import MIGRATIONS, MetricsStore
 from shared.events import Event
 from shared.events.complaints import (
     ComplaintAcknowledged,
@@ -43,8 +44,8 @@ def a_generation() -> int:
 
 async def apply(pool: asyncpg.Pool, generation: int, *batches: Sequence[Event]) -> None:
     for batch in batches:
-        async with pool.acquire() as connection, connection.transaction():
-            await APPLIER.apply(connection, generation, batch)
+        async with MetricsStore(pool).transaction() as tx:
+            await APPLIER.apply(tx, generation, batch)
 
 
 async def day_totals(pool: asyncpg.Pool, generation: int) -> dict[str, float]:

@@ -13,7 +13,6 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from services.metrics.app import create_app
-from services.metrics.rebuild import CANONICAL_TOPICS
 from services.metrics.settings import ApiToken, MetricsSettings, Role
 from shared.api_keys import hash_api_key
 from shared.events import Event
@@ -65,6 +64,7 @@ from shared.events.vocabulary import (
     DeadlineKind,
     Resolved,
 )
+from shared.topics import CANONICAL_TOPICS
 from tests.support.kafka import end_offsets, group_at
 
 MANAGER_TOKEN = "test-manager-token-0123456789"
