@@ -34,6 +34,8 @@ from shared.events.complaints import (
     ComplaintReferredToOmbudsmanPayload,
     ComplaintResponded,
     ComplaintRespondedPayload,
+    ComplaintWithdrawn,
+    ComplaintWithdrawnPayload,
 )
 from shared.events.contacts import (
     CallAbandoned,
@@ -170,6 +172,7 @@ class Events:
             ComplaintDeadlineBreached: ComplaintDeadlineBreachedPayload,
             ComplaintReferredToOmbudsman: ComplaintReferredToOmbudsmanPayload,
             ComplaintClosed: ComplaintClosedPayload,
+            ComplaintWithdrawn: ComplaintWithdrawnPayload,
         }
         return event.model_validate(
             {
