@@ -44,7 +44,6 @@ from services.metrics.views import (
     SeriesPoint,
     SeriesResponse,
     ServiceStandingModel,
-    SurgeModel,
     TopicPipeline,
 )
 from shared.consumer import subscribe_events
@@ -382,7 +381,7 @@ def create_app(
                 )
                 for s in states
             ],
-            surges_last_7_days=[SurgeModel.model_validate(s) for s in surges],
+            surges_last_7_days=surges,
         )
 
     add_operational_routes(app, broker=broker, registry=registry, pool=lambda: state.get("pool"))

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.metrics.domain import Standing
 from services.metrics.periods import Period
+from services.metrics.store import Surge
 from shared.events.vocabulary import Channel
 
 SERVICE_LEVEL_METHOD = (
@@ -109,22 +110,10 @@ class TopicPipeline(BaseModel):
     last_applied_at: datetime
 
 
-class SurgeModel(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    surge_id: str
-    service_area: str
-    measure: str
-    day: date
-    count: float
-    baseline: float
-    threshold: float
-
-
 class PipelineResponse(BaseModel):
     generation: int
     topics: list[TopicPipeline]
-    surges_last_7_days: list[SurgeModel]
+    surges_last_7_days: list[Surge] = Field(description="As the store records them.")
 
 
 class ReportFormat(StrEnum):
