@@ -95,6 +95,8 @@ class FakeMetricsStore(MetricsStore):
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Self]:
+        if self._in_transaction:
+            raise RuntimeError("already in a transaction: use this store, not a new one")
         saved = copy.deepcopy(self.state)
         self._in_transaction = True
         try:

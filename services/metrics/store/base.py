@@ -26,6 +26,8 @@ class StoreBase:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Self]:
         """The same store, bound to one transaction: committed when the block ends."""
+        if self._connection is not None:
+            raise RuntimeError("already in a transaction: use this store, not a new one")
         async with self._pool.acquire() as connection, connection.transaction():
             yield type(self)(self._pool, connection)
 
