@@ -116,6 +116,7 @@ def create_app(
             metrics=metrics,
             clock=clock,
             max_attempts=settings.dead_letter_max_attempts,
+            timestamps=settings.timestamp_bounds(),
         )
         state.update(pool=pool, handler=handler)
         subscribe_raw_topic(broker, handler, settings)

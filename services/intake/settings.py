@@ -1,7 +1,10 @@
 """Intake's settings (environment variables `CIVICPULSE_*`)."""
 
+from datetime import UTC, date, datetime, timedelta
+
 from pydantic import Field
 
+from services.intake.domain import TimestampBounds
 from shared.api_keys import ApiKeyHashes
 from shared.settings import ServiceSettings
 
@@ -20,3 +23,19 @@ class IntakeSettings(ServiceSettings):
         'key, e.g. {"crm": "sha256:9f86d0…"}. Make one with '
         "`python -m services.intake new-api-key SOURCE`.",
     )
+    max_clock_skew_seconds: int = Field(
+        default=900,
+        ge=0,
+        le=86_400,
+        description="How far ahead of intake's clock a record's occurred_at may be "
+        "(publishers' clock skew); later is refused as occurred_in_future.",
+    )
+    earliest_occurred_at: date = Field(
+        default=date(2000, 1, 1),
+        description="Earliest day (UTC) a record's occurred_at may fall on; earlier is "
+        "refused as occurred_too_early. Backfills of real history after it are accepted.",
+    )
+
+    def timestamp_bounds(self) -> TimestampBounds:
+        earliest = datetime.combine(self.earliest_occurred_at, datetime.min.time(), tzinfo=UTC)
+        return TimestampBounds(timedelta(seconds=self.max_clock_skew_seconds), earliest)

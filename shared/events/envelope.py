@@ -22,7 +22,12 @@ from pydantic import (
 
 
 def _as_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        # 9999-12-31T23:59:59-01:00 is a valid ISO 8601 instant past datetime's
+        # range in UTC; a ValueError makes it a validation error, not a crash.
+        raise ValueError("instant is outside the range of dates in UTC") from None
 
 
 UtcDatetime = Annotated[
