@@ -30,7 +30,7 @@ from shared.api_keys import authenticated_source
 from shared.consumer import subscribe_events
 from shared.events.envelope import utc_now
 from shared.events.vocabulary import CUSTOMER_REF_PATTERN, CaseType, Resolved
-from shared.http import add_operational_routes
+from shared.http import add_operational_routes, limit_request_bodies
 from shared.kafka import make_broker
 from shared.outbox import OutboxMetrics, OutboxRelay
 from shared.startup import prepare
@@ -38,7 +38,6 @@ from shared.timers import TimerScheduler
 from shared.topics import COMPLAINTS, CONTACTS, FEEDBACK, NOTIFICATIONS
 
 log = logging.getLogger(__name__)
-MAX_FORM_BYTES = 16_384
 LINK_STATUS = {
     "invalid_link": status.HTTP_400_BAD_REQUEST,
     "not_found": status.HTTP_404_NOT_FOUND,
@@ -370,12 +369,7 @@ def create_app(
 
     @app.post("/surveys/{token}", response_class=HTMLResponse, tags=["survey pages"])
     async def submit_survey_page(token: str, raw: Request) -> HTMLResponse:
-        body = await raw.body()
-        if len(body) > MAX_FORM_BYTES:
-            return page(
-                problem("Your answers are too long", "Please shorten your comment."),
-                status.HTTP_413_CONTENT_TOO_LARGE,
-            )
+        body = await raw.body()  # at most CIVICPULSE_HTTP_MAX_BODY_BYTES: see limit_request_bodies
         fields = parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True)
         form: dict[str, str | None] = {name: values[0] for name, values in fields.items()}
         try:
@@ -400,4 +394,9 @@ def create_app(
         return page(opted_out())
 
     add_operational_routes(app, broker=broker, registry=registry, pool=lambda: state.get("pool"))
+    limit_request_bodies(
+        app,
+        settings.http_max_body_bytes,
+        html_page=lambda: problem("Your answers are too long", "Please shorten your comment."),
+    )
     return app

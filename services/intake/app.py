@@ -27,7 +27,14 @@ from services.intake.store import MIGRATIONS, IdempotencyStore
 from shared.api_keys import authenticated_source
 from shared.consumer import InboundRecord, dead_letter_inbound, inbound_records, undecoded
 from shared.events.envelope import utc_now
-from shared.http import add_component_schemas, add_operational_routes, openapi_body_schema
+from shared.http import (
+    MalformedBodyError,
+    add_component_schemas,
+    add_operational_routes,
+    limit_request_bodies,
+    openapi_body_schema,
+    parse_json_body,
+)
 from shared.kafka import (
     BulkProducer,
     batch_consumer_options,
@@ -177,9 +184,9 @@ def create_app(
         request: Request, source: Annotated[str, Depends(caller)]
     ) -> ContactsAccepted | JSONResponse:
         try:
-            body = await request.json()
-        except ValueError as error:
-            return _body_error(f"not valid JSON: {error}")
+            body = parse_json_body(await request.body())
+        except MalformedBodyError as error:
+            return _body_error(str(error))
         documents = body if isinstance(body, list) else [body]
         if not documents or len(documents) > MAX_HTTP_BATCH:
             return _body_error(f"send between 1 and {MAX_HTTP_BATCH} records")
@@ -202,6 +209,7 @@ def create_app(
         )
 
     add_operational_routes(app, broker=broker, registry=registry, pool=lambda: state.get("pool"))
+    limit_request_bodies(app, settings.http_max_body_bytes)
     add_component_schemas(app, body_definitions)
     return app
 

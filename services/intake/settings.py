@@ -11,6 +11,12 @@ from shared.settings import ServiceSettings
 
 class IntakeSettings(ServiceSettings):
     http_port: int = Field(default=8001, ge=1, le=65535, description="HTTP port.")
+    http_max_body_bytes: int = Field(
+        default=2 * 1024 * 1024,
+        ge=1_024,
+        le=64 * 1024 * 1024,
+        description="Largest request body (a batch of up to 1,000 records); larger is a 413.",
+    )
     intake_group_id: str = Field(
         default="civicpulse-intake", description="Consumer group of the raw-topic consumer."
     )

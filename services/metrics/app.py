@@ -41,7 +41,7 @@ from shared.consumer import subscribe_events
 from shared.consumer_lag import KafkaPositions
 from shared.events.envelope import utc_now
 from shared.events.vocabulary import Channel
-from shared.http import add_operational_routes
+from shared.http import add_operational_routes, limit_request_bodies
 from shared.kafka import make_broker
 from shared.outbox import OutboxMetrics, OutboxRelay
 from shared.startup import prepare
@@ -535,6 +535,7 @@ def create_app(
         )
 
     add_operational_routes(app, broker=broker, registry=registry, pool=lambda: state.get("pool"))
+    limit_request_bodies(app, settings.http_max_body_bytes)
     return app
 
 
