@@ -8,10 +8,10 @@ from typing import Any
 import asyncpg
 import uvicorn
 from fastapi import FastAPI, HTTPException, Response, status
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from faststream.kafka import KafkaBroker
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel, Field, TypeAdapter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.settings import ServiceSettings
@@ -49,7 +49,13 @@ def add_operational_routes(
             status="ok" if healthy else "unavailable", kafka=kafka_ok, postgres=postgres_ok
         )
 
-    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        summary="Prometheus metrics",
+        response_class=PlainTextResponse,
+        responses={200: {"description": "Prometheus text exposition format."}},
+    )
     async def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
@@ -86,6 +92,64 @@ def add_component_schemas(app: FastAPI, definitions: dict[str, Any]) -> None:
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+class Problem(BaseModel):
+    """Every error these services answer outside a route's own models: FastAPI's shape."""
+
+    detail: str = Field(description="What was wrong, for a person to read.")
+
+
+PROBLEMS_ON_SECURED = {
+    "401": "Missing or unknown credentials.",
+}
+PROBLEMS_WITH_ROLES = {
+    "403": "The credentials' role may not use this.",
+}
+PROBLEMS_ON_BODIES = {
+    "400": "The body could not be read (not JSON, or not in the declared encoding).",
+    "413": "The body is over the service's CIVICPULSE_HTTP_MAX_BODY_BYTES.",
+}
+
+
+def document_problems(app: FastAPI, *, roles: bool = False) -> None:
+    """Document the errors the shared machinery gives, on every operation they can reach.
+
+    401 wherever credentials are required, 403 too when they carry roles
+    (`roles`), and 400 and 413 wherever a body is read. A route's own
+    documentation of a code is kept.
+    """
+    build_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        document = build_openapi()  # cached by FastAPI: the changes below are idempotent
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        schemas["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+        for item in document.get("paths", {}).values():
+            for operation in item.values():
+                problems: dict[str, str] = {}
+                if operation.get("security"):
+                    problems |= PROBLEMS_ON_SECURED | (PROBLEMS_WITH_ROLES if roles else {})
+                if "requestBody" in operation:
+                    problems |= PROBLEMS_ON_BODIES
+                responses = operation.setdefault("responses", {})
+                for code, description in problems.items():
+                    responses.setdefault(code, _problem_response(description))
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def problem_schema() -> dict[str, Any]:
+    """A reference to `Problem`, for routes documenting a problem under their own codes."""
+    return {"$ref": "#/components/schemas/Problem"}
+
+
+def _problem_response(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": problem_schema()}},
+    }
 
 
 class BodyTooLargeError(HTTPException):

@@ -44,6 +44,7 @@ from shared.http import (
     MalformedBodyError,
     add_component_schemas,
     add_operational_routes,
+    document_problems,
     limit_request_bodies,
     openapi_body_schema,
     parse_json_body,
@@ -243,6 +244,7 @@ def create_app(
         return complaint_view(complaint)
 
     add_operational_routes(app, broker=broker, registry=registry, pool=lambda: state.get("pool"))
+    document_problems(app)
     limit_request_bodies(app, settings.http_max_body_bytes)
     add_component_schemas(app, action_definitions)
     return app

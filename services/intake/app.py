@@ -31,6 +31,7 @@ from shared.http import (
     MalformedBodyError,
     add_component_schemas,
     add_operational_routes,
+    document_problems,
     limit_request_bodies,
     openapi_body_schema,
     parse_json_body,
@@ -209,6 +210,7 @@ def create_app(
         )
 
     add_operational_routes(app, broker=broker, registry=registry, pool=lambda: state.get("pool"))
+    document_problems(app)
     limit_request_bodies(app, settings.http_max_body_bytes)
     add_component_schemas(app, body_definitions)
     return app

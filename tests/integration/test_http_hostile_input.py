@@ -179,3 +179,28 @@ async def test_an_action_with_an_overflowing_occurred_at_is_a_422_naming_the_fie
 
     assert response.status_code == 422, response.text
     assert "occurred_at" in response.text
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "/v1/kpis?from=0001-01-01",
+        "/v1/kpis?from=9999-12-31",
+        "/v1/kpis?from=0001-01-01&to=0001-01-02",
+        "/v1/kpis?period=year&from=9999-12-31",
+        "/v1/kpis/first_contact_resolution/series?from=0001-01-01&to=0001-02-01",
+        "/v1/kpis/first_contact_resolution/series?to=0001-01-01",
+        "/v1/reports/committee?quarter=0001Q1",
+        "/v1/reports/committee?quarter=9999Q4",
+        "/v1/reports/committee?quarter=0000Q1",
+    ],
+)
+async def test_dates_at_the_ends_of_the_calendar_are_refused_not_a_server_error(
+    services: dict[str, ServiceUnderTest], query: str
+) -> None:
+    """Found by schemathesis: `from=0001-01-01` overflowed computing the period before."""
+    service = services["metrics"]
+
+    response = await service.client.get(query, headers=service.auth)
+
+    assert response.status_code == 422, response.text
