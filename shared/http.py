@@ -134,7 +134,10 @@ def document_problems(app: FastAPI, *, roles: bool = False) -> None:
                     problems |= PROBLEMS_ON_BODIES
                 responses = operation.setdefault("responses", {})
                 for code, description in problems.items():
-                    responses.setdefault(code, _problem_response(description))
+                    if code in responses:
+                        _or_problem(responses[code], description)
+                    else:
+                        responses[code] = _problem_response(description)
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -143,6 +146,15 @@ def document_problems(app: FastAPI, *, roles: bool = False) -> None:
 def problem_schema() -> dict[str, Any]:
     """A reference to `Problem`, for routes documenting a problem under their own codes."""
     return {"$ref": "#/components/schemas/Problem"}
+
+
+def _or_problem(response: dict[str, Any], description: str) -> None:
+    """A route's own problem under a code the shared machinery also answers: either."""
+    content = response.get("content", {}).get("application/json")
+    if content is None or content.get("schema") == problem_schema():
+        return
+    content["schema"] = {"anyOf": [content["schema"], problem_schema()]}
+    response["description"] = f"{response.get('description', '')} Or: {description}".strip()
 
 
 def _problem_response(description: str) -> dict[str, Any]:

@@ -317,17 +317,6 @@ def create_app(
         code: {"model": LinkRefused, "description": f"Link refused: `{name}`."}
         for name, code in LINK_STATUS.items()
     }
-    # A body that is not JSON in UTF-8 is also a 400, with FastAPI's problem.
-    link_responses[status.HTTP_400_BAD_REQUEST] = {
-        "description": "Link refused: `invalid_link`; or a body that could not be read.",
-        "content": {
-            "application/json": {
-                "schema": {
-                    "anyOf": [{"$ref": "#/components/schemas/LinkRefused"}, problem_schema()]
-                }
-            }
-        },
-    }
     html = {"text/html": {"schema": {"type": "string"}}}
     link_pages: dict[int | str, dict[str, Any]] = {
         code: {"description": f"Link refused: `{name}` (a page saying why).", "content": html}
