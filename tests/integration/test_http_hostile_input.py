@@ -204,3 +204,34 @@ async def test_dates_at_the_ends_of_the_calendar_are_refused_not_a_server_error(
     response = await service.client.get(query, headers=service.auth)
 
     assert response.status_code == 422, response.text
+
+
+@pytest.mark.parametrize(
+    ("occurred_at", "extra"),
+    [
+        ("9999-12-30T12:00:00+00:00", {}),
+        ("0001-01-01T00:00:00+00:00", {}),
+        ("2026-03-02T10:00:00+00:00", {"matter_date": "0001-01-01"}),
+        ("2026-03-02T10:00:00+00:00", {"matter_date": "9999-12-31"}),
+    ],
+)
+async def test_a_case_action_dated_at_the_ends_of_the_calendar_is_not_a_server_error(
+    services: dict[str, ServiceUnderTest], occurred_at: str, extra: dict[str, str]
+) -> None:
+    service = services["complaints"]
+    complaint_id = f"hostile-end-{abs(hash((occurred_at, str(extra))))}"
+    record = action_record("open", complaint_id, "open-1", datetime.now(UTC), **extra)
+    record["occurred_at"] = occurred_at
+    opened = await service.client.post(
+        f"/v1/complaints/{complaint_id}/actions", json=record, headers=service.auth
+    )
+    extend = action_record(
+        "extend", complaint_id, "extend-1", datetime.now(UTC), new_due_date="9999-12-31"
+    )
+    extend["occurred_at"] = occurred_at
+    extended = await service.client.post(
+        f"/v1/complaints/{complaint_id}/actions", json=extend, headers=service.auth
+    )
+
+    assert opened.status_code < 500, opened.text
+    assert extended.status_code < 500, extended.text
