@@ -38,6 +38,7 @@ class IntakeSettings(ServiceSettings):
     )
     earliest_occurred_at: date = Field(
         default=date(2000, 1, 1),
+        ge=date(1900, 1, 1),  # no event can carry an earlier instant (shared/events/envelope.py)
         description="Earliest day (UTC) a record's occurred_at may fall on; earlier is "
         "refused as occurred_too_early. Backfills of real history after it are accepted.",
     )
