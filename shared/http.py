@@ -107,7 +107,7 @@ PROBLEMS_WITH_ROLES = {
     "403": "The credentials' role may not use this.",
 }
 PROBLEMS_ON_BODIES = {
-    "400": "The body could not be read (not JSON, or not in the declared encoding).",
+    "400": "The body could not be read: a bad Content-Length, or bytes that are not JSON.",
     "413": "The body is over the service's CIVICPULSE_HTTP_MAX_BODY_BYTES.",
 }
 
