@@ -233,6 +233,19 @@ def _import(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _add_parked(subparsers: Subparsers) -> None:
+    from civicpulse import parked
+
+    parser = subparsers.add_parser(
+        "parked",
+        help="list or retry timers and outbox rows parked after failing every attempt",
+        description=parked.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parked.add_arguments(parser)
+    parser.set_defaults(handler=parked.run)
+
+
 # Each entry registers one top-level sub-command.
 SUBCOMMANDS: list[Callable[[Subparsers], None]] = [
     _add_infra,
@@ -240,6 +253,7 @@ SUBCOMMANDS: list[Callable[[Subparsers], None]] = [
     _add_simulate,
     _add_import,
     _add_schemas,
+    _add_parked,
 ]
 
 
