@@ -9,12 +9,15 @@ import shlex
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from civicpulse.alerting import ALERTMANAGER_CONFIG, render_alertmanager_config
-from tests.unit.test_deploy_files import COMPOSE_FILE, PROMETHEUS_COMPOSE_CONFIG, _alert_rules
+from civicpulse.processes import ServiceProcess
+from civicpulse.stack import SERVICES, Credentials, RunningSystem, render_prometheus_config
+from tests.unit.test_deploy_files import PROMETHEUS_COMPOSE_CONFIG, _alert_rules
 
 INSTALL_AMTOOL = (
     "amtool is not on PATH: apt-get install -y prometheus-alertmanager (CI installs it)"
@@ -107,18 +110,22 @@ def test_a_service_down_inhibits_its_own_lag_alerts() -> None:
     assert lag["labels"]["service"] in scrape_services
 
 
-def test_compose_runs_alertmanager_on_the_config_and_prometheus_sends_to_it() -> None:
-    services = yaml.safe_load(COMPOSE_FILE.read_text())["services"]
-    alertmanager = services["alertmanager"]
-    prometheus_config = yaml.safe_load(PROMETHEUS_COMPOSE_CONFIG.read_text())
+def test_civicpulse_dev_points_its_prometheus_at_its_alertmanager(tmp_path: Path) -> None:
+    services = {
+        spec.name: ServiceProcess(spec.module, {"CIVICPULSE_HTTP_PORT": str(9100 + i)}, tmp_path)
+        for i, spec in enumerate(SERVICES)
+    }
+    no_infra: Any = None  # the rendering reads only the services' ports
+    system = RunningSystem(
+        no_infra, Credentials(), services, alertmanager_url="http://127.0.0.1:9555"
+    )
 
-    assert "./deploy/alertmanager:/etc/alertmanager:ro" in alertmanager["volumes"]
-    assert "--config.file=/etc/alertmanager/alertmanager.yml" in alertmanager["command"]
-    assert "alertmanager" in services["prometheus"]["depends_on"]
-    targets = [
-        target
-        for manager in prometheus_config["alerting"]["alertmanagers"]
-        for static in manager["static_configs"]
-        for target in static["targets"]
+    config = yaml.safe_load(
+        render_prometheus_config(
+            system, tmp_path / "p.yml", own_port=9091, scrape_seconds=5
+        ).read_text()
+    )
+
+    assert config["alerting"]["alertmanagers"][0]["static_configs"] == [
+        {"targets": ["127.0.0.1:9555"]}
     ]
-    assert targets == ["alertmanager:9093"]
