@@ -20,12 +20,15 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import httpx
 import openpyxl
 import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from civicpulse.processes import REPO_ROOT, ServiceProcess, free_port
 from shared.api_keys import hash_api_key
@@ -61,10 +64,14 @@ async def stack(
         "CIVICPULSE_KAFKA_BOOTSTRAP": kafka_bootstrap,
         "CIVICPULSE_DATABASE_URL": database_url,
     }
+    # Its own idempotency table: another intake of the session (reading the same raw
+    # topic) must not be the one to accept this module's records.
+    intake_database = await create_database(database_url, f"import_intake_{uuid.uuid4().hex[:8]}")
     intake = ServiceProcess(
         "services.intake",
         {
             **common,
+            "CIVICPULSE_DATABASE_URL": intake_database,
             "CIVICPULSE_HTTP_PORT": str(free_port()),
             "CIVICPULSE_INTAKE_GROUP_ID": intake_group,
             "CIVICPULSE_INTAKE_API_KEYS": json.dumps(
@@ -96,6 +103,25 @@ async def stack(
     finally:
         for process in (intake, feedback):
             process.stop()
+        await drop_database(database_url, intake_database)
+
+
+async def create_database(url: str, name: str) -> str:
+    admin = await asyncpg.connect(url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+
+
+async def drop_database(url: str, database: str) -> None:
+    admin = await asyncpg.connect(url)
+    try:
+        name = urlsplit(database).path.lstrip("/")
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
 
 
 # -- the files, and what each row should become ------------------------------------
@@ -328,7 +354,8 @@ async def test_a_call_export_and_a_crm_workbook_import_with_the_expected_kpis(
         tmp_path / "cases.xlsx", "crm-cases.yaml", *intake, "--api-key", CRM_KEY
     )
 
-    assert await end_offsets(kafka_bootstrap, [CONTACTS.name]) == before
+    # Intake publishes before it answers: whatever the re-import published is there now.
+    assert await events_of(kafka_bootstrap, prefix, before) == []
     assert (again_calls["accepted"], again_cases["accepted"]) == (0, 0)
     assert again_calls["duplicates"] == len(good_calls) + 1
     assert again_cases["duplicates"] == len(good_cases) + len(resolved) + 2
@@ -337,7 +364,8 @@ async def test_a_call_export_and_a_crm_workbook_import_with_the_expected_kpis(
 async def test_a_dry_run_refuses_the_same_rows_as_intake_and_sends_nothing(
     stack: Stack, kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    cases = case_rows(uuid.uuid4().hex[:6])
+    prefix = uuid.uuid4().hex[:6]
+    cases = case_rows(prefix)
     write_workbook(tmp_path / "cases.xlsx", cases)
     before = await end_offsets(kafka_bootstrap, [CONTACTS.name])
 
@@ -348,7 +376,7 @@ async def test_a_dry_run_refuses_the_same_rows_as_intake_and_sends_nothing(
     assert exit_code == 1
     assert report_lines(report) == expected_refusals(cases)
     assert summary["delivered"] == 0
-    assert await end_offsets(kafka_bootstrap, [CONTACTS.name]) == before
+    assert await events_of(kafka_bootstrap, prefix, before) == []
 
 
 async def test_a_mapping_that_reads_a_personal_data_column_is_refused_before_sending(
@@ -446,11 +474,13 @@ async def read_between(
     bootstrap: str, topic: str, start: dict[TopicPartition, int], end: dict[TopicPartition, int]
 ) -> list[ConsumerRecord[bytes, bytes]]:
     """Every record of `topic` from `start` up to (not including) `end`, by partition."""
+    wanted = [tp for tp in end if end[tp] > start.get(tp, 0)]
+    if not wanted:
+        return []  # nothing new (aiokafka cannot stop a consumer assigned nothing)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     records: list[ConsumerRecord[bytes, bytes]] = []
     try:
-        wanted = [tp for tp in end if end[tp] > start.get(tp, 0)]
         consumer.assign(wanted)
         for tp in wanted:
             consumer.seek(tp, start.get(tp, 0))
@@ -464,6 +494,19 @@ async def read_between(
     finally:
         await consumer.stop()
     return records
+
+
+async def events_of(
+    bootstrap: str, prefix: str, start: dict[TopicPartition, int]
+) -> list[dict[str, Any]]:
+    """Canonical contact events about this test's contacts, from `start` to the end now.
+
+    Other tests' intakes may publish meanwhile: only this test's ids count.
+    """
+    end = await end_offsets(bootstrap, [CONTACTS.name])
+    records = await read_between(bootstrap, CONTACTS.name, start, end)
+    events = [json.loads(record.value) for record in records if record.value]
+    return [event for event in events if str(event.get("contact_id", "")).startswith(prefix)]
 
 
 async def intake_has_consumed(bootstrap: str, group: str, end: dict[TopicPartition, int]) -> None:
@@ -484,10 +527,18 @@ async def intake_has_consumed(bootstrap: str, group: str, end: dict[TopicPartiti
 async def test_an_import_to_the_raw_topic_is_keyed_by_contact_and_published_once(
     stack: Stack, kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    """Checked with intake's own rules before sending (the topic answers nothing)."""
+    """Checked with intake's own rules before sending (the topic answers nothing).
+
+    Other intakes of the test session may read the raw topic too and publish the same
+    events again, under the same deterministic event ids that consumers deduplicate:
+    so the canonical topic must hold one event id per call, and the intake under
+    test (with its own idempotency table) must count each call accepted once and the
+    repeated row as a duplicate.
+    """
     prefix = uuid.uuid4().hex[:6]
     calls = call_rows(prefix, OTHER_DAY)  # its events stay out of DAY's KPIs
     write_csv(tmp_path / "calls.csv", calls)
+    counted_before = await kafka_outcomes(stack.intake)
     raw_before = await end_offsets(kafka_bootstrap, [CONTACTS_RAW.name])
     events_before = await end_offsets(kafka_bootstrap, [CONTACTS.name])
 
@@ -500,6 +551,7 @@ async def test_an_import_to_the_raw_topic_is_keyed_by_contact_and_published_once
     raw_after = await end_offsets(kafka_bootstrap, [CONTACTS_RAW.name])
     await intake_has_consumed(kafka_bootstrap, stack.intake_group, raw_after)
     events_after = await end_offsets(kafka_bootstrap, [CONTACTS.name])
+    counted_after = await kafka_outcomes(stack.intake)
 
     sent = [r for r in await read_between(kafka_bootstrap, CONTACTS_RAW.name, raw_before, raw_after)
             if r.key and r.key.decode().startswith(prefix)]  # fmt: skip
@@ -507,7 +559,10 @@ async def test_an_import_to_the_raw_topic_is_keyed_by_contact_and_published_once
         json.loads(r.value)
         for r in await read_between(kafka_bootstrap, CONTACTS.name, events_before, events_after)
     ]
-    mine = [e["contact_id"] for e in events if e["contact_id"].startswith(prefix)]
+    event_ids: dict[str, set[str]] = {}
+    for event in events:
+        if event["contact_id"].startswith(prefix):
+            event_ids.setdefault(event["contact_id"], set()).add(event["event_id"])
     good = [c["Call ID"] for c in counted(calls)]
     assert exit_code == 1
     assert report_lines(report) == expected_refusals(calls)
@@ -516,4 +571,30 @@ async def test_an_import_to_the_raw_topic_is_keyed_by_contact_and_published_once
     assert sorted(r.key.decode() for r in sent if r.key) == sorted(
         [*good, calls[-1].cells["Call ID"]]
     )
-    assert sorted(mine) == sorted(good)  # each call once, the repeated row not again
+    assert sorted(event_ids) == sorted(good)
+    assert all(len(ids) == 1 for ids in event_ids.values())
+    assert counted_after - counted_before == Outcomes(accepted=len(good), duplicates=1)
+
+
+@dataclass(frozen=True)
+class Outcomes:
+    accepted: float
+    duplicates: float
+
+    def __sub__(self, other: "Outcomes") -> "Outcomes":
+        return Outcomes(self.accepted - other.accepted, self.duplicates - other.duplicates)
+
+
+async def kafka_outcomes(intake: ServiceProcess) -> Outcomes:
+    """What the intake under test counted from the raw topic, from its /metrics."""
+    async with httpx.AsyncClient(base_url=intake.base_url, timeout=10) as client:
+        text = (await client.get("/metrics")).text
+    totals = {"intake_records_accepted": 0.0, "intake_records_duplicate": 0.0}
+    for family in text_string_to_metric_families(text):
+        if family.name in totals:
+            totals[family.name] += sum(
+                sample.value
+                for sample in family.samples
+                if sample.name.endswith("_total") and sample.labels.get("via") == "kafka"
+            )
+    return Outcomes(totals["intake_records_accepted"], totals["intake_records_duplicate"])
