@@ -308,7 +308,9 @@ def test_a_childrens_complaint_has_three_stages() -> None:
         complaint = apply(complaint, "acknowledge", MONDAY).complaint
         complaint = apply(complaint, "respond", MONDAY, responder=responder).complaint
         complaint = apply(complaint, "request_escalation", MONDAY).complaint
-        assert complaint.deadline(stage + 1, DeadlineKind.RESPOND) is not None
+        # Stage 3's first deadline is the review panel's meeting (2006 regs., reg. 19).
+        first = DeadlineKind.RESPOND if stage == 1 else DeadlineKind.PANEL_MEETING
+        assert complaint.deadline(stage + 1, first) is not None
 
     complaint = apply(complaint, "acknowledge", MONDAY).complaint
     complaint = apply(complaint, "respond", MONDAY, responder="panel").complaint
@@ -322,7 +324,9 @@ def test_an_adult_social_care_complaint_has_one_stage_with_a_six_month_benchmark
 
     assert complaint.statutory
     assert due(complaint, 1, DeadlineKind.ACKNOWLEDGE) == date(2026, 3, 4)  # 3 working days
-    assert due(complaint, 1, DeadlineKind.RESPOND) == date(2026, 8, 28)  # 28 Aug is a Friday
+    # Six months "commencing on the day" of receipt end the day before the anniversary
+    # (2009 regulations, reg. 14): Thursday 27 August.
+    assert due(complaint, 1, DeadlineKind.RESPOND) == date(2026, 8, 27)
     answered = apply(complaint, "respond", date(2026, 5, 1)).complaint
     assert (
         refusal(answered, "request_escalation", date(2026, 5, 2)).reason

@@ -1,0 +1,26 @@
+-- The officer's worklist (GET /v1/complaints): what is due next, beside the
+-- state, so the list filters and orders in SQL. `next_deadline` is the earliest
+-- deadline still awaiting its action (breached ones included: past it, the case
+-- is overdue); `next_due_date` also counts the escalation window's end.
+ALTER TABLE complaints
+    ADD COLUMN channel       text,
+    ADD COLUMN next_deadline date,
+    ADD COLUMN next_due_date date;
+
+-- Rows saved before this migration: the same figures from their stored state
+-- (version 1 states kept the window's end as `escalation_window_ends`).
+UPDATE complaints SET
+    channel = state->>'channel',
+    next_deadline = (
+        SELECT min((d->>'due_date')::date)
+        FROM jsonb_array_elements(state->'deadlines') AS d
+        WHERE d->>'met_on' IS NULL AND NOT (d->>'cancelled')::boolean
+    );
+UPDATE complaints SET next_due_date = CASE
+    WHEN status = 'responded' AND state->>'escalation_window_ends' IS NOT NULL
+        THEN LEAST(next_deadline, (state->>'escalation_window_ends')::date)
+    ELSE next_deadline
+END;
+
+-- Keyset pages in due order; NULLs (nothing due) sort last.
+CREATE INDEX complaints_worklist ON complaints (next_due_date, complaint_id);
