@@ -160,7 +160,7 @@ KPIS: tuple[Kpi, ...] = (
         Direction.LOWER_IS_BETTER,
         plus("corporate_complaints_received_s2"),
         None,
-        "Corporate complaints escalated to stage 2.",
+        "Corporate complaints whose customer asked for stage 2 (counted when asked).",
     ),
     Kpi(
         "complaints_acknowledged_within_target",
@@ -232,9 +232,19 @@ KPIS: tuple[Kpi, ...] = (
         "Ombudsman referrals",
         Unit.COUNT,
         Direction.LOWER_IS_BETTER,
-        plus("corporate_ombudsman_referrals", "statutory_ombudsman_referrals"),
+        plus("corporate_ombudsman_referrals"),
         None,
-        "Complaints referred to the Local Government or Housing Ombudsman.",
+        "Corporate complaints referred to the Local Government or Housing Ombudsman.",
+    ),
+    Kpi(
+        "statutory_ombudsman_referrals",
+        "Statutory complaints referred to the Ombudsman",
+        Unit.COUNT,
+        Direction.LOWER_IS_BETTER,
+        plus("statutory_ombudsman_referrals"),
+        None,
+        "Adult and children's social care complaints referred to the Ombudsman; counted "
+        "apart from the Code's.",
     ),
     Kpi(
         "statutory_complaints_received",

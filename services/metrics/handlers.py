@@ -36,6 +36,7 @@ from shared.events.complaints import (
     ComplaintClosed,
     ComplaintDeadlineBreached,
     ComplaintEscalated,
+    ComplaintEscalationRequested,
     ComplaintEvent,
     ComplaintOpened,
     ComplaintResponded,
@@ -203,6 +204,9 @@ class BatchApplier:
                 await store.update_complaint(
                     connection, generation, event.complaint_id, stage=p.to_stage, open_=True
                 )
+                return []
+            case ComplaintEscalationRequested():  # reopens a case closed inside its window
+                await store.update_complaint(connection, generation, event.complaint_id, open_=True)
                 return []
             case ComplaintClosed() | ComplaintWithdrawn():
                 await store.update_complaint(

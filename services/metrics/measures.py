@@ -13,9 +13,11 @@ from datetime import date
 from services.metrics.periods import local_day
 from shared.events import Event
 from shared.events.complaints import (
+    ComplaintDeadlineBreachCorrected,
     ComplaintDeadlineBreached,
-    ComplaintEscalated,
+    ComplaintEscalationRefused,
     ComplaintEscalationRequested,
+    ComplaintLearningActionCompleted,
     ComplaintOpened,
     ComplaintReferredToOmbudsman,
     ComplaintResponded,
@@ -140,13 +142,31 @@ def complaint_increments(event: Event, channel: str) -> list[Increment]:
                 Increment(cell, "complaints_opened"),
                 Increment(cell, f"{scope}_complaints_received_s1"),
             ]
-        case ComplaintEscalated(payload=p):
-            cell = Cell(day, p.service_area, channel)
-            measure = f"{complaint_scope(p.procedure)}_complaints_received_s{p.to_stage}"
-            return [Increment(cell, measure)]
         case ComplaintEscalationRequested(payload=p):
+            # The next stage is counted when the customer asks for it (DOMAIN.md), so
+            # refused or unacknowledged escalations stay in the escalation rate.
+            scope, cell = complaint_scope(p.procedure), Cell(day, p.service_area, channel)
+            return [
+                Increment(cell, f"{scope}_escalations_requested"),
+                Increment(cell, f"{scope}_complaints_received_s{p.from_stage + 1}"),
+            ]
+        case ComplaintEscalationRefused(payload=p):
             cell = Cell(day, p.service_area, channel)
-            return [Increment(cell, f"{complaint_scope(p.procedure)}_escalations_requested")]
+            return [Increment(cell, f"{complaint_scope(p.procedure)}_escalations_refused")]
+        case ComplaintDeadlineBreachCorrected(payload=p):
+            # Dated at the breach it undoes: that day's breach becomes an on-time outcome.
+            scope, cell = complaint_scope(p.procedure), Cell(day, p.service_area, channel)
+            name = "ack" if p.deadline.value == "acknowledge" else "response"
+            return [
+                Increment(cell, f"{scope}_{name}_on_time_s{p.stage}"),
+                Increment(cell, f"{scope}_deadline_breaches", -1),
+            ]
+        case ComplaintLearningActionCompleted(payload=p):
+            scope, cell = complaint_scope(p.procedure), Cell(day, p.service_area, channel)
+            done = [Increment(cell, f"{scope}_learning_actions_done")]
+            if p.on_time:
+                done.append(Increment(cell, f"{scope}_learning_actions_done_on_time"))
+            return done
         case ComplaintResponded(payload=p):
             scope = complaint_scope(p.procedure)
             cell = Cell(day, p.service_area, channel)
