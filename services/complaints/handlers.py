@@ -86,6 +86,11 @@ class ComplaintsMetrics:
             "Running deadlines due today (Europe/London).",
             registry=registry,
         )
+        self.learning_actions_overdue = Gauge(
+            "complaints_learning_actions_overdue",
+            "Learning actions from complaint responses past their due date and not done.",
+            registry=registry,
+        )
         self.consumer_lag = Gauge(
             "complaints_consumer_lag_records",
             "Records on each input topic not yet consumed by the service's group.",
@@ -362,3 +367,6 @@ class ComplaintsHandler:
             )
         today = local_date(self._clock())
         self._metrics.due_today.set(await self._store.deadlines_due_on(today))
+        self._metrics.learning_actions_overdue.set(
+            await self._store.learning_actions_overdue(today)
+        )

@@ -217,6 +217,18 @@ class ComplaintsStore:
         )
         return count
 
+    async def learning_actions_overdue(self, today: date) -> int:
+        """Learning actions past their due date and not done, on any complaint."""
+        count: int = await self.pool.fetchval(
+            """
+            SELECT count(*) FROM complaints,
+                jsonb_array_elements(coalesce(state->'learning_actions', '[]')) AS a
+            WHERE a->>'completed_on' IS NULL AND (a->>'due_date')::date < $1
+            """,
+            today,
+        )
+        return count
+
     async def worklist(self, query: WorklistQuery) -> list[Complaint]:
         """One page of the worklist in due order (nothing due last), then by id."""
         after_due, after_id = query.after or (None, "")

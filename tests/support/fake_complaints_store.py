@@ -175,6 +175,14 @@ class FakeComplaintsStore(ComplaintsStore):
             if t.pending and t.timer.kind != WINDOW_TIMER_KIND and t.timer.due_at == end
         )
 
+    async def learning_actions_overdue(self, today: date) -> int:
+        return sum(
+            1
+            for c in self.state.complaints.values()
+            for a in c.learning_actions
+            if a.completed_on is None and a.due_date is not None and a.due_date < today
+        )
+
     async def worklist(self, query: WorklistQuery) -> list[Complaint]:
         def wanted(c: Complaint) -> bool:
             due, deadline = c.next_due_date(), c.next_deadline()

@@ -345,3 +345,32 @@ async def test_action_records_apply_in_one_batch_and_refused_ones_are_dead_lette
 
     assert (await backend.state(complaint_id)).status is Status.ACKNOWLEDGED
     assert sorted(kind for _, _, kind in backend.dead_letters) == ["invalid_action", "refused"]
+
+
+async def test_learning_actions_past_due_and_not_done_are_counted_overdue(
+    backend: Backend,
+) -> None:
+    """DOMAIN.md: a learning action has an owner team and a due date and is tracked until
+    done; issue 11 item 6: actions overdue are counted."""
+    complaint_id, day_after_due = backend.new_id(), date(2026, 1, 31)
+    await backend.act("open", complaint_id, date(2026, 1, 5))
+    await backend.act("acknowledge", complaint_id, date(2026, 1, 6))
+    learning = [
+        {"description": "Retrain crews", "owner_team": "ops", "due_date": "2026-01-30"},
+        {"description": "Fix the form", "owner_team": "digital", "due_date": "2026-01-30"},
+    ]
+    # Other tests' complaints may share the database: count from a baseline.
+    baseline = await backend.store.learning_actions_overdue(day_after_due)
+    await backend.act("respond", complaint_id, date(2026, 1, 14), learning_actions=learning)
+    on_the_due_date = await backend.store.learning_actions_overdue(date(2026, 1, 30))
+    both_overdue = await backend.store.learning_actions_overdue(day_after_due)
+
+    await backend.act(
+        "complete_learning_action", complaint_id, date(2026, 2, 2), learning_action_id="1.2"
+    )
+    one_overdue = await backend.store.learning_actions_overdue(day_after_due)
+
+    done = (await backend.state(complaint_id)).learning_actions
+    assert [a.completed_on for a in done] == [None, date(2026, 2, 2)]
+    assert on_the_due_date <= baseline
+    assert (both_overdue, one_overdue) == (baseline + 2, baseline + 1)
