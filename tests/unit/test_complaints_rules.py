@@ -157,6 +157,19 @@ def test_a_request_dated_inside_the_window_is_accepted_after_the_lapse_timer_clo
     assert escalated.complaint.status is Status.ESCALATION_REQUESTED
 
 
+def test_a_close_dated_after_the_window_ended_is_the_lapse_itself() -> None:
+    """DOMAIN.md: when the window ends with no request the complaint closes (window lapsed);
+    a case-management system closing it then needs no reason, and a later request is
+    refused (one dated inside the window still counts, as after the lapse timer)."""
+    closed = apply(responded(), "close", date(2026, 2, 12))
+
+    assert payload_of(closed).closed_because is CloseReason.ESCALATION_WINDOW_LAPSED
+    assert refused(closed.complaint, "request_escalation", date(2026, 2, 12)) is (
+        RefusalReason.ESCALATION_WINDOW_CLOSED
+    )
+    assert apply(closed.complaint, "request_escalation", date(2026, 2, 11)).events
+
+
 def test_a_corporate_window_of_a_calendar_month_ends_on_the_same_date_next_month() -> None:
     """DOMAIN.md: councils set the window in working days or as a calendar month."""
     complaint = responded(policy=Policy(escalation_window_calendar_month=True))

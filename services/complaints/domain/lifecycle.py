@@ -283,7 +283,11 @@ def close_complaint(t: Transition, action: CloseComplaint) -> None:
     complaint = t.complaint
     if complaint.status is Status.CLOSED:
         raise Refused(RefusalReason.WRONG_STATE, "the complaint is already closed")
-    window_open = complaint.status is Status.RESPONDED and complaint.escalation_window_ends
+    window_ends = complaint.escalation_window_ends
+    window_open = (
+        complaint.status is Status.RESPONDED and window_ends is not None and t.day <= window_ends
+    )
+    lapsed = complaint.status is Status.RESPONDED and window_ends is not None and not window_open
     if (complaint.status in UNANSWERED or window_open) and action.reason is None:
         raise Refused(
             RefusalReason.REASON_REQUIRED,
@@ -298,6 +302,11 @@ def close_complaint(t: Transition, action: CloseComplaint) -> None:
         because = CloseReason.REFUSED
     elif window_open:
         because = CloseReason.OFFICER_CLOSED  # the customer may still escalate in the window
+    elif lapsed:  # dated after the window ended: the close its timer would have made
+        because = CloseReason.ESCALATION_WINDOW_LAPSED
+        window = complaint.escalation_window
+        if window is not None:
+            t.update(escalation_window=window.model_copy(update={"lapsed": True}))
     t.cancel_pending()
     if because in (CloseReason.REFUSED, CloseReason.ESCALATION_REFUSED):
         t.update(refused=action.reason)
