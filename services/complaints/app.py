@@ -159,8 +159,10 @@ def create_app(
         "/v1/complaints/{complaint_id}/actions",
         summary="Apply a case action to a complaint",
         description=(
-            "One action: `open`, `acknowledge`, `respond`, `request_escalation`, `extend`, "
-            "`refer_to_ombudsman`, `withdraw` or `close` (the `action` field). `complaint_id` "
+            "One action: `open`, `acknowledge`, `respond`, `request_escalation`, "
+            "`refuse_escalation`, `extend`, `record_panel_meeting`, `record_panel_report`, "
+            "`refer_to_ombudsman`, `record_ombudsman_decision`, `complete_learning_action`, "
+            "`withdraw` or `close` (the `action` field). `complaint_id` "
             "and `source` may be left out of the body: the path and the API key give them. "
             "`action_id` is the idempotency "
             "key: the same action sent again is reported as `duplicate` and changes nothing. "
