@@ -28,7 +28,7 @@ from services.complaints.domain import (
 )
 from services.complaints.procedures import Policy
 from services.complaints.working_days import WorkingDayCalendar, end_of_local_day
-from services.metrics.measures import complaint_increments
+from services.metrics.domain.measures import complaint_increments
 from shared.events.complaints import (
     CloseReason,
     ComplaintDeadlineBreachCorrected,
