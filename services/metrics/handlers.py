@@ -20,6 +20,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter
 
 from services.metrics.domain import Rules
+from services.metrics.domain.complaint_notes import complaint_notes
 from services.metrics.domain.measures import (
     NO_CHANNEL,
     Cell,
@@ -248,6 +249,9 @@ class BatchApplier:
             if handler is not None:
                 add(await handler(batch, event))
         await store.add_to_aggregates(generation, totals)
+        await store.record_complaint_notes(
+            generation, [note for event in fresh for note in complaint_notes(event)]
+        )
         await self._check_surges(batch, totals)
         await store.record_progress(generation, _progress(fresh))
         if self._metrics:

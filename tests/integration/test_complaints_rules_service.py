@@ -340,3 +340,88 @@ async def test_the_worklist_filters_orders_and_pages_and_refuses_bad_parameters(
     for name, response in bad.items():
         assert response.status_code == 422, (name, response.text)
         assert name in json.dumps(response.json()["detail"][0]["loc"]), name
+
+
+async def test_the_annual_report_s_figures_match_the_ledger_of_complaints_made_here(
+    complaints: RunningComplaints, metrics: RunningMetrics
+) -> None:
+    """Code: the annual complaints performance and service improvement report, per
+    financial year; the 2009 regulations' statutory report in its own section. The figures
+    are worked out from the complaints this test makes, not from what arrived."""
+    tag = uuid.uuid4().hex[:6]
+    learning = [{"description": "Brief crews", "owner_team": "waste-ops", "due_date": "2022-06-30"}]
+    ledger: dict[str, list[tuple[str, date, dict[str, Any]]]] = {
+        f"CMP-fy-1-{tag}": [
+            ("open", date(2022, 5, 3), {"service_area": "waste"}),
+            ("acknowledge", date(2022, 5, 4), {}),
+            ("respond", date(2022, 5, 10), {"outcome": "upheld", "learning_actions": learning}),
+            ("request_escalation", date(2022, 5, 11), {}),  # this module: a 1-day window
+            ("refuse_escalation", date(2022, 5, 17), {"reason": "already_considered"}),
+            ("refer_to_ombudsman", date(2022, 6, 1), {"ombudsman_reference": "LG-22-1"}),
+            ("complete_learning_action", date(2022, 6, 20), {"learning_action_id": "1.1"}),
+            ("record_ombudsman_decision", date(2022, 9, 1), {"decision": "not_upheld"}),
+        ],
+        f"CMP-fy-2-{tag}": [
+            ("open", date(2022, 7, 4), {"service_area": "housing"}),
+            ("acknowledge", date(2022, 7, 5), {}),
+            ("respond", date(2022, 7, 12), {"outcome": "not_upheld"}),
+            ("withdraw", date(2022, 7, 13), {}),
+        ],
+        f"CMP-fy-3-{tag}": [
+            ("open", date(2022, 8, 1), {"service_area": "adult_social_care"}),
+            ("acknowledge", date(2022, 8, 2), {}),
+            ("respond", date(2022, 9, 1), {"outcome": "partly_upheld"}),
+        ],
+    }
+    for complaint_id, steps in ledger.items():
+        for kind, day, fields in steps:
+            response = await complaints.act(kind, complaint_id, day, **fields)
+            assert response.status_code == 200, (kind, response.text)
+
+    async def report() -> dict[str, Any] | None:
+        response = await metrics.client.get(
+            "/v1/reports/complaints", params={"financial_year": 2022}, headers=MANAGER
+        )
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        decided = body["sections"]["corporate"]["ombudsman_decisions"]
+        adult = body["sections"]["adult_social_care"]["outcomes_by_stage"]["1"]
+        done = decided.get("not_upheld", {}).get("value") == 1 and adult["partly_upheld"]["value"]
+        return body if done else None
+
+    body = await eventually(report)
+    corporate, adult = body["sections"]["corporate"], body["sections"]["adult_social_care"]
+    assert {k: v["value"] for k, v in corporate["received_by_stage"].items()} == {"1": 2, "2": 1}
+    assert {k: v["value"] for k, v in corporate["outcomes_by_stage"]["1"].items()} == {
+        "upheld": 1,
+        "partly_upheld": 0,
+        "not_upheld": 1,
+    }
+    assert corporate["refusals_by_reason"]["already_considered"]["value"] == 1
+    assert corporate["ombudsman_referrals"]["value"] == 1
+    assert corporate["withdrawn"]["value"] == 1
+    assert [(a["learning_action_id"], a["status"]) for a in corporate["learning_actions"]] == [
+        ("1.1", "done_on_time")
+    ]
+    assert adult["received_by_stage"]["1"]["value"] == 1
+    # The source of a counted figure reproduces it from GET /v1/kpis.
+    source = corporate["received_by_stage"]["1"]["source"]
+    kpis = await metrics.client.get(source["endpoint"], params=source["params"], headers=MANAGER)
+    [row] = [r for r in kpis.json()["kpis"] if r["kpi"] == source["kpi"]]
+    assert row["value"] == 2
+    as_csv = await metrics.client.get(
+        "/v1/reports/complaints", params={"financial_year": 2022, "format": "csv"}, headers=MANAGER
+    )
+    empty = await metrics.client.get(
+        "/v1/reports/complaints", params={"financial_year": 2041}, headers=MANAGER
+    )
+    bad = await metrics.client.get(
+        "/v1/reports/complaints", params={"financial_year": "2022/23"}, headers=MANAGER
+    )
+    anonymous = await metrics.client.get("/v1/reports/complaints", params={"financial_year": 2022})
+    assert as_csv.headers["content-type"].startswith("text/csv")
+    assert "received_by_stage" in as_csv.text
+    assert empty.json()["sections"]["corporate"]["received_by_stage"]["1"]["value"] == 0
+    assert bad.status_code == 422
+    assert "financial_year" in json.dumps(bad.json()["detail"][0]["loc"])
+    assert anonymous.status_code == 401
