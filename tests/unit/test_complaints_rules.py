@@ -27,6 +27,7 @@ from services.complaints.domain import (
     recalculate,
 )
 from services.complaints.procedures import Policy
+from services.complaints.store import wanted_timers
 from services.complaints.working_days import WorkingDayCalendar, end_of_local_day
 from services.metrics.domain.measures import complaint_increments
 from shared.events.complaints import (
@@ -528,3 +529,20 @@ def test_learning_actions_are_tracked_until_done_on_time_or_late() -> None:
     assert refused(
         second.complaint, "complete_learning_action", date(2026, 3, 1), learning_action_id="9.9"
     ) is (RefusalReason.UNKNOWN_LEARNING_ACTION)
+
+
+def test_a_state_saved_before_windows_had_their_own_record_still_lapses() -> None:
+    """docs/production.md: stored state outlives a release; a complaint responded under
+    the old model (only `escalation_window_ends`) keeps its window and lapses on time."""
+    legacy = responded().model_dump(mode="json", exclude={"escalation_window"})
+    legacy["escalation_window_ends"] = "2026-02-11"
+
+    complaint = Complaint.model_validate(legacy)
+    closed = lapse(complaint, now=end_of_local_day(date(2026, 2, 11)), recorded_at=RECORDED_AT)
+
+    assert complaint.escalation_window_ends == date(2026, 2, 11)
+    # The timer migration 002 backfills for such states, by the same id and instant.
+    timer = wanted_timers(complaint)[f"{ID}/1:escalation_window"]
+    assert timer.due_at == end_of_local_day(date(2026, 2, 11))
+    assert closed is not None
+    assert closed.complaint.status is Status.CLOSED

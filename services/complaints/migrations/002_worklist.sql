@@ -24,3 +24,17 @@ END;
 
 -- Keyset pages in due order; NULLs (nothing due) sort last.
 CREATE INDEX complaints_worklist ON complaints (next_due_date, complaint_id);
+
+-- Stage responses saved before escalation windows had timers: give each open
+-- window its timer, so that it lapses like a new one (due at the local
+-- midnight after its last day, as `end_of_local_day`).
+INSERT INTO timers (service, timer_id, kind, subject, due_at, payload)
+SELECT 'complaints',
+       complaint_id || '/' || stage || ':escalation_window',
+       'escalation_window',
+       complaint_id,
+       ((state->>'escalation_window_ends')::date + 1)::timestamp AT TIME ZONE 'Europe/London',
+       jsonb_build_object('stage', stage, 'due_date', state->>'escalation_window_ends')
+FROM complaints
+WHERE status = 'responded' AND state->>'escalation_window_ends' IS NOT NULL
+ON CONFLICT (service, timer_id) DO NOTHING;
