@@ -24,7 +24,7 @@ from services.complaints.procedures import Policy
 from services.complaints.settings import SERVICE
 from services.complaints.store import MIGRATIONS, ComplaintsStore, WorklistQuery
 from services.complaints.working_days import WorkingDayCalendar, end_of_local_day
-from shared.consumer import InboundRecord
+from shared.consumer import ConsumerSettings, Fault, InboundRecord
 from shared.dead_letters import SourcePosition
 from shared.postgres import create_pool, migrate
 from shared.timers import TimerScheduler
@@ -55,18 +55,25 @@ class Backend:
         self.handler = self.handler_with(self.calendar)
 
     def handler_with(self, calendar: WorkingDayCalendar) -> ComplaintsHandler:
-        async def dead_letter(record: InboundRecord, reason: str, kind: str, _: int) -> None:
-            self.dead_letters.append((record, reason, kind))
-
         return ComplaintsHandler(
             store=self.store,
             calendar=calendar,
             policy=Policy(),
             metrics=ComplaintsMetrics(CollectorRegistry()),
-            dead_letter=dead_letter,
             clock=self.clock,
-            max_attempts=2,
         )
+
+    async def consume_actions(self, records: list[InboundRecord]) -> None:
+        """The actions topic's consumer, its dead letters kept here."""
+
+        async def dead_letter(record: InboundRecord, fault: Fault, _: int) -> str:
+            self.dead_letters.append((record, fault.describe(), fault.error_type))
+            return "recorded"
+
+        consumer = self.handler.action_topic_consumer(
+            dead_letter, ConsumerSettings(max_attempts=2, retry_backoff_seconds=0)
+        )
+        await consumer.consume(records)
 
     def new_id(self) -> str:
         return f"CMP-{uuid.uuid4().hex[:12]}"
@@ -341,7 +348,7 @@ async def test_action_records_apply_in_one_batch_and_refused_ones_are_dead_lette
         for n, value in enumerate(values)
     ]
 
-    await backend.handler.handle_action_records(records)
+    await backend.consume_actions(records)
 
     assert (await backend.state(complaint_id)).status is Status.ACKNOWLEDGED
     assert sorted(kind for _, _, kind in backend.dead_letters) == ["invalid_action", "refused"]
