@@ -167,13 +167,19 @@ class ComplaintsStore:
     async def open_complaints(
         self, connection: Connection, *, batch_size: int = 500
     ) -> AsyncIterator[Sequence[Complaint]]:
-        """Every complaint whose deadlines may still run, locked, in batches (keyset paging)."""
+        """Every complaint whose deadlines or escalation window may still run, locked, in
+        batches (keyset paging): the unsettled ones, and those closed by hand inside their
+        window (the customer may still ask for the next stage)."""
         after = ""
         while True:
             rows = await connection.fetch(
                 """
                 SELECT complaint_id, state FROM complaints
-                WHERE status <> ALL($1::text[]) AND complaint_id > $2
+                WHERE (status <> ALL($1::text[])
+                       OR (status = 'closed'
+                           AND (state->'escalation_window'->>'used')::boolean IS false
+                           AND (state->'escalation_window'->>'lapsed')::boolean IS false))
+                  AND complaint_id > $2
                 ORDER BY complaint_id LIMIT $3
                 FOR UPDATE
                 """,

@@ -21,7 +21,7 @@ from uuid import UUID
 
 import asyncpg
 
-from services.complaints.domain import SETTLED, WINDOW_TIMER_KIND, Complaint
+from services.complaints.domain import SETTLED, WINDOW_TIMER_KIND, Complaint, Status
 from services.complaints.store import ComplaintsStore, OpenCount, WorklistQuery, wanted_timers
 from services.complaints.working_days import end_of_local_day
 from shared import timers
@@ -149,9 +149,13 @@ class FakeComplaintsStore(ComplaintsStore):
     async def open_complaints(
         self, connection: Connection, *, batch_size: int = 500
     ) -> AsyncIterator[Sequence[Complaint]]:
+        def may_run(c: Complaint) -> bool:
+            window = c.escalation_window
+            closed_in_window = c.status is Status.CLOSED and window is not None and window.open
+            return c.status not in SETTLED or closed_in_window
+
         unsettled = sorted(
-            (c for c in self.state.complaints.values() if c.status not in SETTLED),
-            key=lambda c: c.complaint_id,
+            filter(may_run, self.state.complaints.values()), key=lambda c: c.complaint_id
         )
         for start in range(0, len(unsettled), batch_size):
             yield unsettled[start : start + batch_size]

@@ -285,16 +285,20 @@ async def test_a_closure_day_added_moves_running_deadlines_and_the_open_window(
 ) -> None:
     """DOMAIN.md: when the calendar changes (a closure day added), open deadlines are
     recalculated; issue 11 item 1: the window with them."""
-    responded_id, received_id = backend.new_id(), backend.new_id()
+    responded_id, received_id, closed_id = backend.new_id(), backend.new_id(), backend.new_id()
     await _responded(backend, responded_id)
+    await _responded(backend, closed_id)
+    await backend.act("close", closed_id, date(2026, 1, 15), reason="the customer is content")
     await backend.act("open", received_id, date(2026, 1, 14))  # acknowledge by 21 January
     await backend.handler.recalculate_deadlines()  # the first count is remembered
 
     closed = backend.handler_with(WorkingDayCalendar([date(2026, 1, 20)]))
     moved = await closed.recalculate_deadlines()
 
-    assert moved >= 2
+    assert moved >= 3
     assert (await backend.state(responded_id)).escalation_window_ends == date(2026, 2, 12)
+    # Closed by hand inside its window: the customer may still escalate, to the new end.
+    assert (await backend.state(closed_id)).escalation_window_ends == date(2026, 2, 12)
     assert (await backend.state(received_id)).deadlines[0].due_date == date(2026, 1, 22)
     if isinstance(backend.store, FakeComplaintsStore):
         timer = backend.store.pending_timers()[f"{responded_id}/1:escalation_window"]
