@@ -65,6 +65,8 @@ def service_environment(
     common = {
         "CIVICPULSE_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
         "CIVICPULSE_DATABASE_URL": stack.database_url,
+        # On a cluster, topics get replicas on 3 brokers (2 in sync), as in production.
+        "CIVICPULSE_TOPIC_REPLICATION_FACTOR": str(infra.replication_for(len(stack.kafka_nodes))),
     }
     own = {
         "intake": {

@@ -12,7 +12,8 @@ import asyncpg
 import pytest
 from prometheus_client import CollectorRegistry
 
-from civicpulse.processes import ServiceProcess, free_port
+from civicpulse.infra import pick_free_port
+from civicpulse.processes import ServiceProcess
 from services.complaints.handlers import Applied, ComplaintsHandler, ComplaintsMetrics
 from services.complaints.procedures import Policy
 from services.complaints.store import MIGRATIONS, SERVICE
@@ -38,7 +39,7 @@ async def complaints_process(
     env = {
         "CIVICPULSE_KAFKA_BOOTSTRAP": kafka_bootstrap,
         "CIVICPULSE_DATABASE_URL": database_url,
-        "CIVICPULSE_HTTP_PORT": str(free_port()),
+        "CIVICPULSE_HTTP_PORT": str(pick_free_port()),
         "CIVICPULSE_COMPLAINTS_GROUP_ID": group_id,
         "CIVICPULSE_COMPLAINTS_MAX_BATCH": "20",
     }

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from civicpulse.processes import ServiceProcess, free_port
+from civicpulse.infra import pick_free_port
+from civicpulse.processes import ServiceProcess
 from shared.api_keys import hash_api_key
 from shared.topics import CONTACTS, CONTACTS_RAW
 from tests.integration.test_intake import contact_record
@@ -28,7 +29,7 @@ async def intake_process(
     env = {
         "CIVICPULSE_KAFKA_BOOTSTRAP": kafka_bootstrap,
         "CIVICPULSE_DATABASE_URL": database_url,
-        "CIVICPULSE_HTTP_PORT": str(free_port()),
+        "CIVICPULSE_HTTP_PORT": str(pick_free_port()),
         "CIVICPULSE_INTAKE_GROUP_ID": group_id,
         "CIVICPULSE_INTAKE_MAX_BATCH": "100",
         "CIVICPULSE_INTAKE_API_KEYS": json.dumps({"crm": hash_api_key("k" * 20)}),
