@@ -20,6 +20,7 @@ class ServiceProcess:
         self.module = module
         self.port = int(env["CIVICPULSE_HTTP_PORT"])
         self.log_path = log_path
+        self.env = dict(env)  # what this process was given, beside the inherited environment
         self._env = {**os.environ, **env}
         self._process: subprocess.Popen[bytes] | None = None
 

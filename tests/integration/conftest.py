@@ -25,7 +25,10 @@ class RunningIntake:
     settings: IntakeSettings
 
 
-@pytest.fixture(scope="session")
+# Module scope: an intake left running for the whole session would consume the
+# raw topic beside the intake process that test_intake_process.py stops, and
+# finish its work for it.
+@pytest.fixture(scope="module")
 async def intake(
     kafka_bootstrap: str, database_url: str, topics: None
 ) -> AsyncIterator[RunningIntake]:

@@ -20,7 +20,7 @@ from shared.events.complaints import (
 )
 from shared.events.vocabulary import Channel, DeadlineKind
 from shared.postgres import create_pool, migrate
-from tests.support.metrics import Events, at
+from tests.support.metrics import Events, utc_at
 
 pytestmark = pytest.mark.integration
 DAY = date(2024, 6, 3)
@@ -59,14 +59,16 @@ async def day_totals(pool: asyncpg.Pool, generation: int) -> dict[str, float]:
 
 def contacts(events: Events) -> tuple[Event, Event, Event, Event]:
     first = events.received(
-        "first", at(DAY, 9), channel=Channel.WEB, area="waste", customer="x", resolved=True
+        "first", utc_at(DAY, 9), channel=Channel.WEB, area="waste", customer="x", resolved=True
     )
-    again = events.received("again", at(DAY, 16), channel=Channel.PHONE, area="waste", customer="x")
+    again = events.received(
+        "again", utc_at(DAY, 16), channel=Channel.PHONE, area="waste", customer="x"
+    )
     other_area = events.received(
-        "other", at(DAY, 10), channel=Channel.WEB, area="planning", customer="y", resolved=True
+        "other", utc_at(DAY, 10), channel=Channel.WEB, area="planning", customer="y", resolved=True
     )
     later_elsewhere = events.received(
-        "later", at(DAY, 11), channel=Channel.WEB, area="housing", customer="y"
+        "later", utc_at(DAY, 11), channel=Channel.WEB, area="housing", customer="y"
     )
     return first, again, other_area, later_elsewhere
 
@@ -90,9 +92,9 @@ async def test_a_transfer_after_receipt_counts_the_call_once_and_loses_its_fcr(
 ) -> None:
     events = Events()
     call = events.received(
-        "call", at(DAY, 9), channel=Channel.PHONE, area="waste", resolved=True, wait=3
+        "call", utc_at(DAY, 9), channel=Channel.PHONE, area="waste", resolved=True, wait=3
     )
-    transfers = [events.transferred("call", at(DAY, 9, n), area="waste") for n in (1, 2)]
+    transfers = [events.transferred("call", utc_at(DAY, 9, n), area="waste") for n in (1, 2)]
     generation = a_generation()
 
     await apply(pool, generation, [call], transfers)
@@ -106,11 +108,11 @@ async def test_a_transfer_after_receipt_counts_the_call_once_and_loses_its_fcr(
 async def test_an_acknowledgement_after_its_breach_stays_late(pool: asyncpg.Pool) -> None:
     events = Events()
     opened = events.complaint(
-        "k", at(DAY, 9), ComplaintOpened, service_area="waste", channel=Channel.EMAIL
+        "k", utc_at(DAY, 9), ComplaintOpened, service_area="waste", channel=Channel.EMAIL
     )
     breached = events.complaint(
         "k",
-        at(DAY, 10),
+        utc_at(DAY, 10),
         ComplaintDeadlineBreached,
         service_area="waste",
         stage=1,
@@ -118,7 +120,7 @@ async def test_an_acknowledgement_after_its_breach_stays_late(pool: asyncpg.Pool
         due_date=DAY,
     )
     acknowledged = events.complaint(
-        "k", at(DAY, 11), ComplaintAcknowledged, service_area="waste", stage=1
+        "k", utc_at(DAY, 11), ComplaintAcknowledged, service_area="waste", stage=1
     )
     generation = a_generation()
 

@@ -83,6 +83,33 @@ async def read_topic(
     return records
 
 
+async def read_to_end(bootstrap: str, topic: str, *, within_seconds: float = 30.0) -> list[Record]:
+    """Every record of `topic` from the session's start up to where it ends now.
+
+    For "nothing more arrived" checks: instead of waiting a fixed time for
+    a duplicate that may or may not come, read exactly what the topic holds.
+    A read that cannot reach the end within `within_seconds` fails.
+    """
+    ends = await end_offsets(bootstrap, [topic])
+    reached: dict[int, int] = {}
+
+    def at_the_end(records: list[Record]) -> bool:
+        for record in records[len(seen) :]:
+            reached[record.partition] = max(reached.get(record.partition, -1), record.offset)
+        seen[:] = records
+        return all(
+            end <= _session_start.get(tp, 0) or reached.get(tp.partition, -1) >= end - 1
+            for tp, end in ends.items()
+        )
+
+    seen: list[Record] = []
+    records = await read_topic(bootstrap, topic, until=at_the_end, within_seconds=within_seconds)
+    if not at_the_end(records):
+        raise AssertionError(f"{topic} could not be read to its end offsets {ends}")
+    cut = {tp.partition: end for tp, end in ends.items()}
+    return [r for r in records if r.offset < cut[r.partition]]
+
+
 def kcat_produce(bootstrap: str, topic: str, value: bytes, *, key: str | None = None) -> None:
     """Produce one record with kcat: a client that shares no code with CivicPulse."""
     kcat = shutil.which("kcat") or shutil.which("kafkacat")
