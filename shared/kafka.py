@@ -38,7 +38,8 @@ def make_broker(
         (KafkaPrometheusMiddleware(registry=registry, app_name=client_id),) if registry else ()
     )
     return KafkaBroker(
-        bootstrap,
+        # faststream takes one string as one address: a cluster's list is split here.
+        [address.strip() for address in bootstrap.split(",") if address.strip()],
         client_id=client_id,
         enable_idempotence=True,
         linger_ms=5,  # a few ms of batching lifts throughput without hurting latency

@@ -177,7 +177,7 @@ class Ledger:
                 replay.complaint = outcome.complaint
                 for event in outcome.events:
                     replay.events[event.event_type] += 1
-                    payload = getattr(event, "payload").model_dump(mode="json")  # noqa: B009
+                    payload = event.model_dump(mode="json")["payload"]
                     replay.occurrences.append((event.event_type, event.occurred_at, payload))
             else:
                 replay.refused.append((body, outcome.reason.value))

@@ -1,15 +1,18 @@
 """Reconcile the ledger of what was sent with what the system did, problem by problem."""
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from civicpulse.simulation.ledger import (
     BREACH,
+    BadRecord,
     ComplaintReplay,
     Ledger,
     distinct_ids,
 )
+from shared.topics import COMPLAINT_ACTIONS
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +24,7 @@ class Observed:
     feedback_events: list[dict[str, Any]]
     dead_letters: list[tuple[str, bytes, str]]  # topic, original bytes, reason + error type
     kpis: dict[str, tuple[float | None, float | None]]  # kpi -> numerator, denominator
+    complaint_states: dict[str, str | None]  # complaint id -> status (None: unknown)
 
 
 @dataclass
@@ -58,8 +62,16 @@ def reconcile(ledger: Ledger, observed: Observed) -> Reconciliation:
     result.check(
         "complaint events", sum(sum(r.events.values()) for r in replays.values()), problems
     )
-    result.counts["complaints"] = len(replays)
-    result.counts["case actions refused"] = sum(len(r.refused) for r in replays.values())
+    result.check(
+        "complaint states",
+        len(replays),
+        [
+            f"{complaint_id}: {observed.complaint_states.get(complaint_id)}, expected {status}"
+            for complaint_id, replay in replays.items()
+            if observed.complaint_states.get(complaint_id)
+            != (status := replay.complaint.status.value if replay.complaint else None)
+        ],
+    )
 
     fired = distinct_ids(
         (e for e in observed.complaint_events if e["event_type"] == BREACH),
@@ -134,13 +146,18 @@ def reconcile(ledger: Ledger, observed: Observed) -> Reconciliation:
         problems.append(f"KPI complaint_deadline_breaches: {got_breaches} outside {breach_kpi}")
     result.check("KPI figures", len(figures) + 1, problems)
 
-    letters = [(topic, original, why) for topic, original, why in observed.dead_letters]
+    letters = observed.dead_letters
+    refused = [
+        BadRecord(COMPLAINT_ACTIONS.name, json.dumps(body).encode(), reason)
+        for replay in replays.values()
+        for body, reason in replay.refused
+    ]
     result.check(
-        "bad records dead-lettered",
-        len(ledger.bad),
+        "bad records and refused actions dead-lettered",
+        len(ledger.bad) + len(refused),
         [
-            f"bad record {bad.value[:40]!r}: not in {bad.topic} with reason {bad.reason}"
-            for bad in ledger.bad
+            f"{bad.value[:60]!r}: not dead-lettered from {bad.topic} with reason {bad.reason}"
+            for bad in (*ledger.bad, *refused)
             if not any(
                 t == bad.topic and o == bad.value and bad.reason in why for t, o, why in letters
             )

@@ -307,7 +307,26 @@ async def observe(system: RunningSystem, ledger: Ledger) -> Observed:
         feedback_events=await events(FEEDBACK.name),
         dead_letters=letters,
         kpis=await kpis(system, ledger),
+        complaint_states=await complaint_states(system, ledger),
     )
+
+
+async def complaint_states(system: RunningSystem, ledger: Ledger) -> dict[str, str | None]:
+    """Each complaint's status as the complaints service's API shows it."""
+    ids = {
+        complaint_id_for_contact(body["contact_id"])
+        for body in ledger.contacts()
+        if body.get("kind") == "complaint"
+    }
+    headers = {"X-API-Key": system.credentials.case_manager_key}
+    states: dict[str, str | None] = {}
+    async with httpx.AsyncClient(base_url=system.url("complaints"), timeout=10) as http:
+        for complaint_id in sorted(ids):
+            response = await http.get(f"/v1/complaints/{complaint_id}", headers=headers)
+            states[complaint_id] = (
+                response.json()["status"] if response.status_code == 200 else None
+            )
+    return states
 
 
 async def kpis(system: RunningSystem, ledger: Ledger) -> Figures:
