@@ -213,8 +213,14 @@ _CONTACT_TYPES = (
 
 
 def _save_table() -> None:
+    caption = (
+        "Counts after each fault. The ledger is cumulative per stack (one single-broker stack "
+        "for the first seven faults, a three-broker one for the last): each row reconciles "
+        "everything sent on its stack so far; 'sent during fault' counts records handed over "
+        "between the fault's start and the recovery."
+    )
     TABLE_FILE.parent.mkdir(parents=True, exist_ok=True)
-    TABLE_FILE.write_text("\n".join(table(ROWS)) + "\n")
+    TABLE_FILE.write_text(caption + "\n\n" + "\n".join(table(ROWS)) + "\n")
 
 
 @pytest.mark.parametrize(
