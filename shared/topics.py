@@ -82,6 +82,8 @@ METRICS = TopicSpec(
     description="Surges and missed KPI targets raised by the metrics service.",
 )
 
+# The system of record, kept forever: what metrics consumes and rebuilds from.
+CANONICAL_TOPICS: tuple[TopicSpec, ...] = (CONTACTS, COMPLAINTS, FEEDBACK, METRICS)
 PRIMARY_TOPICS: tuple[TopicSpec, ...] = (
     CONTACTS_RAW,
     CONTACTS,

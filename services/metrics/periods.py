@@ -96,6 +96,14 @@ def ranges_between(span: DateRange, period: Period) -> list[DateRange]:
     return ranges
 
 
+def periods_back(end: date, period: Period, count: int) -> date:
+    """The first day of the period `count` periods before the one containing `end`."""
+    start = period_containing(end, period).start
+    for _ in range(count):
+        start = period_containing(start - timedelta(days=1), period).start
+    return start
+
+
 def period_label(span: DateRange, period: Period) -> str:
     if period is Period.DAY:
         return span.start.isoformat()

@@ -21,7 +21,6 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     *FEEDBACK_EVENTS,
     *METRICS_EVENTS,
 )
-EVENTS_BY_TAG: dict[str, type[Event]] = {cls.type_tag(): cls for cls in ALL_EVENTS}
 # Which canonical topic carries each family of events.
 EVENTS_BY_TOPIC: dict[TopicSpec, tuple[type[Event], ...]] = {
     CONTACTS: CONTACT_EVENTS,
@@ -63,7 +62,3 @@ _ADAPTER: TypeAdapter[Event] = TypeAdapter(AnyEvent)
 def parse_event(data: bytes | str) -> Event:
     """Parse one event from JSON; raises `pydantic.ValidationError` if it is not one."""
     return _ADAPTER.validate_json(data)
-
-
-def event_json_schema() -> dict[str, Any]:
-    return _ADAPTER.json_schema()

@@ -24,11 +24,12 @@ import pytest
 from faststream.kafka import KafkaBroker
 
 from services.metrics.handlers import BatchApplier
-from services.metrics.rebuild import CANONICAL_TOPICS, rebuild
+from services.metrics.rebuild import rebuild
 from shared.events import Event
 from shared.events.catalogue import topic_for
 from shared.kafka import make_broker, publish_events
 from shared.postgres import create_pool
+from shared.topics import CANONICAL_TOPICS
 from tests.support.metrics import (
     MANAGER,
     Events,

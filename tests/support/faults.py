@@ -56,7 +56,7 @@ def fault_plan(seed: int, now: datetime, households: int) -> list[Outgoing]:
 def scripted(seed: int, now: datetime) -> list[Outgoing]:
     """Every case action and every record type, at least once, at fixed moments."""
 
-    def at(days_ago: float) -> datetime:
+    def london_10am(days_ago: float) -> datetime:
         day = (now - timedelta(days=days_ago)).astimezone(LONDON).date()
         return datetime.combine(day, time(10), LONDON).astimezone(UTC)
 
@@ -64,7 +64,7 @@ def scripted(seed: int, now: datetime) -> list[Outgoing]:
 
     def contact(name: str, days_ago: float, area: str = "waste", **extra: Any) -> str:
         contact_id = f"LEDGER-{seed}-{name}"
-        when = at(days_ago)
+        when = london_10am(days_ago)
         body = {
             "record_type": "contact_received",
             "idempotency_key": f"{contact_id}:received",
@@ -88,10 +88,10 @@ def scripted(seed: int, now: datetime) -> list[Outgoing]:
                 "action_id": f"{complaint_id}:{number}",
                 "complaint_id": complaint_id,
                 "source": "case-manager",
-                "occurred_at": at(days_ago).isoformat(),
+                "occurred_at": london_10am(days_ago).isoformat(),
                 **fields,
             }
-            items.append(Outgoing(at(days_ago), Route.CASE_ACTION, complaint_id, body))
+            items.append(Outgoing(london_10am(days_ago), Route.CASE_ACTION, complaint_id, body))
 
     answer = {"outcome": "upheld", "learning_actions": []}
     acts(
@@ -119,7 +119,7 @@ def scripted(seed: int, now: datetime) -> list[Outgoing]:
     )
     for n in range(2):
         contact(f"overdue-{n}", 21)  # never acknowledged: the deadline must fire once
-    when = at(0.5)
+    when = london_10am(0.5)
     items.append(
         Outgoing(
             when,
