@@ -137,12 +137,18 @@ def start_services(
     *,
     say: Say | None = None,
     extra_env: Mapping[str, Mapping[str, str]] | None = None,
+    preferred_ports: bool = True,
 ) -> RunningSystem:
-    """Start every service (in dependency order) and wait until each is healthy."""
+    """Start every service (in dependency order) and wait until each is healthy.
+
+    Tests pass `preferred_ports=False`: with the usual ports, a developer's
+    `civicpulse dev` could answer the health check of a service that failed to bind.
+    """
     log_dir.mkdir(parents=True, exist_ok=True)
     ports: dict[str, int] = {}
     for spec in SERVICES:
-        ports[spec.name] = infra.pick_free_port(spec.preferred_port, avoid=list(ports.values()))
+        preferred = spec.preferred_port if preferred_ports else None
+        ports[spec.name] = infra.pick_free_port(preferred, avoid=list(ports.values()))
     environments = service_environment(stack, credentials, ports)
     system = RunningSystem(stack, credentials, {})
     try:

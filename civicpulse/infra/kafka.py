@@ -31,6 +31,7 @@ from civicpulse.infra.processes import (
     CHILDREN,
     LOG_TAIL_LINES,
     cmdline_contains,
+    kill_now,
     pick_free_port,
     pid_alive,
     port_free,
@@ -51,6 +52,7 @@ KAFKA_START_TIMEOUT_S = 90.0
 KAFKA_STOP_TIMEOUT_S = 30.0
 KAFKA_READY_MARKER = "Kafka Server started"
 MAX_REPLICATION = 3
+PORT_RELEASE_TIMEOUT_S = 20.0
 
 
 def new_cluster_id() -> str:
@@ -141,13 +143,24 @@ def _kept_nodes(previous: Sequence[KafkaNode]) -> list[KafkaNode] | None:
             continue
         # The KRaft log records the controller endpoint, so kept data keeps its ports.
         for port in (node.port, node.controller_port):
-            if not port_free(port):
+            if not _port_freed(port):
                 raise InfraError(
                     f"port {port} of the kept Kafka data in {node.home} is taken; "
                     "run `civicpulse infra down` (without --keep-data) to reset"
                 )
         kept.append(replace(node, pid=None))
     return kept
+
+
+def _port_freed(port: int, within_seconds: float = PORT_RELEASE_TIMEOUT_S) -> bool:
+    """Whether `port` is free, or frees itself soon: the connections of a node that
+    was just killed hold its ports until their peers have closed them."""
+    deadline = time.monotonic() + within_seconds
+    while not port_free(port):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.25)
+    return True
 
 
 def _fresh_nodes(run_dir: Path, lib: Path, version: str, count: int) -> list[KafkaNode]:
@@ -333,6 +346,14 @@ def start_kafka(
         nodes[index] = _launch(replace(node, lib_dir=lib), java)
         launched.append(nodes[index])
     return nodes, launched
+
+
+def kill_kafka(nodes: Sequence[KafkaNode], say: Say) -> None:
+    """SIGKILL, as a crash would: no controlled shutdown, the log recovers at the next start."""
+    for node in nodes:
+        if node.pid is not None and kafka_process_alive(node):
+            say(f"killing Kafka node {node.node_id} (pid {node.pid})…")
+            kill_now(node.pid)
 
 
 def stop_kafka(nodes: Sequence[KafkaNode], say: Say) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from civicpulse.infra.kafka import (
     kafka_healthy,
-    kafka_process_alive,
+    kill_kafka,
     start_kafka,
     stop_kafka,
     wait_kafka_ready,
@@ -23,7 +23,7 @@ from civicpulse.infra.postgres import (
     postmaster_pid,
     stop_postgres,
 )
-from civicpulse.infra.processes import kill_now, sayer
+from civicpulse.infra.processes import sayer
 from civicpulse.infra.state import (
     ENV_FILE,
     STATE_FILE,
@@ -129,12 +129,7 @@ def _act_on_component(
             nodes = [n for n in state.kafka_nodes if node_id in (None, n.node_id)]
             if not nodes:
                 raise InfraError(f"no Kafka node {node_id} in {run_dir}")
-            if not kill:
-                stop_kafka(nodes, say)
-            for node in nodes if kill else ():
-                if node.pid is not None and kafka_process_alive(node):
-                    say(f"killing Kafka node {node.node_id} (pid {node.pid})…")
-                    kill_now(node.pid)
+            (kill_kafka if kill else stop_kafka)(nodes, say)
         elif name == "postgres":
             (kill_postgres if kill else stop_postgres)(state.postgres, say)
         else:
@@ -144,7 +139,8 @@ def _act_on_component(
 def infra_down(
     run_dir: Path | None = None, keep_data: bool = False, *, quiet: bool = False
 ) -> None:
-    """Stop Kafka (SIGTERM, SIGKILL after 30 s) and PostgreSQL; delete data unless keep_data."""
+    """Stop Kafka and PostgreSQL and delete their data; with keep_data, stop Kafka cleanly
+    (SIGTERM, SIGKILL after 30 s) and keep everything for the next `infra_up`."""
     say = sayer(quiet)
     run_dir = resolve_run_dir(run_dir)
     if not run_dir.exists():
@@ -155,7 +151,9 @@ def infra_down(
         if state is None:
             say(f"nothing to stop: no {STATE_FILE} in {run_dir}")
             return
-        stop_kafka(state.kafka_nodes, say)
+        # Data about to be deleted needs no clean shutdown, and a cluster's
+        # controlled shutdown waits for a quorum its peers are leaving.
+        (stop_kafka if keep_data else kill_kafka)(state.kafka_nodes, say)
         stop_postgres(state.postgres, say)
         (run_dir / ENV_FILE).unlink(missing_ok=True)  # its addresses are dead now
         if keep_data:
