@@ -83,39 +83,25 @@ async def read_topic(
     return records
 
 
-async def read_to_end(bootstrap: str, topic: str, *, within_seconds: float = 30.0) -> list[Record]:
-    """Every record of `topic` from the session's start up to where it ends now.
+def kcat_produce(
+    bootstrap: str,
+    topic: str,
+    value: bytes,
+    *,
+    key: str | None = None,
+    config: Iterable[str] = (),
+) -> None:
+    """Produce one record with kcat: a client that shares no code with CivicPulse.
 
-    For "nothing more arrived" checks: instead of waiting a fixed time for
-    a duplicate that may or may not come, read exactly what the topic holds.
-    A read that cannot reach the end within `within_seconds` fails.
+    `config` adds librdkafka properties (`name=value`), e.g. a larger
+    `message.max.bytes` for a record near the broker's limit.
     """
-    ends = await end_offsets(bootstrap, [topic])
-    reached: dict[int, int] = {}
-
-    def at_the_end(records: list[Record]) -> bool:
-        for record in records[len(seen) :]:
-            reached[record.partition] = max(reached.get(record.partition, -1), record.offset)
-        seen[:] = records
-        return all(
-            end <= _session_start.get(tp, 0) or reached.get(tp.partition, -1) >= end - 1
-            for tp, end in ends.items()
-        )
-
-    seen: list[Record] = []
-    records = await read_topic(bootstrap, topic, until=at_the_end, within_seconds=within_seconds)
-    if not at_the_end(records):
-        raise AssertionError(f"{topic} could not be read to its end offsets {ends}")
-    cut = {tp.partition: end for tp, end in ends.items()}
-    return [r for r in records if r.offset < cut[r.partition]]
-
-
-def kcat_produce(bootstrap: str, topic: str, value: bytes, *, key: str | None = None) -> None:
-    """Produce one record with kcat: a client that shares no code with CivicPulse."""
     kcat = shutil.which("kcat") or shutil.which("kafkacat")
     if kcat is None:
         raise RuntimeError("kcat is not installed (Debian package 'kcat'); .ci/run installs it")
     argv = [kcat, "-P", "-b", bootstrap, "-t", topic, "-X", "enable.idempotence=true"]
+    for setting in config:
+        argv += ["-X", setting]
     if key is not None:
         argv += ["-K", "\t"]
         value = key.encode() + b"\t" + value
@@ -169,3 +155,59 @@ async def new_group_at_end(bootstrap: str, topics: str | Iterable[str], prefix: 
     """
     named = [topics] if isinstance(topics, str) else list(topics)
     return await group_at(bootstrap, await end_offsets(bootstrap, named), prefix)
+
+
+async def read_to_end(bootstrap: str, topic: str, *, within_seconds: float = 30.0) -> list[Record]:
+    """Every record of `topic` from the session's start to where it ends now.
+
+    The end offsets are taken first, so the read stops there: nothing is
+    inferred from a quiet spell.
+    """
+    ends = await end_offsets(bootstrap, [topic])
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    records: list[Record] = []
+    try:
+        consumer.assign(list(ends))
+        for partition in ends:
+            consumer.seek(partition, _session_start.get(partition, 0))
+        deadline = time.monotonic() + within_seconds
+        while time.monotonic() < deadline:
+            positions = [await consumer.position(tp) for tp in ends]
+            if all(at >= end for at, end in zip(positions, ends.values(), strict=True)):
+                break
+            batches = await consumer.getmany(timeout_ms=200, max_records=2000)
+            for batch in batches.values():
+                records.extend(
+                    Record(r.topic, r.partition, r.offset, r.key, r.value or b"", dict(r.headers))
+                    for r in batch
+                    if r.offset < ends[TopicPartition(r.topic, r.partition)]
+                )
+        else:
+            raise TimeoutError(f"{topic} not read to its end offsets in {within_seconds} s")
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def committed_up_to(
+    bootstrap: str, group_id: str, offsets: dict[TopicPartition, int], *, within_seconds: float
+) -> bool:
+    """Whether `group_id` commits at least `offsets` within the time (it has consumed them)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        deadline = time.monotonic() + within_seconds
+        while True:
+            committed = {tp: await consumer.committed(tp) or 0 for tp in offsets}
+            if all(committed[tp] >= end for tp, end in offsets.items()):
+                return True
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.1)
+    finally:
+        await consumer.stop()
