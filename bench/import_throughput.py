@@ -41,7 +41,8 @@ from typing import Any
 import openpyxl
 
 from bench.intake_throughput import infrastructure, say, scratch_database
-from civicpulse.processes import REPO_ROOT, ServiceProcess, free_port
+from civicpulse.infra import pick_free_port
+from civicpulse.processes import REPO_ROOT, ServiceProcess
 from shared.api_keys import hash_api_key
 
 MAPPING = REPO_ROOT / "deploy" / "mappings" / "call-detail-records.yaml"
@@ -138,7 +139,7 @@ async def real_imports(path: Path, rows: int, bootstrap: str, database_url: str)
             {
                 "CIVICPULSE_KAFKA_BOOTSTRAP": bootstrap,
                 "CIVICPULSE_DATABASE_URL": url,
-                "CIVICPULSE_HTTP_PORT": str(free_port()),
+                "CIVICPULSE_HTTP_PORT": str(pick_free_port()),
                 "CIVICPULSE_INTAKE_GROUP_ID": f"bench-import-{uuid.uuid4().hex[:8]}",
                 "CIVICPULSE_INTAKE_API_KEYS": json.dumps({"telephony": hash_api_key(API_KEY)}),
                 "CIVICPULSE_LOG_LEVEL": "WARNING",

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from civicpulse.alerting import WebhookReceiver, start_alertmanager
-from civicpulse.processes import free_port
+from civicpulse.infra import pick_free_port
 from tests.unit.test_deploy_files import RULE_FILES
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -104,7 +104,7 @@ def prometheus(tmp_path: Path, alertmanager: str) -> Iterator[str]:
     (folder / "rules.yml").write_text(
         yaml.safe_dump({"groups": [{"name": "under-test", "rules": rules}]})
     )
-    dead_port = free_port()  # nobody listens: the metrics service is "down"
+    dead_port = pick_free_port()  # nobody listens: the metrics service is "down"
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(folder / "rules.yml")],
@@ -123,7 +123,7 @@ def prometheus(tmp_path: Path, alertmanager: str) -> Iterator[str]:
         ],
     }
     (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = free_port()
+    port = pick_free_port()
     with (folder / "prometheus.log").open("wb") as log:
         process = subprocess.Popen(
             [

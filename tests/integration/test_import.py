@@ -30,7 +30,8 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from civicpulse.processes import REPO_ROOT, ServiceProcess, free_port
+from civicpulse.infra import pick_free_port
+from civicpulse.processes import REPO_ROOT, ServiceProcess
 from shared.api_keys import hash_api_key
 from shared.topics import COMPLAINTS, CONTACTS, CONTACTS_RAW
 from tests.support.kafka import end_offsets, new_group_at_end
@@ -72,7 +73,7 @@ async def stack(
         {
             **common,
             "CIVICPULSE_DATABASE_URL": intake_database,
-            "CIVICPULSE_HTTP_PORT": str(free_port()),
+            "CIVICPULSE_HTTP_PORT": str(pick_free_port()),
             "CIVICPULSE_INTAKE_GROUP_ID": intake_group,
             "CIVICPULSE_INTAKE_API_KEYS": json.dumps(
                 {"telephony": hash_api_key(TELEPHONY_KEY), "crm": hash_api_key(CRM_KEY)}
@@ -84,7 +85,7 @@ async def stack(
         "services.feedback",
         {
             **common,
-            "CIVICPULSE_HTTP_PORT": str(free_port()),
+            "CIVICPULSE_HTTP_PORT": str(pick_free_port()),
             "CIVICPULSE_FEEDBACK_GROUP_ID": await new_group_at_end(
                 kafka_bootstrap, [CONTACTS.name, COMPLAINTS.name], "test-import-feedback"
             ),
