@@ -7,6 +7,8 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from shared.api_keys import ApiKeyHashes
 from shared.settings import ServiceSettings
 
+SERVICE = "feedback"
+
 # Only for local development: a deployment that keeps it could have its answer
 # links forged, so the service refuses it unless told it is a dev machine.
 DEV_TOKEN_SECRET = "civicpulse-dev-only-feedback-secret"  # noqa: S105 - documented dev default

@@ -5,6 +5,8 @@ from pydantic import Field
 from shared.api_keys import ApiKeyHashes
 from shared.settings import ServiceSettings
 
+SERVICE = "intake"
+
 
 class IntakeSettings(ServiceSettings):
     http_port: int = Field(default=8001, ge=1, le=65535, description="HTTP port.")
