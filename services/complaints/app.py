@@ -1,19 +1,17 @@
 """The complaints service's wiring: consumers, timers, outbox relay, HTTP API and lifespan."""
 
-import asyncio
+import functools
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Unpack
 
 import asyncpg
 from fastapi import Depends, FastAPI, Request, status
 from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
-from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
 from services.complaints.actions import ACTION_ADAPTER
@@ -39,11 +37,11 @@ from shared.consumer import (
     undecoded,
 )
 from shared.consumer_lag import KafkaPositions
-from shared.events.envelope import utc_now
 from shared.http import add_component_schemas, add_operational_routes, openapi_body_schema
-from shared.kafka import batch_consumer_options, make_broker
-from shared.outbox import OutboxMetrics, OutboxRelay
-from shared.startup import prepare
+from shared.kafka import batch_consumer_options
+from shared.outbox import OutboxRelay
+from shared.startup import AppOptions, Wiring
+from shared.supervisor import Supervisor
 from shared.timers import TimerScheduler
 from shared.topics import COMPLAINT_ACTIONS, COMPLAINTS, CONTACTS, dead_letter_twin
 
@@ -63,23 +61,19 @@ class Running:
 
 
 def create_app(
-    settings: ComplaintsSettings | None = None,
-    *,
-    clock: Callable[[], datetime] = utc_now,
-    registry: CollectorRegistry | None = None,
+    settings: ComplaintsSettings | None = None, **options: Unpack[AppOptions]
 ) -> FastAPI:
-    settings = settings or ComplaintsSettings()
-    registry = registry or CollectorRegistry()
-    broker = make_broker(settings.kafka_bootstrap, client_id=SERVICE, registry=registry)
+    wiring = Wiring.begin(SERVICE, settings or ComplaintsSettings(), **options)
+    settings, broker = wiring.settings, wiring.broker
+    registry, clock = wiring.registry, wiring.clock
     metrics = ComplaintsMetrics(registry)
-    outbox_metrics = OutboxMetrics(registry, SERVICE)
     calendar = WorkingDayCalendar(settings.complaints_closure_days)
     policy = Policy(settings.complaints_escalation_window_working_days)
     state: dict[str, Any] = {}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = await prepare(settings, SERVICE, MIGRATIONS)
+        pool = await wiring.open_pool(MIGRATIONS)
         handler = ComplaintsHandler(
             pool=pool,
             calendar=calendar,
@@ -99,7 +93,7 @@ def create_app(
             clock=clock,
             poll_seconds=settings.complaints_timer_poll_seconds,
         )
-        relay = OutboxRelay(pool, broker, SERVICE, metrics=outbox_metrics)
+        relay = OutboxRelay(pool, broker, SERVICE, metrics=wiring.outbox_metrics)
         app.state.complaints = Running(pool, handler, scheduler, relay)
         state.update(pool=pool, handler=handler)
         subscribe_inputs(broker, handler, settings)
@@ -108,11 +102,14 @@ def create_app(
             log.warning("no CIVICPULSE_COMPLAINTS_API_KEYS set: every HTTP caller will get 401")
         await broker.start()
         await lag.start()
-        tasks = [
-            _task(relay.run(), "outbox relay"),
-            _task(scheduler.run(), "timer scheduler"),
-            _task(_refresh_gauges(handler, lag, metrics, settings), "gauges"),
-        ]
+        loops = Supervisor(SERVICE)
+        loops.start("timer scheduler", scheduler.run, scheduler.stop)
+        loops.every(
+            "gauges",
+            settings.complaints_metrics_refresh_seconds,
+            functools.partial(_refresh_gauges, handler, lag, metrics, settings),
+        )
+        loops.start_relay(relay)
         log.info(
             "complaints ready: consuming %s and %s, publishing %s",
             CONTACTS.name,
@@ -122,17 +119,10 @@ def create_app(
         try:
             yield
         finally:
-            # The scheduler and the relay finish their pass while the producer is
-            # up; then the consumer stops (the batch in hand finishes and commits).
-            # Events the last batch wrote to the outbox wait for another replica's
-            # relay or the next start: nothing is lost, nothing sent twice.
-            scheduler.stop()
-            relay.stop()
-            tasks[-1].cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await broker.stop()
+            # Stop consuming, drain the relay, stop the producer (shared.supervisor).
+            await loops.shut_down(consumers=[broker], producers=[broker.stop])
             await lag.stop()
-            await pool.close()
+            await wiring.close_pool()
 
     app = FastAPI(
         title="CivicPulse complaints",
@@ -247,25 +237,17 @@ def _invalid(field: str, message: str) -> JSONResponse:
     )
 
 
-def _task(work: Coroutine[Any, Any, None], name: str) -> "asyncio.Task[None]":
-    return asyncio.create_task(work, name=f"complaints {name}")
-
-
 async def _refresh_gauges(
     handler: ComplaintsHandler,
     lag: KafkaPositions,
     metrics: ComplaintsMetrics,
     settings: ComplaintsSettings,
 ) -> None:
-    while True:
-        try:
-            await handler.refresh_gauges()
-            behind = await lag.lag(settings.complaints_group_id, INPUT_TOPIC_NAMES)
-            for topic, records in behind.items():
-                metrics.consumer_lag.labels(topic).set(records)
-        except Exception as error:  # noqa: BLE001 - gauges must never stop the service
-            log.warning("could not refresh complaint gauges: %r", error)
-        await asyncio.sleep(settings.complaints_metrics_refresh_seconds)
+    """One pass; the supervisor repeats it, and logs and backs off when it fails."""
+    await handler.refresh_gauges()
+    behind = await lag.lag(settings.complaints_group_id, INPUT_TOPIC_NAMES)
+    for topic, records in behind.items():
+        metrics.consumer_lag.labels(topic).set(records)
 
 
 async def dead_letter_action(
