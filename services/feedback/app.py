@@ -1,20 +1,17 @@
 """Feedback's wiring: consumer, timers, outbox relay, HTTP API and survey pages, lifespan."""
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Unpack
 from urllib.parse import parse_qs
 
 from fastapi import Depends, FastAPI, Path, Request, Response, status
 from fastapi.responses import HTMLResponse, JSONResponse
-from prometheus_client import CollectorRegistry
-from pydantic import BaseModel, Field
 
-from services.feedback.domain import MAX_COMMENT_LENGTH, QUESTIONS, InvalidAnswersError
+from services.feedback import views
+from services.feedback.domain import InvalidAnswersError
 from services.feedback.handlers import (
     FeedbackHandler,
     FeedbackMetrics,
@@ -24,16 +21,23 @@ from services.feedback.handlers import (
 from services.feedback.links import AnswerLinks, LinkError
 from services.feedback.notifications import ContactRoute
 from services.feedback.pages import opted_out, problem, survey_form, thank_you
-from services.feedback.settings import FeedbackSettings
-from services.feedback.store import MIGRATIONS, SERVICE
+from services.feedback.settings import SERVICE, FeedbackSettings
+from services.feedback.store import MIGRATIONS, FeedbackStore
+from services.feedback.views import (
+    AnswerAccepted,
+    CaseDecisions,
+    Erased,
+    LinkProblem,
+    OptedOut,
+    SurveyAnswers,
+    SurveyForm,
+)
 from shared.api_keys import authenticated_source
 from shared.consumer import subscribe_events
-from shared.events.envelope import utc_now
-from shared.events.vocabulary import CUSTOMER_REF_PATTERN, CaseType, Resolved
-from shared.http import add_operational_routes
-from shared.kafka import make_broker
-from shared.outbox import OutboxMetrics, OutboxRelay
-from shared.startup import prepare
+from shared.events.vocabulary import CUSTOMER_REF_PATTERN, CaseType
+from shared.outbox import OutboxRelay
+from shared.startup import AppOptions, Wiring
+from shared.supervisor import Supervisor
 from shared.timers import TimerScheduler
 from shared.topics import COMPLAINTS, CONTACTS, FEEDBACK, NOTIFICATIONS
 
@@ -68,109 +72,18 @@ class RunningFeedback:
     relay: OutboxRelay
 
 
-class Choice(BaseModel):
-    value: str
-    label: str
-
-
-class SurveyQuestion(BaseModel):
-    id: str
-    text: str
-    hint: str
-    required: bool
-    choices: list[Choice] = Field(description="Allowed answers; empty for free text.")
-    max_length: int | None = None
-
-
-class SurveyForm(BaseModel):
-    request_id: str
-    service_area: str
-    expires_at: datetime | None
-    questions: list[SurveyQuestion]
-
-
-class SurveyAnswers(BaseModel):
-    overall: int = Field(ge=1, le=5, description="Overall satisfaction, 1 to 5.")
-    ease: int = Field(ge=1, le=7, description="Ease, 1 very difficult to 7 very easy.")
-    resolved: Resolved
-    comment: str | None = Field(default=None, max_length=MAX_COMMENT_LENGTH)
-
-
-class AnswerAccepted(BaseModel):
-    request_id: str
-    status: str = "answered"
-
-
-class LinkProblem(BaseModel):
-    code: str = Field(description="`invalid_link`, `not_found`, `already_answered`, `expired`.")
-    message: str
-
-
-class Erased(BaseModel):
-    customer_ref: str
-    erased_rows: int = Field(description="Rows of personal data deleted (0 if none was held).")
-
-
-class OptedOut(BaseModel):
-    customer_ref: str
-    newly_opted_out: bool
-
-
-class CaseRequest(BaseModel):
-    request_id: str
-    status: str
-    send_at: datetime
-    requested_at: datetime | None
-    expires_at: datetime | None
-    answered_at: datetime | None
-    cancel_reason: str | None
-
-
-class Suppression(BaseModel):
-    reason: str
-    decided_at: datetime
-
-
-class CaseDecisions(BaseModel):
-    case_type: CaseType
-    case_id: str
-    request: CaseRequest | None
-    suppressions: list[Suppression]
-
-
-def _question_set() -> list[SurveyQuestion]:
-    return [
-        SurveyQuestion(
-            id=q.id,
-            text=q.text,
-            hint=q.hint,
-            required=q.required,
-            choices=[Choice(value=c.value, label=c.label) for c in q.choices],
-            max_length=q.max_length,
-        )
-        for q in QUESTIONS
-    ]
-
-
-def create_app(
-    settings: FeedbackSettings | None = None,
-    *,
-    clock: Callable[[], datetime] = utc_now,
-    registry: CollectorRegistry | None = None,
-) -> FastAPI:
-    settings = settings or FeedbackSettings()
-    registry = registry or CollectorRegistry()
-    broker = make_broker(settings.kafka_bootstrap, client_id=SERVICE, registry=registry)
-    metrics = FeedbackMetrics(registry)
-    outbox_metrics = OutboxMetrics(registry, SERVICE)
+def create_app(settings: FeedbackSettings | None = None, **options: Unpack[AppOptions]) -> FastAPI:
+    wiring = Wiring.begin(SERVICE, settings or FeedbackSettings(), **options)
+    settings, broker = wiring.settings, wiring.broker
+    metrics = FeedbackMetrics(wiring.registry)
     links = AnswerLinks(settings.feedback_token_secret.get_secret_value())
-    state: dict[str, Any] = {}
+    running: dict[str, FeedbackHandler] = {}  # filled by the lifespan
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = await prepare(settings, SERVICE, MIGRATIONS)
+        pool = await wiring.open_pool(MIGRATIONS)
         handler = FeedbackHandler(
-            pool,
+            FeedbackStore(pool),
             policy=policy_of(
                 settings.feedback_delay_hours,
                 settings.feedback_expiry_days,
@@ -183,7 +96,7 @@ def create_app(
                 sms=settings.feedback_notify_sms_template_id,
             ),
             metrics=metrics,
-            clock=clock,
+            clock=wiring.clock,
         )
         subscribe_events(
             broker,
@@ -193,19 +106,18 @@ def create_app(
             max_attempts=settings.dead_letter_max_attempts,
             max_records=settings.feedback_max_batch,
         )
-        scheduler = TimerScheduler(pool, SERVICE, handler.fire, clock=clock)
-        relay = OutboxRelay(pool, broker, SERVICE, metrics=outbox_metrics)
-        state.update(pool=pool, handler=handler)
+        scheduler = TimerScheduler(pool, SERVICE, handler.fire, clock=wiring.clock)
+        relay = OutboxRelay(pool, broker, SERVICE, metrics=wiring.outbox_metrics)
+        running["handler"] = handler
         app.state.feedback = RunningFeedback(handler, scheduler, relay)
         if not settings.feedback_api_keys:
             log.warning("no CIVICPULSE_FEEDBACK_API_KEYS set: customer endpoints will get 401")
         if not settings.feedback_notify_email_template_id:
             log.warning("no Notify email template id set: messages will carry an empty one")
         await broker.start()
-        tasks = [
-            asyncio.create_task(scheduler.run(), name="feedback-timers"),
-            asyncio.create_task(relay.run(), name="feedback-outbox"),
-        ]
+        loops = Supervisor(SERVICE)
+        loops.start("timers", scheduler.run, scheduler.stop)
+        loops.start_relay(relay)
         log.info(
             "feedback ready: consuming %s and %s, publishing %s and %s",
             CONTACTS.name,
@@ -216,14 +128,9 @@ def create_app(
         try:
             yield
         finally:
-            # The timers and the relay finish their pass first (the relay publishes
-            # through the broker); then the consumer stops, finishing and committing
-            # the batch in hand. Outbox rows left behind go out at the next start.
-            scheduler.stop()
-            relay.stop()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await broker.stop()
-            await pool.close()
+            # Stop consuming, drain the relay, stop the producer (shared.supervisor).
+            await loops.shut_down(consumers=[broker], producers=[broker.stop])
+            await wiring.close_pool()
 
     app = FastAPI(
         title="CivicPulse feedback",
@@ -237,8 +144,7 @@ def create_app(
     caller = authenticated_source(settings.feedback_api_keys)
 
     def handler() -> FeedbackHandler:
-        running: FeedbackHandler = state["handler"]
-        return running
+        return running["handler"]
 
     @app.put(
         "/v1/customers/{customer_ref}/contact-route",
@@ -294,14 +200,7 @@ def create_app(
         case_type: CaseType, case_id: str, _: Annotated[str, Depends(caller)]
     ) -> CaseDecisions:
         request, suppressions = await handler().case_decisions(case_type, case_id)
-        return CaseDecisions(
-            case_type=case_type,
-            case_id=case_id,
-            request=None
-            if request is None
-            else CaseRequest.model_validate(request, from_attributes=True),
-            suppressions=[Suppression(reason=r, decided_at=at) for r, at in suppressions],
-        )
+        return views.case_decisions(case_type, case_id, request, suppressions)
 
     link_responses: dict[int | str, dict[str, Any]] = {
         code: {"model": LinkProblem, "description": f"Link refused: `{name}`."}
@@ -326,12 +225,7 @@ def create_app(
             request = await handler().open_survey(token)
         except LinkError as error:
             return link_problem(error)
-        return SurveyForm(
-            request_id=request.request_id,
-            service_area=request.service_area,
-            expires_at=request.expires_at,
-            questions=_question_set(),
-        )
+        return views.survey_form(request)
 
     @app.post(
         "/v1/surveys/{token}",
@@ -399,5 +293,5 @@ def create_app(
             return link_page(error)
         return page(opted_out())
 
-    add_operational_routes(app, broker=broker, registry=registry, pool=lambda: state.get("pool"))
+    wiring.add_operational_routes(app)
     return app
