@@ -11,6 +11,7 @@ from fastapi import Depends, FastAPI, Path, Request, Response, status
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from services.feedback import views
+from services.feedback.customers import CustomerHandler
 from services.feedback.domain import InvalidAnswersError
 from services.feedback.handlers import (
     FeedbackHandler,
@@ -77,13 +78,14 @@ def create_app(settings: FeedbackSettings | None = None, **options: Unpack[AppOp
     settings, broker = wiring.settings, wiring.broker
     metrics = FeedbackMetrics(wiring.registry)
     links = AnswerLinks(settings.feedback_token_secret.get_secret_value())
-    running: dict[str, FeedbackHandler] = {}  # filled by the lifespan
+    running: dict[str, CustomerHandler] = {}  # filled by the lifespan
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = await wiring.open_pool(MIGRATIONS)
+        store = FeedbackStore(pool)
         handler = FeedbackHandler(
-            FeedbackStore(pool),
+            store,
             policy=policy_of(
                 settings.feedback_delay_hours,
                 settings.feedback_expiry_days,
@@ -108,7 +110,9 @@ def create_app(settings: FeedbackSettings | None = None, **options: Unpack[AppOp
         )
         scheduler = TimerScheduler(pool, SERVICE, handler.fire, clock=wiring.clock)
         relay = OutboxRelay(pool, broker, SERVICE, metrics=wiring.outbox_metrics)
-        running["handler"] = handler
+        running["customers"] = CustomerHandler(
+            store, links=links, metrics=metrics, clock=wiring.clock
+        )
         app.state.feedback = RunningFeedback(handler, scheduler, relay)
         if not settings.feedback_api_keys:
             log.warning("no CIVICPULSE_FEEDBACK_API_KEYS set: customer endpoints will get 401")
@@ -143,8 +147,8 @@ def create_app(settings: FeedbackSettings | None = None, **options: Unpack[AppOp
     )
     caller = authenticated_source(settings.feedback_api_keys)
 
-    def handler() -> FeedbackHandler:
-        return running["handler"]
+    def customers() -> CustomerHandler:
+        return running["customers"]
 
     @app.put(
         "/v1/customers/{customer_ref}/contact-route",
@@ -160,7 +164,7 @@ def create_app(settings: FeedbackSettings | None = None, **options: Unpack[AppOp
         route: ContactRoute,
         _: Annotated[str, Depends(caller)],
     ) -> Response:
-        await handler().put_contact_route(customer_ref, route)
+        await customers().put_contact_route(customer_ref, route)
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     @app.delete(
@@ -175,7 +179,7 @@ def create_app(settings: FeedbackSettings | None = None, **options: Unpack[AppOp
     async def erase_customer(
         customer_ref: CustomerRefPath, _: Annotated[str, Depends(caller)]
     ) -> Erased:
-        rows = await handler().erase_customer(customer_ref)
+        rows = await customers().erase_customer(customer_ref)
         return Erased(customer_ref=customer_ref, erased_rows=rows)
 
     @app.post(
@@ -187,7 +191,7 @@ def create_app(settings: FeedbackSettings | None = None, **options: Unpack[AppOp
     async def opt_out(
         customer_ref: CustomerRefPath, _: Annotated[str, Depends(caller)]
     ) -> OptedOut:
-        newly = await handler().opt_out(customer_ref)
+        newly = await customers().opt_out(customer_ref)
         return OptedOut(customer_ref=customer_ref, newly_opted_out=newly)
 
     @app.get(
@@ -199,7 +203,7 @@ def create_app(settings: FeedbackSettings | None = None, **options: Unpack[AppOp
     async def case_decisions(
         case_type: CaseType, case_id: str, _: Annotated[str, Depends(caller)]
     ) -> CaseDecisions:
-        request, suppressions = await handler().case_decisions(case_type, case_id)
+        request, suppressions = await customers().case_decisions(case_type, case_id)
         return views.case_decisions(case_type, case_id, request, suppressions)
 
     link_responses: dict[int | str, dict[str, Any]] = {
@@ -222,7 +226,7 @@ def create_app(settings: FeedbackSettings | None = None, **options: Unpack[AppOp
     )
     async def get_survey(token: str) -> SurveyForm | JSONResponse:
         try:
-            request = await handler().open_survey(token)
+            request = await customers().open_survey(token)
         except LinkError as error:
             return link_problem(error)
         return views.survey_form(request)
@@ -243,7 +247,7 @@ def create_app(settings: FeedbackSettings | None = None, **options: Unpack[AppOp
             "comment": answers.comment,
         }
         try:
-            request = await handler().answer(token, form)
+            request = await customers().answer(token, form)
         except LinkError as error:
             return link_problem(error)
         return AnswerAccepted(request_id=request.request_id)
@@ -257,7 +261,7 @@ def create_app(settings: FeedbackSettings | None = None, **options: Unpack[AppOp
     @app.get("/surveys/{token}", response_class=HTMLResponse, tags=["survey pages"])
     async def survey_page(token: str) -> HTMLResponse:
         try:
-            request = await handler().open_survey(token)
+            request = await customers().open_survey(token)
         except LinkError as error:
             return link_page(error)
         return page(survey_form(f"/surveys/{token}", request.service_area))
@@ -273,11 +277,11 @@ def create_app(settings: FeedbackSettings | None = None, **options: Unpack[AppOp
         fields = parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True)
         form: dict[str, str | None] = {name: values[0] for name, values in fields.items()}
         try:
-            await handler().answer(token, form)
+            await customers().answer(token, form)
         except LinkError as error:
             return link_page(error)
         except InvalidAnswersError as invalid:
-            request = await handler().open_survey(token)
+            request = await customers().open_survey(token)
             html = survey_form(
                 f"/surveys/{token}", request.service_area, values=form, errors=invalid.errors
             )
@@ -288,7 +292,7 @@ def create_app(settings: FeedbackSettings | None = None, **options: Unpack[AppOp
     async def opt_out_page(token: str) -> HTMLResponse:
         """The resident's "stop sending me surveys" button on the answer form."""
         try:
-            await handler().opt_out_by_link(token)
+            await customers().opt_out_by_link(token)
         except LinkError as error:
             return link_page(error)
         return page(opted_out())

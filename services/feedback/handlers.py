@@ -16,7 +16,6 @@ from uuid import UUID
 from prometheus_client import CollectorRegistry, Counter
 
 from services.feedback.domain import (
-    Answers,
     CustomerHistory,
     Policy,
     Resolution,
@@ -25,14 +24,9 @@ from services.feedback.domain import (
     SuppressionReason,
     decide,
     is_final_response,
-    read_answers,
 )
 from services.feedback.links import (
     AnswerLinks,
-    LinkError,
-    SurveyClosedError,
-    UnknownSurveyError,
-    check_request_open,
 )
 from services.feedback.notifications import ContactRoute, notify_message
 from services.feedback.store import ComplaintFacts, FeedbackStore, SurveyRequest
@@ -44,13 +38,10 @@ from shared.events import (
     ComplaintWithdrawn,
     ContactReceived,
     ContactResolved,
-    CustomerOptedOut,
     Event,
     SatisfactionExpired,
     SatisfactionRequested,
     SatisfactionRequestedPayload,
-    SatisfactionResponded,
-    SatisfactionRespondedPayload,
     SurveyCase,
 )
 from shared.events.vocabulary import CaseType
@@ -108,7 +99,7 @@ COMPLAINT_FACT_FIELDS = {"customer_ref", "channel", "service_area", "procedure",
 RESOLUTION_FIELDS = {"customer_ref", "channel", "service_area"}
 
 
-def _case(request: SurveyRequest) -> SurveyCase:
+def survey_case(request: SurveyRequest) -> SurveyCase:
     return SurveyCase.model_validate(request, from_attributes=True)
 
 
@@ -332,7 +323,7 @@ class FeedbackHandler:
                     request_id=request.request_id,
                     occurred_at=self._clock(),
                     source=SOURCE,
-                    payload=_case(request),
+                    payload=survey_case(request),
                 )
             ]
         )
@@ -366,7 +357,7 @@ class FeedbackHandler:
                     source=SOURCE,
                     causation_id=UUID(causation) if causation else None,
                     payload=SatisfactionRequestedPayload(
-                        **_case(request).model_dump(),
+                        **survey_case(request).model_dump(),
                         customer_ref=request.customer_ref,
                         expires_at=expires_at,
                     ),
@@ -403,92 +394,6 @@ class FeedbackHandler:
             sms_template_id=self._templates.sms,
         )
         await store.enqueue_notification(message)
-
-    # Answer links
-
-    async def open_survey(self, token: str) -> SurveyRequest:
-        """The open request behind a link; raises `LinkError` saying why it cannot be used."""
-        try:
-            claims = self._links.read(token, self._clock())
-            request = await self._store.survey_request(claims.request_id)
-            self._check_open(request)
-        except LinkError as error:
-            self._metrics.links_refused.labels(error.code).inc()
-            raise
-        assert request is not None
-        return request
-
-    def _check_open(self, request: SurveyRequest | None) -> None:
-        check_request_open(
-            None if request is None else request.status,
-            None if request is None else request.expires_at,
-            self._clock(),
-        )
-
-    async def answer(self, token: str, form: Mapping[str, str | None]) -> SurveyRequest:
-        """Record the answers; raises `LinkError` or `InvalidAnswersError`, changing nothing."""
-        request = await self.open_survey(token)
-        answers = read_answers(dict(form))
-        now = self._clock()
-        async with self._store.transaction() as store:
-            if not await store.record_answer(request.request_id, now):
-                # Another answer won the race, or the request closed meanwhile.
-                self._check_open(await store.survey_request(request.request_id))
-                raise SurveyClosedError("request closed")
-            await store.cancel_timer(f"{EXPIRE}:{request.request_id}")
-            await store.enqueue([self._responded(request, answers, now)])
-        self._metrics.answered.inc()
-        return request
-
-    def _responded(
-        self, request: SurveyRequest, answers: Answers, now: datetime
-    ) -> SatisfactionResponded:
-        return SatisfactionResponded(
-            request_id=request.request_id,
-            occurred_at=now,
-            source=SOURCE,
-            payload=SatisfactionRespondedPayload(
-                **_case(request).model_dump(),
-                overall=answers.overall,
-                ease=answers.ease,
-                resolved=answers.resolved,
-                comment=answers.comment,
-            ),
-        )
-
-    # Customers: contact routes, erasure, opt-out
-
-    async def put_contact_route(self, customer_ref: str, route: ContactRoute) -> None:
-        await self._store.put_contact_route(customer_ref, route, self._clock())
-
-    async def erase_customer(self, customer_ref: str) -> int:
-        async with self._store.transaction() as store:
-            return await store.erase_customer(customer_ref)
-
-    async def opt_out_by_link(self, token: str) -> bool:
-        """The resident's own opt-out, from a genuine unexpired link (answered or not)."""
-        claims = self._links.read(token, self._clock())
-        request = await self._store.survey_request(claims.request_id)
-        if request is None:
-            raise UnknownSurveyError("no such request")
-        return await self.opt_out(request.customer_ref)
-
-    async def opt_out(self, customer_ref: str) -> bool:
-        now = self._clock()
-        async with self._store.transaction() as store:
-            if not await store.opt_out(customer_ref, now):
-                return False
-            event = CustomerOptedOut(customer_ref=customer_ref, occurred_at=now, source=SOURCE)
-            await store.enqueue([event])
-        return True
-
-    async def case_decisions(
-        self, case_type: CaseType, case_id: str
-    ) -> tuple[SurveyRequest | None, list[tuple[str, datetime]]]:
-        return (
-            await self._store.request_for_case(case_type, case_id),
-            await self._store.suppressions_for(case_type, case_id),
-        )
 
 
 def policy_of(delay_hours: float, expiry_days: int, quiet_period_days: int) -> Policy:
