@@ -18,7 +18,7 @@ test: bootstrap lint ## lint, type-check, then every test (starts Kafka and Post
 	$(PYTHON) -m pytest
 
 test-unit: bootstrap ## only the fast tests that need no Kafka or PostgreSQL
-	$(PYTHON) -m pytest tests/unit
+	$(PYTHON) -m pytest tests/unit -m "not integration"
 
 lint: bootstrap ## ruff and mypy --strict
 	$(PYTHON) -m ruff check .
