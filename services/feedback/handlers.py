@@ -94,9 +94,12 @@ class _Outcomes:
 # An event's handler: the store in the batch's transaction, the event, the tally.
 OnEvent = Callable[[FeedbackStore, Any, _Outcomes], Awaitable[None]]
 OnTimer = Callable[[FeedbackStore, SurveyRequest, timers.Timer], Awaitable[None]]
-# What the complaint facts copy from ComplaintOpened's payload.
+# What the complaint facts copy from ComplaintOpened's payload, and a resolution
+# from a contact event's.
 COMPLAINT_FACT_FIELDS = {"customer_ref", "channel", "service_area", "procedure", "contact_id"}
 RESOLUTION_FIELDS = {"customer_ref", "channel", "service_area"}
+# What a survey request copies from the resolution it is for.
+REQUEST_FIELDS_OF_RESOLUTION = ("case_type", "case_id", "service_area", "channel", "resolved_at")
 
 
 def survey_case(request: SurveyRequest) -> SurveyCase:
@@ -265,14 +268,10 @@ class FeedbackHandler:
     ) -> None:
         request = SurveyRequest(
             request_id=decision.request_id,
-            case_type=resolution.case_type,
-            case_id=resolution.case_id,
             customer_ref=customer,
-            service_area=resolution.service_area,
-            channel=resolution.channel,
-            resolved_at=resolution.resolved_at,
             send_at=decision.send_at,
             status="scheduled",
+            **{name: getattr(resolution, name) for name in REQUEST_FIELDS_OF_RESOLUTION},
         )
         if not await store.insert_request(request):
             reason = SuppressionReason.ALREADY_REQUESTED
