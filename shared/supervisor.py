@@ -21,12 +21,21 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from faststream.kafka import KafkaBroker
-
 log = logging.getLogger(__name__)
 
 Run = Callable[[], Awaitable[None]]
 Stop = Callable[[], None]
+
+
+class Subscriber(Protocol):
+    async def stop(self) -> None: ...
+
+
+class Consumers(Protocol):
+    """What `stop_consuming` needs of a `faststream.kafka.KafkaBroker`."""
+
+    @property
+    def subscribers(self) -> Sequence[Subscriber]: ...
 
 
 class Relay(Protocol):
@@ -64,7 +73,7 @@ class Supervisor:
         *,
         backoff: Backoff | None = None,
         stop_timeout_seconds: float = 10.0,
-        drain_timeout_seconds: float = 10.0,
+        drain_timeout_seconds: float = 5.0,
     ) -> None:
         self._service = service
         self._backoff = backoff or Backoff()
@@ -122,14 +131,16 @@ class Supervisor:
     async def shut_down(
         self,
         *,
-        consumers: Sequence[KafkaBroker] = (),
+        consumers: Sequence[Consumers] = (),
         producers: Sequence[Callable[[], Awaitable[None]]] = (),
     ) -> None:
         """Stop consuming, drain the relay, stop the producers: in that order, always."""
         self._stopping.set()
-        await asyncio.gather(*(stop_consuming(broker) for broker in consumers))
-        for name in [name for name in self._loops if name != self._relay_name]:
-            await self.stop(name)
+        inputs = [name for name in self._loops if name != self._relay_name]
+        await asyncio.gather(
+            *(stop_consuming(broker) for broker in consumers),
+            *(self.stop(name) for name in inputs),
+        )
         if self._relay is not None and self._relay_name is not None:
             if self._relay_name in self._loops:
                 await self.stop(self._relay_name)
@@ -163,7 +174,7 @@ class Supervisor:
                 failures += 1
                 delay = self._backoff.after(failures)
                 log.exception(
-                    "%s %s failed (%d in a row); restarting in %.1fs",
+                    "%s %s failed (%d in a row); restarting in %gs",
                     self._service,
                     name,
                     failures,
@@ -175,7 +186,7 @@ class Supervisor:
             return  # it ended because it was asked to
 
 
-async def stop_consuming(broker: KafkaBroker) -> None:
+async def stop_consuming(broker: Consumers) -> None:
     """Stop the broker's subscribers only: the batch in hand finishes and commits, and the
     broker's producer stays up for the relay and dead letters until `broker.stop()`."""
     await asyncio.gather(*(subscriber.stop() for subscriber in broker.subscribers))
