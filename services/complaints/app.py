@@ -103,13 +103,13 @@ def create_app(
         await broker.start()
         await lag.start()
         loops = Supervisor(SERVICE)
+        loops.start_relay(relay)  # first: what waits in the outbox goes before new work
         loops.start("timer scheduler", scheduler.run, scheduler.stop)
         loops.every(
             "gauges",
             settings.complaints_metrics_refresh_seconds,
             functools.partial(_refresh_gauges, handler, lag, metrics, settings),
         )
-        loops.start_relay(relay)
         log.info(
             "complaints ready: consuming %s and %s, publishing %s",
             CONTACTS.name,

@@ -120,8 +120,8 @@ def create_app(settings: FeedbackSettings | None = None, **options: Unpack[AppOp
             log.warning("no Notify email template id set: messages will carry an empty one")
         await broker.start()
         loops = Supervisor(SERVICE)
+        loops.start_relay(relay)  # first: what waits in the outbox goes before new work
         loops.start("timers", scheduler.run, scheduler.stop)
-        loops.start_relay(relay)
         log.info(
             "feedback ready: consuming %s and %s, publishing %s and %s",
             CONTACTS.name,

@@ -230,8 +230,8 @@ def create_app(settings: MetricsSettings | None = None, **options: Unpack[AppOpt
         await broker.start()
         await kafka.start()
         loops = Supervisor(SERVICE)
+        loops.start_relay(relay)  # first: what waits in the outbox goes before new work
         loops.start("gauge refresher", refresher.run, refresher.stop)
-        loops.start_relay(relay)
         log.info("metrics ready: consuming %s", ", ".join(t.name for t in CANONICAL_TOPICS))
         try:
             yield
