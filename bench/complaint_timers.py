@@ -39,9 +39,9 @@ from services.complaints.actions import OpenComplaint
 from services.complaints.domain import Complaint, Context, Decision, decide
 from services.complaints.handlers import ComplaintsHandler, ComplaintsMetrics
 from services.complaints.procedures import Policy
-from services.complaints.store import MIGRATIONS, SERVICE, save, sync_timers
+from services.complaints.settings import SERVICE
+from services.complaints.store import MIGRATIONS, ComplaintsStore
 from services.complaints.working_days import WorkingDayCalendar
-from shared.consumer import InboundRecord
 from shared.events.vocabulary import Channel
 from shared.postgres import create_pool, migrate
 from shared.timers import TimerScheduler
@@ -69,10 +69,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-async def _no_dead_letters(record: InboundRecord, reason: str, kind: str, attempts: int) -> None:
-    raise AssertionError(reason)
-
-
 def due_complaints() -> list[Complaint]:
     context = Context(WorkingDayCalendar(), Policy(), recorded_at=NOW)
     complaints = []
@@ -94,14 +90,15 @@ def due_complaints() -> list[Complaint]:
 
 async def load_due(pool: asyncpg.Pool, complaints: Sequence[Complaint]) -> None:
     """(Re)set the due complaints as just opened, their timers pending, the outbox empty."""
+    store = ComplaintsStore(pool)
     async with pool.acquire() as connection, connection.transaction():
         await connection.execute(
             "DELETE FROM timers WHERE service = $1 AND subject LIKE 'DUE-%'", SERVICE
         )
         await connection.execute("DELETE FROM outbox WHERE service = $1", SERVICE)
         for complaint in complaints:
-            await save(connection, complaint)
-            await sync_timers(connection, None, complaint)
+            await store.save(connection, complaint)
+            await store.sync_timers(connection, None, complaint)
 
 
 async def load_open(pool: asyncpg.Pool, start: int, stop: int) -> None:
@@ -165,13 +162,11 @@ async def main_async(options: argparse.Namespace) -> int:
             try:
                 await migrate(pool, SERVICE, MIGRATIONS)
                 handler = ComplaintsHandler(
-                    pool=pool,
+                    store=ComplaintsStore(pool),
                     calendar=WorkingDayCalendar(),
                     policy=Policy(),
                     metrics=ComplaintsMetrics(CollectorRegistry()),
-                    dead_letter=_no_dead_letters,
                     clock=lambda: NOW,
-                    max_attempts=1,
                 )
                 scheduler = TimerScheduler(pool, SERVICE, handler.fire_timer, clock=lambda: NOW)
                 complaints = due_complaints()

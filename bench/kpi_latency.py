@@ -57,12 +57,11 @@ from bench.intake_throughput import (
 from civicpulse.processes import ServiceProcess, free_port
 from services.metrics.domain import ALL_MEASURES
 from services.metrics.periods import Period, period_containing
-from services.metrics.rebuild import CANONICAL_TOPICS
 from shared.api_keys import hash_api_key
 from shared.events.vocabulary import Channel
 from shared.kafka import ensure_topics
 from shared.settings import DEFAULT_VOCABULARY_FILE
-from shared.topics import ALL_TOPICS, CONTACTS_RAW
+from shared.topics import ALL_TOPICS, CANONICAL_TOPICS, CONTACTS_RAW
 from shared.vocabulary import load_service_areas
 
 CHECKPOINT_EVERY = 100

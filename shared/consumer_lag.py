@@ -2,8 +2,19 @@
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from prometheus_client import CollectorRegistry, Gauge
 
 from shared.kafka import topic_partitions
+
+
+def consumer_lag_gauge(service: str, registry: CollectorRegistry) -> Gauge:
+    """`<service>_consumer_lag_records{topic}`: one name pattern for every service's lag."""
+    return Gauge(
+        f"{service}_consumer_lag_records",
+        "Records on each input topic not yet consumed by the service's group.",
+        ["topic"],
+        registry=registry,
+    )
 
 
 class KafkaPositions:

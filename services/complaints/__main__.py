@@ -2,8 +2,7 @@
 
 import sys
 
-from services.complaints.settings import ComplaintsSettings
-from services.complaints.store import SERVICE
+from services.complaints.settings import SERVICE, ComplaintsSettings
 from shared.commands import ApiKeys, service_main
 
 main = service_main(

@@ -2,48 +2,60 @@
 
 import functools
 import logging
+from base64 import urlsafe_b64decode, urlsafe_b64encode
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Annotated, Any, Unpack
+from datetime import date
+from typing import Annotated, Any, Literal, Unpack
 
 import asyncpg
-from fastapi import Depends, FastAPI, Request, status
+from fastapi import Depends, FastAPI, Query, Request, status
 from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
 from pydantic import ValidationError
 
 from services.complaints.actions import ACTION_ADAPTER
 from services.complaints.domain import Refusal, RefusalReason
 from services.complaints.handlers import Applied, ComplaintsHandler, ComplaintsMetrics
 from services.complaints.procedures import Policy
-from services.complaints.settings import ComplaintsSettings
-from services.complaints.store import MIGRATIONS, SERVICE
+from services.complaints.settings import SERVICE, ComplaintsSettings
+from services.complaints.store import MIGRATIONS, ComplaintsStore, WorklistQuery
 from services.complaints.views import (
     ActionAccepted,
     ActionRefused,
     ActionResult,
     ComplaintView,
+    Worklist,
     complaint_view,
+    worklist_row,
 )
-from services.complaints.working_days import WorkingDayCalendar
+from services.complaints.working_days import WorkingDayCalendar, local_date
 from shared.api_keys import authenticated_source
 from shared.consumer import (
-    EventConsumer,
-    InboundRecord,
-    dead_letter_inbound,
-    inbound_records,
-    undecoded,
+    ConsumerSettings,
+    DeadLetterTopics,
+    event_consumer,
+    subscribe_records,
 )
 from shared.consumer_lag import KafkaPositions
-from shared.http import add_component_schemas, add_operational_routes, openapi_body_schema
-from shared.kafka import batch_consumer_options
+from shared.events.vocabulary import ComplaintProcedure
+from shared.http import (
+    MalformedBodyError,
+    add_component_schemas,
+    add_operational_routes,
+    document_problems,
+    limit_request_bodies,
+    openapi_body_schema,
+    parse_json_body,
+)
 from shared.outbox import OutboxRelay
+from shared.parked import RetryPolicy
 from shared.startup import AppOptions, Wiring
 from shared.supervisor import Supervisor
-from shared.timers import TimerScheduler
+from shared.timers import TimerMetrics, TimerScheduler
 from shared.topics import COMPLAINT_ACTIONS, COMPLAINTS, CONTACTS, dead_letter_twin
+from shared.vocabulary import load_service_areas
 
 log = logging.getLogger(__name__)
 ACTIONS_DEAD_LETTER = dead_letter_twin(COMPLAINT_ACTIONS)
@@ -67,23 +79,24 @@ def create_app(
     settings, broker = wiring.settings, wiring.broker
     registry, clock = wiring.registry, wiring.clock
     metrics = ComplaintsMetrics(registry)
+    timer_metrics = TimerMetrics(registry, SERVICE)
     calendar = WorkingDayCalendar(settings.complaints_closure_days)
-    policy = Policy(settings.complaints_escalation_window_working_days)
+    policy = Policy(
+        settings.complaints_escalation_window_working_days,
+        settings.complaints_escalation_window_calendar_month,
+    )
+    service_areas = load_service_areas(settings.vocabulary_file)
     state: dict[str, Any] = {}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = await wiring.open_pool(MIGRATIONS)
         handler = ComplaintsHandler(
-            pool=pool,
+            store=ComplaintsStore(pool),
             calendar=calendar,
             policy=policy,
             metrics=metrics,
-            dead_letter=lambda record, reason, error_type, attempts: dead_letter_action(
-                broker, record, reason, error_type, attempts
-            ),
             clock=clock,
-            max_attempts=settings.dead_letter_max_attempts,
         )
         await handler.recalculate_deadlines()
         scheduler = TimerScheduler(
@@ -92,8 +105,16 @@ def create_app(
             handler.fire_timer,
             clock=clock,
             poll_seconds=settings.complaints_timer_poll_seconds,
+            retry=RetryPolicy.for_timers(settings),
+            metrics=timer_metrics,
         )
-        relay = OutboxRelay(pool, broker, SERVICE, metrics=wiring.outbox_metrics)
+        relay = OutboxRelay(
+            pool,
+            broker,
+            SERVICE,
+            metrics=wiring.outbox_metrics,
+            retry=RetryPolicy.for_outbox(settings),
+        )
         app.state.complaints = Running(pool, handler, scheduler, relay)
         state.update(pool=pool, handler=handler)
         subscribe_inputs(broker, handler, settings)
@@ -140,8 +161,10 @@ def create_app(
         "/v1/complaints/{complaint_id}/actions",
         summary="Apply a case action to a complaint",
         description=(
-            "One action: `open`, `acknowledge`, `respond`, `request_escalation`, `extend`, "
-            "`refer_to_ombudsman`, `withdraw` or `close` (the `action` field). `complaint_id` "
+            "One action: `open`, `acknowledge`, `respond`, `request_escalation`, "
+            "`refuse_escalation`, `extend`, `record_panel_meeting`, `record_panel_report`, "
+            "`refer_to_ombudsman`, `record_ombudsman_decision`, `complete_learning_action`, "
+            "`withdraw` or `close` (the `action` field). `complaint_id` "
             "and `source` may be left out of the body: the path and the API key give them. "
             "`action_id` is the idempotency "
             "key: the same action sent again is reported as `duplicate` and changes nothing. "
@@ -168,9 +191,9 @@ def create_app(
         complaint_id: str, request: Request, source: Annotated[str, Depends(caller)]
     ) -> ActionAccepted | JSONResponse:
         try:
-            body = await request.json()
-        except ValueError as error:
-            return _invalid("body", f"not valid JSON: {error}")
+            body = parse_json_body(await request.body())
+        except MalformedBodyError as error:
+            return _invalid("body", str(error))
         if not isinstance(body, dict):
             return _invalid("body", "an action must be a JSON object")
         body.setdefault("complaint_id", complaint_id)
@@ -225,7 +248,67 @@ def create_app(
             )
         return complaint_view(complaint)
 
+    @app.get(
+        "/v1/complaints",
+        response_model=Worklist,
+        summary="The officer's worklist: complaints by next due date",
+        description=(
+            "Complaints ordered by their next due date (a deadline, or the escalation "
+            "window's end if sooner; nothing due last), then by id, a page at a time: pass "
+            "`next_cursor` back as `cursor`. `state`: `open` (default), `closed` (closed, "
+            "withdrawn or with the Ombudsman) or `all`. `due_before`: next due date strictly "
+            "before that date. `overdue=true`: a deadline has passed without its action. "
+            "Each row gives the working days left (negative when overdue). An unknown filter "
+            "value or a malformed date is 422 naming the parameter."
+        ),
+        responses={
+            401: {"description": "Missing or unknown API key."},
+            422: {"description": "A query parameter is invalid; it is named in `loc`."},
+        },
+    )
+    async def list_complaints(
+        _: Annotated[str, Depends(caller)],
+        state_filter: Annotated[Literal["open", "closed", "all"], Query(alias="state")] = "open",
+        stage: Annotated[int | None, Query(ge=1, le=3)] = None,
+        procedure: ComplaintProcedure | None = None,
+        service_area: str | None = None,
+        due_before: date | None = None,
+        overdue: bool = False,
+        cursor: Annotated[str | None, Query(max_length=400)] = None,
+        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    ) -> Worklist | JSONResponse:
+        if service_area is not None and service_area not in service_areas:
+            return _invalid_query("service_area", f"unknown service area {service_area!r}")
+        after = None
+        if cursor is not None:
+            after = _read_cursor(cursor)
+            if after is None:
+                return _invalid_query("cursor", "not a cursor this API gave")
+        handler: ComplaintsHandler = state["handler"]
+        today = local_date(clock())
+        page = await handler.list_complaints(
+            WorklistQuery(
+                today=today,
+                state=state_filter,
+                stage=stage,
+                procedure=None if procedure is None else procedure.value,
+                service_area=service_area,
+                due_before=due_before,
+                overdue=overdue,
+                after=after,
+                limit=limit + 1,
+            )
+        )
+        rows = [worklist_row(c, handler.calendar, today) for c in page[:limit]]
+        next_cursor = None
+        if len(page) > limit:
+            last = page[limit - 1]
+            next_cursor = _write_cursor(last.next_due_date(), last.complaint_id)
+        return Worklist(complaints=rows, next_cursor=next_cursor)
+
     add_operational_routes(app, broker=broker, registry=registry, pool=lambda: state.get("pool"))
+    document_problems(app)
+    limit_request_bodies(app, settings.http_max_body_bytes)
     add_component_schemas(app, action_definitions)
     return app
 
@@ -235,6 +318,27 @@ def _invalid(field: str, message: str) -> JSONResponse:
         {"detail": [{"loc": [field], "msg": message, "type": "invalid"}]},
         status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
     )
+
+
+def _invalid_query(parameter: str, message: str) -> JSONResponse:
+    return JSONResponse(
+        {"detail": [{"loc": ["query", parameter], "msg": message, "type": "invalid"}]},
+        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+    )
+
+
+def _write_cursor(due: date | None, complaint_id: str) -> str:
+    text = f"{'' if due is None else due.isoformat()}|{complaint_id}"
+    return urlsafe_b64encode(text.encode()).decode()
+
+
+def _read_cursor(cursor: str) -> tuple[date | None, str] | None:
+    """The (next due date, complaint id) a cursor stands for; None if it is not one."""
+    try:
+        due, complaint_id = urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
+        return (date.fromisoformat(due) if due else None), complaint_id
+    except ValueError:
+        return None
 
 
 async def _refresh_gauges(
@@ -250,49 +354,29 @@ async def _refresh_gauges(
         metrics.consumer_lag.labels(topic).set(records)
 
 
-async def dead_letter_action(
-    broker: KafkaBroker, record: InboundRecord, reason: str, error_type: str, attempts: int
-) -> None:
-    await dead_letter_inbound(
-        broker,
-        ACTIONS_DEAD_LETTER,
-        record,
-        reason=reason,
-        error_type=error_type,
-        attempts=attempts,
-    )
-
-
 def subscribe_inputs(
     broker: KafkaBroker, handler: ComplaintsHandler, settings: ComplaintsSettings
 ) -> None:
     """One consumer (one group) for both inputs: complaint contacts and case actions.
 
     A single subscriber keeps the group's membership simple; each batch is split
-    by topic. Canonical contact events go through the shared `EventConsumer`
-    (decode, retry, dead-letter); action records through the handler.
+    by topic, and each topic has its shared `RecordConsumer` (decode, retry,
+    dead-letter).
     """
-    contacts = EventConsumer(
-        broker,
-        [CONTACTS],
-        handler.handle_contact_events,
-        max_attempts=settings.dead_letter_max_attempts,
+    consumer_settings = ConsumerSettings.of(settings)
+    contacts = event_consumer(
+        broker, [CONTACTS], handler.handle_contact_events, settings=consumer_settings
     )
-
-    @broker.subscriber(  # type: ignore[untyped-decorator]
-        CONTACTS.name,
-        COMPLAINT_ACTIONS.name,
-        decoder=undecoded,
+    actions = handler.action_topic_consumer(
+        DeadLetterTopics(broker, [COMPLAINT_ACTIONS]), consumer_settings
+    )
+    subscribe_records(
+        broker,
+        {CONTACTS: contacts, COMPLAINT_ACTIONS: actions},
+        group_id=settings.complaints_group_id,
+        settings=consumer_settings,
+        max_records=settings.complaints_max_batch,
         title="complaints/inputs",
         description="Canonical contact events (complaints open complaints) and case actions "
         "from case-management systems (JSON, see the HTTP API).",
-        **batch_consumer_options(
-            settings.complaints_group_id, max_records=settings.complaints_max_batch
-        ),
     )
-    async def consume_inputs(_: Any, message: KafkaMessage) -> None:
-        records = inbound_records(message)
-        await contacts.consume([r for r in records if r.position.topic == CONTACTS.name])
-        await handler.handle_action_records(
-            [r for r in records if r.position.topic == COMPLAINT_ACTIONS.name]
-        )

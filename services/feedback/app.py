@@ -29,21 +29,27 @@ from services.feedback.views import (
     CaseDecisions,
     Erased,
     LinkProblem,
+    LinkRefused,
     OptedOut,
     SurveyAnswers,
     SurveyForm,
 )
 from shared.api_keys import authenticated_source
-from shared.consumer import subscribe_events
+from shared.consumer import ConsumerSettings, subscribe_events
 from shared.events.vocabulary import CUSTOMER_REF_PATTERN, CaseType
+from shared.http import (
+    document_problems,
+    limit_request_bodies,
+    problem_schema,
+)
 from shared.outbox import OutboxRelay
+from shared.parked import RetryPolicy
 from shared.startup import AppOptions, Wiring
 from shared.supervisor import Supervisor
-from shared.timers import TimerScheduler
+from shared.timers import TimerMetrics, TimerScheduler
 from shared.topics import COMPLAINTS, CONTACTS, FEEDBACK, NOTIFICATIONS
 
 log = logging.getLogger(__name__)
-MAX_FORM_BYTES = 16_384
 LINK_STATUS = {
     "invalid_link": status.HTTP_400_BAD_REQUEST,
     "not_found": status.HTTP_404_NOT_FOUND,
@@ -76,7 +82,8 @@ class RunningFeedback:
 def create_app(settings: FeedbackSettings | None = None, **options: Unpack[AppOptions]) -> FastAPI:
     wiring = Wiring.begin(SERVICE, settings or FeedbackSettings(), **options)
     settings, broker = wiring.settings, wiring.broker
-    metrics = FeedbackMetrics(wiring.registry)
+    registry, clock = wiring.registry, wiring.clock
+    metrics = FeedbackMetrics(registry)
     links = AnswerLinks(settings.feedback_token_secret.get_secret_value())
     running: dict[str, CustomerHandler] = {}  # filled by the lifespan
 
@@ -98,21 +105,32 @@ def create_app(settings: FeedbackSettings | None = None, **options: Unpack[AppOp
                 sms=settings.feedback_notify_sms_template_id,
             ),
             metrics=metrics,
-            clock=wiring.clock,
+            clock=clock,
         )
         subscribe_events(
             broker,
             [CONTACTS, COMPLAINTS],
             handler.handle,
             group_id=settings.feedback_group_id,
-            max_attempts=settings.dead_letter_max_attempts,
+            settings=ConsumerSettings.of(settings),
             max_records=settings.feedback_max_batch,
         )
-        scheduler = TimerScheduler(pool, SERVICE, handler.fire, clock=wiring.clock)
-        relay = OutboxRelay(pool, broker, SERVICE, metrics=wiring.outbox_metrics)
-        running["customers"] = CustomerHandler(
-            store, links=links, metrics=metrics, clock=wiring.clock
+        scheduler = TimerScheduler(
+            pool,
+            SERVICE,
+            handler.fire,
+            clock=clock,
+            retry=RetryPolicy.for_timers(settings),
+            metrics=TimerMetrics(registry, SERVICE),
         )
+        relay = OutboxRelay(
+            pool,
+            broker,
+            SERVICE,
+            metrics=wiring.outbox_metrics,
+            retry=RetryPolicy.for_outbox(settings),
+        )
+        running["customers"] = CustomerHandler(store, links=links, metrics=metrics, clock=clock)
         app.state.feedback = RunningFeedback(handler, scheduler, relay)
         if not settings.feedback_api_keys:
             log.warning("no CIVICPULSE_FEEDBACK_API_KEYS set: customer endpoints will get 401")
@@ -207,14 +225,30 @@ def create_app(settings: FeedbackSettings | None = None, **options: Unpack[AppOp
         return views.case_decisions(case_type, case_id, request, suppressions)
 
     link_responses: dict[int | str, dict[str, Any]] = {
-        code: {"model": LinkProblem, "description": f"Link refused: `{name}`."}
+        code: {"model": LinkRefused, "description": f"Link refused: `{name}`."}
         for name, code in LINK_STATUS.items()
+    }
+    html = {"text/html": {"schema": {"type": "string"}}}
+    link_pages: dict[int | str, dict[str, Any]] = {
+        code: {"description": f"Link refused: `{name}` (a page saying why).", "content": html}
+        for name, code in LINK_STATUS.items()
+    }
+    form_pages: dict[int | str, dict[str, Any]] = link_pages | {
+        413: {
+            "description": "Over CIVICPULSE_HTTP_MAX_BODY_BYTES: a page for browsers, "
+            "else a problem.",
+            "content": html | {"application/json": {"schema": problem_schema()}},
+        },
+        422: {
+            "description": "Answers missing or invalid: the form again, with the errors.",
+            "content": html,
+        },
     }
 
     def link_problem(error: LinkError) -> JSONResponse:
-        body = LinkProblem(code=error.code, message=error.message)
+        body = LinkRefused(detail=LinkProblem(code=error.code, message=error.message))
         return JSONResponse(
-            {"detail": body.model_dump()}, status_code=LINK_STATUS[error.code], headers=PRIVATE_PAGE
+            body.model_dump(), status_code=LINK_STATUS[error.code], headers=PRIVATE_PAGE
         )
 
     @app.get(
@@ -258,7 +292,9 @@ def create_app(settings: FeedbackSettings | None = None, **options: Unpack[AppOp
     def link_page(error: LinkError) -> HTMLResponse:
         return page(problem(LINK_TITLES[error.code], error.message), LINK_STATUS[error.code])
 
-    @app.get("/surveys/{token}", response_class=HTMLResponse, tags=["survey pages"])
+    @app.get(
+        "/surveys/{token}", response_class=HTMLResponse, tags=["survey pages"], responses=link_pages
+    )
     async def survey_page(token: str) -> HTMLResponse:
         try:
             request = await customers().open_survey(token)
@@ -266,14 +302,14 @@ def create_app(settings: FeedbackSettings | None = None, **options: Unpack[AppOp
             return link_page(error)
         return page(survey_form(f"/surveys/{token}", request.service_area))
 
-    @app.post("/surveys/{token}", response_class=HTMLResponse, tags=["survey pages"])
+    @app.post(
+        "/surveys/{token}",
+        response_class=HTMLResponse,
+        tags=["survey pages"],
+        responses=form_pages,
+    )
     async def submit_survey_page(token: str, raw: Request) -> HTMLResponse:
-        body = await raw.body()
-        if len(body) > MAX_FORM_BYTES:
-            return page(
-                problem("Your answers are too long", "Please shorten your comment."),
-                status.HTTP_413_CONTENT_TOO_LARGE,
-            )
+        body = await raw.body()  # at most CIVICPULSE_HTTP_MAX_BODY_BYTES: see limit_request_bodies
         fields = parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True)
         form: dict[str, str | None] = {name: values[0] for name, values in fields.items()}
         try:
@@ -288,7 +324,12 @@ def create_app(settings: FeedbackSettings | None = None, **options: Unpack[AppOp
             return page(html, status.HTTP_422_UNPROCESSABLE_CONTENT)
         return page(thank_you())
 
-    @app.post("/surveys/{token}/opt-out", response_class=HTMLResponse, tags=["survey pages"])
+    @app.post(
+        "/surveys/{token}/opt-out",
+        response_class=HTMLResponse,
+        tags=["survey pages"],
+        responses=link_pages,
+    )
     async def opt_out_page(token: str) -> HTMLResponse:
         """The resident's "stop sending me surveys" button on the answer form."""
         try:
@@ -298,4 +339,10 @@ def create_app(settings: FeedbackSettings | None = None, **options: Unpack[AppOp
         return page(opted_out())
 
     wiring.add_operational_routes(app)
+    document_problems(app)
+    limit_request_bodies(
+        app,
+        settings.http_max_body_bytes,
+        html_page=lambda: problem("Your answers are too long", "Please shorten your comment."),
+    )
     return app

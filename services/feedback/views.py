@@ -47,6 +47,12 @@ class LinkProblem(BaseModel):
     message: str
 
 
+class LinkRefused(BaseModel):
+    """Under `detail`, like every other error of the service."""
+
+    detail: LinkProblem
+
+
 class Erased(BaseModel):
     customer_ref: str
     erased_rows: int = Field(description="Rows of personal data deleted (0 if none was held).")
@@ -101,8 +107,6 @@ def case_decisions(
     return CaseDecisions(
         case_type=case_type,
         case_id=case_id,
-        request=None
-        if request is None
-        else CaseRequest.model_validate(request, from_attributes=True),
+        request=CaseRequest.model_validate(request, from_attributes=True) if request else None,
         suppressions=[Suppression(reason=r, decided_at=at) for r, at in suppressions],
     )

@@ -6,8 +6,7 @@ import json
 import secrets
 import sys
 
-from services.metrics.handlers import SERVICE
-from services.metrics.settings import MetricsSettings, Role
+from services.metrics.settings import SERVICE, MetricsSettings, Role
 from shared.api_keys import hash_api_key
 from shared.commands import Command, OfflineCommand, service_main
 

@@ -3,22 +3,21 @@
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import date, datetime, timedelta
-from enum import StrEnum
+from datetime import date, timedelta
 from typing import Annotated, Any, Unpack
 
-import asyncpg
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, status
 from fastapi.responses import HTMLResponse, PlainTextResponse
-from pydantic import BaseModel, Field
 
 from services.metrics import committee as committee_format
-from services.metrics import reads
 from services.metrics.auth import role_checker
-from services.metrics.domain import KPIS_BY_NAME, Standing, evaluate
+from services.metrics.complaints_report import add_complaints_report_route
+from services.metrics.domain import KPIS_BY_NAME, series
 from services.metrics.gauges import GaugeRefresher, KpiGauges
-from services.metrics.handlers import SERVICE, BatchApplier, ConsumerMetrics, LiveConsumer
+from services.metrics.handlers import BatchApplier, ConsumerMetrics, LiveConsumer
 from services.metrics.periods import (
+    FIRST_DAY,
+    LAST_DAY,
     DateRange,
     Period,
     financial_quarter_label,
@@ -26,152 +25,40 @@ from services.metrics.periods import (
     parse_quarter,
     period_containing,
     period_label,
+    periods_back,
     previous_range,
     ranges_between,
 )
-from services.metrics.rebuild import CANONICAL_TOPICS
-from services.metrics.report import Judging, KpiRow, committee, is_provisional, kpi_rows
-from services.metrics.settings import MetricsSettings, Role
-from services.metrics.store import MIGRATIONS
+from services.metrics.report import Judging, committee, is_provisional, kpi_rows
+from services.metrics.settings import SERVICE, MetricsSettings, Role
+from services.metrics.store import MIGRATIONS, MetricsStore
 from services.metrics.targets import load_targets
-from shared.consumer import subscribe_events
+from services.metrics.views import (
+    SERVICE_LEVEL_METHOD,
+    CommitteeResponse,
+    KpisResponse,
+    KpiValue,
+    OpenComplaintsCount,
+    PipelineResponse,
+    ReportFormat,
+    SeriesPoint,
+    SeriesResponse,
+    ServiceStandingModel,
+    TopicPipeline,
+)
+from shared.consumer import ConsumerSettings, subscribe_events
 from shared.consumer_lag import KafkaPositions
 from shared.events.vocabulary import Channel
-from shared.http import add_operational_routes
+from shared.http import Problem, add_operational_routes, document_problems, limit_request_bodies
 from shared.outbox import OutboxRelay
+from shared.parked import RetryPolicy
 from shared.startup import AppOptions, Wiring
 from shared.supervisor import Supervisor
+from shared.topics import CANONICAL_TOPICS
 from shared.vocabulary import load_service_areas
 
 log = logging.getLogger(__name__)
 MAX_SERIES_POINTS = 400
-SERVICE_LEVEL_METHOD = (
-    "Service level = calls answered within N seconds / calls offered (answered + abandoned). "
-    "Abandoned calls count as failures whatever their wait; answered calls with no recorded "
-    "wait count as offered but not within N."
-)
-
-
-class KpiValue(BaseModel):
-    kpi: str
-    title: str
-    unit: str = Field(description="ratio (0 to 1), seconds, count, score or transfers.")
-    direction: str = Field(description="higher_is_better, lower_is_better or neither.")
-    value: float | None = Field(description="null when the denominator is 0: no data.")
-    numerator: float
-    denominator: float | None = Field(description="null for counts.")
-    target: float | str | None = Field(description="A number, 'TBA' (no RAG) or null.")
-    rag: str | None = Field(description="green, amber, red, insufficient_data, or null.")
-    previous_value: float | None
-    change: float | None = Field(description="value - previous_value.")
-    change_percent: float | None = Field(description="Relative change, in percent.")
-    trend: str | None = Field(description="improving/worsening/unchanged, or up/down.")
-    provisional: bool = Field(description="FCR only: the re-contact window has not passed.")
-
-
-class OpenComplaintsCount(BaseModel):
-    scope: str = Field(description="corporate (the Code) or statutory (social care).")
-    stage: int
-    count: int
-
-
-class KpisResponse(BaseModel):
-    period: Period | None
-    label: str
-    start: date
-    end: date
-    previous_start: date
-    previous_end: date
-    service_area: str | None
-    channel: Channel | None
-    generation: int
-    service_level_seconds: float
-    service_level_method: str
-    kpis: list[KpiValue]
-    open_complaints: list[OpenComplaintsCount] = Field(description="Now, not per period.")
-
-
-class SeriesPoint(BaseModel):
-    label: str
-    start: date
-    end: date
-    value: float | None
-    numerator: float
-    denominator: float | None
-    provisional: bool
-
-
-class SeriesResponse(BaseModel):
-    kpi: str
-    title: str
-    unit: str
-    period: Period
-    service_area: str | None
-    channel: Channel | None
-    points: list[SeriesPoint]
-
-
-class ServiceStandingModel(BaseModel):
-    service_area: str
-    standing: Standing
-    kpis: list[KpiValue]
-
-
-class CommitteeResponse(BaseModel):
-    quarter: str
-    financial_quarter: str
-    start: date
-    end: date
-    groups: dict[Standing, list[ServiceStandingModel]]
-
-
-class TopicPipeline(BaseModel):
-    topic: str
-    events_applied: int
-    last_event_recorded_at: datetime
-    last_event_age_seconds: float
-    last_applied_at: datetime
-
-
-class SurgeModel(BaseModel):
-    surge_id: str
-    service_area: str
-    measure: str
-    day: date
-    count: float
-    baseline: float
-    threshold: float
-
-
-class PipelineResponse(BaseModel):
-    generation: int
-    topics: list[TopicPipeline]
-    surges_last_7_days: list[SurgeModel]
-
-
-class ReportFormat(StrEnum):
-    JSON = "json"
-    CSV = "csv"
-    HTML = "html"
-
-
-def _row_model(row: KpiRow) -> KpiValue:
-    return KpiValue(
-        kpi=row.kpi,
-        title=row.title,
-        unit=row.unit,
-        direction=row.direction,
-        value=row.value,
-        numerator=row.numerator,
-        denominator=row.denominator,
-        target=row.target,
-        rag=row.rag.value if row.rag else None,
-        previous_value=row.previous_value,
-        change=row.change,
-        change_percent=row.change_percent,
-        trend=row.trend.value if row.trend else None,
-        provisional=row.provisional,
-    )
 
 
 def _unprocessable(field: str, message: str) -> HTTPException:
@@ -203,19 +90,26 @@ def create_app(settings: MetricsSettings | None = None, **options: Unpack[AppOpt
         applier = BatchApplier(
             rules=settings.rules, clock=clock, publish_surges=True, metrics=consumer_metrics
         )
-        live = LiveConsumer(pool, applier)
+        store = MetricsStore(pool)
+        live = LiveConsumer(store, applier)
         subscribe_events(
             broker,
             CANONICAL_TOPICS,
             live.handle,
             group_id=settings.metrics_group_id,
-            max_attempts=settings.dead_letter_max_attempts,
+            settings=ConsumerSettings.of(settings),
             max_records=settings.metrics_max_batch,
         )
         kafka = KafkaPositions(settings.kafka_bootstrap)
-        relay = OutboxRelay(pool, broker, SERVICE, metrics=wiring.outbox_metrics)
-        refresher = GaugeRefresher(
+        relay = OutboxRelay(
             pool,
+            broker,
+            SERVICE,
+            metrics=wiring.outbox_metrics,
+            retry=RetryPolicy.for_outbox(settings),
+        )
+        refresher = GaugeRefresher(
+            store,
             gauges,
             service_areas=service_areas,
             topics=CANONICAL_TOPICS,
@@ -224,7 +118,7 @@ def create_app(settings: MetricsSettings | None = None, **options: Unpack[AppOpt
             clock=clock,
             interval_seconds=settings.metrics_refresh_seconds,
         )
-        state.update(pool=pool)
+        state.update(pool=pool, store=store)
         if not settings.metrics_api_tokens:
             log.warning("no CIVICPULSE_METRICS_API_TOKENS set: every API caller will get 401")
         await broker.start()
@@ -260,11 +154,11 @@ def create_app(settings: MetricsSettings | None = None, **options: Unpack[AppOpt
     def today() -> date:
         return local_day(clock())
 
-    def ready_pool() -> asyncpg.Pool:
-        pool: asyncpg.Pool | None = state.get("pool")
-        if pool is None:
+    def ready_store() -> MetricsStore:
+        store: MetricsStore | None = state.get("store")
+        if store is None:
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "starting: try again shortly")
-        return pool
+        return store
 
     def check_area(service_area: str | None) -> str | None:
         if service_area is not None and service_area not in service_areas:
@@ -297,8 +191,8 @@ def create_app(settings: MetricsSettings | None = None, **options: Unpack[AppOpt
     )
     async def get_kpis(
         _: Annotated[Role, manager_or_ops],
-        first: Annotated[date | None, Query(alias="from")] = None,
-        last: Annotated[date | None, Query(alias="to")] = None,
+        first: Annotated[date | None, Query(alias="from", ge=FIRST_DAY, le=LAST_DAY)] = None,
+        last: Annotated[date | None, Query(alias="to", ge=FIRST_DAY, le=LAST_DAY)] = None,
         period: Period = Period.MONTH,
         service_area: str | None = None,
         channel: Channel | None = None,
@@ -307,21 +201,15 @@ def create_app(settings: MetricsSettings | None = None, **options: Unpack[AppOpt
         span = resolve_range(first, last, period)
         whole_period = last is None
         before = previous_range(span, period if whole_period else None)
-        pool = ready_pool()
-        generation = await reads.current_generation(pool)
+        store = ready_store()
+        generation = await store.live_generation()
         channel_value = channel.value if channel else None
-        current = await reads.totals(
-            pool, generation, span, service_area=area, channel=channel_value
-        )
-        previous = await reads.totals(
-            pool, generation, before, service_area=area, channel=channel_value
-        )
+        current = await store.totals(generation, span, service_area=area, channel=channel_value)
+        previous = await store.totals(generation, before, service_area=area, channel=channel_value)
         rows = kpi_rows(
             current, previous, span=span, service_area=area, today=today(), judging=judging
         )
-        open_now = await reads.open_complaints(
-            pool, generation, service_area=area, channel=channel_value
-        )
+        open_now = await store.open_complaints(generation, service_area=area, channel=channel_value)
         return KpisResponse(
             period=period if whole_period else None,
             label=period_label(span, period)
@@ -336,10 +224,8 @@ def create_app(settings: MetricsSettings | None = None, **options: Unpack[AppOpt
             generation=generation,
             service_level_seconds=settings.metrics_service_level_seconds,
             service_level_method=SERVICE_LEVEL_METHOD,
-            kpis=[_row_model(row) for row in rows],
-            open_complaints=[
-                OpenComplaintsCount(scope=o.scope, stage=o.stage, count=o.count) for o in open_now
-            ],
+            kpis=[KpiValue.model_validate(row) for row in rows],
+            open_complaints=[OpenComplaintsCount.model_validate(o) for o in open_now],
         )
 
     @app.get(
@@ -349,12 +235,13 @@ def create_app(settings: MetricsSettings | None = None, **options: Unpack[AppOpt
         summary="One KPI per period over a span, for charts",
         description="Points for each whole `period` (default month) covering `from`..`to` "
         "(default: the last 12 periods up to today).",
+        responses={404: {"model": Problem, "description": "No such KPI."}},
     )
     async def get_series(
         _: Annotated[Role, manager_or_ops],
         kpi: Annotated[str, Path(description="A KPI name, as in GET /v1/kpis.")],
-        first: Annotated[date | None, Query(alias="from")] = None,
-        last: Annotated[date | None, Query(alias="to")] = None,
+        first: Annotated[date | None, Query(alias="from", ge=FIRST_DAY, le=LAST_DAY)] = None,
+        last: Annotated[date | None, Query(alias="to", ge=FIRST_DAY, le=LAST_DAY)] = None,
         period: Period = Period.MONTH,
         service_area: str | None = None,
         channel: Channel | None = None,
@@ -364,43 +251,35 @@ def create_app(settings: MetricsSettings | None = None, **options: Unpack[AppOpt
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown KPI {kpi!r}")
         area = check_area(service_area)
         end = last or today()
-        start = first or _periods_back(end, period, 11)
+        start = first or periods_back(end, period, 11)
         if end < start:
             raise _unprocessable("to", "`to` is before `from`")
         buckets = ranges_between(DateRange(start, end), period)
         if len(buckets) > MAX_SERIES_POINTS:
             raise _unprocessable("from", f"at most {MAX_SERIES_POINTS} points; use a longer period")
-        pool = ready_pool()
-        generation = await reads.current_generation(pool)
-        days = await reads.daily_totals(
-            pool,
+        store = ready_store()
+        generation = await store.live_generation()
+        days = await store.daily_totals(
             generation,
             DateRange(buckets[0].start, buckets[-1].end),
             sorted(definition.measures),
             service_area=area,
             channel=channel.value if channel else None,
         )
-        points = []
-        for bucket in buckets:
-            summed: dict[str, float] = {}
-            for day, measures in days.items():
-                if bucket.contains(day):
-                    for measure, value in measures.items():
-                        summed[measure] = summed.get(measure, 0.0) + value
-            figure = evaluate(definition, summed)
-            points.append(
-                SeriesPoint(
-                    label=period_label(bucket, period),
-                    start=bucket.start,
-                    end=bucket.end,
-                    value=figure.value,
-                    numerator=figure.numerator,
-                    denominator=figure.denominator,
-                    provisional=is_provisional(
-                        definition, bucket, today(), settings.metrics_fcr_window_days
-                    ),
-                )
+        points = [
+            SeriesPoint(
+                label=period_label(bucket, period),
+                start=bucket.start,
+                end=bucket.end,
+                value=figure.value,
+                numerator=figure.numerator,
+                denominator=figure.denominator,
+                provisional=is_provisional(
+                    definition, bucket, today(), settings.metrics_fcr_window_days
+                ),
             )
+            for bucket, figure in zip(buckets, series(definition, buckets, days), strict=True)
+        ]
         return SeriesResponse(
             kpi=definition.name,
             title=definition.title,
@@ -439,11 +318,11 @@ def create_app(settings: MetricsSettings | None = None, **options: Unpack[AppOpt
         except ValueError as error:
             raise _unprocessable("quarter", str(error)) from error
         before = previous_range(span, Period.QUARTER)
-        pool = ready_pool()
-        generation = await reads.current_generation(pool)
+        store = ready_store()
+        generation = await store.live_generation()
         groups = committee(
-            await reads.totals_by(pool, generation, span, "service_area"),
-            await reads.totals_by(pool, generation, before, "service_area"),
+            await store.totals_by(generation, span, "service_area"),
+            await store.totals_by(generation, before, "service_area"),
             service_areas,
             span=span,
             today=today(),
@@ -470,17 +349,12 @@ def create_app(settings: MetricsSettings | None = None, **options: Unpack[AppOpt
             start=span.start,
             end=span.end,
             groups={
-                group: [
-                    ServiceStandingModel(
-                        service_area=s.service_area,
-                        standing=s.standing,
-                        kpis=[_row_model(row) for row in s.kpis],
-                    )
-                    for s in services
-                ]
+                group: [ServiceStandingModel.model_validate(s) for s in services]
                 for group, services in groups.items()
             },
         )
+
+    add_complaints_report_route(app, manager=requires(Role.MANAGER), store=ready_store, today=today)
 
     @app.get(
         "/v1/pipeline",
@@ -489,12 +363,12 @@ def create_app(settings: MetricsSettings | None = None, **options: Unpack[AppOpt
         summary="The pipeline's health (role ops): events applied, last event age, surges",
     )
     async def get_pipeline(_: Annotated[Role, ops_only]) -> PipelineResponse:
-        pool = ready_pool()
-        generation = await reads.current_generation(pool)
+        store = ready_store()
+        generation = await store.live_generation()
         now = clock()
-        states = await reads.topic_states(pool, generation)
+        states = await store.topic_states(generation)
         recent = DateRange(today() - timedelta(days=6), today())
-        surges = await reads.surges_between(pool, generation, recent)
+        surges = await store.surges_between(generation, recent)
         return PipelineResponse(
             generation=generation,
             topics=[
@@ -507,26 +381,10 @@ def create_app(settings: MetricsSettings | None = None, **options: Unpack[AppOpt
                 )
                 for s in states
             ],
-            surges_last_7_days=[
-                SurgeModel(
-                    surge_id=s.surge_id,
-                    service_area=s.service_area,
-                    measure=s.measure,
-                    day=s.day,
-                    count=s.count,
-                    baseline=s.baseline,
-                    threshold=s.threshold,
-                )
-                for s in surges
-            ],
+            surges_last_7_days=surges,
         )
 
     add_operational_routes(app, broker=broker, registry=registry, pool=lambda: state.get("pool"))
+    document_problems(app, roles=True)
+    limit_request_bodies(app, settings.http_max_body_bytes)
     return app
-
-
-def _periods_back(end: date, period: Period, count: int) -> date:
-    start = period_containing(end, period).start
-    for _ in range(count):
-        start = period_containing(start - timedelta(days=1), period).start
-    return start

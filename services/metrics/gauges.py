@@ -12,13 +12,19 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 
-import asyncpg
 from prometheus_client import CollectorRegistry, Gauge
 
-from services.metrics import reads
 from services.metrics.domain import KPIS, evaluate
+from services.metrics.domain.measures import (
+    SURGE_MEASURES,
+    ComplaintMeasure,
+    Scope,
+    complaint_measure,
+)
 from services.metrics.periods import DateRange, local_day
-from shared.consumer_lag import KafkaPositions
+from services.metrics.settings import SERVICE
+from services.metrics.store import MetricsStore
+from shared.consumer_lag import KafkaPositions, consumer_lag_gauge
 from shared.dead_letters import is_transient
 from shared.events.vocabulary import Channel
 from shared.topics import TopicSpec, dead_letter_twin
@@ -61,12 +67,7 @@ class KpiGauges:
             ["topic"],
             registry=registry,
         )
-        self.consumer_lag = Gauge(
-            "metrics_consumer_lag",
-            "Records on each canonical topic not yet committed by the metrics consumer group.",
-            ["topic"],
-            registry=registry,
-        )
+        self.consumer_lag = consumer_lag_gauge(SERVICE, registry)
         self.dead_letters = Gauge(
             "metrics_dead_letters",
             "Records ever written to each dead-letter topic (end offsets).",
@@ -93,7 +94,7 @@ def _set_kpis(gauge: Gauge, totals: Mapping[str, float], service_area: str, chan
 class GaugeRefresher:
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        store: MetricsStore,
         gauges: KpiGauges,
         *,
         service_areas: frozenset[str],
@@ -103,7 +104,7 @@ class GaugeRefresher:
         clock: Callable[[], datetime],
         interval_seconds: float,
     ) -> None:
-        self._pool = pool
+        self._store = store
         self._gauges = gauges
         self._areas = service_areas
         self._topics = topics
@@ -116,23 +117,24 @@ class GaugeRefresher:
     async def refresh(self) -> None:
         started = time.perf_counter()
         gauges = self._gauges
-        generation = await reads.current_generation(self._pool)
+        store = self._store
+        generation = await store.live_generation()
         now = self._clock()
         today = DateRange(local_day(now), local_day(now))
-        by_area = await reads.totals_by(self._pool, generation, today, "service_area")
-        by_channel = await reads.totals_by(self._pool, generation, today, "channel")
+        by_area = await store.totals_by(generation, today, "service_area")
+        by_channel = await store.totals_by(generation, today, "channel")
         everything: dict[str, float] = {}
         for measures in by_area.values():
             for measure, value in measures.items():
                 everything[measure] = everything.get(measure, 0.0) + value
-        breaches = await reads.measure_totals_by_area(
-            self._pool, generation, "corporate_deadline_breaches"
-        )
-        statutory = await reads.measure_totals_by_area(
-            self._pool, generation, "statutory_deadline_breaches"
-        )
-        surges = await reads.surges_between(self._pool, generation, today)
-        states = await reads.topic_states(self._pool, generation)
+        breaches = {
+            scope: await store.measure_totals_by_area(
+                generation, complaint_measure(scope, ComplaintMeasure.DEADLINE_BREACHES)
+            )
+            for scope in Scope
+        }
+        surges = await store.surges_between(generation, today)
+        states = await store.topic_states(generation)
         # No awaits from here on: a scrape never sees half-set gauges.
         gauges.generation.set(generation)
         gauges.kpi_today.clear()
@@ -144,8 +146,8 @@ class GaugeRefresher:
             if channel in CHANNELS:
                 _set_kpis(gauges.kpi_today, measures, ALL, channel)
         for area in self._areas:
-            gauges.breaches.labels(area).set(breaches.get(area, 0.0) + statutory.get(area, 0.0))
-            for measure in ("contacts_received", "complaints_opened"):
+            gauges.breaches.labels(area).set(sum(b.get(area, 0.0) for b in breaches.values()))
+            for measure in SURGE_MEASURES:
                 gauges.surge_active.labels(area, measure).set(0)
         for surge in surges:
             if surge.service_area in self._areas:

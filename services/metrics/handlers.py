@@ -4,62 +4,85 @@ The batch's event ids are recorded (per generation) in the same transaction
 as the counters they add, so a redelivered or replayed event never counts
 twice and a crash loses nothing. Surges found on the way leave through the
 outbox, in that same transaction.
+
+Each event type has its handler in `HANDLERS`, a verb saying what it does to
+the counters; the rules they apply live in `services.metrics.domain`.
 """
 
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime
+from typing import Any
 
-import asyncpg
 from prometheus_client import CollectorRegistry, Counter
 
-from services.metrics import store
-from services.metrics.domain import SurgeCheck, SurgeRule, baseline, check_surge
-from services.metrics.measures import (
+from services.metrics.domain import Rules
+from services.metrics.domain.complaint_notes import complaint_notes
+from services.metrics.domain.measures import (
     NO_CHANNEL,
-    SURGE_MEASURES,
     Cell,
+    DeadlineEvent,
     Increment,
+    Measure,
     complaint_increments,
     complaint_scope,
+    deadline_outcome,
     is_fcr_candidate,
+    outcome_increments,
     stateless_increments,
+    transfer_increments,
+)
+from services.metrics.domain.surges import (
+    SURGE_SUBJECTS,
+    FoundSurge,
+    counts_needed,
+    find_surges,
+    raises_alert,
+    surge_keys,
+    window_keys,
 )
 from services.metrics.periods import local_day
+from services.metrics.settings import SERVICE
+from services.metrics.store import ContactFact, MetricsStore, TopicProgress
 from shared.events import Event
 from shared.events.catalogue import topic_for
 from shared.events.complaints import (
     ComplaintAcknowledged,
     ComplaintClosed,
+    ComplaintDeadlineBreachCorrected,
     ComplaintDeadlineBreached,
     ComplaintEscalated,
+    ComplaintEscalationRefused,
+    ComplaintEscalationRequested,
     ComplaintEvent,
+    ComplaintLearningActionCompleted,
     ComplaintOpened,
+    ComplaintReferredToOmbudsman,
     ComplaintResponded,
     ComplaintWithdrawn,
 )
-from shared.events.contacts import ContactReceived, ContactTransferred
+from shared.events.contacts import (
+    CallAbandoned,
+    ContactReceived,
+    ContactResolved,
+    ContactTransferred,
+    MysteryShopAssessed,
+)
+from shared.events.feedback import (
+    SatisfactionExpired,
+    SatisfactionRequested,
+    SatisfactionResponded,
+)
 from shared.events.metrics import SurgeDetected, SurgeDetectedPayload
-from shared.outbox import enqueue
-from shared.postgres import Connection
-from shared.processed_events import first_times
 
 log = logging.getLogger(__name__)
-SERVICE = "metrics"
 # SurgeDetected event ids derive from the surge id, so a surge raised twice
 # (two replicas, or a replay that publishes) is one event to every consumer.
 SURGE_NAMESPACE = uuid.UUID("0f4c1f8e-4a53-4d7e-9a44-6d2f3f3c9b61")
 Clock = Callable[[], datetime]
-
-
-@dataclass(frozen=True, slots=True)
-class Rules:
-    service_level_seconds: float = 20.0
-    fcr_window: timedelta = timedelta(days=7)
-    surge: SurgeRule = field(default_factory=SurgeRule)
 
 
 class ConsumerMetrics:
@@ -78,6 +101,110 @@ class ConsumerMetrics:
         )
 
 
+@dataclass
+class Batch:
+    """One batch in its transaction: the store bound to it, and what the batch knows."""
+
+    store: MetricsStore
+    generation: int
+    rules: Rules
+    complaint_channels: dict[str, str] = field(default_factory=dict)
+
+
+Handler = Callable[[Batch, Any], Awaitable[list[Increment]]]
+
+
+async def count_event(batch: Batch, event: Event) -> list[Increment]:
+    """Events whose counters need no memory: they add what the event says."""
+    return stateless_increments(event, service_level_seconds=batch.rules.service_level_seconds)
+
+
+async def count_transfer(batch: Batch, event: ContactTransferred) -> list[Increment]:
+    """One more transfer of a known contact: maybe a transferred call, maybe FCR lost."""
+    transferred = await batch.store.record_transfer(batch.generation, event.contact_id)
+    if transferred is None:
+        log.warning("transfer of unknown contact %s not counted", event.contact_id)
+        return []
+    increments = transfer_increments(
+        transferred.cell, transfers_before=transferred.transfers_before, added=1
+    )
+    if transferred.fcr_lost_now:
+        increments.append(Increment(transferred.cell, Measure.FCR_LOST))
+    return increments
+
+
+def _channel(batch: Batch, event: ComplaintEvent) -> str:
+    return batch.complaint_channels.get(event.complaint_id, NO_CHANNEL)
+
+
+async def count_complaint(batch: Batch, event: ComplaintEvent) -> list[Increment]:
+    """Complaint events that only add to counters (the opening's fact is recorded first)."""
+    return complaint_increments(event, _channel(batch, event))
+
+
+async def escalate_complaint(batch: Batch, event: ComplaintEscalated) -> list[Increment]:
+    await batch.store.update_complaint(
+        batch.generation, event.complaint_id, stage=event.payload.to_stage, open_=True
+    )
+    return complaint_increments(event, _channel(batch, event))
+
+
+async def reopen_complaint(batch: Batch, event: ComplaintEscalationRequested) -> list[Increment]:
+    """Asked inside the window: a case closed by hand is open again."""
+    await batch.store.update_complaint(batch.generation, event.complaint_id, open_=True)
+    return complaint_increments(event, _channel(batch, event))
+
+
+async def close_complaint(
+    batch: Batch, event: ComplaintClosed | ComplaintWithdrawn
+) -> list[Increment]:
+    await batch.store.update_complaint(batch.generation, event.complaint_id, open_=False)
+    return complaint_increments(event, _channel(batch, event))
+
+
+async def record_deadline_outcome(batch: Batch, event: DeadlineEvent) -> list[Increment]:
+    """The event's own counters, and its deadline's outcome if it is the first one."""
+    channel = _channel(batch, event)
+    increments = complaint_increments(event, channel)
+    outcome = deadline_outcome(event)
+    if outcome is not None and await batch.store.record_outcome(
+        batch.generation,
+        event.complaint_id,
+        outcome.stage,
+        outcome.deadline.value,
+        on_time=outcome.on_time,
+    ):
+        increments += outcome_increments(event, outcome, channel)
+    return increments
+
+
+# Events absent from the table (a deadline extended, an opt-out, a missed
+# target) change no counter.
+HANDLERS: dict[type[Event], Handler] = {
+    ContactReceived: count_event,  # its fact is recorded for the whole batch first
+    ContactResolved: count_event,
+    CallAbandoned: count_event,
+    MysteryShopAssessed: count_event,
+    ContactTransferred: count_transfer,
+    SatisfactionRequested: count_event,
+    SatisfactionResponded: count_event,
+    SatisfactionExpired: count_event,
+    SurgeDetected: count_event,
+    ComplaintOpened: count_complaint,  # its fact is recorded for the whole batch first
+    ComplaintEscalationRequested: reopen_complaint,
+    ComplaintEscalationRefused: count_complaint,
+    ComplaintDeadlineBreachCorrected: count_complaint,
+    ComplaintLearningActionCompleted: count_complaint,
+    ComplaintReferredToOmbudsman: count_complaint,
+    ComplaintEscalated: escalate_complaint,
+    ComplaintWithdrawn: close_complaint,
+    ComplaintClosed: close_complaint,
+    ComplaintAcknowledged: record_deadline_outcome,
+    ComplaintResponded: record_deadline_outcome,
+    ComplaintDeadlineBreached: record_deadline_outcome,
+}
+
+
 class BatchApplier:
     """Applies batches of events to one generation's aggregates."""
 
@@ -94,11 +221,9 @@ class BatchApplier:
         self._publish_surges = publish_surges
         self._metrics = metrics
 
-    async def apply(self, connection: Connection, generation: int, events: Sequence[Event]) -> int:
-        """Apply the events not applied before (inside the caller's transaction)."""
-        fresh_ids = await first_times(
-            connection, store.processed_service(generation), [e.event_id for e in events]
-        )
+    async def apply(self, store: MetricsStore, generation: int, events: Sequence[Event]) -> int:
+        """Apply the events not applied before (`store` is bound to the caller's transaction)."""
+        fresh_ids = await store.first_times(generation, [e.event_id for e in events])
         fresh: list[Event] = []
         for event in events:
             if event.event_id in fresh_ids:
@@ -108,31 +233,36 @@ class BatchApplier:
                 self._metrics.duplicates.labels(topic_for(type(event)).name).inc()
         if not fresh:
             return 0
-        rules = self._rules
+        batch = Batch(store, generation, self._rules)
         totals: dict[tuple[Cell, str], float] = defaultdict(float)
 
         def add(increments: Sequence[Increment]) -> None:
             for increment in increments:
                 totals[(increment.cell, increment.measure)] += increment.amount
 
+        # Facts first, for the whole batch: a transfer or a re-contact may
+        # arrive in the same batch as the contact it is about.
+        add(await self._record_contacts(batch, fresh))
+        await self._record_complaints(batch, fresh)
         for event in fresh:
-            add(stateless_increments(event, service_level_seconds=rules.service_level_seconds))
-        add(await self._contacts(connection, generation, fresh))
-        add(await self._complaints(connection, generation, fresh))
-        await store.add_to_aggregates(connection, generation, totals)
-        await self._check_surges(connection, generation, totals)
-        await store.record_progress(connection, generation, _progress(fresh))
+            handler = HANDLERS.get(type(event))
+            if handler is not None:
+                add(await handler(batch, event))
+        await store.add_to_aggregates(generation, totals)
+        await store.record_complaint_notes(
+            generation, [note for event in fresh for note in complaint_notes(event)]
+        )
+        await self._check_surges(batch, totals)
+        await store.record_progress(generation, _progress(fresh))
         if self._metrics:
             for event in fresh:
                 self._metrics.processed.labels(topic_for(type(event)).name).inc()
         return len(fresh)
 
-    async def _contacts(
-        self, connection: Connection, generation: int, events: Sequence[Event]
-    ) -> list[Increment]:
-        received = [e for e in events if isinstance(e, ContactReceived)]
+    async def _record_contacts(self, batch: Batch, events: Sequence[Event]) -> list[Increment]:
+        """Record the contacts received; FCR is lost for candidates re-contacted in the window."""
         facts = [
-            store.ContactFact(
+            ContactFact(
                 contact_id=e.contact_id,
                 customer_ref=e.payload.customer_ref,
                 service_area=e.payload.service_area,
@@ -142,190 +272,89 @@ class BatchApplier:
                 candidate=is_fcr_candidate(e),
                 transfers=e.payload.transfers,
             )
-            for e in received
+            for e in events
+            if isinstance(e, ContactReceived)
         ]
-        increments: list[Increment] = []
         pairs = sorted(
             {(f.customer_ref, f.service_area) for f in facts if f.customer_ref is not None}
         )
-        await store.lock_customers(connection, [f"{c}\x1f{a}" for c, a in pairs])
-        await store.record_contacts(connection, generation, facts)
-        for cell in await store.mark_recontacted(
-            connection, generation, pairs, self._rules.fcr_window
-        ):
-            increments.append(Increment(cell, "fcr_lost"))
-        for event in events:
-            if not isinstance(event, ContactTransferred):
-                continue
-            transferred = await store.record_transfer(connection, generation, event.contact_id)
-            if transferred is None:
-                log.warning("transfer of unknown contact %s not counted", event.contact_id)
-                continue
-            if transferred.fcr_lost_now:
-                increments.append(Increment(transferred.cell, "fcr_lost"))
-            if transferred.cell.channel == "phone":
-                increments.append(Increment(transferred.cell, "call_transfers"))
-                if transferred.first_transfer:
-                    increments.append(Increment(transferred.cell, "calls_transferred"))
-        return increments
+        await batch.store.lock_customers([f"{c}\x1f{a}" for c, a in pairs])
+        await batch.store.record_contacts(batch.generation, facts)
+        lost = await batch.store.mark_recontacted(batch.generation, pairs, self._rules.fcr_window)
+        return [Increment(cell, Measure.FCR_LOST) for cell in lost]
 
-    async def _complaints(
-        self, connection: Connection, generation: int, events: Sequence[Event]
-    ) -> list[Increment]:
+    async def _record_complaints(self, batch: Batch, events: Sequence[Event]) -> None:
+        """Record the complaints opened, then learn the channel of every complaint in the batch."""
         complaints = [e for e in events if isinstance(e, ComplaintEvent)]
         if not complaints:
-            return []
+            return
         for event in complaints:
             if isinstance(event, ComplaintOpened):
-                await store.record_complaint_opened(
-                    connection,
-                    generation,
+                await batch.store.record_complaint_opened(
+                    batch.generation,
                     event.complaint_id,
                     service_area=event.payload.service_area,
                     channel=event.payload.channel.value,
                     scope=complaint_scope(event.payload.procedure),
                 )
-        channels = await store.complaint_channels(
-            connection, generation, sorted({e.complaint_id for e in complaints})
+        batch.complaint_channels = await batch.store.complaint_channels(
+            batch.generation, sorted({e.complaint_id for e in complaints})
         )
-        increments: list[Increment] = []
-        for event in complaints:
-            channel = channels.get(event.complaint_id, NO_CHANNEL)
-            increments += complaint_increments(event, channel)
-            increments += await self._complaint_state(connection, generation, event, channel)
-        return increments
 
-    async def _complaint_state(
-        self, connection: Connection, generation: int, event: ComplaintEvent, channel: str
-    ) -> list[Increment]:
-        match event:
-            case ComplaintEscalated(payload=p):
-                await store.update_complaint(
-                    connection, generation, event.complaint_id, stage=p.to_stage, open_=True
-                )
-                return []
-            case ComplaintClosed() | ComplaintWithdrawn():
-                await store.update_complaint(
-                    connection, generation, event.complaint_id, open_=False
-                )
-                return []
-            case ComplaintAcknowledged(payload=p):
-                stage, deadline, on_time = p.stage, "acknowledge", True
-            case ComplaintResponded(payload=p):
-                stage, deadline, on_time = p.stage, "respond", True
-            case ComplaintDeadlineBreached(payload=p):
-                stage, deadline, on_time = p.stage, p.deadline.value, False
-            case _:
-                return []
-        if not await store.record_outcome(
-            connection, generation, event.complaint_id, stage, deadline, on_time=on_time
-        ):
-            return []
-        scope = complaint_scope(event.payload.procedure)
-        name = "ack" if deadline == "acknowledge" else "response"
-        cell = Cell(local_day(event.occurred_at), event.payload.service_area, channel)
-        increments = [Increment(cell, f"{scope}_{name}_due_s{stage}")]
-        if on_time:
-            increments.append(Increment(cell, f"{scope}_{name}_on_time_s{stage}"))
-        return increments
-
-    async def _check_surges(
-        self,
-        connection: Connection,
-        generation: int,
-        totals: dict[tuple[Cell, str], float],
-    ) -> None:
-        touched = sorted(
-            {
-                (cell.service_area, measure, cell.day)
-                for cell, measure in totals
-                if measure in SURGE_MEASURES
-            }
-        )
+    async def _check_surges(self, batch: Batch, totals: dict[tuple[Cell, str], float]) -> None:
+        touched = surge_keys((cell.service_area, measure, cell.day) for cell, measure in totals)
         if not touched:
             return
         rule = self._rules.surge
-        days = [day for _, _, day in touched]
-        counts = await store.daily_counts(
-            connection,
-            generation,
-            SURGE_MEASURES,
+        first, last = counts_needed(touched, rule)
+        counts = await batch.store.daily_counts(
+            batch.generation,
+            sorted({measure for _, measure, _ in touched}),
             sorted({area for area, _, _ in touched}),
-            min(days) - timedelta(days=rule.window_days + 1),
-            max(days),
+            first,
+            last,
         )
-        window = [
-            (area, measure, day - timedelta(days=back))
-            for area, measure, day in touched
-            for back in range(rule.window_days, -1, -1)
-        ]
-        known = await store.surge_ids(connection, generation, window)
-        for area, measure, day in touched:  # in day order: a surge found feeds the next day
-            key = (area, measure, day)
-            if key in known:
-                continue  # this day already raised (or continued) its surge
-            history = baseline(
-                [
-                    (counts.get((area, measure, past), 0.0), (area, measure, past) in known)
-                    for back in range(rule.window_days, 0, -1)
-                    for past in [day - timedelta(days=back)]
-                ]
+        known = await batch.store.surge_ids(batch.generation, window_keys(touched, rule))
+        today = local_day(self._clock())
+        for surge in find_surges(touched, counts, known, rule):
+            await batch.store.record_surge(
+                batch.generation,
+                surge.key,
+                surge.surge_id,
+                count=surge.check.count,
+                baseline=surge.check.baseline,
+                threshold=surge.check.threshold,
             )
-            check = check_surge(counts.get(key, 0.0), history, rule)
-            if not check.surging:
-                continue
-            previous = known.get((area, measure, day - timedelta(days=1)))
-            surge_id = previous or f"{area}:{measure}:{day.isoformat()}"
-            await store.record_surge(
-                connection,
-                generation,
-                key,
-                surge_id,
-                count=check.count,
-                baseline=check.baseline,
-                threshold=check.threshold,
-            )
-            known[key] = surge_id
-            # Raised on the surge's first recent day: its first day when it is
-            # happening now, or today's when it began in replayed history (a
-            # backfill, a restart after days away). The event id derives from
-            # the surge id, so even a second raising is one event to consumers.
-            first_recent = previous is None or not self._should_publish(day - timedelta(days=1))
-            if first_recent and self._should_publish(day):
-                event = surge_event(surge_id, area, measure, day, check, self._clock())
-                await enqueue(connection, SERVICE, [event])
-
-    def _should_publish(self, day: date) -> bool:
-        # Alerts are for what is happening now: history replayed or a late
-        # event about an old day records the surge but raises no event.
-        return self._publish_surges and day >= local_day(self._clock()) - timedelta(days=1)
+            # The event id derives from the surge id, so even a second raising
+            # (another replica, a replay) is one event to consumers.
+            if self._publish_surges and raises_alert(surge, today):
+                await batch.store.enqueue([surge_event(surge, self._clock())])
 
 
-def surge_event(
-    surge_id: str, area: str, measure: str, day: date, check: SurgeCheck, now: datetime
-) -> SurgeDetected:
+def surge_event(surge: FoundSurge, now: datetime) -> SurgeDetected:
+    area, measure, day = surge.key
     return SurgeDetected(
-        event_id=uuid.uuid5(SURGE_NAMESPACE, surge_id),
-        surge_id=surge_id,
+        event_id=uuid.uuid5(SURGE_NAMESPACE, surge.surge_id),
+        surge_id=surge.surge_id,
         occurred_at=now,
-        source="civicpulse-metrics",
+        source=f"civicpulse-{SERVICE}",
         payload=SurgeDetectedPayload(
             service_area=area,
-            measure="contacts" if measure == "contacts_received" else "complaints",
+            measure=SURGE_SUBJECTS[measure],
             day=day,
-            count=int(check.count),
-            baseline=check.baseline,
-            threshold=check.threshold,
+            count=int(surge.check.count),
+            baseline=surge.check.baseline,
+            threshold=surge.check.threshold,
         ),
     )
 
 
-def _progress(events: Sequence[Event]) -> list[store.TopicProgress]:
+def _progress(events: Sequence[Event]) -> list[TopicProgress]:
     by_topic: dict[str, list[Event]] = defaultdict(list)
     for event in events:
         by_topic[topic_for(type(event)).name].append(event)
     return [
-        store.TopicProgress(
+        TopicProgress(
             topic,
             len(items),
             max(e.occurred_at for e in items),
@@ -338,11 +367,11 @@ def _progress(events: Sequence[Event]) -> list[store.TopicProgress]:
 class LiveConsumer:
     """The live path: each batch goes to the current generation in one transaction."""
 
-    def __init__(self, pool: asyncpg.Pool, applier: BatchApplier) -> None:
-        self._pool = pool
+    def __init__(self, store: MetricsStore, applier: BatchApplier) -> None:
+        self._store = store
         self._applier = applier
 
     async def handle(self, events: Sequence[Event]) -> None:
-        async with self._pool.acquire() as connection, connection.transaction():
-            generation = await store.live_generation(connection, lock=True)
-            await self._applier.apply(connection, generation, events)
+        async with self._store.transaction() as tx:
+            generation = await tx.live_generation(lock=True)
+            await self._applier.apply(tx, generation, events)

@@ -23,15 +23,14 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
-from services.metrics import store
 from services.metrics.handlers import BatchApplier
+from services.metrics.store import MetricsStore
 from shared.events import Event
 from shared.events.catalogue import parse_event
 from shared.kafka import topic_partitions
-from shared.topics import COMPLAINTS, CONTACTS, FEEDBACK, METRICS, TopicSpec
+from shared.topics import CANONICAL_TOPICS, TopicSpec
 
 log = logging.getLogger(__name__)
-CANONICAL_TOPICS: tuple[TopicSpec, ...] = (CONTACTS, COMPLAINTS, FEEDBACK, METRICS)
 Progress = Callable[[str], None]
 
 
@@ -50,13 +49,13 @@ class Replay:
 
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        store: MetricsStore,
         consumer: AIOKafkaConsumer,
         applier: BatchApplier,
         generation: int,
         progress: Progress,
     ) -> None:
-        self._pool = pool
+        self._store = store
         self._consumer = consumer
         self._applier = applier
         self._generation = generation
@@ -99,8 +98,8 @@ class Replay:
                 if records and records[-1].offset >= end:
                     self._consumer.seek(partition, end)
             if events:
-                async with self._pool.acquire() as connection, connection.transaction():
-                    self.applied += await self._applier.apply(connection, self._generation, events)
+                async with self._store.transaction() as tx:
+                    self.applied += await self._applier.apply(tx, self._generation, events)
 
 
 async def rebuild(
@@ -119,7 +118,8 @@ async def rebuild(
     (tests use it to replay only their own session on a long-lived broker).
     """
     started = time.monotonic()
-    generation = await store.start_generation(pool)
+    store = MetricsStore(pool)
+    generation = await store.start_generation()
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
@@ -138,13 +138,13 @@ async def rebuild(
                 consumer.seek(partition, start_offsets.get(partition, 0))
             else:
                 await consumer.seek_to_beginning(partition)
-        replay = Replay(pool, consumer, applier, generation, progress)
+        replay = Replay(store, consumer, applier, generation, progress)
         progress(f"generation {generation}: replaying {', '.join(t.name for t in topics)}")
         await replay.until(await consumer.end_offsets(partitions), batch=batch)
-        previous = await store.switch_generation(pool, generation)
+        previous = await store.switch_generation(generation)
         progress(f"generation {generation} is live (was {previous}); reading to the switch")
         await replay.until(await consumer.end_offsets(partitions), batch=batch)
-        dropped = await store.drop_retired_before(pool, previous)
+        dropped = await store.drop_retired_before(previous)
         if dropped:
             progress(f"dropped retired generations {', '.join(map(str, dropped))}")
     finally:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, field_validator
 
-from services.metrics.domain import SurgeRule
-from services.metrics.handlers import Rules
+from services.metrics.domain import Rules, SurgeRule
 from shared.settings import ServiceSettings
 
+SERVICE = "metrics"  # its name to the shared machinery: outbox, migrations, Kafka client
 DEFAULT_TARGETS_FILE = Path(__file__).with_name("targets.yaml")
 TOKEN_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 

@@ -24,11 +24,12 @@ import pytest
 from faststream.kafka import KafkaBroker
 
 from services.metrics.handlers import BatchApplier
-from services.metrics.rebuild import CANONICAL_TOPICS, rebuild
+from services.metrics.rebuild import rebuild
 from shared.events import Event
 from shared.events.catalogue import topic_for
 from shared.kafka import make_broker, publish_events
 from shared.postgres import create_pool
+from shared.topics import CANONICAL_TOPICS
 from tests.support.metrics import (
     MANAGER,
     Events,
@@ -125,6 +126,7 @@ EXPECTED: dict[str, tuple[float, float, float | None]] = {
     "complaints_not_upheld": (1 / 3, 1, 3),
     "complaint_deadline_breaches": (1, 1, None),
     "ombudsman_referrals": (1, 1, None),
+    "statutory_ombudsman_referrals": (0, 0, None),
     "statutory_complaints_received": (1, 1, None),
     "csat": (2 / 3, 2, 3),
     "average_ease": (13 / 3, 13, 3),

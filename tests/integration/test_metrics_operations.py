@@ -183,7 +183,7 @@ async def test_pipeline_gauges_report_lag_applied_events_and_last_event_age(
     )
 
     lag = await gauge_until(
-        metrics, "metrics_consumer_lag", {"topic": CONTACTS.name}, lambda v: v == 0
+        metrics, "metrics_consumer_lag_records", {"topic": CONTACTS.name}, lambda v: v == 0
     )
     age = await gauge_until(
         metrics, "metrics_last_event_age_seconds", {"topic": CONTACTS.name}, lambda v: v >= 0

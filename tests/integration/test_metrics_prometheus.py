@@ -27,11 +27,10 @@ from faststream.kafka import KafkaBroker
 
 from civicpulse.processes import ServiceProcess, free_port
 from services.metrics.periods import local_day
-from services.metrics.rebuild import CANONICAL_TOPICS
 from shared.api_keys import hash_api_key
 from shared.events.catalogue import topic_for
 from shared.kafka import make_broker, publish_events
-from shared.topics import COMPLAINTS, CONTACTS, CONTACTS_RAW
+from shared.topics import CANONICAL_TOPICS, COMPLAINTS, CONTACTS, CONTACTS_RAW
 from tests.integration.test_intake import contact_record
 from tests.support.kafka import kcat_produce, new_group_at_end
 from tests.support.metrics import Events, known_day

@@ -13,7 +13,6 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from services.metrics.app import create_app
-from services.metrics.rebuild import CANONICAL_TOPICS
 from services.metrics.settings import ApiToken, MetricsSettings, Role
 from shared.api_keys import hash_api_key
 from shared.events import Event
@@ -35,6 +34,8 @@ from shared.events.complaints import (
     ComplaintReferredToOmbudsmanPayload,
     ComplaintResponded,
     ComplaintRespondedPayload,
+    ComplaintWithdrawn,
+    ComplaintWithdrawnPayload,
 )
 from shared.events.contacts import (
     CallAbandoned,
@@ -65,6 +66,7 @@ from shared.events.vocabulary import (
     DeadlineKind,
     Resolved,
 )
+from shared.topics import CANONICAL_TOPICS
 from tests.support.kafka import end_offsets, group_at
 
 MANAGER_TOKEN = "test-manager-token-0123456789"
@@ -170,6 +172,7 @@ class Events:
             ComplaintDeadlineBreached: ComplaintDeadlineBreachedPayload,
             ComplaintReferredToOmbudsman: ComplaintReferredToOmbudsmanPayload,
             ComplaintClosed: ComplaintClosedPayload,
+            ComplaintWithdrawn: ComplaintWithdrawnPayload,
         }
         return event.model_validate(
             {

@@ -3,7 +3,7 @@
 from collections import Counter
 from datetime import UTC, date, datetime
 
-from services.metrics.measures import (
+from services.metrics.domain.measures import (
     Cell,
     complaint_increments,
     is_fcr_candidate,

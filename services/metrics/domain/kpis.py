@@ -1,18 +1,18 @@
 """The KPIs, each defined once as numerator / denominator over measures: pure, no I/O.
 
 A KPI's numerator and denominator are signed sums of measures (the counters
-in `services.metrics.measures`) over a period, a service area and a channel.
-A KPI whose denominator is zero has no value (`None`): no data is never 0%.
-RAG status, direction of travel, the committee grouping and the surge
-statistic are here too, so that every rule is unit-tested in one place.
+named in `services.metrics.domain.measures`) over a period, a service area and
+a channel. A KPI whose denominator is zero has no value (`None`): no data is
+never 0%. A chart's series sums the days of each period before evaluating.
 """
 
-import math
-import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from enum import StrEnum
-from typing import Literal
+
+from services.metrics.domain.measures import ComplaintMeasure, Measure, Scope, complaint_measure
+from services.metrics.periods import DateRange
 
 
 class Direction(StrEnum):
@@ -52,8 +52,17 @@ class Kpi:
         return frozenset(m for m, _ in self.numerator + (self.denominator or ()))
 
 
-def _stages(template: str, stages: Iterable[int] = (1, 2)) -> tuple[str, ...]:
-    return tuple(template.format(stage=stage) for stage in stages)
+def corporate(measure: ComplaintMeasure, stage: int | None = None) -> str:
+    return complaint_measure(Scope.CORPORATE, measure, stage)
+
+
+def statutory(measure: ComplaintMeasure, stage: int | None = None) -> str:
+    return complaint_measure(Scope.STATUTORY, measure, stage)
+
+
+def code_stages(measure: ComplaintMeasure, stages: Iterable[int] = (1, 2)) -> tuple[str, ...]:
+    """A staged corporate measure at each stage of the Code."""
+    return tuple(corporate(measure, stage) for stage in stages)
 
 
 KPIS: tuple[Kpi, ...] = (
@@ -62,8 +71,8 @@ KPIS: tuple[Kpi, ...] = (
         "First contact resolution",
         Unit.RATIO,
         Direction.HIGHER_IS_BETTER,
-        (("fcr_first_time", 1), ("fcr_lost", -1)),
-        plus("fcr_eligible"),
+        ((Measure.FCR_FIRST_TIME, 1), (Measure.FCR_LOST, -1)),
+        plus(Measure.FCR_ELIGIBLE),
         "Enquiries and service requests resolved at first contact, with no transfer and no "
         "re-contact from the same customer about the same service area within the window, "
         "over enquiries and service requests received. Provisional until the window has "
@@ -75,8 +84,8 @@ KPIS: tuple[Kpi, ...] = (
         "Calls answered first time by the right team",
         Unit.RATIO,
         Direction.HIGHER_IS_BETTER,
-        (("calls_answered", 1), ("calls_transferred", -1)),
-        plus("calls_answered"),
+        ((Measure.CALLS_ANSWERED, 1), (Measure.CALLS_TRANSFERRED, -1)),
+        plus(Measure.CALLS_ANSWERED),
         "Answered calls with zero transfers over calls answered.",
     ),
     Kpi(
@@ -84,8 +93,8 @@ KPIS: tuple[Kpi, ...] = (
         "Call transfer rate",
         Unit.RATIO,
         Direction.LOWER_IS_BETTER,
-        plus("calls_transferred"),
-        plus("calls_answered"),
+        plus(Measure.CALLS_TRANSFERRED),
+        plus(Measure.CALLS_ANSWERED),
         "Answered calls transferred at least once (counted once however often) over calls "
         "answered.",
     ),
@@ -94,8 +103,8 @@ KPIS: tuple[Kpi, ...] = (
         "Average transfers per call",
         Unit.TRANSFERS,
         Direction.LOWER_IS_BETTER,
-        plus("call_transfers"),
-        plus("calls_answered"),
+        plus(Measure.CALL_TRANSFERS),
+        plus(Measure.CALLS_ANSWERED),
         "Transfers of answered calls over calls answered.",
     ),
     Kpi(
@@ -103,8 +112,8 @@ KPIS: tuple[Kpi, ...] = (
         "Abandoned (missed) calls",
         Unit.RATIO,
         Direction.LOWER_IS_BETTER,
-        plus("calls_abandoned"),
-        plus("calls_answered", "calls_abandoned"),
+        plus(Measure.CALLS_ABANDONED),
+        plus(Measure.CALLS_ANSWERED, Measure.CALLS_ABANDONED),
         "Calls abandoned before answer over calls offered (answered + abandoned).",
     ),
     Kpi(
@@ -112,8 +121,8 @@ KPIS: tuple[Kpi, ...] = (
         "Average speed of answer",
         Unit.SECONDS,
         Direction.LOWER_IS_BETTER,
-        plus("call_wait_seconds"),
-        plus("calls_answered_waited"),
+        plus(Measure.CALL_WAIT_SECONDS),
+        plus(Measure.CALLS_ANSWERED_WAITED),
         "Total queue wait of answered calls over answered calls (calls whose wait is known).",
     ),
     Kpi(
@@ -121,8 +130,8 @@ KPIS: tuple[Kpi, ...] = (
         "Service level",
         Unit.RATIO,
         Direction.HIGHER_IS_BETTER,
-        plus("calls_within_service_level"),
-        plus("calls_answered", "calls_abandoned"),
+        plus(Measure.CALLS_WITHIN_SERVICE_LEVEL),
+        plus(Measure.CALLS_ANSWERED, Measure.CALLS_ABANDONED),
         "Calls answered within N seconds over calls offered; abandoned calls count as "
         "failures, whatever their wait (N: CIVICPULSE_METRICS_SERVICE_LEVEL_SECONDS).",
     ),
@@ -131,7 +140,7 @@ KPIS: tuple[Kpi, ...] = (
         "Contacts received",
         Unit.COUNT,
         Direction.NEITHER,
-        plus("contacts_received"),
+        plus(Measure.CONTACTS_RECEIVED),
         None,
         "Contacts of every kind received.",
     ),
@@ -140,7 +149,7 @@ KPIS: tuple[Kpi, ...] = (
         "Compliments received",
         Unit.COUNT,
         Direction.HIGHER_IS_BETTER,
-        plus("compliments_received"),
+        plus(Measure.COMPLIMENTS_RECEIVED),
         None,
         "Contacts of kind compliment.",
     ),
@@ -149,7 +158,7 @@ KPIS: tuple[Kpi, ...] = (
         "Complaints received at stage 1",
         Unit.COUNT,
         Direction.LOWER_IS_BETTER,
-        plus("corporate_complaints_received_s1"),
+        plus(corporate(ComplaintMeasure.RECEIVED, 1)),
         None,
         "Corporate (Complaint Handling Code) complaints opened.",
     ),
@@ -158,17 +167,17 @@ KPIS: tuple[Kpi, ...] = (
         "Complaints received at stage 2",
         Unit.COUNT,
         Direction.LOWER_IS_BETTER,
-        plus("corporate_complaints_received_s2"),
+        plus(corporate(ComplaintMeasure.RECEIVED, 2)),
         None,
-        "Corporate complaints escalated to stage 2.",
+        "Corporate complaints whose customer asked for stage 2 (counted when asked).",
     ),
     Kpi(
         "complaints_acknowledged_within_target",
         "Complaints acknowledged within target",
         Unit.RATIO,
         Direction.HIGHER_IS_BETTER,
-        plus(*_stages("corporate_ack_on_time_s{stage}")),
-        plus(*_stages("corporate_ack_due_s{stage}")),
+        plus(*code_stages(ComplaintMeasure.ACK_ON_TIME)),
+        plus(*code_stages(ComplaintMeasure.ACK_DUE)),
         "Stage 1 and 2 acknowledgements made before their deadline was breached, over "
         "acknowledgements made or breached, on the day the outcome became known.",
     ),
@@ -177,8 +186,8 @@ KPIS: tuple[Kpi, ...] = (
         "Complaints responded to within target",
         Unit.RATIO,
         Direction.HIGHER_IS_BETTER,
-        plus(*_stages("corporate_response_on_time_s{stage}")),
-        plus(*_stages("corporate_response_due_s{stage}")),
+        plus(*code_stages(ComplaintMeasure.RESPONSE_ON_TIME)),
+        plus(*code_stages(ComplaintMeasure.RESPONSE_DUE)),
         "Stage 1 and 2 responses made before their (possibly extended) deadline was "
         "breached, over responses made or breached, on the day the outcome became known.",
     ),
@@ -187,8 +196,8 @@ KPIS: tuple[Kpi, ...] = (
         "Complaint escalation rate",
         Unit.RATIO,
         Direction.LOWER_IS_BETTER,
-        plus("corporate_complaints_received_s2"),
-        plus("corporate_complaints_received_s1"),
+        plus(corporate(ComplaintMeasure.RECEIVED, 2)),
+        plus(corporate(ComplaintMeasure.RECEIVED, 1)),
         "Corporate complaints escalated to stage 2 over complaints received at stage 1.",
     ),
     Kpi(
@@ -196,8 +205,8 @@ KPIS: tuple[Kpi, ...] = (
         "Complaints upheld",
         Unit.RATIO,
         Direction.NEITHER,
-        plus("corporate_responded_upheld"),
-        plus("corporate_responded"),
+        plus(corporate(ComplaintMeasure.RESPONDED_UPHELD)),
+        plus(corporate(ComplaintMeasure.RESPONDED)),
         "Responses (any stage) with outcome upheld over responses.",
     ),
     Kpi(
@@ -205,8 +214,8 @@ KPIS: tuple[Kpi, ...] = (
         "Complaints partly upheld",
         Unit.RATIO,
         Direction.NEITHER,
-        plus("corporate_responded_partly_upheld"),
-        plus("corporate_responded"),
+        plus(corporate(ComplaintMeasure.RESPONDED_PARTLY_UPHELD)),
+        plus(corporate(ComplaintMeasure.RESPONDED)),
         "Responses (any stage) with outcome partly upheld over responses.",
     ),
     Kpi(
@@ -214,8 +223,8 @@ KPIS: tuple[Kpi, ...] = (
         "Complaints not upheld",
         Unit.RATIO,
         Direction.NEITHER,
-        plus("corporate_responded_not_upheld"),
-        plus("corporate_responded"),
+        plus(corporate(ComplaintMeasure.RESPONDED_NOT_UPHELD)),
+        plus(corporate(ComplaintMeasure.RESPONDED)),
         "Responses (any stage) with outcome not upheld over responses.",
     ),
     Kpi(
@@ -223,7 +232,7 @@ KPIS: tuple[Kpi, ...] = (
         "Complaint deadlines breached",
         Unit.COUNT,
         Direction.LOWER_IS_BETTER,
-        plus("corporate_deadline_breaches"),
+        plus(corporate(ComplaintMeasure.DEADLINE_BREACHES)),
         None,
         "Corporate acknowledgement and response deadlines that passed without the action.",
     ),
@@ -232,16 +241,26 @@ KPIS: tuple[Kpi, ...] = (
         "Ombudsman referrals",
         Unit.COUNT,
         Direction.LOWER_IS_BETTER,
-        plus("corporate_ombudsman_referrals", "statutory_ombudsman_referrals"),
+        plus(corporate(ComplaintMeasure.OMBUDSMAN_REFERRALS)),
         None,
-        "Complaints referred to the Local Government or Housing Ombudsman.",
+        "Corporate complaints referred to the Local Government or Housing Ombudsman.",
+    ),
+    Kpi(
+        "statutory_ombudsman_referrals",
+        "Statutory complaints referred to the Ombudsman",
+        Unit.COUNT,
+        Direction.LOWER_IS_BETTER,
+        plus(statutory(ComplaintMeasure.OMBUDSMAN_REFERRALS)),
+        None,
+        "Adult and children's social care complaints referred to the Ombudsman; counted "
+        "apart from the Code's.",
     ),
     Kpi(
         "statutory_complaints_received",
         "Statutory social care complaints received",
         Unit.COUNT,
         Direction.NEITHER,
-        plus("statutory_complaints_received_s1"),
+        plus(statutory(ComplaintMeasure.RECEIVED, 1)),
         None,
         "Adult and children's social care complaints opened; never counted in the Code KPIs.",
     ),
@@ -250,8 +269,8 @@ KPIS: tuple[Kpi, ...] = (
         "Customer satisfaction (CSAT)",
         Unit.RATIO,
         Direction.HIGHER_IS_BETTER,
-        plus("surveys_satisfied"),
-        plus("surveys_responded"),
+        plus(Measure.SURVEYS_SATISFIED),
+        plus(Measure.SURVEYS_RESPONDED),
         "Survey answers of 4 or 5 (overall satisfaction, 1 to 5) over answers.",
     ),
     Kpi(
@@ -259,8 +278,8 @@ KPIS: tuple[Kpi, ...] = (
         "Average ease (customer effort, 7 = very easy)",
         Unit.SCORE,
         Direction.HIGHER_IS_BETTER,
-        plus("survey_ease_total"),
-        plus("surveys_responded"),
+        plus(Measure.SURVEY_EASE_TOTAL),
+        plus(Measure.SURVEYS_RESPONDED),
         "Sum of ease answers (1 to 7) over answers.",
     ),
     Kpi(
@@ -268,8 +287,8 @@ KPIS: tuple[Kpi, ...] = (
         "Survey response rate",
         Unit.RATIO,
         Direction.HIGHER_IS_BETTER,
-        plus("surveys_responded"),
-        plus("surveys_requested"),
+        plus(Measure.SURVEYS_RESPONDED),
+        plus(Measure.SURVEYS_REQUESTED),
         "Survey answers received in the period over survey requests sent in the period.",
     ),
     Kpi(
@@ -277,8 +296,8 @@ KPIS: tuple[Kpi, ...] = (
         "Mystery shopping score",
         Unit.SCORE,
         Direction.HIGHER_IS_BETTER,
-        plus("mystery_score_total"),
-        plus("mystery_shops"),
+        plus(Measure.MYSTERY_SCORE_TOTAL),
+        plus(Measure.MYSTERY_SHOPS),
         "Average over assessments of each assessment's mean score (0 to 100).",
     ),
 )
@@ -307,149 +326,21 @@ def evaluate(kpi: Kpi, totals: Mapping[str, float]) -> Figure:
     return Figure(value, numerator, denominator)
 
 
-# -- targets and RAG -----------------------------------------------------------------
+def bucket_totals(
+    buckets: Sequence[DateRange], days: Mapping[date, Mapping[str, float]]
+) -> list[dict[str, float]]:
+    """The measures summed over each bucket's days (a series' points, before evaluating)."""
+    summed: list[dict[str, float]] = [{} for _ in buckets]
+    for day, measures in days.items():
+        for bucket, totals in zip(buckets, summed, strict=True):
+            if bucket.contains(day):
+                for measure, value in measures.items():
+                    totals[measure] = totals.get(measure, 0.0) + value
+    return summed
 
 
-class Rag(StrEnum):
-    GREEN = "green"
-    AMBER = "amber"
-    RED = "red"
-    INSUFFICIENT_DATA = "insufficient_data"
-
-
-TBA: Literal["TBA"] = "TBA"
-Target = float | Literal["TBA"] | None
-
-
-def rag_status(
-    kpi: Kpi,
-    figure: Figure,
-    target: Target,
-    *,
-    amber_tolerance: float,
-    minimum_sample: int,
-) -> Rag | None:
-    """Green meets the target; amber misses it by at most `amber_tolerance` of the target.
-
-    No target, a `TBA` target, a KPI with no direction or no value: no status.
-    Fewer observations (the denominator, or the count) than `minimum_sample`:
-    insufficient data, so that tiny samples do not rank services.
-    """
-    if target is None or target == TBA or kpi.direction is Direction.NEITHER:
-        return None
-    sample = figure.denominator if figure.denominator is not None else figure.numerator
-    if kpi.denominator is not None and sample < minimum_sample:
-        return Rag.INSUFFICIENT_DATA
-    if figure.value is None:
-        return Rag.INSUFFICIENT_DATA
-    assert not isinstance(target, str)
-    allowance = abs(target) * amber_tolerance
-    if kpi.direction is Direction.HIGHER_IS_BETTER:
-        shortfall = target - figure.value
-    else:
-        shortfall = figure.value - target
-    if shortfall <= 1e-12:
-        return Rag.GREEN
-    return Rag.AMBER if shortfall <= allowance + 1e-12 else Rag.RED
-
-
-class Trend(StrEnum):
-    IMPROVING = "improving"
-    WORSENING = "worsening"
-    UNCHANGED = "unchanged"
-    UP = "up"
-    DOWN = "down"
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    absolute: float | None
-    relative: float | None  # e.g. 0.05 for +5%; None when the previous value is 0 or None
-    trend: Trend | None
-
-
-def change(kpi: Kpi, current: float | None, previous: float | None) -> Change:
-    """Direction of travel against the previous period."""
-    if current is None or previous is None:
-        return Change(None, None, None)
-    absolute = current - previous
-    relative = absolute / previous if previous else None
-    if math.isclose(absolute, 0.0, abs_tol=1e-12):
-        trend = Trend.UNCHANGED
-    elif kpi.direction is Direction.NEITHER:
-        trend = Trend.UP if absolute > 0 else Trend.DOWN
-    elif (absolute > 0) == (kpi.direction is Direction.HIGHER_IS_BETTER):
-        trend = Trend.IMPROVING
-    else:
-        trend = Trend.WORSENING
-    return Change(absolute, relative, trend)
-
-
-# -- committee view -------------------------------------------------------------------
-
-
-class Standing(StrEnum):
-    PERFORMING_WELL = "performing_well"
-    AT_RISK = "at_risk"
-    FURTHER_WORK_REQUIRED = "further_work_required"
-    NOT_RATED = "not_rated"
-
-
-def standing(statuses: Iterable[Rag | None]) -> Standing:
-    """A service's group: its worst colour decides; no colour at all is not rated."""
-    colours = {status for status in statuses if status in (Rag.GREEN, Rag.AMBER, Rag.RED)}
-    if Rag.RED in colours:
-        return Standing.FURTHER_WORK_REQUIRED
-    if Rag.AMBER in colours:
-        return Standing.AT_RISK
-    if Rag.GREEN in colours:
-        return Standing.PERFORMING_WELL
-    return Standing.NOT_RATED
-
-
-# -- surges ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class SurgeRule:
-    """A day is a surge when its count exceeds max(mean + k·sd, mean·ratio, minimum).
-
-    mean and sd are over the `window_days` days before it (days without
-    events count as 0). The minimum keeps quiet areas from surging on a handful.
-    """
-
-    window_days: int = 28
-    k: float = 3.0
-    ratio: float = 2.0
-    minimum: int = 20
-
-
-@dataclass(frozen=True, slots=True)
-class SurgeCheck:
-    count: float
-    baseline: float
-    threshold: float
-
-    @property
-    def surging(self) -> bool:
-        return self.count > self.threshold
-
-
-def baseline(days: Sequence[tuple[float, bool]]) -> list[float]:
-    """The baseline window's counts, with days that were themselves surges set to
-    the mean of the ordinary days: a surge must not become its own baseline, or
-    a sustained one (ten snowy days) would stop counting as a surge by its fourth.
-    """
-    ordinary = [count for count, surged in days if not surged]
-    usual = statistics.fmean(ordinary) if ordinary else 0.0
-    return [usual if surged else count for count, surged in days]
-
-
-def check_surge(count: float, history: Sequence[float], rule: SurgeRule) -> SurgeCheck:
-    """`history`: the daily counts of the baseline window (zeros included)."""
-    if len(history) != rule.window_days:
-        raise ValueError(f"expected {rule.window_days} days of history, got {len(history)}")
-    mean = statistics.fmean(history)
-    spread = statistics.pstdev(history)
-    threshold = max(mean + rule.k * spread, mean * rule.ratio, float(rule.minimum))
-    return SurgeCheck(count, mean, threshold)
+def series(
+    kpi: Kpi, buckets: Sequence[DateRange], days: Mapping[date, Mapping[str, float]]
+) -> list[Figure]:
+    """The KPI over each bucket (a period of a chart) from daily totals of its measures."""
+    return [evaluate(kpi, totals) for totals in bucket_totals(buckets, days)]

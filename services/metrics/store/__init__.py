@@ -1,0 +1,39 @@
+"""The metrics service's PostgreSQL state: one injectable class, `MetricsStore`.
+
+`MetricsStore(pool)` reads; `async with store.transaction() as tx` gives the same
+store bound to one transaction, whose writes commit together. Its SQL sits in
+plain sight, one module per job:
+
+- `generations`: the live generation, the one a rebuild fills, processed-event records;
+- `facts`: what a batch writes (counters, contact and complaint facts, surges, progress);
+- `reads`: the aggregates read back for the API and the gauges;
+- `notes`: what the annual complaints report lists (reasons, decisions, learning actions).
+"""
+
+from pathlib import Path
+
+from services.metrics.store.base import NotInTransactionError
+from services.metrics.store.facts import ContactFact, Facts, TopicProgress, TransferredContact
+from services.metrics.store.generations import Generations, processed_service
+from services.metrics.store.notes import Notes
+from services.metrics.store.reads import OpenComplaints, Reads, Surge, TopicState
+
+MIGRATIONS = Path(__file__).parent.parent / "migrations"
+
+
+class MetricsStore(Generations, Facts, Reads, Notes):
+    """Everything the handlers, the rebuild, the gauges and the API ask PostgreSQL."""
+
+
+__all__ = [
+    "MIGRATIONS",
+    "ContactFact",
+    "MetricsStore",
+    "NotInTransactionError",
+    "OpenComplaints",
+    "Surge",
+    "TopicProgress",
+    "TopicState",
+    "TransferredContact",
+    "processed_service",
+]
