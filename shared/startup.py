@@ -2,8 +2,9 @@
 
 `Wiring.begin` is each `create_app`'s first line: the settings, the metrics
 registry, the broker named after the service, and the clock (tests inject the
-last three through `AppOptions`). The lifespan then calls `open_pool`, which
-connects, migrates and makes the topics exist before anything consumes.
+registry and the clock through `AppOptions`). The lifespan then calls
+`open_pool`, which connects, migrates and makes the topics exist before
+anything consumes, and takes its outbox relay and timer scheduler from here.
 """
 
 from collections.abc import Callable
@@ -21,9 +22,11 @@ from prometheus_client import CollectorRegistry
 from shared.events.envelope import utc_now
 from shared.http import add_operational_routes
 from shared.kafka import ensure_topics, make_broker
-from shared.outbox import OutboxMetrics
+from shared.outbox import OutboxMetrics, OutboxRelay
+from shared.parked import RetryPolicy
 from shared.postgres import create_pool, migrate
 from shared.settings import ServiceSettings
+from shared.timers import FireTimer, TimerMetrics, TimerScheduler
 from shared.topics import ALL_TOPICS
 
 S = TypeVar("S", bound=ServiceSettings)
@@ -60,6 +63,34 @@ class Wiring(Generic[S]):
     def outbox_metrics(self) -> OutboxMetrics:
         """Registered on first use, so a service without an outbox shows no outbox series."""
         return OutboxMetrics(self.registry, self.service)
+
+    @cached_property
+    def timer_metrics(self) -> TimerMetrics:
+        return TimerMetrics(self.registry, self.service)
+
+    def outbox_relay(self, pool: asyncpg.Pool) -> OutboxRelay:
+        """The service's relay: through its broker, with the shared retry and parking rules."""
+        return OutboxRelay(
+            pool,
+            self.broker,
+            self.service,
+            metrics=self.outbox_metrics,
+            retry=RetryPolicy.for_outbox(self.settings),
+        )
+
+    def timer_scheduler(
+        self, pool: asyncpg.Pool, fire: FireTimer, *, poll_seconds: float = 1.0
+    ) -> TimerScheduler:
+        """The service's durable timers, on its clock, with the shared retry and parking rules."""
+        return TimerScheduler(
+            pool,
+            self.service,
+            fire,
+            clock=self.clock,
+            poll_seconds=poll_seconds,
+            retry=RetryPolicy.for_timers(self.settings),
+            metrics=self.timer_metrics,
+        )
 
     async def open_pool(self, migrations: Path) -> asyncpg.Pool:
         self.pool = await prepare(self.settings, self.service, migrations)

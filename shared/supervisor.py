@@ -17,7 +17,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 
 Run = Callable[[], Awaitable[None]]
 Stop = Callable[[], None]
+Close = Callable[[], Awaitable[None]]
 
 
 class Subscriber(Protocol):
@@ -128,11 +130,28 @@ class Supervisor:
         with contextlib.suppress(asyncio.CancelledError):
             await loop.task
 
+    @asynccontextmanager
+    async def serving(
+        self,
+        *,
+        consumers: Sequence[Consumers] = (),
+        producers: Sequence[Close] = (),
+        then_close: Sequence[Close] = (),
+    ) -> AsyncIterator[None]:
+        """A lifespan's `yield` inside this: on the way out, `shut_down`, then `then_close`
+        (lag readers, the pool), however the block ends."""
+        try:
+            yield
+        finally:
+            await self.shut_down(consumers=consumers, producers=producers)
+            for close in then_close:
+                await close()
+
     async def shut_down(
         self,
         *,
         consumers: Sequence[Consumers] = (),
-        producers: Sequence[Callable[[], Awaitable[None]]] = (),
+        producers: Sequence[Close] = (),
     ) -> None:
         """Stop consuming, drain the relay, stop the producers: in that order, always."""
         self._stopping.set()

@@ -50,10 +50,9 @@ from shared.http import (
     parse_json_body,
 )
 from shared.outbox import OutboxRelay
-from shared.parked import RetryPolicy
 from shared.startup import AppOptions, Wiring
 from shared.supervisor import Supervisor
-from shared.timers import TimerMetrics, TimerScheduler
+from shared.timers import TimerScheduler
 from shared.topics import COMPLAINT_ACTIONS, COMPLAINTS, CONTACTS, dead_letter_twin
 from shared.vocabulary import load_service_areas
 
@@ -79,7 +78,6 @@ def create_app(
     settings, broker = wiring.settings, wiring.broker
     registry, clock = wiring.registry, wiring.clock
     metrics = ComplaintsMetrics(registry)
-    timer_metrics = TimerMetrics(registry, SERVICE)
     calendar = WorkingDayCalendar(settings.complaints_closure_days)
     policy = Policy(
         settings.complaints_escalation_window_working_days,
@@ -99,22 +97,10 @@ def create_app(
             clock=clock,
         )
         await handler.recalculate_deadlines()
-        scheduler = TimerScheduler(
-            pool,
-            SERVICE,
-            handler.fire_timer,
-            clock=clock,
-            poll_seconds=settings.complaints_timer_poll_seconds,
-            retry=RetryPolicy.for_timers(settings),
-            metrics=timer_metrics,
+        scheduler = wiring.timer_scheduler(
+            pool, handler.fire_timer, poll_seconds=settings.complaints_timer_poll_seconds
         )
-        relay = OutboxRelay(
-            pool,
-            broker,
-            SERVICE,
-            metrics=wiring.outbox_metrics,
-            retry=RetryPolicy.for_outbox(settings),
-        )
+        relay = wiring.outbox_relay(pool)
         app.state.complaints = Running(pool, handler, scheduler, relay)
         state.update(pool=pool, handler=handler)
         subscribe_inputs(broker, handler, settings)
@@ -137,13 +123,11 @@ def create_app(
             COMPLAINT_ACTIONS.name,
             COMPLAINTS.name,
         )
-        try:
+        # On the way out: stop consuming, drain the relay, stop the producer.
+        async with loops.serving(
+            consumers=[broker], producers=[broker.stop], then_close=[lag.stop, wiring.close_pool]
+        ):
             yield
-        finally:
-            # Stop consuming, drain the relay, stop the producer (shared.supervisor).
-            await loops.shut_down(consumers=[broker], producers=[broker.stop])
-            await lag.stop()
-            await wiring.close_pool()
 
     app = FastAPI(
         title="CivicPulse complaints",

@@ -43,10 +43,9 @@ from shared.http import (
     problem_schema,
 )
 from shared.outbox import OutboxRelay
-from shared.parked import RetryPolicy
 from shared.startup import AppOptions, Wiring
 from shared.supervisor import Supervisor
-from shared.timers import TimerMetrics, TimerScheduler
+from shared.timers import TimerScheduler
 from shared.topics import COMPLAINTS, CONTACTS, FEEDBACK, NOTIFICATIONS
 
 log = logging.getLogger(__name__)
@@ -115,21 +114,8 @@ def create_app(settings: FeedbackSettings | None = None, **options: Unpack[AppOp
             settings=ConsumerSettings.of(settings),
             max_records=settings.feedback_max_batch,
         )
-        scheduler = TimerScheduler(
-            pool,
-            SERVICE,
-            handler.fire,
-            clock=clock,
-            retry=RetryPolicy.for_timers(settings),
-            metrics=TimerMetrics(registry, SERVICE),
-        )
-        relay = OutboxRelay(
-            pool,
-            broker,
-            SERVICE,
-            metrics=wiring.outbox_metrics,
-            retry=RetryPolicy.for_outbox(settings),
-        )
+        scheduler = wiring.timer_scheduler(pool, handler.fire)
+        relay = wiring.outbox_relay(pool)
         running["customers"] = CustomerHandler(store, links=links, metrics=metrics, clock=clock)
         app.state.feedback = RunningFeedback(handler, scheduler, relay)
         if not settings.feedback_api_keys:
@@ -147,12 +133,11 @@ def create_app(settings: FeedbackSettings | None = None, **options: Unpack[AppOp
             FEEDBACK.name,
             NOTIFICATIONS.name,
         )
-        try:
+        # On the way out: stop consuming, drain the relay, stop the producer.
+        async with loops.serving(
+            consumers=[broker], producers=[broker.stop], then_close=[wiring.close_pool]
+        ):
             yield
-        finally:
-            # Stop consuming, drain the relay, stop the producer (shared.supervisor).
-            await loops.shut_down(consumers=[broker], producers=[broker.stop])
-            await wiring.close_pool()
 
     app = FastAPI(
         title="CivicPulse feedback",

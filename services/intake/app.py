@@ -73,13 +73,14 @@ def create_app(settings: IntakeSettings | None = None, **options: Unpack[AppOpti
         await broker.start()
         loops = Supervisor(SERVICE)  # no loops of its own: it shuts down in the common order
         log.info("intake ready: consuming %s, publishing %s", CONTACTS_RAW.name, CONTACTS.name)
-        try:
+        # The canonical events go out through the bulk producer, dead letters through
+        # the broker's: both stop once consuming has.
+        async with loops.serving(
+            consumers=[broker],
+            producers=[producer.stop, broker.stop],
+            then_close=[wiring.close_pool],
+        ):
             yield
-        finally:
-            # The canonical events go out through the bulk producer, dead letters
-            # through the broker's: both stop once consuming has.
-            await loops.shut_down(consumers=[broker], producers=[producer.stop, broker.stop])
-            await wiring.close_pool()
 
     app = FastAPI(
         title="CivicPulse intake",

@@ -50,8 +50,6 @@ from shared.consumer import ConsumerSettings, subscribe_events
 from shared.consumer_lag import KafkaPositions
 from shared.events.vocabulary import Channel
 from shared.http import Problem, add_operational_routes, document_problems, limit_request_bodies
-from shared.outbox import OutboxRelay
-from shared.parked import RetryPolicy
 from shared.startup import AppOptions, Wiring
 from shared.supervisor import Supervisor
 from shared.topics import CANONICAL_TOPICS
@@ -101,13 +99,7 @@ def create_app(settings: MetricsSettings | None = None, **options: Unpack[AppOpt
             max_records=settings.metrics_max_batch,
         )
         kafka = KafkaPositions(settings.kafka_bootstrap)
-        relay = OutboxRelay(
-            pool,
-            broker,
-            SERVICE,
-            metrics=wiring.outbox_metrics,
-            retry=RetryPolicy.for_outbox(settings),
-        )
+        relay = wiring.outbox_relay(pool)
         refresher = GaugeRefresher(
             store,
             gauges,
@@ -127,13 +119,11 @@ def create_app(settings: MetricsSettings | None = None, **options: Unpack[AppOpt
         loops.start_relay(relay)  # first: what waits in the outbox goes before new work
         loops.start("gauge refresher", refresher.run, refresher.stop)
         log.info("metrics ready: consuming %s", ", ".join(t.name for t in CANONICAL_TOPICS))
-        try:
+        # On the way out: stop consuming, drain the relay, stop the producer.
+        async with loops.serving(
+            consumers=[broker], producers=[broker.stop], then_close=[kafka.stop, wiring.close_pool]
+        ):
             yield
-        finally:
-            # Stop consuming, drain the relay, stop the producer (shared.supervisor).
-            await loops.shut_down(consumers=[broker], producers=[broker.stop])
-            await kafka.stop()
-            await wiring.close_pool()
 
     app = FastAPI(
         title="CivicPulse metrics",

@@ -203,3 +203,24 @@ async def test_two_loops_may_not_share_a_name() -> None:
         loops.start("timers", first.run, first.stop)
 
     await loops.shut_down()
+
+
+async def test_serving_shuts_down_then_closes_even_when_the_block_fails() -> None:
+    journal = Journal()
+    broker = FakeBroker(journal)
+    loops = Supervisor("metrics")
+
+    async def close_pool() -> None:
+        journal("closed the pool")
+
+    with pytest.raises(RuntimeError, match="lifespan failed"):
+        async with loops.serving(
+            consumers=[broker], producers=[broker.stop], then_close=[close_pool]
+        ):
+            raise RuntimeError("lifespan failed")
+
+    assert journal.entries == [
+        "stopped consuming contacts",
+        "stopped the producer",
+        "closed the pool",
+    ]
