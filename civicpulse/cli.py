@@ -37,6 +37,13 @@ def _add_infra(subparsers: Subparsers) -> None:
 
     up = actions.add_parser("up", help="start Kafka and PostgreSQL (idempotent)")
     up.add_argument("--run-dir", type=Path, default=None, help=run_dir_help)
+    up.add_argument(
+        "--brokers",
+        type=int,
+        default=None,
+        help="Kafka nodes in one KRaft cluster (default 1; 3 gives replication factor 3 "
+        "and min.insync.replicas=2; a run directory keeps its first number)",
+    )
     up.set_defaults(handler=_infra_up)
 
     down = actions.add_parser("down", help="stop both and delete their data")
@@ -50,7 +57,7 @@ def _add_infra(subparsers: Subparsers) -> None:
 
 
 def _infra_up(args: argparse.Namespace) -> int:
-    stack = infra.infra_up(args.run_dir)
+    stack = infra.infra_up(args.run_dir, brokers=args.brokers)
     env = stack.env()
     for key in ("CIVICPULSE_KAFKA_BOOTSTRAP", "CIVICPULSE_DATABASE_URL"):
         print(f"export {key}={env[key]}")
