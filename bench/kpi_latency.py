@@ -32,7 +32,6 @@ import asyncio
 import json
 import random
 import secrets
-import statistics
 import sys
 import tempfile
 import time
@@ -47,13 +46,16 @@ import asyncpg
 import httpx
 from aiokafka import AIOKafkaProducer
 
-from bench.intake_throughput import end_offsets as topic_end_offsets
-from bench.intake_throughput import (
+from bench.support import (
+    Percentiles,
     infrastructure,
+    percentiles,
     place_group,
+    print_summary,
     say,
     scratch_database,
 )
+from bench.support import end_offsets as topic_end_offsets
 from civicpulse.processes import ServiceProcess, free_port
 from services.metrics.domain import ALL_MEASURES
 from services.metrics.periods import Period, period_containing
@@ -79,24 +81,6 @@ class Options:
     json: bool
 
 
-@dataclass(frozen=True, slots=True)
-class Percentiles:
-    count: int
-    p50_ms: float
-    p99_ms: float
-    max_ms: float
-
-
-def percentiles(samples: Sequence[float]) -> Percentiles:
-    ordered = sorted(samples)
-    if not ordered:
-        return Percentiles(0, float("nan"), float("nan"), float("nan"))
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-    return Percentiles(
-        len(ordered), statistics.median(ordered) * 1000, p99 * 1000, ordered[-1] * 1000
-    )
-
-
 def parse_args(argv: Sequence[str] | None) -> Options:
     parser = argparse.ArgumentParser(
         prog="python -m bench.kpi_latency", description=__doc__.split("\n\n")[0] if __doc__ else ""
@@ -110,7 +94,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         "--history-events", type=int, default=10_000_000, help="events' worth of aggregates"
     )
     parser.add_argument("--requests", type=int, default=200, help="timed GETs per query")
-    parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
+    parser.add_argument("--json", action="store_true", help="(the JSON line is always printed)")
     args = parser.parse_args(argv)
     return Options(
         args.rate, args.seconds, args.warmup, args.history_events, args.requests, args.json
@@ -412,8 +396,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with infrastructure() as endpoints:
         figures = asyncio.run(run(options, endpoints.kafka_bootstrap, endpoints.database_url))
     print(table(figures))
-    if options.json:
-        print(json.dumps(figures, indent=2))
+    print_summary("kpi_latency", figures)
     return 0
 
 
