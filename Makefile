@@ -44,3 +44,5 @@ bench: bootstrap ## run the benchmarks (they print their figures; about 10 minut
 	$(PYTHON) -m bench.feedback_decisions
 	$(PYTHON) -m bench.kpi_latency
 	$(PYTHON) -m bench.pipeline
+	$(PYTHON) -m bench.metrics_throughput
+	$(PYTHON) -m bench.rebuild
