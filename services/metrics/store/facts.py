@@ -85,23 +85,31 @@ class Facts(StoreBase):
             (cell.day, measure, cell.service_area, cell.channel, value)
             for (cell, measure), value in totals.items()
         ]
-        for table, period, rows in (
-            ("metrics_aggregates", "day", daily),
-            ("metrics_monthly", "month", [(*key, value) for key, value in monthly.items()]),
-        ):
-            await self._tx.execute(
-                f"""
-                INSERT INTO {table} AS a
-                    (generation, {period}, measure, service_area, channel, value)
+        month_rows = [(*key, value) for key, value in monthly.items()]
+        # One statement, one round trip: the monthly upsert rides on the daily one.
+        await self._tx.execute(
+            """
+            WITH daily AS (
+                INSERT INTO metrics_aggregates AS a
+                    (generation, day, measure, service_area, channel, value)
                 SELECT $1, * FROM unnest(
                     $2::date[], $3::text[], $4::text[], $5::text[], $6::float8[]
                 )
-                ON CONFLICT (generation, {period}, measure, service_area, channel)
+                ON CONFLICT (generation, day, measure, service_area, channel)
                 DO UPDATE SET value = a.value + excluded.value
-                """,
-                generation,
-                *(list(column) for column in zip(*rows, strict=True)),
             )
+            INSERT INTO metrics_monthly AS m
+                (generation, month, measure, service_area, channel, value)
+            SELECT $1, * FROM unnest(
+                $7::date[], $8::text[], $9::text[], $10::text[], $11::float8[]
+            )
+            ON CONFLICT (generation, month, measure, service_area, channel)
+            DO UPDATE SET value = m.value + excluded.value
+            """,
+            generation,
+            *(list(column) for column in zip(*daily, strict=True)),
+            *(list(column) for column in zip(*month_rows, strict=True)),
+        )
 
     async def record_contacts(self, generation: int, facts: Sequence[ContactFact]) -> None:
         if not facts:
