@@ -18,10 +18,12 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
+from tqdm import tqdm
 
 from services.metrics.handlers import BatchApplier
 from services.metrics.store import MetricsStore
@@ -32,6 +34,7 @@ from shared.topics import CANONICAL_TOPICS, TopicSpec
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
+REPORT_EVERY_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,17 +75,41 @@ class Replay:
         return remaining
 
     async def until(self, targets: Mapping[TopicPartition, int], *, batch: int) -> None:
-        """Apply everything before `targets` (end offsets per partition)."""
-        last_report = 0.0
-        while (remaining := await self._remaining(targets)) > 0:
+        """Apply everything before `targets` (end offsets per partition).
+
+        On a terminal, a progress bar shows events/s and the time left; elsewhere
+        (logs, pipes) a line every few seconds says the same.
+        """
+        remaining = await self._remaining(targets)
+        bar = tqdm(
+            total=remaining,
+            desc=f"generation {self._generation}",
+            unit=" events",
+            unit_scale=True,
+            smoothing=0.1,
+            dynamic_ncols=True,
+            disable=None,  # off unless stderr is a terminal
+        )
+        try:
+            await self._apply_until(targets, batch, remaining, bar)
+        finally:
+            bar.close()
+
+    async def _apply_until(
+        self, targets: Mapping[TopicPartition, int], batch: int, remaining: int, bar: "tqdm[Any]"
+    ) -> None:
+        last_report = time.monotonic()
+        while remaining > 0:
             now = time.monotonic()
-            if now - last_report >= 2.0:
+            if bar.disable and now - last_report >= REPORT_EVERY_S:
                 last_report = now
                 rate = self.read / max(now - self._started, 1e-9)
                 self._progress(
                     f"generation {self._generation}: {self.read:,} records read,"
-                    f" {remaining:,} to go ({rate:,.0f}/s)"
+                    f" {remaining:,} to go ({rate:,.0f}/s, about {remaining / max(rate, 1e-9):,.0f}"
+                    " s left)"
                 )
+            read_before = self.read
             batches = await self._consumer.getmany(timeout_ms=500, max_records=batch)
             events: list[Event] = []
             for partition, records in batches.items():
@@ -100,6 +127,8 @@ class Replay:
             if events:
                 async with self._store.transaction() as tx:
                     self.applied += await self._applier.apply(tx, self._generation, events)
+            bar.update(self.read - read_before)
+            remaining = await self._remaining(targets)
 
 
 async def rebuild(
