@@ -180,7 +180,7 @@ async def escalate_complaint(batch: Batch, event: ComplaintEscalated) -> list[In
 
 async def reopen_complaint(batch: Batch, event: ComplaintEscalationRequested) -> list[Increment]:
     """Asked inside the window: a case closed by hand is open again."""
-    await batch.store.update_complaint(batch.generation, event.complaint_id, open_=True)
+    batch.change_complaint(event.complaint_id, open_=True)
     return complaint_increments(event, _channel(batch, event))
 
 
