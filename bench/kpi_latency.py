@@ -419,6 +419,9 @@ async def run(options: Options, bootstrap: str, database_url: str) -> dict[str, 
         "rate_achieved": round(achieved, 1),
         "records": total,
         "counted": freshness.counted,
+        # Checkpoints never seen counted: their latency is unknown, so the freshness
+        # figures are void (and the run fails) rather than quietly better.
+        "checkpoints_never_seen": len(freshness.checkpoints) - freshness.seen_index,
         "polls": freshness.polls,
         "freshness": asdict(latency),
         "history_events": options.history_events,
@@ -454,8 +457,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     with infrastructure() as endpoints:
         figures = asyncio.run(run(options, endpoints.kafka_bootstrap, endpoints.database_url))
     print(table(figures))
+    if figures["checkpoints_never_seen"]:
+        print(f"{figures['checkpoints_never_seen']} checkpoints never seen counted: FAILED")
     print_summary("kpi_latency", figures)
-    return 0
+    return 1 if figures["checkpoints_never_seen"] else 0
 
 
 if __name__ == "__main__":
