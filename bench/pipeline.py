@@ -49,12 +49,20 @@ import httpx
 from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.support import Percentiles, infrastructure, percentiles, print_summary, say
+from bench.support import (
+    Percentiles,
+    end_offsets,
+    infrastructure,
+    percentiles,
+    place_group,
+    print_summary,
+    say,
+)
 from civicpulse import infra
 from civicpulse.processes import free_port
 from civicpulse.stack import SERVICES, Credentials, RunningSystem, start_services
 from shared.kafka import ensure_topics
-from shared.topics import CONTACTS_RAW, DAY_MS, TopicSpec
+from shared.topics import ALL_TOPICS, CONTACTS_RAW, DAY_MS, TopicSpec
 
 P99_LIMIT_SECONDS = 1.0
 ACHIEVED_SHARE = 0.95
@@ -180,31 +188,45 @@ async def contacts_today(client: httpx.AsyncClient, today: date) -> int:
     )
 
 
-async def poll(
-    client: httpx.AsyncClient, plan: Plan, tracking: Tracking, today: date, baseline: int
-) -> None:
-    """Sweep the unseen checkpoints' days, and today's count, until all are counted."""
-    give_up_at = time.perf_counter() + plan.seconds + GIVE_UP_AFTER_S
+async def day_counts(client: httpx.AsyncClient, days: Sequence[date]) -> dict[date, float]:
+    """Contacts received on each of these consecutive days (at most SERIES_POINTS)."""
+    response = await client.get(
+        "/v1/kpis/contacts_received/series",
+        params={"from": days[0].isoformat(), "to": days[-1].isoformat(), "period": "day"},
+    )
+    response.raise_for_status()
+    return {date.fromisoformat(p["start"]): p["value"] or 0.0 for p in response.json()["points"]}
+
+
+def checkpoint_days(plan: Plan) -> list[list[date]]:
     days = [plan.first_day + timedelta(days=k) for k in range(plan.checkpoints)]
+    return [days[block : block + SERIES_POINTS] for block in range(0, len(days), SERIES_POINTS)]
+
+
+async def poll(
+    client: httpx.AsyncClient,
+    plan: Plan,
+    tracking: Tracking,
+    today: date,
+    baseline: int,
+    before: dict[date, float],
+) -> None:
+    """Sweep the unseen checkpoints' days, and today's count, until all are counted.
+
+    A checkpoint is seen when its day counts one more than before the step (a
+    long-lived stack may hold earlier runs' contacts on the same days).
+    """
+    give_up_at = time.perf_counter() + plan.seconds + GIVE_UP_AFTER_S
+    blocks = checkpoint_days(plan)
     while time.perf_counter() < give_up_at:
-        for block in range(0, len(days), SERIES_POINTS):
-            window = days[block : block + SERIES_POINTS]
+        for window in blocks:
             if all(day in tracking.seen_at for day in window):
                 continue
-            response = await client.get(
-                "/v1/kpis/contacts_received/series",
-                params={
-                    "from": window[0].isoformat(),
-                    "to": window[-1].isoformat(),
-                    "period": "day",
-                },
-            )
-            response.raise_for_status()
+            counts = await day_counts(client, window)
             now = time.perf_counter()
-            for point in response.json()["points"]:
-                day = date.fromisoformat(point["start"])
-                in_cell = (point["value"] or 0) >= 1
-                if in_cell and day in tracking.published_at and day not in tracking.seen_at:
+            for day, value in counts.items():
+                one_more = value >= before.get(day, 0.0) + 1
+                if one_more and day in tracking.published_at and day not in tracking.seen_at:
                     tracking.seen_at[day] = now
                     tracking.last_counted_at = now
         counted = await contacts_today(client, today) - baseline
@@ -229,8 +251,11 @@ async def measure_step(system: RunningSystem, plan: Plan) -> Step:
     ) as client:
         today = datetime.now(LOCAL).date()
         baseline = await contacts_today(client, today)
+        before: dict[date, float] = {}
+        for window in checkpoint_days(plan):
+            before |= await day_counts(client, window)
         started = time.perf_counter()
-        poller = asyncio.create_task(poll(client, plan, tracking, today, baseline))
+        poller = asyncio.create_task(poll(client, plan, tracking, today, baseline, before))
         await publish(system.infra.kafka_bootstrap, plan, tracking)
         await poller
     latencies = [
@@ -336,6 +361,33 @@ def report(steps: Sequence[Step], memory: dict[str, int | None], raw_rate: float
     return "\n".join(lines)
 
 
+GROUP_SETTINGS = {
+    "intake": "CIVICPULSE_INTAKE_GROUP_ID",
+    "complaints": "CIVICPULSE_COMPLAINTS_GROUP_ID",
+    "feedback": "CIVICPULSE_FEEDBACK_GROUP_ID",
+    "metrics": "CIVICPULSE_METRICS_GROUP_ID",
+}
+
+
+async def own_groups_and_ports(bootstrap: str) -> dict[str, dict[str, str]]:
+    """Each service's own consumer group, placed at the topics' current end, and a
+    kernel-chosen port: on a long-lived or shared stack, neither an earlier backlog
+    nor another stack's services on the usual ports are measured.
+    """
+    await ensure_topics(bootstrap, ALL_TOPICS)
+    ends = await end_offsets(bootstrap, [t.name for t in ALL_TOPICS])
+    run = uuid.uuid4().hex[:8]
+    env: dict[str, dict[str, str]] = {}
+    for spec in SERVICES:
+        group = f"pipebench-{spec.name}-{run}"
+        await place_group(bootstrap, group, ends)
+        env[spec.name] = {
+            "CIVICPULSE_HTTP_PORT": str(free_port()),
+            GROUP_SETTINGS[spec.name]: group,
+        }
+    return env
+
+
 @contextmanager
 def local_infra() -> Iterator[infra.LocalInfra]:
     with infrastructure() as endpoints:
@@ -361,14 +413,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     rates = [int(rate) for rate in args.rates.split(",")]
     steps: list[Step] = []
     with local_infra() as stack:
-        # Kernel-chosen ports: on a shared machine another stack may hold the usual ones.
-        ports = {spec.name: {"CIVICPULSE_HTTP_PORT": str(free_port())} for spec in SERVICES}
         system = start_services(
             stack,
             Path(tempfile.mkdtemp(prefix="cp-pipeline-")),
             Credentials(),
             say=say,
-            extra_env=ports,
+            extra_env=asyncio.run(own_groups_and_ports(stack.kafka_bootstrap)),
         )
         try:
             asyncio.run(give_contact_routes(system))
