@@ -46,3 +46,4 @@ bench: bootstrap ## run the benchmarks (they print their figures; about 10 minut
 	$(PYTHON) -m bench.pipeline
 	$(PYTHON) -m bench.metrics_throughput
 	$(PYTHON) -m bench.rebuild
+	$(PYTHON) -m bench.import_throughput

@@ -52,7 +52,8 @@ from bench.support import (
     say,
     scratch_database,
 )
-from civicpulse.processes import ServiceProcess, free_port
+from civicpulse.infra import pick_free_port
+from civicpulse.processes import ServiceProcess
 from shared.api_keys import hash_api_key
 from shared.events import ContactReceived, ContactReceivedPayload
 from shared.events.vocabulary import Channel, ContactKind
@@ -250,7 +251,7 @@ async def run_service(
         {
             "CIVICPULSE_KAFKA_BOOTSTRAP": endpoints.kafka_bootstrap,
             "CIVICPULSE_DATABASE_URL": database_url,
-            "CIVICPULSE_HTTP_PORT": str(free_port()),
+            "CIVICPULSE_HTTP_PORT": str(pick_free_port()),
             "CIVICPULSE_METRICS_GROUP_ID": group,
             "CIVICPULSE_METRICS_API_TOKENS": json.dumps(
                 {"bench": {"role": "manager", "hash": hash_api_key(token)}}

@@ -59,7 +59,6 @@ from bench.support import (
     say,
 )
 from civicpulse import infra
-from civicpulse.processes import free_port
 from civicpulse.stack import SERVICES, Credentials, RunningSystem, start_services
 from shared.kafka import ensure_topics
 from shared.topics import ALL_TOPICS, CONTACTS_RAW, DAY_MS, TopicSpec
@@ -369,10 +368,9 @@ GROUP_SETTINGS = {
 }
 
 
-async def own_groups_and_ports(bootstrap: str) -> dict[str, dict[str, str]]:
-    """Each service's own consumer group, placed at the topics' current end, and a
-    kernel-chosen port: on a long-lived or shared stack, neither an earlier backlog
-    nor another stack's services on the usual ports are measured.
+async def own_groups(bootstrap: str) -> dict[str, dict[str, str]]:
+    """Each service's own consumer group, placed at the topics' current end: on a
+    long-lived stack, an earlier backlog is not measured.
     """
     await ensure_topics(bootstrap, ALL_TOPICS)
     ends = await end_offsets(bootstrap, [t.name for t in ALL_TOPICS])
@@ -381,10 +379,7 @@ async def own_groups_and_ports(bootstrap: str) -> dict[str, dict[str, str]]:
     for spec in SERVICES:
         group = f"pipebench-{spec.name}-{run}"
         await place_group(bootstrap, group, ends)
-        env[spec.name] = {
-            "CIVICPULSE_HTTP_PORT": str(free_port()),
-            GROUP_SETTINGS[spec.name]: group,
-        }
+        env[spec.name] = {GROUP_SETTINGS[spec.name]: group}
     return env
 
 
@@ -418,7 +413,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             Path(tempfile.mkdtemp(prefix="cp-pipeline-")),
             Credentials(),
             say=say,
-            extra_env=asyncio.run(own_groups_and_ports(stack.kafka_bootstrap)),
+            extra_env=asyncio.run(own_groups(stack.kafka_bootstrap)),
+            preferred_ports=False,  # another stack on this machine may hold the usual ones
         )
         try:
             asyncio.run(give_contact_routes(system))
