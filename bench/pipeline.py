@@ -383,11 +383,24 @@ async def own_groups(bootstrap: str) -> dict[str, dict[str, str]]:
     return env
 
 
+@dataclass(frozen=True, slots=True)
+class NamedStack:
+    """The stack the benchmark runs on, as much of `LocalInfra` as `start_services` reads."""
+
+    kafka_bootstrap: str
+    database_url: str
+    kafka_nodes: tuple[str, ...]  # one per bootstrap address: the topics' replication
+
+
 @contextmanager
 def local_infra() -> Iterator[infra.LocalInfra]:
     with infrastructure() as endpoints:
-        # The services need only the two addresses, which `Endpoints` names alike.
-        yield cast(infra.LocalInfra, endpoints)
+        stack = NamedStack(
+            endpoints.kafka_bootstrap,
+            endpoints.database_url,
+            tuple(endpoints.kafka_bootstrap.split(",")),
+        )
+        yield cast(infra.LocalInfra, stack)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
