@@ -388,6 +388,18 @@ class FakeMetricsStore(MetricsStore):
             counts[(row.scope, row.stage)] += 1
         return [OpenComplaints(scope, stage, n) for (scope, stage), n in sorted(counts.items())]
 
+    async def overdue_complaints(self, generation: int) -> dict[str, int]:
+        breached = {
+            (complaint_id, stage)
+            for (g, complaint_id, stage, _), on_time in self.state.outcomes.items()
+            if g == generation and not on_time
+        }
+        counts: dict[str, int] = defaultdict(int)
+        for (g, complaint_id), row in self.state.complaints.items():
+            if g == generation and row.open and (complaint_id, row.stage) in breached:
+                counts[row.service_area] += 1
+        return dict(sorted(counts.items()))
+
     async def surges_between(self, generation: int, span: DateRange) -> list[Surge]:
         found = [
             surge
