@@ -14,6 +14,8 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/n
 # The feedback form's real-browser test.
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
+# The metrics dashboard's chart and accessibility libraries come from the npm registry.
+command -v npm >/dev/null || need_apt+=(npm)
 
 if ((${#need_apt[@]})); then
     echo "bootstrap: installing system packages: ${need_apt[*]}" >&2
@@ -33,4 +35,13 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     echo "bootstrap: installing the Python package and its dev extras" >&2
     python3 -m pip install --quiet --disable-pip-version-check -e '.[dev]'
     touch "$stamp"
+fi
+
+# vega, vega-lite, vega-embed (the dashboard's charts) and axe-core (its accessibility
+# test), pinned by the lock file, served by the metrics service from node_modules.
+assets=services/metrics/dashboard/assets
+if [ ! -d "$assets/node_modules" ] || [ "$assets/package-lock.json" -nt "$assets/node_modules" ]; then
+    echo "bootstrap: installing the dashboard's browser libraries (npm ci)" >&2
+    (cd "$assets" && npm ci --no-audit --no-fund --loglevel=error)
+    touch "$assets/node_modules"
 fi

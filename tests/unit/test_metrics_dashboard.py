@@ -1,0 +1,197 @@
+"""The dashboard's pages on the in-memory store: sign-in, bad parameters, figures shown.
+
+The store is filled by the real handlers from the known day of
+tests/support/metrics.py, whose figures are worked out by hand in
+tests/integration/test_metrics_kpis.py (planning FCR 2 of 6, for example).
+"""
+
+import re
+from collections.abc import AsyncIterator
+from datetime import date, datetime, time
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from services.metrics.dashboard import DashboardContext, dashboard_router
+from services.metrics.dashboard.committee_page import CommitteeDocument
+from services.metrics.domain import KPIS_BY_NAME
+from services.metrics.formatting import format_target
+from services.metrics.handlers import BatchApplier, LiveConsumer
+from services.metrics.periods import LONDON, Period, fair_comparison, parse_quarter
+from services.metrics.queries import committee_groups
+from services.metrics.report import Judging
+from services.metrics.settings import MetricsSettings
+from services.metrics.targets import load_targets
+from shared.vocabulary import load_service_areas
+from tests.support.fake_metrics_store import FakeMetricsStore
+from tests.support.metrics import MANAGER, MANAGER_TOKEN, TOKENS, Events, known_day
+
+DAY = date(2025, 2, 11)
+TODAY = date(2025, 2, 20)
+
+
+@pytest.fixture
+async def context() -> DashboardContext:
+    settings = MetricsSettings(metrics_api_tokens=TOKENS, metrics_minimum_sample=5)
+    areas = load_service_areas(settings.vocabulary_file)
+    store = FakeMetricsStore()
+    now = datetime.combine(TODAY, time(12), tzinfo=LONDON)
+    applier = BatchApplier(rules=settings.rules, clock=lambda: now, publish_surges=False)
+    await LiveConsumer(store, applier).handle(known_day(Events(), DAY))
+    return DashboardContext(
+        store=lambda: store,
+        judging=Judging(
+            targets=load_targets(settings.metrics_targets_file, areas),
+            amber_tolerance=settings.metrics_amber_tolerance,
+            minimum_sample=settings.metrics_minimum_sample,
+            fcr_window_days=settings.metrics_fcr_window_days,
+        ),
+        service_areas=areas,
+        tokens=TOKENS,
+        today=lambda: TODAY,
+        fcr_window_days=settings.metrics_fcr_window_days,
+    )
+
+
+@pytest.fixture
+async def client(context: DashboardContext) -> AsyncIterator[httpx.AsyncClient]:
+    app = FastAPI()
+    app.include_router(dashboard_router(context))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://metrics") as http:
+        yield http
+
+
+PAGES = [
+    "/dashboard",
+    "/dashboard/kpi/first_contact_resolution",
+    "/dashboard/complaints",
+    "/dashboard/satisfaction",
+]
+
+
+@pytest.mark.parametrize("path", PAGES)
+async def test_a_page_without_a_token_is_401_with_the_sign_in_form(
+    client: httpx.AsyncClient, path: str
+) -> None:
+    response = await client.get(path)
+
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    assert 'action="/dashboard/sign-in"' in response.text
+
+
+async def test_an_unknown_token_is_401_not_500(client: httpx.AsyncClient) -> None:
+    response = await client.get("/dashboard", headers={"Authorization": "Bearer nope"})
+    client.cookies.set("civicpulse_metrics_token", "nope")
+    cookie = await client.get("/dashboard")
+
+    assert (response.status_code, cookie.status_code) == (401, 401)
+
+
+async def test_signing_in_sets_a_cookie_that_opens_every_page(client: httpx.AsyncClient) -> None:
+    refused = await client.post("/dashboard/sign-in", content="token=wrong")
+    signed = await client.post(
+        "/dashboard/sign-in",
+        content=f"token={MANAGER_TOKEN}",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+
+    assert refused.status_code == 401
+    assert signed.status_code == 303
+    assert "httponly" in signed.headers["set-cookie"].lower()
+    assert "samesite=strict" in signed.headers["set-cookie"].lower()
+    for path in PAGES:
+        page = await client.get(path)
+        assert page.status_code == 200, path
+
+
+@pytest.mark.parametrize(
+    ("path", "parameter"),
+    [
+        ("/dashboard/kpi/happiness", "kpi"),
+        ("/dashboard/kpi/csat?service_area=parking", "service_area"),
+        ("/dashboard/kpi/csat?channel=pigeon", "channel"),
+        ("/dashboard/kpi/csat?period=century", "period"),
+        ("/dashboard?period=fortnight", "period"),
+    ],
+)
+async def test_a_bad_parameter_is_a_readable_422_page_naming_it(
+    client: httpx.AsyncClient, path: str, parameter: str
+) -> None:
+    response = await client.get(path, headers=MANAGER)
+
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith("text/html")
+    assert f"<code>{parameter}</code>" in response.text
+
+
+async def test_the_overview_matrix_shows_value_rag_word_and_links_to_the_kpi_page(
+    client: httpx.AsyncClient,
+) -> None:
+    """Planning's FCR on the known day, by hand: eligible c1 c2 c3 c4 c7 = 5; first time
+    c1 only (c2 transferred, c3 re-contacted by c4, c7 transferred later) = 1; 20%
+    against a target of 75%: red."""
+    response = await client.get("/dashboard?period=month", headers=MANAGER)
+
+    assert response.status_code == 200
+    cell = re.search(
+        r'<td class="cell rag-(\w+)">\s*<a href="/dashboard/kpi/first_contact_resolution'
+        r'\?service_area=planning">([^<]+)</a><br>\s*<span class="rag rag-\w+">'
+        r'<span aria-hidden="true">.</span> ([A-Za-z ]+)</span>',
+        response.text,
+    )
+    assert cell is not None, response.text
+    assert cell.groups() == ("red", "20.0%", "Red")
+    assert "so far (20 days" in response.text  # the fair-period rule, in words
+
+
+async def test_the_kpi_page_has_a_chart_spec_and_its_table_with_numerator_and_denominator(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.get(
+        "/dashboard/kpi/first_contact_resolution?service_area=planning&period=day",
+        headers=MANAGER,
+    )
+
+    assert response.status_code == 200
+    assert 'data-chart="kpi-chart-spec"' in response.text
+    assert '"$schema": "https://vega.github.io/schema/vega-lite/v6.json"' in response.text
+    row = re.search(r"<th scope=\"row\">2025-02-11</th>\s*<td>([^<]*)</td>\s*<td>([^<]*)</td>"
+                    r"\s*<td>([^<]*)</td>", response.text)
+    assert row is not None
+    assert row.groups() == ("20.0%", "1", "5")
+
+
+async def test_static_files_are_only_the_named_assets(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/dashboard/static/dashboard.js")).status_code == 200
+    assert (await client.get("/dashboard/static/..%2Fcontext.py")).status_code == 404
+
+
+def test_a_target_prints_in_its_kpis_own_unit() -> None:
+    assert format_target(0.75, KPIS_BY_NAME["first_contact_resolution"].unit) == "75.0%"
+    assert format_target(30.0, KPIS_BY_NAME["average_speed_of_answer"].unit) == "30 s"
+    assert format_target("TBA", KPIS_BY_NAME["csat"].unit) == "TBA"
+
+
+async def test_the_committee_page_has_summary_matrix_trends_and_units(
+    context: DashboardContext,
+) -> None:
+    store = context.store()
+    span = parse_quarter("2024-25-Q4")
+    comparison = fair_comparison(span, Period.QUARTER, TODAY)
+    groups = await committee_groups(
+        store, 1, comparison, context.service_areas, today=TODAY, judging=context.judging
+    )
+
+    page = await CommitteeDocument(context).html(store, 1, comparison, groups, TODAY)
+
+    assert "Customer service performance, Q4 2024/25" in page
+    assert "2024Q" not in page and "2025Q" not in page
+    assert "Executive summary" in page and "RAG matrix" in page
+    assert page.count('data-chart="trend-') == 6
+    text = re.sub(r"<script.*?</script>", "", page, flags=re.DOTALL)  # what a reader sees
+    assert "0.75" not in text
+    assert "<td>75.0%</td>" in text  # FCR's target, in the unit of the value beside it
+    assert "counter(page)" in page
