@@ -68,6 +68,7 @@ PAGES = [
     "/dashboard/kpi/first_contact_resolution",
     "/dashboard/complaints",
     "/dashboard/satisfaction",
+    "/dashboard/committee",
 ]
 
 
@@ -115,6 +116,8 @@ async def test_signing_in_sets_a_cookie_that_opens_every_page(client: httpx.Asyn
         ("/dashboard/kpi/csat?channel=pigeon", "channel"),
         ("/dashboard/kpi/csat?period=century", "period"),
         ("/dashboard?period=fortnight", "period"),
+        ("/dashboard/committee?quarter=2025-27-Q1", "quarter"),
+        ("/dashboard/committee?format=docx", "format"),
     ],
 )
 async def test_a_bad_parameter_is_a_readable_422_page_naming_it(

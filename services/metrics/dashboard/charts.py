@@ -6,7 +6,9 @@ maintained, declarative chart library, so the page ships data and a spec, not
 drawing code, and the same spec prints in the PDF. Every chart sits beside a
 table of the same figures, its text alternative.
 
-Colours pass WCAG AA against white: text 4.5:1, lines and marks 3:1.
+Colours pass WCAG AA against white: text 4.5:1, lines and marks 3:1. Marks
+carry no ARIA of their own (`aria: false`): the chart's element is one image
+with a label, and the table after it gives every figure to assistive technology.
 """
 
 import json
@@ -51,7 +53,7 @@ def trend_chart(
         ]
     layers: list[Spec] = [
         {
-            "mark": {"type": "line", "point": True, "strokeWidth": 2},
+            "mark": {"type": "line", "point": {"aria": False}, "strokeWidth": 2, "aria": False},
             "transform": [{"filter": "datum.value != null"}],
             "encoding": {
                 "x": {"field": "period", "type": "ordinal", "sort": None, "title": None},
@@ -90,7 +92,13 @@ def trend_chart(
         layers.append(
             {
                 "data": {"values": [{"target": target}]},
-                "mark": {"type": "rule", "color": TARGET, "strokeDash": [3, 3], "size": 2},
+                "mark": {
+                    "type": "rule",
+                    "color": TARGET,
+                    "strokeDash": [3, 3],
+                    "size": 2,
+                    "aria": False,
+                },
                 "encoding": {"y": {"field": "target", "type": "quantitative"}},
             }
         )
@@ -116,7 +124,7 @@ def bar_chart(title: str, unit: Unit, bars: Sequence[tuple[str, float | None]]) 
         "height": max(80, 22 * len(bars)),
         "data": {"values": [{"category": name, "value": value} for name, value in bars]},
         "transform": [{"filter": "datum.value != null"}],
-        "mark": {"type": "bar", "color": BAR},
+        "mark": {"type": "bar", "color": BAR, "aria": False},
         "encoding": {
             "y": {"field": "category", "type": "nominal", "sort": None, "title": None},
             "x": {"field": "value", "type": "quantitative", "axis": _axis(unit)},

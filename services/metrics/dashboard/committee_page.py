@@ -167,6 +167,7 @@ class CommitteeDocument:
         return self._env.get_template("committee.html").render(
             title=f"Customer service performance, {quarter}",
             quarter=quarter,
+            quarter_id=financial_quarter_id(span),
             span=span,
             comparison=comparison,
             comparison_text=pages.comparison_text(comparison, Period.QUARTER),

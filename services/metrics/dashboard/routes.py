@@ -15,6 +15,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 
 from services.metrics.auth import SESSION_COOKIE, token_roles
 from services.metrics.dashboard import charts, pages
+from services.metrics.dashboard.committee_page import CommitteeDocument
 from services.metrics.dashboard.context import STATIC_FILES, DashboardContext, environment
 from services.metrics.domain import KPIS, KPIS_BY_NAME, Unit
 from services.metrics.formatting import (
@@ -25,10 +26,16 @@ from services.metrics.formatting import (
     rag_class,
     rag_label,
 )
-from services.metrics.periods import Period
-from services.metrics.queries import Filters
+from services.metrics.periods import (
+    Period,
+    fair_comparison,
+    last_complete_quarter,
+    parse_quarter,
+)
+from services.metrics.queries import Filters, committee_groups
 from services.metrics.report import kpi_rows
 from services.metrics.settings import Role
+from services.metrics.views import ReportFormat
 from shared.events.vocabulary import Channel
 
 SATISFACTION_KPIS = ("csat", "average_ease", "survey_response_rate")
@@ -62,6 +69,7 @@ def dashboard_router(context: DashboardContext) -> APIRouter:
         kpis_by_name=KPIS_BY_NAME,
     )
     role_of = token_roles(context.tokens)
+    committee = CommitteeDocument(context)
 
     def signed_in(request: Request) -> Role | None:
         header = request.headers.get("authorization", "")
@@ -242,6 +250,35 @@ def dashboard_router(context: DashboardContext) -> APIRouter:
             open_chart=open_chart,
             trends=trends,
             banner=await pages.banner(context, store, generation),
+        )
+
+    @router.get("/committee", response_model=None)
+    async def committee_report(
+        request: Request, quarter: str | None = None, format: str = "html"
+    ) -> Response:
+        """The committee report for a browser signed in to the dashboard (HTML or PDF)."""
+        if signed_in(request) is None:
+            return sign_in_page()
+        today = context.today()
+        try:
+            span = last_complete_quarter(today) if quarter in (None, "") else parse_quarter(quarter)
+        except ValueError as error:
+            return bad_parameter(BadParameterError("quarter", str(error)))
+        if format not in (ReportFormat.HTML.value, ReportFormat.PDF.value):
+            return bad_parameter(BadParameterError("format", f"{format!r}: use html or pdf"))
+        store = context.store()
+        generation = await store.live_generation()
+        comparison = fair_comparison(span, Period.QUARTER, today)
+        groups = await committee_groups(
+            store,
+            generation,
+            comparison,
+            context.service_areas,
+            today=today,
+            judging=context.judging,
+        )
+        return await committee.render(
+            ReportFormat(format), store, generation, comparison, groups, today=today
         )
 
     @router.get("/satisfaction", response_class=HTMLResponse)
