@@ -4,7 +4,10 @@ Targets print in the same unit as the value beside them (a ratio target of
 0.75 reads 75.0%), in the JSON-free views: the dashboard, the committee report.
 """
 
+from datetime import date
+
 from services.metrics.domain import TBA, Rag, Target, Trend, Unit
+from services.metrics.periods import DateRange, Period, period_label
 
 
 def format_figure(value: float | None, unit: Unit | str) -> str:
@@ -64,3 +67,23 @@ def rag_class(rag: Rag | None) -> str:
 
 def area_title(service_area: str) -> str:
     return service_area.replace("_", " ").capitalize()
+
+
+def day_text(day: date) -> str:
+    """`1 December 2026`."""
+    return f"{day.day} {day:%B %Y}"
+
+
+def period_title(span: DateRange, period: Period) -> str:
+    """A period as a reader says it: December 2026, Q1 2026/27, 2026/27, week of 30 November."""
+    if period is Period.MONTH:
+        return f"{span.start:%B %Y}"
+    if period is Period.WEEK:
+        return f"the week of {day_text(span.start)}"
+    if period is Period.DAY:
+        return day_text(span.start)
+    return period_label(span, period)
+
+
+def days_text(count: int) -> str:
+    return f"{count} day" if count == 1 else f"{count} days"

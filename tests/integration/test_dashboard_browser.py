@@ -26,7 +26,7 @@ from civicpulse import infra
 from civicpulse.dev import printed_addresses
 from civicpulse.simulation.plan import SCENARIOS, CouncilSimulation
 from civicpulse.simulation.send import Target, send_plan
-from civicpulse.stack import Credentials, RunningSystem, start_services
+from civicpulse.stack import Credentials, RunningSystem, start_prometheus, start_services
 from services.metrics.dashboard.context import STATIC_FILES
 from services.metrics.domain import KPIS_BY_NAME
 
@@ -66,6 +66,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSystem]:
     running: RunningSystem | None = None
     try:
         running = start_services(stack, scratch / "logs", Credentials())
+        start_prometheus(running, scratch / "prometheus")  # as `civicpulse dev` does
         start = date.today() - timedelta(days=DAYS - 1)
         plan = CouncilSimulation(
             SCENARIOS["normal"], start, DAYS, households=HOUSEHOLDS, seed=13
@@ -151,12 +152,17 @@ def test_every_url_civicpulse_dev_prints_answers_200(system: RunningSystem) -> N
     urls = re.findall(r"https?://[^\s)]+", text)
     token = {"Authorization": f"Bearer {system.credentials.manager_token}"}
 
-    answers = {url: httpx.get(url, headers=token, timeout=120).status_code for url in urls}
+    # As a browser opens them: Prometheus' front page redirects to its query page.
+    answers = {
+        url: httpx.get(url, headers=token, timeout=120, follow_redirects=True).status_code
+        for url in urls
+    }
 
     assert f"{system.url('metrics')}/dashboard/sign-in" in urls
     assert f"{system.url('metrics')}/dashboard/committee" in urls
     assert any("/v1/reports/committee" in url for url in urls)
-    assert len(urls) >= 3 + 3 * len(system.services)
+    assert system.prometheus_url in urls
+    assert len(urls) >= 4 + 3 * len(system.services)
     assert answers == dict.fromkeys(urls, 200)
 
 

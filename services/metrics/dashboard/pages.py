@@ -9,13 +9,13 @@ from datetime import date, timedelta
 from services.metrics.dashboard import charts
 from services.metrics.dashboard.context import DashboardContext
 from services.metrics.domain import HEADLINE_KPIS, KPIS_BY_NAME, Kpi, Unit
+from services.metrics.formatting import day_text, days_text, period_title
 from services.metrics.periods import (
     Comparison,
     DateRange,
     Period,
     fair_comparison,
     period_containing,
-    period_label,
 )
 from services.metrics.queries import (
     Filters,
@@ -166,15 +166,16 @@ async def kpi_rows_for(
 
 def comparison_text(comparison: Comparison, period: Period) -> str:
     """How the page's figures are compared, in words (the fair-period rule)."""
-    label = period_label(comparison.period, period)
+    title = period_title(comparison.period, period)
+    before = comparison.previous
     if comparison.partial:
         return (
-            f"{label} so far ({comparison.compared_days} days, to "
-            f"{comparison.counted.end:%d %B %Y}), compared with the same days of the period "
-            f"before ({comparison.previous.start:%d %B} to {comparison.previous.end:%d %B %Y})."
+            f"{title[0].upper()}{title[1:]} so far ({days_text(comparison.compared_days)}, to "
+            f"{day_text(comparison.counted.end)}), compared with the same days of the period "
+            f"before ({day_text(before.start)} to {day_text(before.end)})."
         )
     return (
-        f"{label} ({comparison.period.start:%d %B} to {comparison.period.end:%d %B %Y}), "
-        f"compared with {comparison.previous.start:%d %B} to "
-        f"{comparison.previous.end:%d %B %Y}."
+        f"{title[0].upper()}{title[1:]} ({day_text(comparison.period.start)} to "
+        f"{day_text(comparison.period.end)}), compared with {day_text(before.start)} to "
+        f"{day_text(before.end)}."
     )
