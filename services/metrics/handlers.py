@@ -45,7 +45,7 @@ from services.metrics.domain.surges import (
 )
 from services.metrics.periods import local_day
 from services.metrics.settings import SERVICE
-from services.metrics.store import ContactFact, MetricsStore, TopicProgress
+from services.metrics.store import ContactFact, MetricsStore, SurveyComment, TopicProgress
 from shared.events import Event
 from shared.events.catalogue import topic_for
 from shared.events.complaints import (
@@ -129,6 +129,24 @@ async def count_transfer(batch: Batch, event: ContactTransferred) -> list[Increm
     return increments
 
 
+async def record_answer(batch: Batch, event: SatisfactionResponded) -> list[Increment]:
+    """A survey answer's counters, and its comment (if any) for the dashboard."""
+    comment = (event.payload.comment or "").strip()
+    if comment:
+        await batch.store.record_comment(
+            batch.generation,
+            event.event_id,
+            SurveyComment(
+                answered_at=event.occurred_at,
+                service_area=event.payload.service_area,
+                channel=event.payload.channel.value,
+                overall=event.payload.overall,
+                comment=comment,
+            ),
+        )
+    return await count_event(batch, event)
+
+
 def _channel(batch: Batch, event: ComplaintEvent) -> str:
     return batch.complaint_channels.get(event.complaint_id, NO_CHANNEL)
 
@@ -177,7 +195,7 @@ HANDLERS: dict[type[Event], Handler] = {
     MysteryShopAssessed: count_event,
     ContactTransferred: count_transfer,
     SatisfactionRequested: count_event,
-    SatisfactionResponded: count_event,
+    SatisfactionResponded: record_answer,
     SatisfactionExpired: count_event,
     SurgeDetected: count_event,
     ComplaintOpened: count_complaint,  # its fact is recorded for the whole batch first

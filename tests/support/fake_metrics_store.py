@@ -24,6 +24,7 @@ from services.metrics.store import (
     NotInTransactionError,
     OpenComplaints,
     Surge,
+    SurveyComment,
     TopicProgress,
     TopicState,
     TransferredContact,
@@ -62,6 +63,7 @@ class State:
     outcomes: dict[tuple[int, str, int, str], bool] = field(default_factory=dict)
     surges: dict[tuple[int, str, str, date], Surge] = field(default_factory=dict)
     progress: dict[tuple[int, str], TopicState] = field(default_factory=dict)
+    comments: dict[tuple[int, UUID], SurveyComment] = field(default_factory=dict)
     outbox: list[Event] = field(default_factory=list)
 
 
@@ -91,6 +93,7 @@ class FakeMetricsStore(MetricsStore):
         state.outcomes = _without(state.outcomes, generation)
         state.surges = _without(state.surges, generation)
         state.progress = _without(state.progress, generation)
+        state.comments = _without(state.comments, generation)
         state.processed.pop(processed_service(generation), None)
 
     @asynccontextmanager
@@ -399,6 +402,21 @@ class FakeMetricsStore(MetricsStore):
             if g == generation and row.open and (complaint_id, row.stage) in breached:
                 counts[row.service_area] += 1
         return dict(sorted(counts.items()))
+
+    async def record_comment(self, generation: int, event_id: UUID, comment: SurveyComment) -> None:
+        self._writing()
+        self.state.comments.setdefault((generation, event_id), comment)
+
+    async def latest_comments(
+        self, generation: int, limit: int, *, service_area: str | None = None
+    ) -> list[SurveyComment]:
+        found = [
+            (comment, event_id)
+            for (g, event_id), comment in self.state.comments.items()
+            if g == generation and service_area in (None, comment.service_area)
+        ]
+        found.sort(key=lambda pair: (-pair[0].answered_at.timestamp(), str(pair[1])))
+        return [comment for comment, _ in found[:limit]]
 
     async def surges_between(self, generation: int, span: DateRange) -> list[Surge]:
         found = [

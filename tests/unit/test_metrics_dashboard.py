@@ -23,6 +23,7 @@ from services.metrics.queries import committee_groups
 from services.metrics.report import Judging
 from services.metrics.settings import MetricsSettings
 from services.metrics.targets import load_targets
+from shared.events.vocabulary import CaseType, Channel
 from shared.vocabulary import load_service_areas
 from tests.support.fake_metrics_store import FakeMetricsStore
 from tests.support.metrics import MANAGER, MANAGER_TOKEN, TOKENS, Events, known_day
@@ -203,3 +204,30 @@ async def test_the_committee_page_has_summary_matrix_trends_and_units(
     assert "0.75" not in text
     assert "<td>75.0%</td>" in text  # FCR's target, in the unit of the value beside it
     assert "counter(page)" in page
+
+
+async def test_the_satisfaction_page_shows_the_latest_comments_escaped(
+    context: DashboardContext, client: httpx.AsyncClient
+) -> None:
+    answer = Events().survey_answered(
+        "commented",
+        datetime.combine(DAY, time(17), tzinfo=LONDON),
+        case="case",
+        case_type=CaseType.CONTACT,
+        channel=Channel.WEB,
+        area="waste",
+        overall=1,
+        ease=2,
+        comment="<b>Bins</b> missed",
+    )
+    settings = MetricsSettings()
+    applier = BatchApplier(
+        rules=settings.rules, clock=lambda: answer.occurred_at, publish_surges=False
+    )
+    await LiveConsumer(context.store(), applier).handle([answer])
+
+    page = await client.get("/dashboard/satisfaction", headers=MANAGER)
+
+    assert page.status_code == 200
+    assert "<td>&lt;b&gt;Bins&lt;/b&gt; missed</td>" in page.text
+    assert "<b>Bins</b>" not in page.text

@@ -60,6 +60,7 @@ METRICS_TABLES = (
     "metrics_complaint_outcomes",
     "metrics_surges",
     "metrics_topic_progress",
+    "metrics_survey_comments",
     "processed_events",
     "outbox",
 )
@@ -559,6 +560,61 @@ async def test_a_surge_in_replayed_history_is_recorded_but_raises_nothing(
 
     assert len(await backend.store.surges_between(1, DateRange(DAY, NOW.date()))) == 1
     assert await backend.published() == []
+
+
+# -- survey comments -------------------------------------------------------------------
+
+
+async def test_a_survey_comment_is_kept_once_without_who_wrote_it(store: MetricsStore) -> None:
+    """DOMAIN.md: "Customer: referred to in events only by a pseudonymous customer_ref";
+    the dashboard shows managers comments (issue 13: "not personal data"), so a comment
+    is kept with its score and place, not with its case or customer."""
+    events = Events()
+    said = events.survey_answered(
+        "said",
+        at(DAY, 10),
+        case="k",
+        case_type=CaseType.CONTACT,
+        channel=Channel.WEB,
+        area="waste",
+        overall=2,
+        ease=3,
+        comment="  Bins missed again ",
+    )
+    silent = events.survey_answered(
+        "silent",
+        at(DAY, 11),
+        case="j",
+        case_type=CaseType.CONTACT,
+        channel=Channel.PHONE,
+        area="waste",
+        overall=5,
+        ease=7,
+    )
+    newer = events.survey_answered(
+        "newer",
+        at(DAY, 12),
+        case="m",
+        case_type=CaseType.CONTACT,
+        channel=Channel.PHONE,
+        area="planning",
+        overall=4,
+        ease=6,
+        comment="Quick answer",
+    )
+
+    await apply(store, [said, silent], [said, newer])
+
+    comments = await store.latest_comments(1, 10)
+    assert [(c.service_area, c.overall, c.comment) for c in comments] == [
+        ("planning", 4, "Quick answer"),
+        ("waste", 2, "Bins missed again"),
+    ]
+    assert [c.comment for c in await store.latest_comments(1, 10, service_area="waste")] == [
+        "Bins missed again"
+    ]
+    assert len(await store.latest_comments(1, 1)) == 1
+    assert (await day_totals(store))["surveys_responded"] == 3
 
 
 # -- reads and generations --------------------------------------------------------------

@@ -44,6 +44,7 @@ COMPLAINT_TRENDS = (
     "complaints_acknowledged_within_target",
     "complaints_responded_within_target",
 )
+LATEST_COMMENTS = 20
 CHART_PERIODS = (Period.MONTH, Period.WEEK, Period.DAY)
 OVERVIEW_PERIODS = (Period.MONTH, Period.WEEK, Period.QUARTER, Period.YEAR)
 
@@ -325,6 +326,7 @@ def dashboard_router(context: DashboardContext) -> APIRouter:
             wanted=wanted,
             tables=tables,
             csat_chart=csat_chart,
+            comments=await store.latest_comments(generation, LATEST_COMMENTS),
             banner=await pages.banner(context, store, generation),
         )
 

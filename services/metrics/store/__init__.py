@@ -12,7 +12,13 @@ plain sight, one module per job:
 from pathlib import Path
 
 from services.metrics.store.base import NotInTransactionError
-from services.metrics.store.facts import ContactFact, Facts, TopicProgress, TransferredContact
+from services.metrics.store.facts import (
+    ContactFact,
+    Facts,
+    SurveyComment,
+    TopicProgress,
+    TransferredContact,
+)
 from services.metrics.store.generations import Generations, processed_service
 from services.metrics.store.reads import OpenComplaints, Reads, Surge, TopicState
 
@@ -30,6 +36,7 @@ __all__ = [
     "NotInTransactionError",
     "OpenComplaints",
     "Surge",
+    "SurveyComment",
     "TopicProgress",
     "TopicState",
     "TransferredContact",
