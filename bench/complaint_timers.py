@@ -41,7 +41,6 @@ from services.complaints.handlers import ComplaintsHandler, ComplaintsMetrics
 from services.complaints.procedures import Policy
 from services.complaints.store import MIGRATIONS, SERVICE, save, sync_timers
 from services.complaints.working_days import WorkingDayCalendar
-from shared.consumer import InboundRecord
 from shared.events.vocabulary import Channel
 from shared.postgres import create_pool, migrate
 from shared.timers import TimerScheduler
@@ -67,10 +66,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--large", type=int, default=1_000_000, help="open timers, second size")
     parser.add_argument("--runs", type=int, default=3, help="timed passes per size (median)")
     return parser.parse_args(argv)
-
-
-async def _no_dead_letters(record: InboundRecord, reason: str, kind: str, attempts: int) -> None:
-    raise AssertionError(reason)
 
 
 def due_complaints() -> list[Complaint]:
@@ -169,9 +164,7 @@ async def main_async(options: argparse.Namespace) -> int:
                     calendar=WorkingDayCalendar(),
                     policy=Policy(),
                     metrics=ComplaintsMetrics(CollectorRegistry()),
-                    dead_letter=_no_dead_letters,
                     clock=lambda: NOW,
-                    max_attempts=1,
                 )
                 scheduler = TimerScheduler(pool, SERVICE, handler.fire_timer, clock=lambda: NOW)
                 complaints = due_complaints()

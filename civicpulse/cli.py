@@ -213,12 +213,26 @@ def _simulate(args: argparse.Namespace) -> int:
     return 1 if report.http_refused else 0
 
 
+def _add_parked(subparsers: Subparsers) -> None:
+    from civicpulse import parked
+
+    parser = subparsers.add_parser(
+        "parked",
+        help="list or retry timers and outbox rows parked after failing every attempt",
+        description=parked.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parked.add_arguments(parser)
+    parser.set_defaults(handler=parked.run)
+
+
 # Each entry registers one top-level sub-command.
 SUBCOMMANDS: list[Callable[[Subparsers], None]] = [
     _add_infra,
     _add_dev,
     _add_simulate,
     _add_schemas,
+    _add_parked,
 ]
 
 

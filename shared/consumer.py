@@ -1,27 +1,43 @@
-"""Consuming canonical events: decode, hand to the service, dead-letter what fails.
+"""Consuming Kafka records: decode, hand to the service, dead-letter what fails.
 
-Every service consumes the same way: a batch subscriber with at-least-once
-commits (`shared.kafka.batch_consumer_options`) whose records are read as
-bytes, so that a record faststream could not decode still reaches the
-dead-letter topic instead of blocking its partition.
+Every Kafka consumer in CivicPulse goes through `RecordConsumer`: intake's raw
+topic, complaints' case actions, the canonical-event consumers and the
+feedback sender. Each is a batch subscriber with at-least-once commits
+(`shared.kafka.batch_consumer_options`) whose records are read as bytes, so
+that a record nobody could decode still reaches the dead-letter topic instead
+of blocking its partition.
 
-`EventConsumer` gives the service's handler the whole batch of events first
-(one database transaction for many events is what makes consumers fast). If
-that fails for a reason other than an outage, it retries event by event, each
-up to the attempt cap, and dead-letters only the events that still fail.
-Handlers are idempotent (`shared.processed_events`), so the retry is safe.
+A service gives two functions:
+- a decoder, one record's bytes to one item, raising on bad input: a
+  `RecordRejectedError` names the reason, and any other exception
+  (`RecursionError` from deep JSON, `ValueError` from a 5,000-digit number,
+  `OverflowError` from a date at the end of time) is `undecodable`;
+- a handler, a batch of items to their effects, returning for each item
+  `None` (done, or a duplicate) or a `Fault` to dead-letter (a refusal).
+
+The consumer hands the whole batch to the handler first (one database
+transaction for many records is what makes consumers fast). If that fails for
+a reason other than an outage, it retries item by item, each up to the attempt
+cap, and dead-letters only the items that still fail. Handlers are idempotent
+(`shared.processed_events`, idempotency keys), so the retry is safe. An outage
+of Kafka or PostgreSQL (`shared.dead_letters.is_transient`) never uses up
+attempts: the batch is rewound and redelivered after a backoff that doubles up
+to a cap, so a long outage is waited out, not spun on.
 """
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from pydantic import ValidationError
 
 from shared.dead_letters import (
+    PROCESSING_FAILED,
+    UNDECODABLE,
     AttemptsExhaustedError,
     SourcePosition,
     is_transient,
@@ -31,11 +47,11 @@ from shared.dead_letters import (
 from shared.events.catalogue import parse_event
 from shared.events.envelope import Event
 from shared.kafka import batch_consumer_options
+from shared.settings import ServiceSettings
 from shared.topics import TopicSpec, dead_letter_twin
 
 log = logging.getLogger(__name__)
-
-HandleEvents = Callable[[Sequence[Event]], Awaitable[None]]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,8 +63,43 @@ class InboundRecord:
     position: SourcePosition
 
 
+class Fault(Protocol):
+    """Why one record is dead-lettered: a bounded error type and a readable reason."""
+
+    @property
+    def error_type(self) -> str: ...
+
+    def describe(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RecordFault:
+    error_type: str
+    reason: str
+
+    def describe(self) -> str:
+        return self.reason
+
+
+class RecordRejectedError(Exception):
+    """Raised by a decoder: this record is bad, for this reason; no retry will help."""
+
+    def __init__(self, fault: Fault) -> None:
+        super().__init__(fault.describe())
+        self.fault = fault
+
+
+Decode = Callable[[InboundRecord], T]
+# One entry per item, in order: None when done (or a duplicate), else the fault.
+Outcomes = Sequence[Fault | None] | None
+Handle = Callable[[Sequence[T]], Awaitable[Outcomes]]
+# Sends a dead letter; returns the error type it was sent with (`too_large` may replace it).
+DeadLetterSink = Callable[[InboundRecord, Fault, int], Awaitable[str]]
+CountDeadLetter = Callable[[str], None]
+
+
 async def undecoded(_: Any) -> None:
-    """A faststream decoder that decodes nothing: handlers read the records' bytes."""
+    """A faststream decoder that decodes nothing: consumers read the records' bytes."""
     return
 
 
@@ -65,82 +116,212 @@ def inbound_records(message: KafkaMessage) -> list[InboundRecord]:
     ]
 
 
-async def dead_letter_inbound(
-    broker: KafkaBroker,
-    dead_letter_topic: TopicSpec,
-    record: InboundRecord,
-    *,
-    reason: str,
-    error_type: str,
-    attempts: int = 1,
-) -> None:
-    """Dead-letter a consumed record as it came: its bytes, key and position."""
-    await send_dead_letter(
-        broker,
-        dead_letter_topic,
-        original=record.value,
-        key=record.key,
-        source=record.position,
-        reason=reason,
-        error_type=error_type,
-        attempts=attempts,
-    )
+class DeadLetterTopics:
+    """The Kafka dead-letter sink: each record goes to its source topic's twin."""
+
+    def __init__(self, broker: KafkaBroker, topics: Sequence[TopicSpec]) -> None:
+        self._broker = broker
+        self._twins = {topic.name: dead_letter_twin(topic) for topic in topics}
+
+    async def __call__(self, record: InboundRecord, fault: Fault, attempts: int) -> str:
+        letter = await send_dead_letter(
+            self._broker,
+            self._twins[record.position.topic],
+            original=record.value,
+            key=record.key,
+            source=record.position,
+            reason=fault.describe(),
+            error_type=fault.error_type,
+            attempts=attempts,
+        )
+        return letter.error_type
 
 
-class EventConsumer:
-    """Turns consumed records into events for `handle`; what fails is dead-lettered."""
+class RecordConsumer(Generic[T]):
+    """Decodes records, hands them to `handle` batch first, dead-letters what fails."""
 
     def __init__(
         self,
-        broker: KafkaBroker,
-        topics: Sequence[TopicSpec],
-        handle: HandleEvents,
+        decode: Decode[T],
+        handle: Handle[T],
+        dead_letter: DeadLetterSink,
         *,
-        max_attempts: int,
+        settings: "ConsumerSettings",
+        on_dead_letter: CountDeadLetter | None = None,
     ) -> None:
-        self._broker = broker
+        self._decode = decode
         self._handle = handle
-        self._max_attempts = max_attempts
-        self._dead_letter_topics = {topic.name: dead_letter_twin(topic) for topic in topics}
+        self._dead_letter_sink = dead_letter
+        self._max_attempts = settings.max_attempts
+        self._retry_backoff_seconds = settings.retry_backoff_seconds
+        self._on_dead_letter = on_dead_letter
 
     async def consume(self, records: Sequence[InboundRecord]) -> None:
         """Handle one batch; raises only on an outage, so the batch is redelivered."""
-        decoded: list[tuple[InboundRecord, Event]] = []
+        decoded: list[tuple[InboundRecord, T]] = []
         for record in records:
             try:
-                decoded.append((record, parse_event(record.value)))
-            except ValidationError as error:
-                await self._dead_letter(record, f"not a CivicPulse event: {error}", "invalid_event")
+                decoded.append((record, self._decode(record)))
+            except RecordRejectedError as rejected:
+                await self._dead_letter(record, rejected.fault)
+            except Exception as error:  # noqa: BLE001 - decoding is pure: the record caused it
+                await self._dead_letter(record, RecordFault(UNDECODABLE, _described(error)))
         if not decoded:
             return
         try:
-            await self._handle([event for _, event in decoded])
+            outcomes = await self._handle([item for _, item in decoded])
         except Exception as error:
             if is_transient(error):
                 raise
-            log.warning("batch failed (%r); retrying event by event", error)
-            for record, event in decoded:
-                await self._handle_one(record, event)
+            log.warning("batch failed (%r); retrying record by record", error)
+            for record, item in decoded:
+                await self._handle_one(record, item)
+            return
+        await self._report(decoded, outcomes)
 
-    async def _handle_one(self, record: InboundRecord, event: Event) -> None:
+    async def _handle_one(self, record: InboundRecord, item: T) -> None:
         try:
-            await with_attempts(lambda: self._handle([event]), max_attempts=self._max_attempts)
-        except AttemptsExhaustedError as exhausted:
-            await self._dead_letter(
-                record, str(exhausted), "processing_failed", attempts=exhausted.attempts
+            outcomes = await with_attempts(
+                lambda: self._handle([item]),
+                max_attempts=self._max_attempts,
+                backoff_seconds=self._retry_backoff_seconds,
             )
+        except AttemptsExhaustedError as exhausted:
+            fault = RecordFault(PROCESSING_FAILED, f"{PROCESSING_FAILED}: {exhausted}")
+            await self._dead_letter(record, fault, exhausted.attempts)
+            return
+        await self._report([(record, item)], outcomes)
 
-    async def _dead_letter(
-        self, record: InboundRecord, reason: str, error_type: str, *, attempts: int = 1
-    ) -> None:
-        await dead_letter_inbound(
-            self._broker,
-            self._dead_letter_topics[record.position.topic],
-            record,
-            reason=reason,
-            error_type=error_type,
-            attempts=attempts,
+    async def _report(self, decoded: Sequence[tuple[InboundRecord, T]], outcomes: Outcomes) -> None:
+        if outcomes is None:
+            return
+        for (record, _), fault in zip(decoded, outcomes, strict=True):
+            if fault is not None:
+                await self._dead_letter(record, fault)
+
+    async def _dead_letter(self, record: InboundRecord, fault: Fault, attempts: int = 1) -> None:
+        error_type = await self._dead_letter_sink(record, fault, attempts)
+        if self._on_dead_letter is not None:
+            self._on_dead_letter(error_type)
+
+
+def _described(error: BaseException) -> str:
+    text = str(error)
+    if len(text) > 500:  # a ValueError can quote the whole 5,000-digit number
+        text = text[:500] + "…"
+    return f"{UNDECODABLE}: {type(error).__name__}: {text}"
+
+
+class OutageBackoff:
+    """Waits before an outage's batch is redelivered: doubling from `initial`, up to `maximum`."""
+
+    def __init__(self, *, initial_seconds: float, maximum_seconds: float) -> None:
+        self._initial = initial_seconds
+        self._maximum = maximum_seconds
+        self._failures = 0
+
+    def next_delay(self) -> float:
+        delay = min(self._maximum, self._initial * 2.0**self._failures)
+        self._failures = min(self._failures + 1, 62)
+        return delay
+
+    def reset(self) -> None:
+        self._failures = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerSettings:
+    """The shared limits every consumer takes from its service's settings."""
+
+    max_attempts: int = 3
+    retry_backoff_seconds: float = 0.2
+    outage_backoff_seconds: float = 0.5
+    outage_backoff_max_seconds: float = 30.0
+
+    @classmethod
+    def of(cls, settings: ServiceSettings) -> "ConsumerSettings":
+        return cls(
+            max_attempts=settings.dead_letter_max_attempts,
+            retry_backoff_seconds=settings.dead_letter_retry_backoff_seconds,
+            outage_backoff_seconds=settings.outage_backoff_seconds,
+            outage_backoff_max_seconds=settings.outage_backoff_max_seconds,
         )
+
+
+def subscribe_records(
+    broker: KafkaBroker,
+    consumers: Mapping[TopicSpec, RecordConsumer[Any]],
+    *,
+    group_id: str,
+    settings: ConsumerSettings,
+    max_records: int = 500,
+    title: str,
+    description: str | None = None,
+) -> None:
+    """Subscribe one group to `consumers`' topics; each batch is split by topic, in order.
+
+    Whatever escapes a batch (an outage) rewinds it; the redelivery waits for
+    the outage backoff first, so a broker or database that is down is polled
+    at a falling rate, not in a tight loop.
+    """
+    by_name = {topic.name: consumer for topic, consumer in consumers.items()}
+    backoff = OutageBackoff(
+        initial_seconds=settings.outage_backoff_seconds,
+        maximum_seconds=settings.outage_backoff_max_seconds,
+    )
+
+    async def consume_records(_: Any, message: KafkaMessage) -> None:
+        records = inbound_records(message)
+        try:
+            for name, consumer in by_name.items():
+                batch = [record for record in records if record.position.topic == name]
+                if batch:
+                    await consumer.consume(batch)
+        except Exception as error:
+            delay = backoff.next_delay()
+            log.warning("%s: batch redelivered in %.1f s after %r", title, delay, error)
+            await asyncio.sleep(delay)
+            raise
+        backoff.reset()
+
+    broker.subscriber(
+        *by_name,
+        decoder=undecoded,
+        title=title,
+        description=description,
+        **batch_consumer_options(group_id, max_records=max_records),
+    )(consume_records)
+
+
+# -- canonical events ---------------------------------------------------------------
+
+HandleEvents = Callable[[Sequence[Event]], Awaitable[Outcomes]]
+
+
+def decode_event(record: InboundRecord) -> Event:
+    try:
+        return parse_event(record.value)
+    except ValidationError as error:
+        fault = RecordFault("invalid_event", f"not a CivicPulse event: {error}")
+        raise RecordRejectedError(fault) from error
+
+
+def event_consumer(
+    broker: KafkaBroker,
+    topics: Sequence[TopicSpec],
+    handle: HandleEvents,
+    *,
+    settings: ConsumerSettings,
+    on_dead_letter: CountDeadLetter | None = None,
+) -> RecordConsumer[Event]:
+    """A consumer of canonical events; records that are not one are `invalid_event`."""
+    return RecordConsumer(
+        decode_event,
+        handle,
+        DeadLetterTopics(broker, topics),
+        settings=settings,
+        on_dead_letter=on_dead_letter,
+    )
 
 
 def subscribe_events(
@@ -149,19 +330,24 @@ def subscribe_events(
     handle: HandleEvents,
     *,
     group_id: str,
-    max_attempts: int,
+    settings: ConsumerSettings | None = None,
+    max_attempts: int | None = None,
     max_records: int = 500,
-) -> EventConsumer:
-    """Subscribe `handle` to canonical topics as consumer group `group_id`."""
-    consumer = EventConsumer(broker, topics, handle, max_attempts=max_attempts)
+) -> RecordConsumer[Event]:
+    """Subscribe `handle` to canonical topics as consumer group `group_id`.
 
-    async def consume_events(_: Any, message: KafkaMessage) -> None:
-        await consumer.consume(inbound_records(message))
-
-    broker.subscriber(
-        *(topic.name for topic in topics),
-        decoder=undecoded,
+    `settings` (from `ConsumerSettings.of`) carries every limit; `max_attempts`
+    alone, with the other limits' defaults, is what callers gave before.
+    """
+    if settings is None:
+        settings = ConsumerSettings() if max_attempts is None else ConsumerSettings(max_attempts)
+    consumer = event_consumer(broker, topics, handle, settings=settings)
+    subscribe_records(
+        broker,
+        dict.fromkeys(topics, consumer),
+        group_id=group_id,
+        settings=settings,
+        max_records=max_records,
         title=f"{group_id}/events",
-        **batch_consumer_options(group_id, max_records=max_records),
-    )(consume_events)
+    )
     return consumer

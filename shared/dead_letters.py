@@ -2,28 +2,50 @@
 
 A dead letter's value is the original record's bytes, untouched; the reason
 and the source position travel in headers, so `kcat -J` shows both and a
-fixed record can be replayed as it was.
+fixed record can be replayed as it was. A record too large to travel with
+those headers (it filled the topic's maximum message size by itself) keeps
+its first bytes that fit, with its size and SHA-256, as error type
+`too_large`: it is still counted and alerted on, and its publisher can find
+the original by digest.
 """
 
 import asyncio
+import hashlib
 import logging
 import socket
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TypeVar
 
 import asyncpg
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from faststream.kafka import KafkaBroker
 
 from shared.events.envelope import utc_now
-from shared.topics import TopicSpec
+from shared.topics import MAX_MESSAGE_BYTES, TopicSpec
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 HEADER_PREFIX = "dead_letter."
 MAX_REASON_LENGTH = 2000
+MAX_KEY_BYTES = 1024
+# Room left under the maximum message size for what the broker adds (batch
+# framing, producer id) beyond aiokafka's own estimate.
+FRAMING_ALLOWANCE = 512
+
+# Error types the shared consumer gives; services add their own (intake's
+# rejection reasons, complaints' `refused`, ...).
+UNDECODABLE = "undecodable"
+PROCESSING_FAILED = "processing_failed"
+TOO_LARGE = "too_large"
+SHARED_ERROR_TYPES = (UNDECODABLE, PROCESSING_FAILED, TOO_LARGE)
+
+
+def _header_text(value: str) -> str:
+    """Header values must encode as UTF-8: a lone surrogate from hostile JSON must not."""
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +64,9 @@ class DeadLetter:
     source: SourcePosition
     attempts: int
     failed_at: datetime
+    # Set only when `original` holds the first bytes of a record too large to keep whole.
+    original_size: int | None = None
+    original_sha256: str | None = None
 
     def headers(self) -> dict[str, str]:
         fields = {
@@ -53,7 +78,11 @@ class DeadLetter:
             "attempts": str(self.attempts),
             "failed_at": self.failed_at.isoformat(),
         }
-        return {HEADER_PREFIX + name: value for name, value in fields.items()}
+        if self.original_size is not None:
+            fields["original_size"] = str(self.original_size)
+        if self.original_sha256 is not None:
+            fields["original_sha256"] = self.original_sha256
+        return {HEADER_PREFIX + name: _header_text(value) for name, value in fields.items()}
 
     @classmethod
     def from_record(
@@ -75,7 +104,40 @@ class DeadLetter:
             ),
             attempts=int(header("attempts")),
             failed_at=datetime.fromisoformat(header("failed_at")),
+            original_size=int(header("original_size"))
+            if HEADER_PREFIX + "original_size" in headers
+            else None,
+            original_sha256=header("original_sha256")
+            if HEADER_PREFIX + "original_sha256" in headers
+            else None,
         )
+
+    def cut_to_fit(self, max_message_bytes: int = MAX_MESSAGE_BYTES) -> "DeadLetter":
+        """This letter, or one with the original's first bytes if it would not fit whole."""
+        budget = max_message_bytes - FRAMING_ALLOWANCE
+        if len(self.key or b"") <= MAX_KEY_BYTES and self._size() <= budget:
+            return self
+        cut = replace(
+            self,
+            key=None if self.key is None else self.key[:MAX_KEY_BYTES],
+            original=b"",
+            error_type=TOO_LARGE,
+            reason=f"too_large: the record is {len(self.original):,} bytes, too large to "
+            f"dead-letter whole; its first bytes are kept. It failed as "
+            f"{self.error_type}: {self.reason}",
+            original_size=len(self.original),
+            original_sha256=hashlib.sha256(self.original).hexdigest(),
+        )
+        room = max(0, budget - cut._size() - 8)  # 8: the value's length varint grows
+        return replace(cut, original=self.original[:room])
+
+    def _size(self) -> int:
+        size: int = DefaultRecordBatchBuilder.estimate_size_in_bytes(
+            self.key,
+            self.original,
+            [(name, value.encode()) for name, value in self.headers().items()],
+        )
+        return size
 
 
 async def send_dead_letter(
@@ -89,6 +151,7 @@ async def send_dead_letter(
     error_type: str,
     attempts: int = 1,
 ) -> DeadLetter:
+    """Publish a dead letter, cut to fit the topic if needed; returns what was sent."""
     letter = DeadLetter(
         original=original,
         key=key,
@@ -97,8 +160,10 @@ async def send_dead_letter(
         source=source,
         attempts=attempts,
         failed_at=utc_now(),
+    ).cut_to_fit(dead_letter_topic.max_message_bytes)
+    await broker.publish(
+        letter.original, dead_letter_topic.name, key=letter.key, headers=letter.headers()
     )
-    await broker.publish(original, dead_letter_topic.name, key=key, headers=letter.headers())
     log.warning(
         "dead-lettered %s[%d]@%d: %s",
         source.topic,

@@ -22,7 +22,7 @@ from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from prometheus_client import CollectorRegistry
 
 from shared.events import Event
-from shared.topics import TopicSpec
+from shared.topics import MAX_MESSAGE_BYTES, TopicSpec
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,7 @@ def make_broker(
         client_id=client_id,
         enable_idempotence=True,
         linger_ms=5,  # a few ms of batching lifts throughput without hurting latency
+        max_request_size=MAX_MESSAGE_BYTES,
         graceful_timeout=graceful_timeout,
         middlewares=middlewares,
         logger=logging.getLogger(f"civicpulse.{client_id}.kafka"),
@@ -156,6 +157,7 @@ class BulkProducer:
             client_id=f"{client_id}-bulk",
             enable_idempotence=True,  # implies acks="all"
             linger_ms=5,
+            max_request_size=MAX_MESSAGE_BYTES,
         )
 
     async def start(self) -> None:

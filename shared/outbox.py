@@ -6,6 +6,12 @@ deletes them. A crash between publish and delete republishes the same events
 (same `event_id`), which consumers deduplicate. One relay per service is
 active at a time (a PostgreSQL advisory lock), so each subject's events leave
 in the order they were written.
+
+A row that cannot be published (for a reason other than an outage) does not
+hold up the rest: the batch is retried row by row, the failing row is tried
+again after a backoff and parked after its attempt cap (`shared.parked`).
+Only the later rows of the same subject (topic and key) wait behind it, so
+that subject's order still holds.
 """
 
 import asyncio
@@ -23,13 +29,17 @@ from shared.dead_letters import is_transient
 from shared.events.catalogue import topic_for
 from shared.events.envelope import Event
 from shared.kafka import BulkProducer, OutgoingRecord, event_record, publish_records
+from shared.parked import (
+    ParkedKind,
+    RetryPolicy,
+    count_parked,
+    describe_error,
+    outbox_channel,
+    outbox_row_failed,
+)
 from shared.postgres import Connection
 
 log = logging.getLogger(__name__)
-
-
-def _channel(service: str) -> str:
-    return f"outbox_{service.replace('-', '_')}"
 
 
 def _lock_id(service: str) -> int:
@@ -57,7 +67,7 @@ async def enqueue_records(
         "INSERT INTO outbox (service, topic, key, value, headers) VALUES ($1, $2, $3, $4, $5)",
         [(service, r.topic, r.key, r.value, json.dumps(r.headers)) for r in records],
     )
-    await connection.execute("SELECT pg_notify($1, '')", _channel(service))
+    await connection.execute("SELECT pg_notify($1, '')", outbox_channel(service))
 
 
 class OutboxMetrics:
@@ -71,6 +81,12 @@ class OutboxMetrics:
         self.backlog = Gauge(
             "outbox_backlog_events",
             "Events committed but not yet published.",
+            ["service"],
+            registry=registry,
+        ).labels(service)
+        self.parked = Gauge(
+            "outbox_parked",
+            "Outbox rows parked after failing their attempts; `civicpulse parked` lists them.",
             ["service"],
             registry=registry,
         ).labels(service)
@@ -88,11 +104,13 @@ class OutboxRelay:
         metrics: OutboxMetrics | None = None,
         batch_size: int = 500,
         idle_poll_seconds: float = 1.0,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self._pool = pool
         self._broker = broker
         self._service = service
         self._metrics = metrics
+        self._retry = retry or RetryPolicy()
         self._batch_size = batch_size
         self._idle_poll_seconds = idle_poll_seconds
         self._wake = asyncio.Event()
@@ -108,31 +126,65 @@ class OutboxRelay:
                 "SELECT pg_try_advisory_xact_lock($1)", _lock_id(self._service)
             ):
                 return 0
+            # Rows waiting for their next attempt are skipped, and so are the later
+            # rows of a subject whose earlier row failed: its order holds.
             rows = await connection.fetch(
                 """
-                SELECT id, topic, key, value, headers FROM outbox
-                WHERE service = $1 ORDER BY id LIMIT $2
+                SELECT id, topic, key, value, headers FROM outbox o
+                WHERE service = $1 AND parked_at IS NULL
+                  AND (next_attempt_at IS NULL OR next_attempt_at <= clock_timestamp())
+                  AND NOT EXISTS (
+                      SELECT 1 FROM outbox f
+                      WHERE f.service = o.service AND f.attempts > 0
+                        AND f.topic = o.topic AND f.key = o.key AND f.id < o.id)
+                ORDER BY id LIMIT $2
                 """,
                 self._service,
                 self._batch_size,
             )
             if not rows:
                 return 0
-            await publish_records(
-                self._broker,
-                [
-                    OutgoingRecord(
-                        row["topic"], row["key"], row["value"], json.loads(row["headers"])
-                    )
-                    for row in rows
-                ],
-            )
-            await connection.execute(
-                "DELETE FROM outbox WHERE id = ANY($1::bigint[])", [row["id"] for row in rows]
-            )
+            try:
+                await publish_records(self._broker, [_record(row) for row in rows])
+                published = [row["id"] for row in rows]
+            except Exception as error:
+                if is_transient(error):
+                    raise
+                log.warning("outbox batch of %s failed (%r); row by row", self._service, error)
+                published = await self._publish_one_by_one(connection, rows)
+            await connection.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", published)
         if self._metrics:
-            self._metrics.published.inc(len(rows))
-        return len(rows)
+            self._metrics.published.inc(len(published))
+        return len(published)
+
+    async def _publish_one_by_one(
+        self, connection: Connection, rows: Sequence[asyncpg.Record]
+    ) -> list[int]:
+        published: list[int] = []
+        held: set[tuple[str, bytes]] = set()  # subjects with a failed row in this batch
+        for row in rows:
+            subject = (row["topic"], bytes(row["key"]))
+            if subject in held:
+                continue
+            try:
+                await publish_records(self._broker, [_record(row)])
+            except Exception as error:
+                if is_transient(error):
+                    raise
+                held.add(subject)
+                parked = await outbox_row_failed(
+                    connection, self._service, row["id"], describe_error(error), self._retry
+                )
+                log.warning(
+                    "outbox row %d of %s failed%s: %r",
+                    row["id"],
+                    self._service,
+                    " and is parked" if parked else "; it will be tried again",
+                    error,
+                )
+                continue
+            published.append(row["id"])
+        return published
 
     async def backlog(self) -> int:
         count: int = await self._pool.fetchval(
@@ -140,15 +192,20 @@ class OutboxRelay:
         )
         return count
 
+    async def parked(self) -> int:
+        async with self._pool.acquire() as connection:
+            return await count_parked(connection, ParkedKind.OUTBOX, self._service)
+
     async def run(self) -> None:
         listener = await self._pool.acquire()
-        await listener.add_listener(_channel(self._service), self._on_notify)
+        await listener.add_listener(outbox_channel(self._service), self._on_notify)
         try:
             while not self._stopping:
                 try:
                     published = await self.publish_pending()
                     if self._metrics:
                         self._metrics.backlog.set(await self.backlog())
+                        self._metrics.parked.set(await self.parked())
                 except Exception as error:
                     if not is_transient(error):
                         log.exception("outbox relay of %s failed", self._service)
@@ -161,7 +218,7 @@ class OutboxRelay:
                         await asyncio.wait_for(self._wake.wait(), self._idle_poll_seconds)
         finally:
             with contextlib.suppress(Exception):
-                await listener.remove_listener(_channel(self._service), self._on_notify)
+                await listener.remove_listener(outbox_channel(self._service), self._on_notify)
             await self._pool.release(listener)
 
     def _on_notify(self, *_: object) -> None:
@@ -170,3 +227,7 @@ class OutboxRelay:
     def stop(self) -> None:
         self._stopping = True
         self._wake.set()
+
+
+def _record(row: asyncpg.Record) -> OutgoingRecord:
+    return OutgoingRecord(row["topic"], row["key"], row["value"], json.loads(row["headers"]))

@@ -24,6 +24,13 @@ class ServiceSettings(BaseSettings):
     )
     http_host: str = Field(default="127.0.0.1", description="Address the HTTP server binds.")
     http_port: int = Field(default=8000, ge=1, le=65535, description="HTTP port (per service).")
+    http_max_body_bytes: int = Field(
+        default=16_384,
+        ge=1_024,
+        le=64 * 1024 * 1024,
+        description="Largest request body accepted; a larger one is refused with 413 before "
+        "it is read whole (per service).",
+    )
     vocabulary_file: Path = Field(
         default=DEFAULT_VOCABULARY_FILE, description="YAML file with the council's service areas."
     )
@@ -33,6 +40,52 @@ class ServiceSettings(BaseSettings):
         le=20,
         description="Attempts at a record failing for an unexpected reason before it is "
         "dead-lettered, so one poison record cannot block its partition.",
+    )
+    dead_letter_retry_backoff_seconds: float = Field(
+        default=0.2,
+        ge=0,
+        le=60,
+        description="Pause before a failing record's next attempt; it grows with each "
+        "attempt (0.2 s, 0.4 s, ...).",
+    )
+    outage_backoff_seconds: float = Field(
+        default=0.5,
+        gt=0,
+        le=60,
+        description="First pause before a batch is redelivered after an outage of Kafka or "
+        "PostgreSQL; it doubles with each failed redelivery, up to the maximum.",
+    )
+    outage_backoff_max_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=240,
+        description="Longest pause between redeliveries during an outage (below the "
+        "consumer's five-minute poll interval).",
+    )
+    timer_max_attempts: int = Field(
+        default=5,
+        ge=1,
+        le=100,
+        description="Attempts at firing one durable timer before it is parked with its error.",
+    )
+    outbox_max_attempts: int = Field(
+        default=5,
+        ge=1,
+        le=100,
+        description="Attempts at publishing one outbox row before it is parked with its error.",
+    )
+    retry_backoff_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        le=3600,
+        description="First wait before a failed timer or outbox row is tried again; it "
+        "doubles with each attempt, up to the maximum.",
+    )
+    retry_backoff_max_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        le=86400,
+        description="Longest wait between attempts at a failed timer or outbox row.",
     )
     create_topics: bool = Field(
         default=True, description="Create missing topics at start-up (off where ops own topics)."

@@ -19,9 +19,11 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+from prometheus_client import CollectorRegistry, Gauge
 
 from shared.dead_letters import is_transient
 from shared.events.envelope import utc_now
+from shared.parked import ParkedKind, RetryPolicy, count_parked, describe_error, timer_failed
 from shared.postgres import Connection
 
 log = logging.getLogger(__name__)
@@ -93,6 +95,16 @@ def _timer(row: asyncpg.Record) -> Timer:
     )
 
 
+class TimerMetrics:
+    def __init__(self, registry: CollectorRegistry, service: str) -> None:
+        self.parked = Gauge(
+            "timers_parked",
+            "Timers parked after failing their attempts; `civicpulse parked` lists them.",
+            ["service"],
+            registry=registry,
+        ).labels(service)
+
+
 class TimerScheduler:
     """Fires a service's due timers; `run()` polls, `fire_due(now)` is one pass."""
 
@@ -105,6 +117,8 @@ class TimerScheduler:
         clock: Callable[[], datetime] = utc_now,
         batch_size: int = 200,
         poll_seconds: float = 1.0,
+        retry: RetryPolicy | None = None,
+        metrics: TimerMetrics | None = None,
     ) -> None:
         self._pool = pool
         self._service = service
@@ -112,6 +126,8 @@ class TimerScheduler:
         self._clock = clock
         self._batch_size = batch_size
         self._poll_seconds = poll_seconds
+        self._retry = retry or RetryPolicy()
+        self._metrics = metrics
         self._stopping = asyncio.Event()
 
     async def fire_due(self, now: datetime | None = None) -> int:
@@ -119,18 +135,19 @@ class TimerScheduler:
         now = now or self._clock()
         fired = 0
         while True:
-            batch = await self._fire_batch(now)
-            fired += batch
-            if batch < self._batch_size:
+            claimed, fired_now = await self._fire_batch(now)
+            fired += fired_now
+            if claimed < self._batch_size:
                 return fired
 
-    async def _fire_batch(self, now: datetime) -> int:
+    async def _fire_batch(self, now: datetime) -> tuple[int, int]:
         async with self._pool.acquire() as connection, connection.transaction():
             rows = await connection.fetch(
                 """
                 SELECT timer_id, kind, subject, due_at, payload FROM timers
                 WHERE service = $1 AND due_at <= $2
-                  AND fired_at IS NULL AND cancelled_at IS NULL
+                  AND fired_at IS NULL AND cancelled_at IS NULL AND parked_at IS NULL
+                  AND (next_attempt_at IS NULL OR next_attempt_at <= clock_timestamp())
                 ORDER BY due_at
                 LIMIT $3
                 FOR UPDATE SKIP LOCKED
@@ -139,20 +156,49 @@ class TimerScheduler:
                 now,
                 self._batch_size,
             )
-            for row in rows:
-                await self._fire(connection, _timer(row))
+            fired = [row["timer_id"] for row in rows if await self._fire_one(connection, row)]
             await connection.execute(
                 "UPDATE timers SET fired_at = $3 WHERE service = $1 AND timer_id = ANY($2::text[])",
                 self._service,
-                [row["timer_id"] for row in rows],
+                fired,
                 now,
             )
-        return len(rows)
+        return len(rows), len(fired)
+
+    async def _fire_one(self, connection: Connection, row: asyncpg.Record) -> bool:
+        """Fire one timer in a savepoint; a failure is undone alone and counted."""
+        timer = _timer(row)
+        try:
+            async with connection.transaction():
+                await self._fire(connection, timer)
+        except Exception as error:
+            if is_transient(error):
+                raise  # an outage: the whole batch waits for the next pass
+            parked = await timer_failed(
+                connection, self._service, timer.timer_id, describe_error(error), self._retry
+            )
+            log.warning(
+                "timer %s of %s failed%s: %r",
+                timer.timer_id,
+                self._service,
+                " and is parked" if parked else "; it will be tried again",
+                error,
+            )
+            return False
+        return True
+
+    async def refresh_parked(self) -> int:
+        async with self._pool.acquire() as connection:
+            parked = await count_parked(connection, ParkedKind.TIMERS, self._service)
+        if self._metrics:
+            self._metrics.parked.set(parked)
+        return parked
 
     async def run(self) -> None:
         while not self._stopping.is_set():
             try:
                 await self.fire_due()
+                await self.refresh_parked()
             except Exception as error:
                 if is_transient(error):
                     log.warning("timers of %s waiting: %r", self._service, error)

@@ -10,6 +10,10 @@ from dataclasses import dataclass
 
 DAY_MS = 24 * 60 * 60 * 1000
 FOREVER = -1
+# The largest record batch a topic takes (`max.message.bytes`), and the largest
+# request our producers send (`max_request_size`): one figure for both, so a
+# record that fits one fits the other. Kafka's defaults are about the same.
+MAX_MESSAGE_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,10 +22,15 @@ class TopicSpec:
     partitions: int
     retention_ms: int
     description: str
+    max_message_bytes: int = MAX_MESSAGE_BYTES
 
     @property
     def config(self) -> dict[str, str]:
-        return {"retention.ms": str(self.retention_ms), "cleanup.policy": "delete"}
+        return {
+            "retention.ms": str(self.retention_ms),
+            "cleanup.policy": "delete",
+            "max.message.bytes": str(self.max_message_bytes),
+        }
 
 
 def dead_letter_twin(topic: TopicSpec) -> TopicSpec:

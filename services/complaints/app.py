@@ -12,7 +12,6 @@ import asyncpg
 from fastapi import Depends, FastAPI, Request, status
 from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
@@ -32,19 +31,27 @@ from services.complaints.views import (
 from services.complaints.working_days import WorkingDayCalendar
 from shared.api_keys import authenticated_source
 from shared.consumer import (
-    EventConsumer,
-    InboundRecord,
-    dead_letter_inbound,
-    inbound_records,
-    undecoded,
+    ConsumerSettings,
+    DeadLetterTopics,
+    event_consumer,
+    subscribe_records,
 )
 from shared.consumer_lag import KafkaPositions
 from shared.events.envelope import utc_now
-from shared.http import add_component_schemas, add_operational_routes, openapi_body_schema
-from shared.kafka import batch_consumer_options, make_broker
+from shared.http import (
+    MalformedBodyError,
+    add_component_schemas,
+    add_operational_routes,
+    document_problems,
+    limit_request_bodies,
+    openapi_body_schema,
+    parse_json_body,
+)
+from shared.kafka import make_broker
 from shared.outbox import OutboxMetrics, OutboxRelay
+from shared.parked import RetryPolicy
 from shared.startup import prepare
-from shared.timers import TimerScheduler
+from shared.timers import TimerMetrics, TimerScheduler
 from shared.topics import COMPLAINT_ACTIONS, COMPLAINTS, CONTACTS, dead_letter_twin
 
 log = logging.getLogger(__name__)
@@ -73,6 +80,7 @@ def create_app(
     broker = make_broker(settings.kafka_bootstrap, client_id=SERVICE, registry=registry)
     metrics = ComplaintsMetrics(registry)
     outbox_metrics = OutboxMetrics(registry, SERVICE)
+    timer_metrics = TimerMetrics(registry, SERVICE)
     calendar = WorkingDayCalendar(settings.complaints_closure_days)
     policy = Policy(settings.complaints_escalation_window_working_days)
     state: dict[str, Any] = {}
@@ -85,11 +93,7 @@ def create_app(
             calendar=calendar,
             policy=policy,
             metrics=metrics,
-            dead_letter=lambda record, reason, error_type, attempts: dead_letter_action(
-                broker, record, reason, error_type, attempts
-            ),
             clock=clock,
-            max_attempts=settings.dead_letter_max_attempts,
         )
         await handler.recalculate_deadlines()
         scheduler = TimerScheduler(
@@ -98,8 +102,12 @@ def create_app(
             handler.fire_timer,
             clock=clock,
             poll_seconds=settings.complaints_timer_poll_seconds,
+            retry=RetryPolicy.for_timers(settings),
+            metrics=timer_metrics,
         )
-        relay = OutboxRelay(pool, broker, SERVICE, metrics=outbox_metrics)
+        relay = OutboxRelay(
+            pool, broker, SERVICE, metrics=outbox_metrics, retry=RetryPolicy.for_outbox(settings)
+        )
         app.state.complaints = Running(pool, handler, scheduler, relay)
         state.update(pool=pool, handler=handler)
         subscribe_inputs(broker, handler, settings)
@@ -178,9 +186,9 @@ def create_app(
         complaint_id: str, request: Request, source: Annotated[str, Depends(caller)]
     ) -> ActionAccepted | JSONResponse:
         try:
-            body = await request.json()
-        except ValueError as error:
-            return _invalid("body", f"not valid JSON: {error}")
+            body = parse_json_body(await request.body())
+        except MalformedBodyError as error:
+            return _invalid("body", str(error))
         if not isinstance(body, dict):
             return _invalid("body", "an action must be a JSON object")
         body.setdefault("complaint_id", complaint_id)
@@ -236,6 +244,8 @@ def create_app(
         return complaint_view(complaint)
 
     add_operational_routes(app, broker=broker, registry=registry, pool=lambda: state.get("pool"))
+    document_problems(app)
+    limit_request_bodies(app, settings.http_max_body_bytes)
     add_component_schemas(app, action_definitions)
     return app
 
@@ -268,49 +278,29 @@ async def _refresh_gauges(
         await asyncio.sleep(settings.complaints_metrics_refresh_seconds)
 
 
-async def dead_letter_action(
-    broker: KafkaBroker, record: InboundRecord, reason: str, error_type: str, attempts: int
-) -> None:
-    await dead_letter_inbound(
-        broker,
-        ACTIONS_DEAD_LETTER,
-        record,
-        reason=reason,
-        error_type=error_type,
-        attempts=attempts,
-    )
-
-
 def subscribe_inputs(
     broker: KafkaBroker, handler: ComplaintsHandler, settings: ComplaintsSettings
 ) -> None:
     """One consumer (one group) for both inputs: complaint contacts and case actions.
 
     A single subscriber keeps the group's membership simple; each batch is split
-    by topic. Canonical contact events go through the shared `EventConsumer`
-    (decode, retry, dead-letter); action records through the handler.
+    by topic, and each topic has its shared `RecordConsumer` (decode, retry,
+    dead-letter).
     """
-    contacts = EventConsumer(
-        broker,
-        [CONTACTS],
-        handler.handle_contact_events,
-        max_attempts=settings.dead_letter_max_attempts,
+    consumer_settings = ConsumerSettings.of(settings)
+    contacts = event_consumer(
+        broker, [CONTACTS], handler.handle_contact_events, settings=consumer_settings
     )
-
-    @broker.subscriber(  # type: ignore[untyped-decorator]
-        CONTACTS.name,
-        COMPLAINT_ACTIONS.name,
-        decoder=undecoded,
+    actions = handler.action_topic_consumer(
+        DeadLetterTopics(broker, [COMPLAINT_ACTIONS]), consumer_settings
+    )
+    subscribe_records(
+        broker,
+        {CONTACTS: contacts, COMPLAINT_ACTIONS: actions},
+        group_id=settings.complaints_group_id,
+        settings=consumer_settings,
+        max_records=settings.complaints_max_batch,
         title="complaints/inputs",
         description="Canonical contact events (complaints open complaints) and case actions "
         "from case-management systems (JSON, see the HTTP API).",
-        **batch_consumer_options(
-            settings.complaints_group_id, max_records=settings.complaints_max_batch
-        ),
     )
-    async def consume_inputs(_: Any, message: KafkaMessage) -> None:
-        records = inbound_records(message)
-        await contacts.consume([r for r in records if r.position.topic == CONTACTS.name])
-        await handler.handle_action_records(
-            [r for r in records if r.position.topic == COMPLAINT_ACTIONS.name]
-        )

@@ -8,7 +8,7 @@ the state that caused it is committed.
 """
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -34,8 +34,15 @@ from services.complaints.domain import (
 from services.complaints.procedures import Policy
 from services.complaints.working_days import WorkingDayCalendar, local_date
 from shared import timers
-from shared.consumer import InboundRecord
-from shared.dead_letters import AttemptsExhaustedError, is_transient, with_attempts
+from shared.consumer import (
+    ConsumerSettings,
+    DeadLetterSink,
+    Fault,
+    InboundRecord,
+    RecordConsumer,
+    RecordFault,
+    RecordRejectedError,
+)
 from shared.events.complaints import ComplaintEvent
 from shared.events.contacts import ContactReceived
 from shared.events.envelope import Event
@@ -47,8 +54,6 @@ from shared.processed_events import first_time
 log = logging.getLogger(__name__)
 SERVICE = store.SERVICE
 Clock = Callable[[], datetime]
-# Sends a record to the actions topic's dead-letter twin: record, reason, error type, attempts.
-DeadLetterSink = Callable[[InboundRecord, str, str, int], Awaitable[None]]
 _RECALCULATION_LOCK = 0x636F6D706C61  # "compla": one replica recounts at a time
 
 
@@ -132,17 +137,13 @@ class ComplaintsHandler:
         calendar: WorkingDayCalendar,
         policy: Policy,
         metrics: ComplaintsMetrics,
-        dead_letter: DeadLetterSink,
         clock: Clock,
-        max_attempts: int,
     ) -> None:
         self._pool = pool
         self._calendar = calendar
         self._policy = policy
         self._metrics = metrics
-        self._dead_letter = dead_letter
         self._clock = clock
-        self._max_attempts = max_attempts
 
     def _context(self) -> Context:
         return Context(self._calendar, self._policy, recorded_at=self._clock())
@@ -212,73 +213,32 @@ class ComplaintsHandler:
 
     # -- case actions from the topic -----------------------------------------------
 
-    async def handle_action_records(self, records: Sequence[InboundRecord]) -> None:
-        """Apply a batch of action records in one transaction; refused ones are dead-lettered.
+    def action_topic_consumer(
+        self, dead_letter: DeadLetterSink, settings: ConsumerSettings
+    ) -> RecordConsumer[Action]:
+        """The actions topic's consumer: refused and unreadable actions are dead-lettered."""
+        return RecordConsumer(
+            decode_action,
+            self.handle_actions,
+            dead_letter,
+            settings=settings,
+            on_dead_letter=lambda error_type: self._metrics.dead_lettered.labels(error_type).inc(),
+        )
 
-        Raises only on an outage, so that the batch is redelivered.
-        """
-        readable: list[tuple[InboundRecord, Action]] = []
-        for record in records:
-            action = await self._read(record)
-            if action is not None:
-                readable.append((record, action))
-        if not readable:
-            return
-        try:
-            async with self._pool.acquire() as connection, connection.transaction():
-                outcomes = [
-                    await self._apply_in(connection, action, action_key(action))
-                    for _, action in readable
-                ]
-        except Exception as error:
-            if is_transient(error):
-                raise
-            log.warning("action batch failed (%r); retrying action by action", error)
-            for record, action in readable:
-                await self._apply_alone(record, action)
-            return
-        for (record, action), outcome in zip(readable, outcomes, strict=True):
-            await self._report(record, action, outcome)
-
-    async def _read(self, record: InboundRecord) -> Action | None:
-        try:
-            action = ACTION_ADAPTER.validate_json(record.value)
-        except ValidationError as error:
-            await self._send_dead_letter(record, f"not a case action: {error}", "invalid_action")
-            return None
-        if record.key is not None and record.key.decode(errors="replace") != action.complaint_id:
-            await self._send_dead_letter(
-                record,
-                f"record key {record.key!r} is not the complaint_id {action.complaint_id!r}: "
-                "key actions by complaint_id so that one complaint's actions stay in order",
-                "invalid_action",
-            )
-            return None
-        return action
-
-    async def _apply_alone(self, record: InboundRecord, action: Action) -> None:
-        try:
-            outcome = await with_attempts(
-                lambda: self.apply(action), max_attempts=self._max_attempts
-            )
-        except AttemptsExhaustedError as exhausted:
-            await self._send_dead_letter(
-                record, str(exhausted), "processing_failed", exhausted.attempts
-            )
-            return
-        if isinstance(outcome, Refusal):
-            await self._send_dead_letter(record, outcome.describe(), "refused")
-
-    async def _report(self, record: InboundRecord, action: Action, outcome: Outcome) -> None:
-        self._count(action, outcome)
-        if isinstance(outcome, Refusal):
-            await self._send_dead_letter(record, outcome.describe(), "refused")
-
-    async def _send_dead_letter(
-        self, record: InboundRecord, reason: str, error_type: str, attempts: int = 1
-    ) -> None:
-        await self._dead_letter(record, reason, error_type, attempts)
-        self._metrics.dead_lettered.labels(error_type).inc()
+    async def handle_actions(self, actions: Sequence[Action]) -> list[Fault | None]:
+        """Apply a batch of actions in one transaction; a refusal is its action's fault."""
+        async with self._pool.acquire() as connection, connection.transaction():
+            outcomes = [
+                await self._apply_in(connection, action, action_key(action)) for action in actions
+            ]
+        faults: list[Fault | None] = []
+        for action, outcome in zip(actions, outcomes, strict=True):
+            self._count(action, outcome)
+            if isinstance(outcome, Refusal):
+                faults.append(RecordFault("refused", outcome.describe()))
+            else:
+                faults.append(None)
+        return faults
 
     # -- deadlines ------------------------------------------------------------------
 
@@ -340,3 +300,23 @@ class ComplaintsHandler:
             )
         today = local_date(self._clock())
         self._metrics.due_today.set(await store.deadlines_due_on(self._pool, today))
+
+
+def decode_action(record: InboundRecord) -> Action:
+    """Read one case action; raises `RecordRejectedError` if it is not one, or mis-keyed."""
+    try:
+        action = ACTION_ADAPTER.validate_json(record.value)
+    except ValidationError as error:
+        raise RecordRejectedError(
+            RecordFault("invalid_action", f"not a case action: {error}")
+        ) from error
+    if record.key is not None and record.key.decode(errors="replace") != action.complaint_id:
+        raise RecordRejectedError(
+            RecordFault(
+                "invalid_action",
+                f"record key {record.key[:100]!r} is not the complaint_id "
+                f"{action.complaint_id!r}: key actions by complaint_id so that one complaint's "
+                "actions stay in order",
+            )
+        )
+    return action

@@ -5,7 +5,9 @@ one the topic itself is the hand-off to whatever the council uses, and nothing
 claims to have been sent. A message whose reference (the request id) Notify
 already accepted is not sent again, so a redelivered batch sends no duplicate.
 Notify's 4xx answers (a bad address or template) are dead-lettered with the
-reason; 429, 5xx and network errors leave the batch to be redelivered.
+reason; 429, 5xx and network errors leave the batch to be redelivered. The
+loop itself is the shared one (`shared.consumer`): a message that fails in an
+unexpected way is tried up to the attempt cap, then dead-lettered.
 """
 
 import asyncio
@@ -17,8 +19,6 @@ from typing import Any, Protocol
 
 import asyncpg
 from fastapi import FastAPI
-from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
 from notifications_python_client.errors import HTTPError
 from notifications_python_client.notifications import NotificationsAPIClient
 from prometheus_client import CollectorRegistry, Counter
@@ -29,10 +29,20 @@ from services.feedback import store
 from services.feedback.notifications import NotifyMessage
 from services.feedback.settings import FeedbackSettings
 from services.feedback.store import MIGRATIONS, SERVICE
-from shared.consumer import InboundRecord, dead_letter_inbound, inbound_records, undecoded
+from shared.consumer import (
+    ConsumerSettings,
+    DeadLetterSink,
+    DeadLetterTopics,
+    Fault,
+    InboundRecord,
+    RecordConsumer,
+    RecordFault,
+    RecordRejectedError,
+    subscribe_records,
+)
 from shared.events.envelope import utc_now
 from shared.http import add_operational_routes
-from shared.kafka import batch_consumer_options, make_broker
+from shared.kafka import make_broker
 from shared.postgres import create_pool, migrate
 from shared.topics import NOTIFICATIONS, dead_letter_twin
 
@@ -95,6 +105,12 @@ class SenderMetrics:
             ["outcome"],
             registry=registry,
         )
+        self.dead_lettered = Counter(
+            "feedback_notifications_dead_lettered",
+            "Notification records sent to the dead-letter topic, by error type.",
+            ["error_type"],
+            registry=registry,
+        )
 
 
 def official_client(api_key: str, base_url: str) -> NotifyClient:
@@ -147,21 +163,38 @@ class NotifySender:
             reference=message.reference,
         )
 
-    async def deliver_records(self, broker: KafkaBroker, records: Sequence[InboundRecord]) -> None:
-        for record in records:
-            try:
-                await self.deliver(NotifyMessage.model_validate_json(record.value))
-            except ValidationError as error:
-                await self._dead_letter(broker, record, f"not a Notify message: {error}", "invalid")
-            except MessageRefusedError as error:
-                await self._dead_letter(broker, record, f"Notify refused it: {error}", "refused")
-
-    async def _dead_letter(
-        self, broker: KafkaBroker, record: InboundRecord, reason: str, error_type: str
-    ) -> None:
-        await dead_letter_inbound(
-            broker, NOTIFICATIONS_DEAD_LETTER, record, reason=reason, error_type=error_type
+    def notifications_consumer(
+        self, dead_letter: DeadLetterSink, settings: ConsumerSettings
+    ) -> RecordConsumer[NotifyMessage]:
+        """The topic's consumer: unreadable messages and Notify's refusals are dead-lettered."""
+        return RecordConsumer(
+            decode_message,
+            self.deliver_all,
+            dead_letter,
+            settings=settings,
+            on_dead_letter=lambda error_type: self._metrics.dead_lettered.labels(error_type).inc(),
         )
+
+    async def deliver_all(self, messages: Sequence[NotifyMessage]) -> list[Fault | None]:
+        """Send each message in turn; a refusal is its message's fault, an outage raises."""
+        faults: list[Fault | None] = []
+        for message in messages:
+            try:
+                await self.deliver(message)
+            except MessageRefusedError as error:
+                faults.append(RecordFault("refused", f"Notify refused it: {error}"))
+            else:
+                faults.append(None)
+        return faults
+
+
+def decode_message(record: InboundRecord) -> NotifyMessage:
+    try:
+        return NotifyMessage.model_validate_json(record.value)
+    except ValidationError as error:
+        raise RecordRejectedError(
+            RecordFault("invalid", f"not a Notify message: {error}")
+        ) from error
 
 
 def create_sender_app(
@@ -192,14 +225,19 @@ def create_sender_app(
         sender = NotifySender(client, PostgresSentLog(pool), metrics)
         state["pool"] = pool
 
-        @broker.subscriber(  # type: ignore[untyped-decorator]
-            NOTIFICATIONS.name,
-            decoder=undecoded,
+        consumer_settings = ConsumerSettings.of(settings)
+        subscribe_records(
+            broker,
+            {
+                NOTIFICATIONS: sender.notifications_consumer(
+                    DeadLetterTopics(broker, [NOTIFICATIONS]), consumer_settings
+                )
+            },
+            group_id=settings.feedback_sender_group_id,
+            settings=consumer_settings,
+            max_records=50,
             title="feedback-sender/notifications",
-            **batch_consumer_options(settings.feedback_sender_group_id, max_records=50),
         )
-        async def send_notifications(_: Any, message: KafkaMessage) -> None:
-            await sender.deliver_records(broker, inbound_records(message))
 
         await broker.start()
         log.info("feedback sender ready: delivering %s with GOV.UK Notify", NOTIFICATIONS.name)

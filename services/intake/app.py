@@ -10,11 +10,10 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Request, status
 from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, Field, TypeAdapter
 
-from services.intake.domain import Rejected, Vocabulary
+from services.intake.domain import Vocabulary
 from services.intake.handlers import (
     HttpRejection,
     IntakeHandler,
@@ -25,17 +24,20 @@ from services.intake.records import MAX_HTTP_BATCH, RawContactRecord
 from services.intake.settings import IntakeSettings
 from services.intake.store import MIGRATIONS, IdempotencyStore
 from shared.api_keys import authenticated_source
-from shared.consumer import InboundRecord, dead_letter_inbound, inbound_records, undecoded
+from shared.consumer import ConsumerSettings, DeadLetterTopics, subscribe_records
 from shared.events.envelope import utc_now
-from shared.http import add_component_schemas, add_operational_routes, openapi_body_schema
-from shared.kafka import (
-    BulkProducer,
-    batch_consumer_options,
-    make_broker,
-    publish_events,
+from shared.http import (
+    MalformedBodyError,
+    add_component_schemas,
+    add_operational_routes,
+    document_problems,
+    limit_request_bodies,
+    openapi_body_schema,
+    parse_json_body,
 )
+from shared.kafka import BulkProducer, make_broker, publish_events
 from shared.startup import prepare
-from shared.topics import CONTACTS, CONTACTS_RAW, CONTACTS_RAW_DEAD_LETTER
+from shared.topics import CONTACTS, CONTACTS_RAW
 from shared.vocabulary import load_service_areas
 
 log = logging.getLogger(__name__)
@@ -111,11 +113,10 @@ def create_app(
         handler = IntakeHandler(
             store=IdempotencyStore(pool),
             publish_events=functools.partial(publish_events, producer, CONTACTS),
-            dead_letter=functools.partial(dead_letter_raw_record, broker),
             vocabulary=vocabulary,
             metrics=metrics,
             clock=clock,
-            max_attempts=settings.dead_letter_max_attempts,
+            timestamps=settings.timestamp_bounds(),
         )
         state.update(pool=pool, handler=handler)
         subscribe_raw_topic(broker, handler, settings)
@@ -176,9 +177,9 @@ def create_app(
         request: Request, source: Annotated[str, Depends(caller)]
     ) -> ContactsAccepted | JSONResponse:
         try:
-            body = await request.json()
-        except ValueError as error:
-            return _body_error(f"not valid JSON: {error}")
+            body = parse_json_body(await request.body())
+        except MalformedBodyError as error:
+            return _body_error(str(error))
         documents = body if isinstance(body, list) else [body]
         if not documents or len(documents) > MAX_HTTP_BATCH:
             return _body_error(f"send between 1 and {MAX_HTTP_BATCH} records")
@@ -201,32 +202,24 @@ def create_app(
         )
 
     add_operational_routes(app, broker=broker, registry=registry, pool=lambda: state.get("pool"))
+    document_problems(app)
+    limit_request_bodies(app, settings.http_max_body_bytes)
     add_component_schemas(app, body_definitions)
     return app
-
-
-async def dead_letter_raw_record(
-    broker: KafkaBroker, record: InboundRecord, rejected: Rejected, attempts: int
-) -> None:
-    await dead_letter_inbound(
-        broker,
-        CONTACTS_RAW_DEAD_LETTER,
-        record,
-        reason=rejected.describe(),
-        error_type=rejected.reason.value,
-        attempts=attempts,
-    )
 
 
 def subscribe_raw_topic(
     broker: KafkaBroker, handler: IntakeHandler, settings: IntakeSettings
 ) -> None:
-    @broker.subscriber(  # type: ignore[untyped-decorator]
-        CONTACTS_RAW.name,
-        decoder=undecoded,
+    consumer = handler.raw_topic_consumer(
+        DeadLetterTopics(broker, [CONTACTS_RAW]), ConsumerSettings.of(settings)
+    )
+    subscribe_records(
+        broker,
+        {CONTACTS_RAW: consumer},
+        group_id=settings.intake_group_id,
+        settings=ConsumerSettings.of(settings),
+        max_records=settings.intake_max_batch,
         title="intake/raw-contacts",
         description="Contact records from council systems (RawContactRecord JSON).",
-        **batch_consumer_options(settings.intake_group_id, max_records=settings.intake_max_batch),
     )
-    async def consume_raw_contacts(_: Any, message: KafkaMessage) -> None:
-        await handler.handle_raw_batch(inbound_records(message))

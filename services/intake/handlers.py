@@ -23,6 +23,7 @@ from services.intake.domain import (
     Classified,
     Rejected,
     RejectionReason,
+    TimestampBounds,
     Vocabulary,
     classify,
     decode_json,
@@ -31,17 +32,19 @@ from services.intake.domain import (
     reject,
 )
 from services.intake.store import AcceptedRecord, IdempotencyStore
-from shared.consumer import InboundRecord
-from shared.dead_letters import AttemptsExhaustedError, is_transient, with_attempts
+from shared.consumer import (
+    ConsumerSettings,
+    DeadLetterSink,
+    InboundRecord,
+    RecordConsumer,
+    RecordRejectedError,
+)
 from shared.events.contacts import CONTACT_EVENTS, ContactEvent
 
 log = logging.getLogger(__name__)
 
 PublishEvents = Callable[[Sequence[ContactEvent]], Awaitable[None]]
 Clock = Callable[[], datetime]
-
-
-DeadLetterSink = Callable[[InboundRecord, Rejected, int], Awaitable[None]]
 
 
 class Via(StrEnum):
@@ -120,19 +123,17 @@ class IntakeHandler:
         *,
         store: IdempotencyStore,
         publish_events: PublishEvents,
-        dead_letter: DeadLetterSink,
         vocabulary: Vocabulary,
         metrics: IntakeMetrics,
         clock: Clock,
-        max_attempts: int,
+        timestamps: TimestampBounds = TimestampBounds(),  # noqa: B008 (frozen, so shareable)
     ) -> None:
         self._store = store
         self._publish_events = publish_events
-        self._dead_letter = dead_letter
         self._vocabulary = vocabulary
         self._metrics = metrics
         self._clock = clock
-        self._max_attempts = max_attempts
+        self._timestamps = timestamps
 
     def _read(self, document: Any, source: str | None, via: Via) -> Accepted | Rejected:
         outcome: Accepted | Rejected
@@ -142,7 +143,11 @@ class IntakeHandler:
             outcome = reject(RejectionReason.INVALID_JSON, "", "a record must be a JSON object")
         else:
             outcome = read_record(
-                document, self._vocabulary, authenticated_source=source, recorded_at=self._clock()
+                document,
+                self._vocabulary,
+                authenticated_source=source,
+                recorded_at=self._clock(),
+                timestamps=self._timestamps,
             )
         if isinstance(outcome, Rejected):
             self._metrics.rejected.labels(via.value, outcome.reason.value).inc()
@@ -171,49 +176,38 @@ class IntakeHandler:
 
     # -- raw topic -----------------------------------------------------------------
 
-    async def handle_raw_batch(self, records: Sequence[InboundRecord]) -> None:
-        """Handle one consumed batch; returns once every record is published or dead-lettered.
+    def raw_topic_consumer(
+        self, dead_letter: DeadLetterSink, settings: ConsumerSettings
+    ) -> RecordConsumer[Accepted]:
+        """The raw topic's consumer: rejected records are dead-lettered with their reason."""
+        return RecordConsumer(
+            self.decode_raw,
+            self.handle_raw,
+            dead_letter,
+            settings=settings,
+            on_dead_letter=lambda error_type: self._metrics.dead_lettered.labels(error_type).inc(),
+        )
 
-        Raises only on a transient outage, so that the batch is redelivered.
+    def decode_raw(self, record: InboundRecord) -> Accepted:
+        """Read one raw record; raises `RecordRejectedError` with the reason it is refused."""
+        outcome = self._read(decode_json(record.value), None, Via.KAFKA)
+        if isinstance(outcome, Rejected):
+            raise RecordRejectedError(outcome)
+        return outcome
+
+    async def handle_raw(self, accepted: Sequence[Accepted]) -> list[Rejected | None]:
+        """Publish a batch's new records; a key reused with other content is refused.
+
+        Duplicates are counted once the batch is published, so a batch that is
+        retried record by record counts each once.
         """
-        readable: list[tuple[InboundRecord, Accepted]] = []
-        for record in records:
-            outcome = self._read(decode_json(record.value), None, Via.KAFKA)
-            if isinstance(outcome, Rejected):
-                await self._send_dead_letter(record, outcome, 1)
-            else:
-                readable.append((record, outcome))
-        accepted = [item for _, item in readable]
         classified = await self._classify(accepted)
+        await self._publish_new([accepted[index] for index in classified.new], Via.KAFKA)
         self._metrics.duplicates.labels(Via.KAFKA.value).inc(len(classified.duplicates))
+        outcomes: list[Rejected | None] = [None] * len(accepted)
         for index in classified.conflicts:
-            await self._send_dead_letter(readable[index][0], _conflict(accepted[index]), 1)
-        new = [readable[index] for index in classified.new]
-        try:
-            await self._publish_new([item for _, item in new], Via.KAFKA)
-        except Exception as error:
-            if is_transient(error):
-                raise
-            # Something in the batch broke processing itself: isolate the record.
-            log.warning("batch failed (%r); retrying record by record", error)
-            for pair in new:
-                await self._publish_one_with_attempts(pair)
-
-    async def _publish_one_with_attempts(self, pair: tuple[InboundRecord, Accepted]) -> None:
-        record, item = pair
-        try:
-            await with_attempts(
-                lambda: self._publish_new([item], Via.KAFKA), max_attempts=self._max_attempts
-            )
-        except AttemptsExhaustedError as exhausted:
-            failure = reject(RejectionReason.PROCESSING_FAILED, "", str(exhausted))
-            await self._send_dead_letter(record, failure, exhausted.attempts)
-
-    async def _send_dead_letter(
-        self, record: InboundRecord, rejected: Rejected, attempts: int
-    ) -> None:
-        await self._dead_letter(record, rejected, attempts)
-        self._metrics.dead_lettered.labels(rejected.reason.value).inc()
+            outcomes[index] = _conflict(accepted[index])
+        return outcomes
 
     # -- HTTP ----------------------------------------------------------------------
 

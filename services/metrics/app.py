@@ -18,6 +18,8 @@ from services.metrics.domain import KPIS_BY_NAME, Kpi
 from services.metrics.gauges import GaugeRefresher, KpiGauges
 from services.metrics.handlers import BatchApplier, ConsumerMetrics, LiveConsumer
 from services.metrics.periods import (
+    FIRST_DAY,
+    LAST_DAY,
     DateRange,
     Period,
     fair_comparison,
@@ -49,13 +51,14 @@ from services.metrics.views import (
     ServiceStandingModel,
     TopicPipeline,
 )
-from shared.consumer import subscribe_events
+from shared.consumer import ConsumerSettings, subscribe_events
 from shared.consumer_lag import KafkaPositions
 from shared.events.envelope import utc_now
 from shared.events.vocabulary import Channel
-from shared.http import add_operational_routes
+from shared.http import add_operational_routes, document_problems, limit_request_bodies
 from shared.kafka import make_broker
 from shared.outbox import OutboxMetrics, OutboxRelay
+from shared.parked import RetryPolicy
 from shared.startup import prepare
 from shared.topics import CANONICAL_TOPICS
 from shared.vocabulary import load_service_areas
@@ -106,11 +109,13 @@ def create_app(
             CANONICAL_TOPICS,
             live.handle,
             group_id=settings.metrics_group_id,
-            max_attempts=settings.dead_letter_max_attempts,
+            settings=ConsumerSettings.of(settings),
             max_records=settings.metrics_max_batch,
         )
         kafka = KafkaPositions(settings.kafka_bootstrap)
-        relay = OutboxRelay(pool, broker, SERVICE, metrics=outbox_metrics)
+        relay = OutboxRelay(
+            pool, broker, SERVICE, metrics=outbox_metrics, retry=RetryPolicy.for_outbox(settings)
+        )
         refresher = GaugeRefresher(
             store,
             gauges,
@@ -233,8 +238,8 @@ def create_app(
     )
     async def get_kpis(
         _: Annotated[Role, manager_or_ops],
-        first: Annotated[date | None, Query(alias="from")] = None,
-        last: Annotated[date | None, Query(alias="to")] = None,
+        first: Annotated[date | None, Query(alias="from", ge=FIRST_DAY, le=LAST_DAY)] = None,
+        last: Annotated[date | None, Query(alias="to", ge=FIRST_DAY, le=LAST_DAY)] = None,
         period: Period = Period.MONTH,
         service_area: str | None = None,
         channel: Channel | None = None,
@@ -284,8 +289,8 @@ def create_app(
     async def get_series(
         _: Annotated[Role, manager_or_ops],
         kpi: Annotated[str, Path(description="A KPI name, as in GET /v1/kpis.")],
-        first: Annotated[date | None, Query(alias="from")] = None,
-        last: Annotated[date | None, Query(alias="to")] = None,
+        first: Annotated[date | None, Query(alias="from", ge=FIRST_DAY, le=LAST_DAY)] = None,
+        last: Annotated[date | None, Query(alias="to", ge=FIRST_DAY, le=LAST_DAY)] = None,
         period: Period = Period.MONTH,
         service_area: str | None = None,
         channel: Channel | None = None,
@@ -404,4 +409,6 @@ def create_app(
 
     app.include_router(dashboard_router(dashboard))
     add_operational_routes(app, broker=broker, registry=registry, pool=lambda: state.get("pool"))
+    document_problems(app, roles=True)
+    limit_request_bodies(app, settings.http_max_body_bytes)
     return app

@@ -16,6 +16,10 @@ from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 LONDON = ZoneInfo("Europe/London")
+# The days a report may ask about: far enough inside `date`'s range that the
+# period before, a whole financial year or twelve periods back all still exist.
+FIRST_DAY = date(1900, 1, 1)
+LAST_DAY = date(9998, 12, 31)
 
 
 class Period(StrEnum):
@@ -134,6 +138,10 @@ def parse_quarter(text: str) -> DateRange:
     financial = FINANCIAL_QUARTER.fullmatch(text)
     if financial:
         start_year, end_year, quarter = (int(group) for group in financial.groups())
+        if not FIRST_DAY.year <= start_year < LAST_DAY.year:
+            raise ValueError(
+                f"quarter {text!r}: the year must be {FIRST_DAY.year} to {LAST_DAY.year - 1}"
+            )
         if (start_year + 1) % 100 != end_year:
             raise ValueError(f"quarter {text!r}: {end_year:02d} does not follow {start_year}")
         return period_containing(
@@ -146,6 +154,8 @@ def parse_quarter(text: str) -> DateRange:
             "(April to June 2026) or a calendar quarter YYYYQn such as 2026Q2"
         )
     year, quarter = int(calendar.group(1)), int(calendar.group(2))
+    if not FIRST_DAY.year <= year <= LAST_DAY.year:
+        raise ValueError(f"quarter {text!r}: the year must be {FIRST_DAY.year} to {LAST_DAY.year}")
     return period_containing(date(year, quarter * 3 - 2, 1), Period.QUARTER)
 
 

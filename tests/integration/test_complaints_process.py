@@ -17,7 +17,6 @@ from services.complaints.handlers import Applied, ComplaintsHandler, ComplaintsM
 from services.complaints.procedures import Policy
 from services.complaints.store import MIGRATIONS, SERVICE
 from services.complaints.working_days import WorkingDayCalendar
-from shared.consumer import InboundRecord
 from shared.events.envelope import utc_now
 from shared.postgres import create_pool, migrate
 from shared.topics import COMPLAINT_ACTIONS, COMPLAINTS, CONTACTS
@@ -55,10 +54,6 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
     await pool.close()
 
 
-async def _never_dead_letter(record: InboundRecord, reason: str, kind: str, attempts: int) -> None:
-    raise AssertionError(f"unexpected dead letter: {reason}")
-
-
 def _mine(records: list[Record], prefix: str) -> dict[str, dict[str, set[str]]]:
     """Event ids published per complaint and event type."""
     seen: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
@@ -80,9 +75,7 @@ async def test_a_state_change_committed_before_a_crash_is_published_once_after_r
         calendar=WorkingDayCalendar(),
         policy=Policy(),
         metrics=ComplaintsMetrics(CollectorRegistry()),
-        dead_letter=_never_dead_letter,
         clock=utc_now,
-        max_attempts=1,
     )
     for kind in ("open", "acknowledge"):
         outcome = await handler.apply(action(kind, complaint_id, kind, utc_now()))

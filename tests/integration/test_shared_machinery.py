@@ -1,6 +1,8 @@
 """The machinery services share, on the real database and broker."""
 
 import asyncio
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -8,11 +10,13 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from prometheus_client import CollectorRegistry
 
 from shared import timers
 from shared.events import ComplaintOpened, ComplaintOpenedPayload, Event
-from shared.kafka import make_broker
-from shared.outbox import OutboxRelay, enqueue
+from shared.kafka import OutgoingRecord, make_broker
+from shared.outbox import OutboxMetrics, OutboxRelay, enqueue, enqueue_records
+from shared.parked import ParkedKind, RetryPolicy, list_parked, retry_parked
 from shared.postgres import (
     SHARED_MIGRATIONS,
     Connection,
@@ -183,11 +187,152 @@ async def test_a_timer_whose_firing_fails_stays_pending(pool: asyncpg.Pool) -> N
     async def failing(connection: Connection, timer: timers.Timer) -> None:
         raise RuntimeError("outbox write failed")
 
-    with pytest.raises(RuntimeError):
-        await timers.TimerScheduler(pool, service, failing).fire_due(NOW)
+    assert await timers.TimerScheduler(pool, service, failing, retry=QUICK).fire_due(NOW) == 0
+    async with pool.acquire() as connection:
+        assert [t.timer_id for t in await timers.pending_for(connection, service, "C1")] == ["x"]
+    await asyncio.sleep(QUICK.backoff_seconds * 2)
     fired: list[str] = []
     await timers.TimerScheduler(pool, service, lambda c, t: _record_firing(fired, c, t)).fire_due(
         NOW
     )
 
     assert fired == ["x"]
+
+
+# -- nothing blocks behind one bad row ------------------------------------------------
+
+QUICK = RetryPolicy(max_attempts=3, backoff_seconds=0.05, backoff_max_seconds=0.2)
+
+
+async def _parked_timers(pool: asyncpg.Pool, service: str) -> list[asyncpg.Record]:
+    return await pool.fetch(
+        "SELECT timer_id, attempts, last_error FROM timers"
+        " WHERE service = $1 AND parked_at IS NOT NULL",
+        service,
+    )
+
+
+async def test_one_failing_timer_is_retried_then_parked_while_the_others_fire(
+    pool: asyncpg.Pool,
+) -> None:
+    """Issue 9, item 5: a failing timer no longer rolls back its whole batch every poll."""
+    service = service_name()
+    async with pool.acquire() as connection:
+        for n in range(5):
+            timer = timers.Timer(f"t{n}", "ack", f"C{n}", NOW, {})
+            await timers.schedule(connection, service, timer)
+    fired: list[str] = []
+    tries: list[str] = []
+
+    async def fire(connection: Connection, timer: timers.Timer) -> None:
+        tries.append(timer.timer_id)
+        await _record_firing(fired, connection, timer)  # its effects must be undone too
+        if timer.timer_id == "t2":
+            await connection.execute("SELECT 1/0")
+
+    registry = CollectorRegistry()
+    scheduler = timers.TimerScheduler(
+        pool, service, fire, retry=QUICK, metrics=timers.TimerMetrics(registry, service)
+    )
+    first = await scheduler.fire_due(NOW)
+    at_once = await scheduler.fire_due(NOW)  # in backoff: not tried again at once
+    for _ in range(QUICK.max_attempts):
+        await asyncio.sleep(QUICK.backoff_max_seconds)
+        await scheduler.fire_due(NOW)
+    parked = await scheduler.refresh_parked()
+
+    assert (first, at_once) == (4, 0)
+    assert sorted(set(fired) - {"t2"}) == ["t0", "t1", "t3", "t4"]
+    assert tries.count("t2") == QUICK.max_attempts
+    [row] = await _parked_timers(pool, service)
+    assert row["timer_id"] == "t2"
+    assert row["attempts"] == QUICK.max_attempts
+    assert "DivisionByZeroError" in row["last_error"]
+    assert parked == 1
+    assert registry.get_sample_value("timers_parked", {"service": service}) == 1
+
+    async with pool.acquire() as connection:
+        [item] = await list_parked(connection, service)
+        assert (item.kind, item.item_id) == (ParkedKind.TIMERS, "t2")
+        assert await retry_parked(connection, service) == 1
+    fixed = timers.TimerScheduler(pool, service, lambda c, t: _record_firing(fired, c, t))
+    assert await fixed.fire_due(NOW) == 1
+    assert await _parked_timers(pool, service) == []
+
+
+async def test_one_outbox_row_that_cannot_publish_is_parked_and_later_rows_flow(
+    pool: asyncpg.Pool, kafka_bootstrap: str
+) -> None:
+    """Issue 9, item 5: one row too large for the broker no longer blocks its service.
+
+    Later rows of the same subject wait behind it (each subject's events leave in order).
+    """
+    service = service_name()
+    good = [complaint_opened(f"{service}-good-{n}") for n in range(3)]
+    too_large = OutgoingRecord(COMPLAINTS.name, f"{service}-big".encode(), b"x" * 2_000_000, {})
+    behind = OutgoingRecord(COMPLAINTS.name, too_large.key, b"{}", {})
+    async with pool.acquire() as connection, connection.transaction():
+        await enqueue(connection, service, good[:1])
+        await enqueue_records(connection, service, [too_large, behind])
+        await enqueue(connection, service, good[1:])
+    broker = make_broker(kafka_bootstrap, client_id=service)
+    registry = CollectorRegistry()
+    relay = OutboxRelay(
+        pool, broker, service, retry=QUICK, metrics=OutboxMetrics(registry, service)
+    )
+    await broker.start()
+    try:
+        published = [await relay.publish_pending()]
+        for _ in range(QUICK.max_attempts):
+            await asyncio.sleep(QUICK.backoff_max_seconds)
+            published.append(await relay.publish_pending())
+        parked = await relay.parked()
+        backlog = await relay.backlog()
+    finally:
+        await broker.stop()
+
+    wanted = {event.key.encode() for event in good}
+    records = await read_topic(
+        kafka_bootstrap, COMPLAINTS.name, until=lambda rs: wanted <= {r.key for r in rs}
+    )
+    assert wanted <= {r.key for r in records}
+    assert published[0] == 3
+    assert sum(published) == 3
+    assert (parked, backlog) == (1, 2)  # the parked row, and the one behind it
+    [row] = await pool.fetch(
+        "SELECT attempts, last_error FROM outbox WHERE service = $1 AND parked_at IS NOT NULL",
+        service,
+    )
+    assert row["attempts"] == QUICK.max_attempts
+    assert "MessageSizeTooLarge" in row["last_error"]
+
+
+def test_the_operator_command_lists_and_retries_parked_items(database_url: str) -> None:
+    async def park() -> str:
+        pool = await create_pool(database_url)
+        try:
+            await apply_migrations(pool, "shared", SHARED_MIGRATIONS)
+            service = service_name()
+            async with pool.acquire() as connection:
+                await timers.schedule(connection, service, timers.Timer("p", "ack", "C9", NOW, {}))
+                await connection.execute(
+                    "UPDATE timers SET parked_at = now(), attempts = 5, last_error = 'boom'"
+                    " WHERE service = $1",
+                    service,
+                )
+            return service
+        finally:
+            await pool.close()
+
+    service = asyncio.run(park())
+    command = [sys.executable, "-m", "civicpulse", "parked"]
+    url = ["--database-url", database_url]
+
+    listed = subprocess.run([*command, "list", *url], capture_output=True, text=True, check=True)
+    retried = subprocess.run(
+        [*command, "retry", "--service", "complaints", *url], capture_output=True, text=True
+    )
+
+    assert any(service in line and "boom" in line for line in listed.stdout.splitlines())
+    assert "retrying 0" in retried.stdout  # another service's name: nothing of complaints'
+    assert retried.returncode == 1

@@ -83,12 +83,25 @@ async def read_topic(
     return records
 
 
-def kcat_produce(bootstrap: str, topic: str, value: bytes, *, key: str | None = None) -> None:
-    """Produce one record with kcat: a client that shares no code with CivicPulse."""
+def kcat_produce(
+    bootstrap: str,
+    topic: str,
+    value: bytes,
+    *,
+    key: str | None = None,
+    config: Iterable[str] = (),
+) -> None:
+    """Produce one record with kcat: a client that shares no code with CivicPulse.
+
+    `config` adds librdkafka properties (`name=value`), e.g. a larger
+    `message.max.bytes` for a record near the broker's limit.
+    """
     kcat = shutil.which("kcat") or shutil.which("kafkacat")
     if kcat is None:
         raise RuntimeError("kcat is not installed (Debian package 'kcat'); .ci/run installs it")
     argv = [kcat, "-P", "-b", bootstrap, "-t", topic, "-X", "enable.idempotence=true"]
+    for setting in config:
+        argv += ["-X", setting]
     if key is not None:
         argv += ["-K", "\t"]
         value = key.encode() + b"\t" + value
@@ -142,3 +155,59 @@ async def new_group_at_end(bootstrap: str, topics: str | Iterable[str], prefix: 
     """
     named = [topics] if isinstance(topics, str) else list(topics)
     return await group_at(bootstrap, await end_offsets(bootstrap, named), prefix)
+
+
+async def read_to_end(bootstrap: str, topic: str, *, within_seconds: float = 30.0) -> list[Record]:
+    """Every record of `topic` from the session's start to where it ends now.
+
+    The end offsets are taken first, so the read stops there: nothing is
+    inferred from a quiet spell.
+    """
+    ends = await end_offsets(bootstrap, [topic])
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    records: list[Record] = []
+    try:
+        consumer.assign(list(ends))
+        for partition in ends:
+            consumer.seek(partition, _session_start.get(partition, 0))
+        deadline = time.monotonic() + within_seconds
+        while time.monotonic() < deadline:
+            positions = [await consumer.position(tp) for tp in ends]
+            if all(at >= end for at, end in zip(positions, ends.values(), strict=True)):
+                break
+            batches = await consumer.getmany(timeout_ms=200, max_records=2000)
+            for batch in batches.values():
+                records.extend(
+                    Record(r.topic, r.partition, r.offset, r.key, r.value or b"", dict(r.headers))
+                    for r in batch
+                    if r.offset < ends[TopicPartition(r.topic, r.partition)]
+                )
+        else:
+            raise TimeoutError(f"{topic} not read to its end offsets in {within_seconds} s")
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def committed_up_to(
+    bootstrap: str, group_id: str, offsets: dict[TopicPartition, int], *, within_seconds: float
+) -> bool:
+    """Whether `group_id` commits at least `offsets` within the time (it has consumed them)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        deadline = time.monotonic() + within_seconds
+        while True:
+            committed = {tp: await consumer.committed(tp) or 0 for tp in offsets}
+            if all(committed[tp] >= end for tp, end in offsets.items()):
+                return True
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.1)
+    finally:
+        await consumer.stop()

@@ -1,5 +1,6 @@
 """The sender hands messages to GOV.UK Notify with the official client, once each."""
 
+import asyncio
 import json
 import threading
 from collections.abc import Iterator
@@ -20,6 +21,8 @@ from services.feedback.sender import (
     official_client,
 )
 from services.feedback.settings import FeedbackSettings
+from shared.consumer import ConsumerSettings, Fault, InboundRecord
+from shared.dead_letters import SourcePosition
 from tests.support.feedback import TOKEN_SECRET
 
 SERVICE_ID = "26785a09-ab16-4eb0-8407-a37497a57506"
@@ -185,3 +188,39 @@ def test_a_contact_route_needs_an_email_or_a_uk_mobile() -> None:
         ContactRoute(mobile="020 7946 0000")
     with pytest.raises(ValueError, match="not an email address"):
         ContactRoute(email="not-an-email")
+
+
+async def test_an_email_without_an_address_is_dead_lettered_and_the_next_message_is_sent(
+    notify: tuple[FakeNotify, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 9: such a message tripped an `assert` and blocked the topic, with no attempt cap."""
+    fake, base_url = notify
+    monkeypatch.setattr(asyncio, "sleep", _instant)
+    no_address = message(email="resident@example.org").model_copy(
+        update={"email_address": None, "reference": "req-broken"}
+    )
+    good = message(email="other@example.org").model_copy(update={"reference": "req-2"})
+    letters: list[tuple[bytes, str, int]] = []
+
+    async def sink(record: InboundRecord, fault: Fault, attempts: int) -> str:
+        letters.append((record.value, fault.error_type, attempts))
+        return fault.error_type
+
+    consumer = sender(base_url).notifications_consumer(sink, ConsumerSettings(max_attempts=3))
+    await consumer.consume(
+        [
+            InboundRecord(no_address.to_bytes(), None, SourcePosition("n", 0, 0)),
+            InboundRecord(b"\x00not json", None, SourcePosition("n", 0, 1)),
+            InboundRecord(good.to_bytes(), None, SourcePosition("n", 0, 2)),
+        ]
+    )
+
+    assert letters == [
+        (b"\x00not json", "invalid", 1),
+        (no_address.to_bytes(), "processing_failed", 3),
+    ]
+    assert [request["reference"] for request in fake.requests] == ["req-2"]
+
+
+async def _instant(delay: float) -> None:
+    del delay

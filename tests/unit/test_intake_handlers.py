@@ -12,7 +12,7 @@ import pytest
 from aiokafka.errors import KafkaConnectionError
 from prometheus_client import CollectorRegistry
 
-from services.intake.domain import Rejected, RejectionReason, Vocabulary, event_id_for
+from services.intake.domain import Rejected, RejectionReason, Vocabulary, event_id_for, reject
 from services.intake.handlers import (
     HttpRejection,
     HttpResult,
@@ -21,8 +21,8 @@ from services.intake.handlers import (
     RecordStatus,
 )
 from services.intake.store import AcceptedRecord, IdempotencyStore
-from shared.consumer import InboundRecord
-from shared.dead_letters import SourcePosition
+from shared.consumer import ConsumerSettings, Fault, InboundRecord
+from shared.dead_letters import SHARED_ERROR_TYPES, SourcePosition
 from shared.events.contacts import ContactEvent, ContactReceived
 
 NOW = datetime(2026, 1, 12, 9, 31, tzinfo=UTC)
@@ -79,11 +79,12 @@ class Harness:
         self.handler = IntakeHandler(
             store=self.store,
             publish_events=self.publish_events,
-            dead_letter=self.dead_letter,
             vocabulary=VOCABULARY,
             metrics=self.metrics,
             clock=lambda: NOW,
-            max_attempts=MAX_ATTEMPTS,
+        )
+        self.consumer = self.handler.raw_topic_consumer(
+            self.dead_letter, ConsumerSettings(max_attempts=MAX_ATTEMPTS)
         )
 
     async def publish_events(self, events: Sequence[ContactEvent]) -> None:
@@ -92,8 +93,15 @@ class Harness:
             raise self.publish_failure
         self.published.extend(events)
 
-    async def dead_letter(self, record: InboundRecord, rejected: Rejected, attempts: int) -> None:
+    async def dead_letter(self, record: InboundRecord, fault: Fault, attempts: int) -> str:
+        # The shared consumer's own faults (processing_failed, ...) read as intake's.
+        rejected = (
+            fault
+            if isinstance(fault, Rejected)
+            else reject(RejectionReason(fault.error_type), "", fault.describe())
+        )
         self.dead_letters.append(DeadLetterCall(record, rejected, attempts))
+        return fault.error_type
 
     def inbound(self, value: bytes | dict[str, Any]) -> InboundRecord:
         raw = json.dumps(value).encode() if isinstance(value, dict) else value
@@ -102,7 +110,7 @@ class Harness:
 
     async def consume(self, *values: bytes | dict[str, Any]) -> list[InboundRecord]:
         records = [self.inbound(value) for value in values]
-        await self.handler.handle_raw_batch(records)
+        await self.consumer.consume(records)
         return records
 
     def sample(self, name: str, **labels: str) -> float:
@@ -569,3 +577,35 @@ def test_the_fake_store_overrides_every_public_store_method() -> None:
     assert public == {"fingerprints", "record"}
     assert public <= set(vars(FakeIdempotencyStore))
     assert all(inspect.iscoroutinefunction(getattr(FakeIdempotencyStore, name)) for name in public)
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "invalid_json"),
+        (b'{"wait_seconds": ' + b"9" * 5000 + b"}", "invalid_json"),
+        (b"\x00\x00", "invalid_json"),
+        (b'{"record_type": "\xff"}', "invalid_json"),
+        (
+            json.dumps(contact("overflow", occurred_at="9999-12-31T23:59:59-01:00")).encode(),
+            None,  # refused by intake's rules or, failing that, by the shared consumer
+        ),
+    ],
+    ids=["deep-json", "5000-digit-int", "nul-bytes", "not-utf-8", "overflowing-date"],
+)
+async def test_issue_9_poison_records_are_dead_lettered_and_the_next_record_published(
+    harness: Harness, value: bytes, reason: str | None
+) -> None:
+    """Issue 9: each of these once crashed the raw consumer outside any handler."""
+    records = await harness.consume(value, contact("after"))
+
+    [letter] = harness.dead_letters
+    assert letter.record is records[0]
+    assert letter.rejected.describe()
+    if reason is not None:
+        assert letter.rejected.reason == reason
+    assert harness.published_keys() == ["after"]
+
+
+def test_intake_counts_every_error_type_the_shared_consumer_gives() -> None:
+    assert set(SHARED_ERROR_TYPES) <= set(RejectionReason)

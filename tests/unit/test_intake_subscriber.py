@@ -10,7 +10,7 @@ from faststream.kafka import TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from prometheus_client import CollectorRegistry
 
-from services.intake.app import dead_letter_raw_record, subscribe_raw_topic
+from services.intake.app import subscribe_raw_topic
 from services.intake.domain import Vocabulary
 from services.intake.handlers import IntakeHandler, IntakeMetrics
 from services.intake.settings import IntakeSettings
@@ -46,11 +46,9 @@ async def test_raw_bytes_become_a_canonical_event_and_bad_bytes_a_dead_letter() 
     handler = IntakeHandler(
         store=FakeIdempotencyStore(),
         publish_events=functools.partial(publish_events, broker, CONTACTS),
-        dead_letter=functools.partial(dead_letter_raw_record, broker),
         vocabulary=Vocabulary(frozenset({"waste"})),
         metrics=IntakeMetrics(CollectorRegistry()),
         clock=lambda: datetime(2026, 1, 12, 10, tzinfo=UTC),
-        max_attempts=2,
     )
     subscribe_raw_topic(broker, handler, IntakeSettings())
     canonical: list[bytes] = []

@@ -44,6 +44,7 @@ from services.metrics.views import ReportFormat
 log = logging.getLogger(__name__)
 LARGEST_MOVEMENTS = 5
 PDF_SECONDS = 90
+PRINTS_AT_ONCE = 2  # each print is a Chromium process: the rest wait their turn
 CHROMIUM_FLAGS = (
     "--headless",
     "--no-sandbox",  # root in a container has no user namespace sandbox
@@ -86,6 +87,7 @@ def largest_movements(
 class CommitteeDocument:
     def __init__(self, context: DashboardContext) -> None:
         self._context = context
+        self._printing = asyncio.Semaphore(PRINTS_AT_ONCE)
         self._env = environment()
         self._env.globals.update(
             format_figure=format_figure,
@@ -125,7 +127,8 @@ class CommitteeDocument:
             page.write_text(
                 await self.html(store, generation, comparison, groups, today, asset_base=".")
             )
-            pdf = await self.print_pdf(page, folder)
+            async with self._printing:
+                pdf = await self.print_pdf(page, folder)
         return Response(
             pdf,
             media_type="application/pdf",
