@@ -175,7 +175,16 @@ async def record_deadline_outcome(batch: Batch, event: DeadlineEvent) -> list[In
     channel = _channel(batch, event)
     increments = complaint_increments(event, channel)
     outcome = deadline_outcome(event)
-    if outcome is not None and await batch.store.record_outcome(
+    if outcome is None:
+        return increments
+    await batch.store.record_deadline_progress(
+        batch.generation,
+        event.complaint_id,
+        outcome.stage,
+        outcome.deadline.value,
+        done=outcome.on_time,
+    )
+    if await batch.store.record_outcome(
         batch.generation,
         event.complaint_id,
         outcome.stage,

@@ -64,6 +64,7 @@ class State:
     surges: dict[tuple[int, str, str, date], Surge] = field(default_factory=dict)
     progress: dict[tuple[int, str], TopicState] = field(default_factory=dict)
     comments: dict[tuple[int, UUID], SurveyComment] = field(default_factory=dict)
+    deadlines: dict[tuple[int, str, int, str], tuple[bool, bool]] = field(default_factory=dict)
     outbox: list[Event] = field(default_factory=list)
 
 
@@ -94,6 +95,7 @@ class FakeMetricsStore(MetricsStore):
         state.surges = _without(state.surges, generation)
         state.progress = _without(state.progress, generation)
         state.comments = _without(state.comments, generation)
+        state.deadlines = _without(state.deadlines, generation)
         state.processed.pop(processed_service(generation), None)
 
     @asynccontextmanager
@@ -392,16 +394,24 @@ class FakeMetricsStore(MetricsStore):
         return [OpenComplaints(scope, stage, n) for (scope, stage), n in sorted(counts.items())]
 
     async def overdue_complaints(self, generation: int) -> dict[str, int]:
-        breached = {
+        pending = {
             (complaint_id, stage)
-            for (g, complaint_id, stage, _), on_time in self.state.outcomes.items()
-            if g == generation and not on_time
+            for (g, complaint_id, stage, _), (breached, done) in self.state.deadlines.items()
+            if g == generation and breached and not done
         }
         counts: dict[str, int] = defaultdict(int)
         for (g, complaint_id), row in self.state.complaints.items():
-            if g == generation and row.open and (complaint_id, row.stage) in breached:
+            if g == generation and row.open and (complaint_id, row.stage) in pending:
                 counts[row.service_area] += 1
         return dict(sorted(counts.items()))
+
+    async def record_deadline_progress(
+        self, generation: int, complaint_id: str, stage: int, deadline: str, *, done: bool
+    ) -> None:
+        self._writing()
+        key = (generation, complaint_id, stage, deadline)
+        breached, was_done = self.state.deadlines.get(key, (False, False))
+        self.state.deadlines[key] = (breached or not done, was_done or done)
 
     async def record_comment(self, generation: int, event_id: UUID, comment: SurveyComment) -> None:
         self._writing()

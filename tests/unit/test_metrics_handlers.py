@@ -61,6 +61,7 @@ METRICS_TABLES = (
     "metrics_surges",
     "metrics_topic_progress",
     "metrics_survey_comments",
+    "metrics_complaint_deadlines",
     "processed_events",
     "outbox",
 )
@@ -560,6 +561,52 @@ async def test_a_surge_in_replayed_history_is_recorded_but_raises_nothing(
 
     assert len(await backend.store.surges_between(1, DateRange(DAY, NOW.date()))) == 1
     assert await backend.published() == []
+
+
+# -- complaints overdue ----------------------------------------------------------------
+
+
+def overdue_case(events: Events, name: str, area: str) -> tuple[Event, Event, Event, Event]:
+    opened = events.complaint(
+        name, at(DAY, 9), ComplaintOpened, service_area=area, channel=Channel.WEB
+    )
+    breached = events.complaint(
+        name,
+        at(DAY + timedelta(days=7), 0, 5),
+        ComplaintDeadlineBreached,
+        service_area=area,
+        stage=1,
+        deadline=DeadlineKind.ACKNOWLEDGE,
+        due_date=DAY + timedelta(days=7),
+    )
+    acknowledged = events.complaint(
+        name, at(DAY + timedelta(days=8), 10), ComplaintAcknowledged, service_area=area, stage=1
+    )
+    closed = events.complaint(
+        name, at(DAY + timedelta(days=9), 10), ComplaintClosed, service_area=area, final_stage=1
+    )
+    return opened, breached, acknowledged, closed
+
+
+async def test_an_open_complaint_is_overdue_from_its_breach_until_the_action_is_taken(
+    store: MetricsStore,
+) -> None:
+    """DOMAIN.md, Complaints: "A deadline that passes without the due action emits
+    ComplaintDeadlineBreached"; events may arrive in any order ("backfills and outages
+    reorder them"), so an action seen before its breach still leaves nothing overdue."""
+    events = Events()
+    waiting = overdue_case(events, "waiting", "waste")
+    late = overdue_case(events, "late", "waste")
+    reordered = overdue_case(events, "reordered", "planning")
+    closed = overdue_case(events, "closed", "housing")
+
+    await apply(store, [waiting[0], late[0], reordered[0], closed[0]])
+    await apply(store, [waiting[1], late[1], reordered[2], closed[1]])
+    overdue_before = await store.overdue_complaints(1)
+    await apply(store, [late[2], reordered[1], closed[3]])
+
+    assert overdue_before == {"housing": 1, "waste": 2}
+    assert await store.overdue_complaints(1) == {"waste": 1}  # only "waiting" is left
 
 
 # -- survey comments -------------------------------------------------------------------

@@ -223,6 +223,25 @@ class Facts(StoreBase):
             scope,
         )
 
+    async def record_deadline_progress(
+        self, generation: int, complaint_id: str, stage: int, deadline: str, *, done: bool
+    ) -> None:
+        """A deadline was met (`done`) or breached; either may come first."""
+        await self._tx.execute(
+            """
+            INSERT INTO metrics_complaint_deadlines AS d
+                (generation, complaint_id, stage, deadline, breached, done)
+            VALUES ($1, $2, $3, $4, NOT $5, $5)
+            ON CONFLICT (generation, complaint_id, stage, deadline) DO UPDATE
+            SET breached = d.breached OR EXCLUDED.breached, done = d.done OR EXCLUDED.done
+            """,
+            generation,
+            complaint_id,
+            stage,
+            deadline,
+            done,
+        )
+
     async def record_comment(self, generation: int, event_id: UUID, comment: SurveyComment) -> None:
         await self._tx.execute(
             """

@@ -21,6 +21,7 @@ GENERATION_TABLES = (
     "metrics_surges",
     "metrics_topic_progress",
     "metrics_survey_comments",
+    "metrics_complaint_deadlines",
 )
 
 

@@ -156,16 +156,13 @@ class Reads(StoreBase):
         return [OpenComplaints(row["scope"], row["stage"], row["count"]) for row in rows]
 
     async def overdue_complaints(self, generation: int) -> dict[str, int]:
-        """Open complaints per service area with a deadline breached at their current stage.
-
-        The metrics store keeps each deadline's first outcome, not its due date:
-        an open complaint whose current stage has a breached deadline is overdue.
-        """
+        """Open complaints per service area with a deadline of their current stage
+        breached and its action not yet taken."""
         rows = await self._db.fetch(
             "SELECT f.service_area, count(DISTINCT f.complaint_id) AS count"
-            " FROM metrics_complaint_facts f JOIN metrics_complaint_outcomes o"
-            " ON o.generation = f.generation AND o.complaint_id = f.complaint_id"
-            " AND o.stage = f.stage AND NOT o.on_time"
+            " FROM metrics_complaint_facts f JOIN metrics_complaint_deadlines d"
+            " ON d.generation = f.generation AND d.complaint_id = f.complaint_id"
+            " AND d.stage = f.stage AND d.breached AND NOT d.done"
             " WHERE f.generation = $1 AND f.open GROUP BY f.service_area ORDER BY 1",
             generation,
         )
