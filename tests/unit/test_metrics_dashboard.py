@@ -339,3 +339,32 @@ def test_the_largest_movements_skip_small_samples_and_kpis_without_direction() -
     moved = largest_movements(groups, minimum_sample=30, count=5)
 
     assert [m.row.kpi for m in moved] == ["service_level", "csat"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/dashboard/kpi/%00",
+        "/dashboard/kpi/csat?service_area=%3Cscript%3E",
+        "/dashboard/kpi/csat?channel=" + "x" * 5000,
+        "/dashboard/kpi/csat?period=",
+        "/dashboard/committee?quarter=9999-00-Q1",
+        "/dashboard/committee?quarter=0001Q1",
+        "/dashboard/committee?quarter=%F0%9F%92%A5",
+        "/dashboard?period=%00",
+        "/dashboard/static/%2e%2e%2fcontext.py",
+    ],
+)
+async def test_hostile_input_is_answered_4xx_never_500(
+    client: httpx.AsyncClient, path: str
+) -> None:
+    response = await client.get(path, headers=MANAGER)
+
+    assert 400 <= response.status_code < 500, response.text
+    assert "<script>" not in response.text
+
+
+async def test_a_hostile_sign_in_body_is_refused_politely(client: httpx.AsyncClient) -> None:
+    for body in (b"\xff\xfe\x00", b"token=" + b"A" * 100_000, b"token=a&token=b", b""):
+        response = await client.post("/dashboard/sign-in", content=body)
+        assert response.status_code == 401

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import tempfile
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 from fastapi import HTTPException, status
@@ -35,6 +35,7 @@ from services.metrics.periods import (
     Period,
     financial_quarter_id,
     financial_quarter_label,
+    period_containing,
 )
 from services.metrics.queries import Filters
 from services.metrics.report import KpiRow, ServiceStanding
@@ -82,6 +83,19 @@ def largest_movements(
     ]
     found.sort(key=lambda m: abs(m.row.change_percent or 0.0), reverse=True)
     return found[:count]
+
+
+QUARTERS_OFFERED = 8
+
+
+def recent_quarters(today: date, count: int) -> list[tuple[str, str]]:
+    """(id, label) of the quarter running today and the `count - 1` before, newest first."""
+    quarters = []
+    span = period_containing(today, Period.QUARTER)
+    for _ in range(count):
+        quarters.append((financial_quarter_id(span), financial_quarter_label(span)))
+        span = period_containing(span.start - timedelta(days=1), Period.QUARTER)
+    return quarters
 
 
 class CommitteeDocument:
@@ -172,6 +186,7 @@ class CommitteeDocument:
             title=f"Customer service performance, {quarter}",
             quarter=quarter,
             quarter_id=financial_quarter_id(span),
+            quarters=recent_quarters(today, QUARTERS_OFFERED),
             span=span,
             comparison=comparison,
             comparison_text=pages.comparison_text(comparison, Period.QUARTER),
