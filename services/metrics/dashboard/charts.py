@@ -30,6 +30,8 @@ def _axis(unit: Unit) -> dict[str, Any]:
         return {"format": ".0%", "title": "per cent"}
     if unit is Unit.SECONDS:
         return {"title": "seconds"}
+    if unit is Unit.COUNT:
+        return {"title": "count", "format": ",d", "tickMinStep": 1}
     return {"title": unit.value}
 
 
