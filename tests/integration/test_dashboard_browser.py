@@ -25,7 +25,9 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 from civicpulse import infra
 from civicpulse.dev import printed_addresses
 from civicpulse.simulation.plan import SCENARIOS, CouncilSimulation
-from civicpulse.simulation.send import Target, send_plan
+from civicpulse.simulation.residents import FeedbackTarget
+from civicpulse.simulation.run import run_simulation
+from civicpulse.simulation.send import Target
 from civicpulse.stack import Credentials, RunningSystem, start_prometheus, start_services
 from services.metrics.dashboard.context import STATIC_FILES
 from services.metrics.domain import KPIS_BY_NAME
@@ -36,6 +38,7 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "artefacts" / "screenshots"
 DAYS = 7
 HOUSEHOLDS = 8_000
+ANSWERING = 15.0  # seconds the residents keep answering after the last record
 PAGES = {
     "overview": "/dashboard",
     "kpi": "/dashboard/kpi/contacts_received?period=day",
@@ -74,7 +77,13 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSystem]:
         target = Target(
             stack.kafka_bootstrap, running.url("intake"), running.credentials.intake_key
         )
-        asyncio.run(send_plan(plan, target, rate=None, quiet=True))
+        feedback = FeedbackTarget(running.url("feedback"), running.credentials.crm_key)
+        # Residents answer the surveys the week's resolved cases bring, for the satisfaction page.
+        asyncio.run(
+            run_simulation(
+                plan, target, rate=None, feedback=feedback, seed=13, answer_seconds=ANSWERING
+            )
+        )
         received = sum(1 for item in plan if item.body.get("record_type") == "contact_received")
         deadline = time.monotonic() + 180
         while contacts_counted(running, start) < received and time.monotonic() < deadline:
