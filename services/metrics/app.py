@@ -12,6 +12,7 @@ from fastapi import Depends, FastAPI, HTTPException, Path, Query, status
 from prometheus_client import CollectorRegistry
 
 from services.metrics.auth import role_checker
+from services.metrics.complaints_report import add_complaints_report_route
 from services.metrics.dashboard import DashboardContext, dashboard_router
 from services.metrics.dashboard.committee_page import CommitteeDocument
 from services.metrics.domain import KPIS_BY_NAME, Kpi
@@ -378,6 +379,8 @@ def create_app(
                 for group, services in groups.items()
             },
         )
+
+    add_complaints_report_route(app, manager=requires(Role.MANAGER), store=ready_store, today=today)
 
     @app.get(
         "/v1/pipeline",

@@ -15,7 +15,8 @@ from prometheus_client import CollectorRegistry
 from civicpulse.processes import ServiceProcess, free_port
 from services.complaints.handlers import Applied, ComplaintsHandler, ComplaintsMetrics
 from services.complaints.procedures import Policy
-from services.complaints.store import MIGRATIONS, SERVICE
+from services.complaints.settings import SERVICE
+from services.complaints.store import MIGRATIONS, ComplaintsStore
 from services.complaints.working_days import WorkingDayCalendar
 from shared.events.envelope import utc_now
 from shared.postgres import create_pool, migrate
@@ -71,7 +72,7 @@ async def test_a_state_change_committed_before_a_crash_is_published_once_after_r
     # the relay published: the complaint changed, its events wait in the outbox.
     complaint_id = f"CMP-crash-{uuid.uuid4().hex[:8]}"
     handler = ComplaintsHandler(
-        pool=pool,
+        store=ComplaintsStore(pool),
         calendar=WorkingDayCalendar(),
         policy=Policy(),
         metrics=ComplaintsMetrics(CollectorRegistry()),

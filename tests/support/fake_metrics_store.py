@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Self, TypeVar
 from uuid import UUID
 
+from services.metrics.domain.complaint_notes import ComplaintNote, NoteKind
 from services.metrics.domain.measures import Cell
 from services.metrics.periods import DateRange
 from services.metrics.store import (
@@ -65,6 +66,7 @@ class State:
     progress: dict[tuple[int, str], TopicState] = field(default_factory=dict)
     comments: dict[tuple[int, UUID], SurveyComment] = field(default_factory=dict)
     deadlines: dict[tuple[int, str, int, str], tuple[bool, bool]] = field(default_factory=dict)
+    notes: dict[tuple[int, UUID, str], ComplaintNote] = field(default_factory=dict)
     outbox: list[Event] = field(default_factory=list)
 
 
@@ -96,6 +98,7 @@ class FakeMetricsStore(MetricsStore):
         state.progress = _without(state.progress, generation)
         state.comments = _without(state.comments, generation)
         state.deadlines = _without(state.deadlines, generation)
+        state.notes = _without(state.notes, generation)
         state.processed.pop(processed_service(generation), None)
 
     @asynccontextmanager
@@ -334,6 +337,20 @@ class FakeMetricsStore(MetricsStore):
             key = {"service_area": area, "channel": ch, None: ""}[group]
             sums[(key, measure)] += value
         return sums
+
+    async def record_complaint_notes(self, generation: int, notes: Sequence[ComplaintNote]) -> None:
+        self._writing()
+        for note in notes:
+            self.state.notes.setdefault((generation, note.event_id, note.kind.value), note)
+
+    async def complaint_notes(self, generation: int, span: DateRange) -> list[ComplaintNote]:
+        kept = [
+            note
+            for (g, _, _), note in self.state.notes.items()
+            if g == generation
+            and (span.start <= note.day <= span.end or note.kind is NoteKind.LEARNING_ACTION_DONE)
+        ]
+        return sorted(kept, key=lambda n: (n.day, n.complaint_id, str(n.event_id), n.kind.value))
 
     async def totals(
         self,

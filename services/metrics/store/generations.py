@@ -22,6 +22,7 @@ GENERATION_TABLES = (
     "metrics_topic_progress",
     "metrics_survey_comments",
     "metrics_complaint_deadlines",
+    "metrics_complaint_notes",
 )
 
 
