@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -119,21 +120,31 @@ def browser(system: RunningSystem) -> Iterator[webdriver.Chrome]:
             "--window-size=1280,1000",  # a manager's desktop
         ):
             options.add_argument(argument)
-        driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
+        driver = start_chromium(options)
         try:
             driver.get(f"{system.url('metrics')}/dashboard/sign-in")
             driver.find_element(By.ID, "token").send_keys(system.credentials.manager_token)
             driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
-            WebDriverWait(driver, 20).until(lambda d: d.title.startswith("Overview"))
+            WebDriverWait(driver, 60).until(lambda d: d.title.startswith("Overview"))
             yield driver
         finally:
             driver.quit()
 
 
+def start_chromium(options: webdriver.ChromeOptions) -> webdriver.Chrome:
+    """Chromium, given a second chance: on a loaded machine its first start can time out
+    before chromedriver sees it (the session is then never created)."""
+    try:
+        return webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
+    except WebDriverException as error:
+        print(f"chromium did not start ({error.msg}); trying once more")
+        return webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
+
+
 def open_page(driver: webdriver.Chrome, url: str) -> None:
     """Open a page and wait until vega-embed has drawn (or failed to draw) every chart."""
     driver.get(url)
-    WebDriverWait(driver, 30).until(
+    WebDriverWait(driver, 60).until(
         lambda d: d.execute_script(
             "return [...document.querySelectorAll('[data-chart]')].every(e => e.dataset.rendered)"
         )
