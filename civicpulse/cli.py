@@ -37,6 +37,13 @@ def _add_infra(subparsers: Subparsers) -> None:
 
     up = actions.add_parser("up", help="start Kafka and PostgreSQL (idempotent)")
     up.add_argument("--run-dir", type=Path, default=None, help=run_dir_help)
+    up.add_argument(
+        "--brokers",
+        type=int,
+        default=None,
+        help="Kafka nodes in one KRaft cluster (default 1; 3 gives replication factor 3 "
+        "and min.insync.replicas=2; a run directory keeps its first number)",
+    )
     up.set_defaults(handler=_infra_up)
 
     down = actions.add_parser("down", help="stop both and delete their data")
@@ -50,7 +57,7 @@ def _add_infra(subparsers: Subparsers) -> None:
 
 
 def _infra_up(args: argparse.Namespace) -> int:
-    stack = infra.infra_up(args.run_dir)
+    stack = infra.infra_up(args.run_dir, brokers=args.brokers)
     env = stack.env()
     for key in ("CIVICPULSE_KAFKA_BOOTSTRAP", "CIVICPULSE_DATABASE_URL"):
         print(f"export {key}={env[key]}")
@@ -213,6 +220,26 @@ def _simulate(args: argparse.Namespace) -> int:
     return 1 if report.http_refused else 0
 
 
+def _add_import(subparsers: Subparsers) -> None:
+    from civicpulse.importer import arguments
+
+    parser = subparsers.add_parser(
+        "import",
+        help="import a CSV or Excel export (calls, CRM cases, contact routes) by mapping",
+        description=arguments.DESCRIPTION,
+        epilog=arguments.MAPPING_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    arguments.add_arguments(parser)
+    parser.set_defaults(handler=_import)
+
+
+def _import(args: argparse.Namespace) -> int:
+    from civicpulse.importer.command import run
+
+    return run(args)
+
+
 def _add_parked(subparsers: Subparsers) -> None:
     from civicpulse import parked
 
@@ -231,6 +258,7 @@ SUBCOMMANDS: list[Callable[[Subparsers], None]] = [
     _add_infra,
     _add_dev,
     _add_simulate,
+    _add_import,
     _add_schemas,
     _add_parked,
 ]

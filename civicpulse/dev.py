@@ -1,8 +1,10 @@
 """`civicpulse dev`: the whole local system in one command, with simulated traffic.
 
 Starts Kafka and PostgreSQL (the local launcher), every service as its own
-process, Prometheus on `deploy/prometheus/`, then the council simulator at a
-gentle rate, with simulated residents answering some of their survey links.
+process, Alertmanager on `deploy/alertmanager/` (its receivers replaced by a
+local webhook that logs what would be sent), Prometheus on `deploy/prometheus/`,
+then the council simulator at a gentle rate, with simulated residents answering
+some of their survey links.
 Ctrl-C stops the traffic, the services (SIGTERM, so they finish what they
 hold), Prometheus and the infrastructure, keeping its data for next time.
 """
@@ -18,7 +20,13 @@ from civicpulse.simulation.plan import SCENARIOS, CouncilSimulation
 from civicpulse.simulation.residents import FeedbackTarget
 from civicpulse.simulation.run import run_simulation
 from civicpulse.simulation.send import Target
-from civicpulse.stack import Credentials, RunningSystem, start_prometheus, start_services
+from civicpulse.stack import (
+    Credentials,
+    RunningSystem,
+    start_alerting,
+    start_prometheus,
+    start_services,
+)
 
 SIMULATED_DAYS = 14
 
@@ -47,6 +55,11 @@ def printed_addresses(system: RunningSystem) -> str:
     ]
     if system.prometheus_url:
         lines.append(f"  Prometheus        {system.prometheus_url}")
+    if system.alertmanager_url:
+        lines.append(f"  Alertmanager      {system.alertmanager_url}")
+    if system.webhook is not None:
+        # Its URL is Alertmanager's to post to, not a page: the log is what people read.
+        lines.append(f"  alert webhook     what would be sent: {system.webhook.log_path}")
     for name, process in system.services.items():
         base = process.base_url
         lines.append(
@@ -83,6 +96,10 @@ def run_dev(*, rate: float, run_dir: Path | None) -> int:
     system: RunningSystem | None = None
     try:
         system = start_services(stack, stack.run_dir / "logs", Credentials(), say=_say)
+        try:
+            start_alerting(system, stack.run_dir / "alertmanager")
+        except infra.InfraError as error:
+            _say(f"Alertmanager not started: {error}")
         try:
             start_prometheus(system, stack.run_dir / "prometheus")
         except infra.InfraError as error:

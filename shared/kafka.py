@@ -38,7 +38,8 @@ def make_broker(
         (KafkaPrometheusMiddleware(registry=registry, app_name=client_id),) if registry else ()
     )
     return KafkaBroker(
-        bootstrap,
+        # faststream takes one string as one address: a cluster's list is split here.
+        [address.strip() for address in bootstrap.split(",") if address.strip()],
         client_id=client_id,
         enable_idempotence=True,
         linger_ms=5,  # a few ms of batching lifts throughput without hurting latency
@@ -99,7 +100,12 @@ async def topic_partitions(
 async def ensure_topics(
     bootstrap: str, topics: Iterable[TopicSpec], *, replication_factor: int = 1
 ) -> list[str]:
-    """Create the topics that do not exist yet; returns the names created."""
+    """Create the topics that do not exist yet; returns the names created.
+
+    With more than one replica, a majority must be in sync for a write
+    (`min.insync.replicas`, 2 of 3), so an acknowledged record survives the
+    loss of any one broker, and the topic stays writable through it.
+    """
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="civicpulse-admin")
     await admin.start()
     try:
@@ -107,12 +113,17 @@ async def ensure_topics(
         missing = [topic for topic in topics if topic.name not in existing]
         if not missing:
             return []
+        min_insync = (
+            {"min.insync.replicas": str(replication_factor // 2 + 1)}
+            if replication_factor > 1
+            else {}
+        )
         new_topics = [
             NewTopic(
                 name=topic.name,
                 num_partitions=topic.partitions,
                 replication_factor=replication_factor,
-                topic_configs=topic.config,
+                topic_configs={**topic.config, **min_insync},
             )
             for topic in missing
         ]
@@ -146,9 +157,11 @@ class BulkProducer:
     """An idempotent aiokafka producer for a service's high-volume sends.
 
     faststream's `publish` costs about three times aiokafka's own `send` per
-    record (middlewares, per-message metrics, encoding); on the hot paths
-    (intake's canonical events, the outbox relay) that was half of intake's
-    time. The broker still does the consuming and the occasional dead letter.
+    record (middlewares, per-message metrics, encoding); on intake's hot path,
+    its canonical events, that was half of intake's time. Intake alone uses
+    it. The outbox relays publish through their service's broker (`OutboxRelay`
+    would take this producer too, but no service passes one); the broker also
+    does the consuming and the occasional dead letter.
     """
 
     def __init__(self, bootstrap: str, *, client_id: str) -> None:

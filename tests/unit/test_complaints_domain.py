@@ -22,7 +22,7 @@ from services.complaints.domain import (
 from services.complaints.procedures import Policy
 from services.complaints.working_days import WorkingDayCalendar, end_of_local_day
 from shared.events.vocabulary import ComplaintProcedure, DeadlineKind
-from tests.support.complaints import action, at
+from tests.support.complaints import action, london_at
 
 CALENDAR = WorkingDayCalendar()
 CONTEXT = Context(CALENDAR, Policy(), recorded_at=datetime(2026, 1, 1, tzinfo=UTC))
@@ -32,14 +32,16 @@ ID = "CMP-1"
 
 def apply(complaint: Complaint | None, kind: str, day: date, **fields: Any) -> Decision:
     outcome = decide(
-        complaint, action(kind, ID, f"{kind}-{day}-{len(fields)}", at(day), **fields), CONTEXT
+        complaint,
+        action(kind, ID, f"{kind}-{day}-{len(fields)}", london_at(day), **fields),
+        CONTEXT,
     )
     assert isinstance(outcome, Decision), outcome
     return outcome
 
 
 def refusal(complaint: Complaint | None, kind: str, day: date, **fields: Any) -> Refusal:
-    outcome = decide(complaint, action(kind, ID, f"{kind}-x", at(day), **fields), CONTEXT)
+    outcome = decide(complaint, action(kind, ID, f"{kind}-x", london_at(day), **fields), CONTEXT)
     assert isinstance(outcome, Refusal), outcome
     return outcome
 
@@ -451,7 +453,7 @@ def test_no_sequence_of_actions_reaches_an_illegal_state(
     calendar = WorkingDayCalendar(closed)
     context = Context(calendar, Policy(), recorded_at=CONTEXT.recorded_at)
     day = date(2026, 3, 2)
-    first = decide(None, action("open", ID, "open", at(day), service_area=area), context)
+    first = decide(None, action("open", ID, "open", london_at(day), service_area=area), context)
     assert isinstance(first, Decision)
     complaint = first.complaint
     for n in range(data.draw(st.integers(0, 25))):
@@ -471,7 +473,7 @@ def test_no_sequence_of_actions_reaches_an_illegal_state(
             outcome = lapse(complaint, now=end, recorded_at=end)
         else:
             outcome = decide(
-                complaint, action(kind, ID, f"a{n}", at(day), **_fields(kind, data)), context
+                complaint, action(kind, ID, f"a{n}", london_at(day), **_fields(kind, data)), context
             )
         if isinstance(outcome, Decision):
             # A window lapsing on a case already closed by hand only spends the right.

@@ -28,7 +28,7 @@ from shared.events.complaints import ComplaintDeadlineBreached, ComplaintOpened
 from shared.events.vocabulary import CaseType, Channel, DeadlineKind
 from shared.vocabulary import load_service_areas
 from tests.support.fake_metrics_store import FakeMetricsStore
-from tests.support.metrics import MANAGER, MANAGER_TOKEN, TOKENS, Events, at, known_day
+from tests.support.metrics import MANAGER, MANAGER_TOKEN, TOKENS, Events, known_day, utc_at
 
 DAY = date(2025, 2, 11)
 TODAY = date(2025, 2, 20)
@@ -244,11 +244,11 @@ async def test_the_banner_names_an_active_surge_and_the_complaints_overdue(
     store = context.store()
     events = Events()
     opened = events.complaint(
-        "k9", at(DAY, 9), ComplaintOpened, service_area="planning", channel=Channel.WEB
+        "k9", utc_at(DAY, 9), ComplaintOpened, service_area="planning", channel=Channel.WEB
     )
     breached = events.complaint(
         "k9",
-        at(DAY + timedelta(days=7), 0, 5),
+        utc_at(DAY + timedelta(days=7), 0, 5),
         ComplaintDeadlineBreached,
         service_area="planning",
         stage=1,
@@ -256,7 +256,9 @@ async def test_the_banner_names_an_active_surge_and_the_complaints_overdue(
         due_date=DAY + timedelta(days=7),
     )
     settings = MetricsSettings()
-    applier = BatchApplier(rules=settings.rules, clock=lambda: at(TODAY, 9), publish_surges=False)
+    applier = BatchApplier(
+        rules=settings.rules, clock=lambda: utc_at(TODAY, 9), publish_surges=False
+    )
     await LiveConsumer(store, applier).handle([opened, breached])
     async with store.transaction() as tx:
         await tx.record_surge(
