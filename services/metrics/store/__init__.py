@@ -20,6 +20,7 @@ from services.metrics.store.facts import (
     Facts,
     OutcomeKey,
     OutcomeRow,
+    SurveyComment,
     TopicProgress,
     TransferredContact,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "OutcomeKey",
     "OutcomeRow",
     "Surge",
+    "SurveyComment",
     "TopicProgress",
     "TopicState",
     "TransferredContact",
