@@ -14,6 +14,7 @@ from services.metrics.complaints_report import add_complaints_report_route
 from services.metrics.dashboard import DashboardContext, dashboard_router
 from services.metrics.dashboard.committee_page import CommitteeDocument
 from services.metrics.domain import KPIS_BY_NAME, Kpi
+from services.metrics.domain.report_kpis import REPORT_KPIS_BY_NAME
 from services.metrics.gauges import GaugeRefresher, KpiGauges
 from services.metrics.periods import (
     FIRST_DAY,
@@ -186,6 +187,14 @@ def create_app(settings: MetricsSettings | None = None, **options: Unpack[AppOpt
             )
         return definition
 
+    def check_named_kpis(names: list[str] | None) -> list[Kpi] | None:
+        if not names:
+            return None
+        unknown = [n for n in names if n not in KPIS_BY_NAME and n not in REPORT_KPIS_BY_NAME]
+        if unknown:
+            raise _unprocessable("kpi", f"unknown KPI {unknown[0]!r}")
+        return [KPIS_BY_NAME.get(n) or REPORT_KPIS_BY_NAME[n] for n in dict.fromkeys(names)]
+
     def check_quarter(text: str | None) -> DateRange:
         if text is None:
             return last_complete_quarter(today())
@@ -225,7 +234,16 @@ def create_app(settings: MetricsSettings | None = None, **options: Unpack[AppOpt
         period: Period = Period.MONTH,
         service_area: str | None = None,
         channel: Channel | None = None,
+        kpi: Annotated[
+            list[str] | None,
+            Query(
+                max_length=50,
+                description="Only these KPIs (repeatable); also the annual complaints "
+                "report's count KPIs (`report_...`), which are listed only when named.",
+            ),
+        ] = None,
     ) -> KpisResponse:
+        named = check_named_kpis(kpi)
         area = check_area(service_area)
         span = resolve_range(first, last, period)
         whole_period = last is None
@@ -234,7 +252,13 @@ def create_app(settings: MetricsSettings | None = None, **options: Unpack[AppOpt
         generation = await store.live_generation()
         filters = Filters(area, channel.value if channel else None)
         rows = await kpi_figures(
-            store, generation, comparison, filters=filters, today=today(), judging=judging
+            store,
+            generation,
+            comparison,
+            filters=filters,
+            today=today(),
+            judging=judging,
+            kpis=named,
         )
         open_now = await store.open_complaints(
             generation, service_area=area, channel=filters.channel

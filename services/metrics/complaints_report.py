@@ -3,12 +3,11 @@
 `GET /v1/reports/complaints?financial_year=2026` covers April 2026 to March 2027:
 the Code asks for one a year, and the 2006 and 2009 regulations ask for their
 own annual reports, so corporate, adult and children's social care complaints
-are separate sections. Counts come from the aggregates (the KPIs' counters);
-reasons, decisions and learning actions from the report's notes
-(`metrics_complaint_notes`). Every figure says where it comes from: the
-`GET /v1/kpis` parameters and KPI that reproduce it, or the counter names, or
-the complaints (`GET /v1/complaints/{id}` on the complaints service) it lists.
-A year with no data gives a report of zeros, not an error.
+are separate sections. Every figure is a counter of the aggregates and a count
+KPI (services.metrics.domain.report_kpis): its `source` is the `GET /v1/kpis`
+query that reproduces it. The lists (extension reasons, learning actions) come
+from the report's notes (`metrics_complaint_notes`). A year with no data gives
+a report of zeros, not an error.
 """
 
 from collections.abc import Callable, Sequence
@@ -21,10 +20,23 @@ from pydantic import BaseModel, Field
 
 from services.metrics import complaints_report_format as report_format
 from services.metrics.domain.complaint_notes import ComplaintNote, NoteKind
-from services.metrics.domain.measures import ComplaintMeasure, Scope, complaint_measure
+from services.metrics.domain.measures import (
+    STAGE_OUTCOME,
+    ComplaintMeasure,
+    Scope,
+    complaint_measure,
+    ombudsman_decision_measure,
+    refusal_measure,
+)
+from services.metrics.domain.report_kpis import (
+    OMBUDSMAN_DECISIONS,
+    received_kpi_name,
+    report_kpi_name,
+)
 from services.metrics.periods import DateRange
 from services.metrics.store import MetricsStore
 from services.metrics.views import ReportFormat
+from shared.events.complaints import EscalationRefusalReason
 from shared.events.vocabulary import Channel, ComplaintOutcome, ComplaintProcedure, DeadlineKind
 
 # Which procedure each section reports, its counters' scope and its stages.
@@ -37,13 +49,21 @@ TIMELINESS = {
     DeadlineKind.ACKNOWLEDGE: (ComplaintMeasure.ACK_DUE, ComplaintMeasure.ACK_ON_TIME),
     DeadlineKind.RESPOND: (ComplaintMeasure.RESPONSE_DUE, ComplaintMeasure.RESPONSE_ON_TIME),
 }
+LEARNING_ACTION_MEASURES = (
+    ComplaintMeasure.LEARNING_ACTIONS,
+    ComplaintMeasure.LEARNING_ACTIONS_DONE,
+    ComplaintMeasure.LEARNING_ACTIONS_DONE_ON_TIME,
+)
 
 
 class Figure(BaseModel):
     value: float
     previous: float | None = Field(default=None, description="The financial year before.")
     change: float | None = Field(default=None, description="value - previous.")
-    source: dict[str, Any] = Field(description="How to reproduce the figure.")
+    source: dict[str, Any] = Field(
+        description="The `GET /v1/kpis` query (endpoint and params) whose row for `kpi` has "
+        "this value."
+    )
 
 
 class LearningActionRow(BaseModel):
@@ -72,6 +92,9 @@ class Section(BaseModel):
     withdrawn: Figure
     ombudsman_referrals: Figure
     ombudsman_decisions: dict[str, Figure]
+    learning_action_counts: dict[str, Figure] = Field(
+        description="learning_actions (set), learning_actions_done, learning_actions_done_on_time."
+    )
     learning_actions: list[LearningActionRow]
 
 
@@ -87,23 +110,16 @@ def financial_year_span(year: int) -> DateRange:
 
 
 def _kpi_source(kpi: str, span: DateRange, **params: str) -> dict[str, Any]:
+    """The `GET /v1/kpis` query whose one KPI row's `value` is the figure."""
     return {
         "endpoint": "/v1/kpis",
-        "params": {"from": span.start.isoformat(), "period": "year", **params},
+        "params": {"from": span.start.isoformat(), "period": "year", "kpi": kpi, **params},
         "kpi": kpi,
     }
 
 
 def _figure(value: float, previous: float, source: dict[str, Any]) -> Figure:
     return Figure(value=value, previous=previous, change=value - previous, source=source)
-
-
-def _listed(notes: Sequence[ComplaintNote], **extra: Any) -> dict[str, Any]:
-    return {
-        "endpoint": "complaints service GET /v1/complaints/{complaint_id}",
-        "complaint_ids": sorted({n.complaint_id for n in notes}),
-        **extra,
-    }
 
 
 class _Year:
@@ -144,13 +160,16 @@ def _section(
         complaint_measure(scope, ComplaintMeasure.RECEIVED, s) for s in range(1, stages + 1)
     ]
 
-    def counted(measure: str, kpi: str | None = None) -> Figure:
-        source = (
-            _kpi_source(kpi, span, **area_params)
-            if kpi
-            else {"counters": [measure], "period": [span.start.isoformat(), span.end.isoformat()]}
+    def counted(measure: str) -> Figure:
+        """A counter's figure; its KPI (`report_<counter>`) reproduces it."""
+        return _figure(
+            now.count(measure),
+            before.count(measure),
+            _kpi_source(report_kpi_name(measure), span, **area_params),
         )
-        return _figure(now.count(measure), before.count(measure), source)
+
+    def staged(measure: ComplaintMeasure, stage: int) -> Figure:
+        return counted(complaint_measure(scope, measure, stage))
 
     def per(
         groups: dict[str, dict[str, float]], old: dict[str, dict[str, float]], param: str
@@ -159,97 +178,55 @@ def _section(
             key: _figure(
                 sum(values.get(m, 0.0) for m in received),
                 sum(old.get(key, {}).get(m, 0.0) for m in received),
-                {
-                    "counters": received,
-                    **_kpi_source("complaints_received_stage_1", span, **{param: key}),
-                },
+                _kpi_source(received_kpi_name(scope), span, **{**area_params, param: key}),
             )
             for key, values in sorted(groups.items())
             if any(values.get(m) for m in received)
         }
 
-    stage_kpis = {1: "complaints_received_stage_1", 2: "complaints_received_stage_2"}
-    by_stage = {
-        str(s): counted(
-            received[s - 1],
-            stage_kpis.get(s)
-            if scope is Scope.CORPORATE
-            else ("statutory_complaints_received" if s == 1 else None),
-        )
-        for s in range(1, stages + 1)
-    }
-    outcomes: dict[str, dict[str, Figure]] = {}
-    for s in range(1, stages + 1):
-        responses = [n for n in now.noted(NoteKind.RESPONSE) if n.stage == s]
-        earlier = [n for n in before.noted(NoteKind.RESPONSE) if n.stage == s]
-        outcomes[str(s)] = {
-            o.value: _figure(
-                sum(n.detail["outcome"] == o.value for n in responses),
-                sum(n.detail["outcome"] == o.value for n in earlier),
-                _listed([n for n in responses if n.detail["outcome"] == o.value]),
-            )
-            for o in ComplaintOutcome
-        }
-    timeliness = {
-        str(s): {
-            kind.value: {
-                "due": counted(complaint_measure(scope, due, s)),
-                "on_time": counted(complaint_measure(scope, on_time, s)),
-            }
-            for kind, (due, on_time) in TIMELINESS.items()
-        }
-        for s in range(1, stages + 1)
-    }
-    extensions = now.noted(NoteKind.EXTENSION)
-    extensions_before = before.noted(NoteKind.EXTENSION)
-    refusals = now.noted(NoteKind.ESCALATION_REFUSED)
-    refusals_before = before.noted(NoteKind.ESCALATION_REFUSED)
-    refused_reasons = sorted({n.detail["reason"] for n in [*refusals, *refusals_before]})
-    decisions = now.noted(NoteKind.OMBUDSMAN_DECISION)
-    decisions_before = before.noted(NoteKind.OMBUDSMAN_DECISION)
-    referral_kpi = (
-        "ombudsman_referrals" if scope is Scope.CORPORATE else "statutory_ombudsman_referrals"
-    )
+    def seen(figures: dict[str, Figure]) -> dict[str, Figure]:
+        """Only the reasons and decisions that happened this year or the year before."""
+        return {k: f for k, f in figures.items() if f.value or f.previous}
+
+    stage_keys = [str(s) for s in range(1, stages + 1)]
     return Section(
         procedure=procedure,
-        received_by_stage=by_stage,
+        received_by_stage={
+            str(s): staged(ComplaintMeasure.RECEIVED, s) for s in range(1, stages + 1)
+        },
         received_by_service_area=per(now.by_area, before.by_area, "service_area")
         if area is None
         else {},
         received_by_channel=per(now.by_channel, before.by_channel, "channel"),
-        outcomes_by_stage=outcomes,
-        timeliness_by_stage=timeliness,
+        outcomes_by_stage={
+            key: {o.value: staged(STAGE_OUTCOME[o], int(key)) for o in ComplaintOutcome}
+            for key in stage_keys
+        },
+        timeliness_by_stage={
+            key: {
+                kind.value: {"due": staged(due, int(key)), "on_time": staged(on_time, int(key))}
+                for kind, (due, on_time) in TIMELINESS.items()
+            }
+            for key in stage_keys
+        },
         extensions_by_stage={
-            str(s): _figure(
-                sum(n.stage == s for n in extensions),
-                sum(n.stage == s for n in extensions_before),
-                _listed([n for n in extensions if n.stage == s]),
-            )
-            for s in range(1, stages + 1)
+            key: staged(ComplaintMeasure.EXTENSIONS, int(key)) for key in stage_keys
         },
         extension_reasons=[
             {"complaint_id": n.complaint_id, "stage": n.stage, "on": n.day, **n.detail}
-            for n in extensions
+            for n in now.noted(NoteKind.EXTENSION)
         ],
-        refusals_by_reason={
-            reason: _figure(
-                sum(n.detail["reason"] == reason for n in refusals),
-                sum(n.detail["reason"] == reason for n in refusals_before),
-                _listed([n for n in refusals if n.detail["reason"] == reason]),
-            )
-            for reason in refused_reasons
-        },
-        withdrawn=counted(complaint_measure(scope, ComplaintMeasure.WITHDRAWN)),
-        ombudsman_referrals=counted(
-            complaint_measure(scope, ComplaintMeasure.OMBUDSMAN_REFERRALS), referral_kpi
+        refusals_by_reason=seen(
+            {r.value: counted(refusal_measure(scope, r.value)) for r in EscalationRefusalReason}
         ),
-        ombudsman_decisions={
-            decision: _figure(
-                sum(n.detail["decision"] == decision for n in decisions),
-                sum(n.detail["decision"] == decision for n in decisions_before),
-                _listed([n for n in decisions if n.detail["decision"] == decision]),
-            )
-            for decision in sorted({n.detail["decision"] for n in [*decisions, *decisions_before]})
+        withdrawn=counted(complaint_measure(scope, ComplaintMeasure.WITHDRAWN)),
+        ombudsman_referrals=counted(complaint_measure(scope, ComplaintMeasure.OMBUDSMAN_REFERRALS)),
+        ombudsman_decisions=seen(
+            {d: counted(ombudsman_decision_measure(scope, d)) for d in OMBUDSMAN_DECISIONS}
+        ),
+        learning_action_counts={
+            measure.value: counted(complaint_measure(scope, measure))
+            for measure in LEARNING_ACTION_MEASURES
         },
         learning_actions=_learning_actions(now.noted(NoteKind.LEARNING_ACTION), all_notes, today),
     )
@@ -344,9 +321,8 @@ def add_complaints_report_route(
         summary="The annual complaints performance and service improvement report",
         description="`financial_year=2026` is April 2026 to March 2027. Corporate, adult and "
         "children's social care complaints in their own sections; each figure with the year "
-        "before and its source (GET /v1/kpis parameters, counter names, or the complaints it "
-        "lists). `format=csv` or `format=html` (printable). A year with no data is a report "
-        "of zeros.",
+        "before and its source (the GET /v1/kpis query that reproduces it). `format=csv` or "
+        "`format=html` (printable). A year with no data is a report of zeros.",
         responses={
             200: {
                 "content": {"text/csv": {}, "text/html": {}},

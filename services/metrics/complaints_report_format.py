@@ -39,6 +39,8 @@ def _rows(report: "ComplaintsReport") -> list[tuple[str, str, str, float, float 
         add("ombudsman_referrals", "", section.ombudsman_referrals)
         for key, fig in section.ombudsman_decisions.items():
             add("ombudsman_decisions", key, fig)
+        for key, fig in section.learning_action_counts.items():
+            add("learning_actions", key, fig)
     return rows
 
 

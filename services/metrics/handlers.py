@@ -35,11 +35,13 @@ from shared.events.complaints import (
     ComplaintClosed,
     ComplaintDeadlineBreachCorrected,
     ComplaintDeadlineBreached,
+    ComplaintDeadlineExtended,
     ComplaintEscalated,
     ComplaintEscalationRefused,
     ComplaintEscalationRequested,
     ComplaintEvent,
     ComplaintLearningActionCompleted,
+    ComplaintOmbudsmanDecided,
     ComplaintOpened,
     ComplaintReferredToOmbudsman,
     ComplaintResponded,
@@ -185,8 +187,7 @@ async def record_deadline_outcome(batch: Batch, event: DeadlineEvent) -> list[In
     return increments
 
 
-# Events absent from the table (a deadline extended, an opt-out, a missed
-# target) change no counter.
+# Events absent from the table (an opt-out, a missed target) change no counter.
 HANDLERS: dict[type[Event], Handler] = {
     ContactReceived: count_event,  # its fact is recorded for the whole batch first
     ContactResolved: count_event,
@@ -203,6 +204,8 @@ HANDLERS: dict[type[Event], Handler] = {
     ComplaintDeadlineBreachCorrected: count_complaint,
     ComplaintLearningActionCompleted: count_complaint,
     ComplaintReferredToOmbudsman: count_complaint,
+    ComplaintDeadlineExtended: count_complaint,
+    ComplaintOmbudsmanDecided: count_complaint,
     ComplaintEscalated: escalate_complaint,
     ComplaintWithdrawn: close_complaint,
     ComplaintClosed: close_complaint,

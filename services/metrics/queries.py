@@ -58,8 +58,9 @@ async def kpi_figures(
     filters: Filters,
     today: date,
     judging: Judging,
+    kpis: Iterable[Kpi] | None = None,
 ) -> list[KpiRow]:
-    """Every KPI over the counted days, against the fair previous span."""
+    """Every KPI (or those named) over the counted days, against the fair previous span."""
     current = await store.totals(
         generation,
         comparison.counted,
@@ -79,6 +80,7 @@ async def kpi_figures(
         service_area=filters.service_area,
         today=today,
         judging=judging,
+        **({} if kpis is None else {"kpis": kpis}),
     )
 
 

@@ -107,6 +107,7 @@ async def test_the_annual_report_counts_each_section_from_the_ledger() -> None:
     assert corporate.received_by_stage["1"].source["params"] == {
         "from": "2026-04-01",
         "period": "year",
+        "kpi": "complaints_received_stage_1",
     }
     assert {k: f.value for k, f in corporate.received_by_service_area.items()} == {
         "housing": 1,
@@ -122,7 +123,18 @@ async def test_the_annual_report_counts_each_section_from_the_ledger() -> None:
     assert corporate.extensions_by_stage["1"].value == 1
     assert [e["reason"] for e in corporate.extension_reasons] == ["awaiting the repair report"]
     assert {k: f.value for k, f in corporate.refusals_by_reason.items()} == {"legal_proceedings": 1}
-    assert corporate.refusals_by_reason["legal_proceedings"].source["complaint_ids"] == ["CMP-1"]
+    assert corporate.refusals_by_reason["legal_proceedings"].source == {
+        "endpoint": "/v1/kpis",
+        "params": {
+            "from": "2026-04-01",
+            "period": "year",
+            "kpi": "report_corporate_escalations_refused_legal_proceedings",
+        },
+        "kpi": "report_corporate_escalations_refused_legal_proceedings",
+    }
+    assert adult.outcomes_by_stage["1"]["partly_upheld"].source["params"]["service_area"] == (
+        "adult_social_care"
+    )
     assert corporate.ombudsman_referrals.value == 1
     assert {k: f.value for k, f in corporate.ombudsman_decisions.items()} == {"upheld": 1}
     assert [(a.complaint_id, a.status) for a in corporate.learning_actions] == [

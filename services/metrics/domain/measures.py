@@ -22,10 +22,12 @@ from shared.events.complaints import (
     ComplaintAcknowledged,
     ComplaintDeadlineBreachCorrected,
     ComplaintDeadlineBreached,
+    ComplaintDeadlineExtended,
     ComplaintEscalationRefused,
     ComplaintEscalationRequested,
     ComplaintFacts,
     ComplaintLearningActionCompleted,
+    ComplaintOmbudsmanDecided,
     ComplaintOpened,
     ComplaintReferredToOmbudsman,
     ComplaintResponded,
@@ -107,6 +109,11 @@ class ComplaintMeasure(StrEnum):
     ACK_ON_TIME = "ack_on_time"  # staged
     RESPONSE_DUE = "response_due"  # staged: responses made or breached
     RESPONSE_ON_TIME = "response_on_time"  # staged
+    # The annual report's figures, each a KPI (services.metrics.domain.report_kpis).
+    OUTCOME_UPHELD = "outcome_upheld"  # staged: responses at the stage, by outcome
+    OUTCOME_PARTLY_UPHELD = "outcome_partly_upheld"  # staged
+    OUTCOME_NOT_UPHELD = "outcome_not_upheld"  # staged
+    EXTENSIONS = "deadline_extensions"  # staged
 
 
 STAGED = frozenset(
@@ -116,12 +123,21 @@ STAGED = frozenset(
         ComplaintMeasure.ACK_ON_TIME,
         ComplaintMeasure.RESPONSE_DUE,
         ComplaintMeasure.RESPONSE_ON_TIME,
+        ComplaintMeasure.OUTCOME_UPHELD,
+        ComplaintMeasure.OUTCOME_PARTLY_UPHELD,
+        ComplaintMeasure.OUTCOME_NOT_UPHELD,
+        ComplaintMeasure.EXTENSIONS,
     }
 )
 RESPONDED_WITH = {
     ComplaintOutcome.UPHELD: ComplaintMeasure.RESPONDED_UPHELD,
     ComplaintOutcome.PARTLY_UPHELD: ComplaintMeasure.RESPONDED_PARTLY_UPHELD,
     ComplaintOutcome.NOT_UPHELD: ComplaintMeasure.RESPONDED_NOT_UPHELD,
+}
+STAGE_OUTCOME = {
+    ComplaintOutcome.UPHELD: ComplaintMeasure.OUTCOME_UPHELD,
+    ComplaintOutcome.PARTLY_UPHELD: ComplaintMeasure.OUTCOME_PARTLY_UPHELD,
+    ComplaintOutcome.NOT_UPHELD: ComplaintMeasure.OUTCOME_NOT_UPHELD,
 }
 # Which counters a deadline's outcome adds: (due, on time).
 OUTCOME_MEASURES = {
@@ -136,6 +152,16 @@ def complaint_measure(scope: Scope, measure: ComplaintMeasure, stage: int | None
         raise ValueError(f"{measure}: stage {stage!r} does not fit")
     name = f"{scope}_{measure}"
     return name if stage is None else f"{name}_s{stage}"
+
+
+def refusal_measure(scope: Scope, reason: str) -> str:
+    """Escalations refused for one reason (an `EscalationRefusalReason` value)."""
+    return f"{scope}_escalations_refused_{reason}"
+
+
+def ombudsman_decision_measure(scope: Scope, decision: str) -> str:
+    """Ombudsman decisions of one kind (upheld, not_upheld, withdrawn)."""
+    return f"{scope}_ombudsman_decided_{decision}"
 
 
 # A cell whose channel is not known (complaint events other than the opening
@@ -284,7 +310,23 @@ def complaint_increments(event: Event, channel: str) -> list[Increment]:
                 _complaint_count(day, p, channel, ComplaintMeasure.RECEIVED, p.from_stage + 1),
             ]
         case ComplaintEscalationRefused(payload=p):
-            return [_complaint_count(day, p, channel, ComplaintMeasure.ESCALATIONS_REFUSED)]
+            scope = complaint_scope(p.procedure)
+            return [
+                _complaint_count(day, p, channel, ComplaintMeasure.ESCALATIONS_REFUSED),
+                Increment(
+                    Cell(day, p.service_area, channel), refusal_measure(scope, p.reason.value)
+                ),
+            ]
+        case ComplaintDeadlineExtended(payload=p):
+            return [_complaint_count(day, p, channel, ComplaintMeasure.EXTENSIONS, p.stage)]
+        case ComplaintOmbudsmanDecided(payload=p):
+            scope = complaint_scope(p.procedure)
+            return [
+                Increment(
+                    Cell(day, p.service_area, channel),
+                    ombudsman_decision_measure(scope, p.decision),
+                )
+            ]
         case ComplaintDeadlineBreachCorrected(payload=p):
             # Dated at the breach it undoes: that day's breach becomes an on-time outcome.
             _, on_time = OUTCOME_MEASURES[p.deadline]
@@ -305,6 +347,7 @@ def complaint_increments(event: Event, channel: str) -> list[Increment]:
             return [
                 _complaint_count(day, p, channel, ComplaintMeasure.RESPONDED),
                 _complaint_count(day, p, channel, RESPONDED_WITH[p.outcome]),
+                _complaint_count(day, p, channel, STAGE_OUTCOME[p.outcome], p.stage),
                 _complaint_count(
                     day,
                     p,
