@@ -116,6 +116,8 @@ def _report_kpis() -> list[Kpi]:
 
 # A counter a headline KPI counts is reported by that KPI, not a second one.
 REPORT_KPIS: tuple[Kpi, ...] = tuple(
-    kpi for kpi in _report_kpis() if kpi.numerator[0][0] not in _HEADLINE_COUNTS
+    kpi
+    for kpi in _report_kpis()
+    if len(kpi.numerator) > 1 or kpi.numerator[0][0] not in _HEADLINE_COUNTS
 )
 REPORT_KPIS_BY_NAME: Mapping[str, Kpi] = {kpi.name: kpi for kpi in REPORT_KPIS}
