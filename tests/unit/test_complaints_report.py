@@ -6,16 +6,23 @@ import io
 from datetime import UTC, date, datetime
 from typing import Any
 
+import httpx
+
 from services.complaints.domain import Complaint, Context, Decision, decide
 from services.complaints.procedures import Policy
 from services.complaints.working_days import WorkingDayCalendar
+from services.metrics.app import create_app
 from services.metrics.applier import BatchApplier
 from services.metrics.complaints_report import build_complaints_report
 from services.metrics.complaints_report_format import to_csv, to_html
-from services.metrics.domain import Rules
+from services.metrics.domain import KPIS_BY_NAME, Rules, evaluate
+from services.metrics.domain.report_kpis import REPORT_KPIS_BY_NAME
+from services.metrics.periods import DateRange
+from services.metrics.settings import MetricsSettings
 from shared.events.complaints import ComplaintEvent
 from tests.support.complaints import action, london_at
 from tests.support.fake_metrics_store import FakeMetricsStore
+from tests.support.metrics import MANAGER, TOKENS
 
 CONTEXT = Context(WorkingDayCalendar(), Policy(), recorded_at=datetime(2027, 4, 10, tzinfo=UTC))
 APPLIER = BatchApplier(rules=Rules(), clock=lambda: CONTEXT.recorded_at, publish_surges=False)
@@ -180,3 +187,53 @@ async def test_the_report_prints_as_csv_and_escaped_html() -> None:
     assert "<script>" not in hostile_page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in hostile_page
     assert "Review care plans" in page
+
+
+def figures_of(node: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    if isinstance(node, dict):
+        if "value" in node and "source" in node:
+            return [(path, node)]
+        return [f for k, v in node.items() for f in figures_of(v, f"{path}.{k}")]
+    return []
+
+
+async def test_every_figure_s_source_names_a_kpi_that_counts_the_same_number() -> None:
+    """Issue 11 item 8: "every figure must be traceable: the JSON gives, for each figure,
+    the query parameters that reproduce it from GET /v1/kpis". Each source's KPI, over
+    the financial year and the source's service area and channel, gives the figure."""
+    events = ledger()
+    store = FakeMetricsStore()
+    async with store.transaction() as tx:
+        await APPLIER.apply(tx, 1, events)
+    report = await build_complaints_report(store, 2026, TODAY)
+    generation = await store.live_generation()
+
+    figures = figures_of(report.model_dump(mode="json"))
+    for path, figure in figures:
+        params = figure["source"]["params"]
+        assert figure["source"]["endpoint"] == "/v1/kpis", path
+        assert (params["from"], params["period"]) == ("2026-04-01", "year"), path
+        kpi = KPIS_BY_NAME.get(params["kpi"]) or REPORT_KPIS_BY_NAME[params["kpi"]]
+        totals = await store.totals(
+            generation,
+            DateRange(report.start, report.end),
+            service_area=params.get("service_area"),
+            channel=params.get("channel"),
+        )
+        assert evaluate(kpi, totals).value == figure["value"], (path, params)
+    traced = {path: figure["value"] for path, figure in figures}
+    assert traced[".sections.corporate.extensions_by_stage.1"] == 1
+    assert traced[".sections.corporate.ombudsman_decisions.upheld"] == 1
+    assert traced[".sections.adult_social_care.outcomes_by_stage.1.partly_upheld"] == 1
+    assert traced[".sections.corporate.learning_action_counts.learning_actions_done_on_time"] == 1
+
+
+async def test_get_kpis_refuses_an_unknown_kpi_name_naming_the_parameter() -> None:
+    # No lifespan: the name is checked before the database is needed.
+    app = create_app(MetricsSettings(metrics_api_tokens=TOKENS))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://metrics") as client:
+        response = await client.get("/v1/kpis", params={"kpi": "report_nonsense"}, headers=MANAGER)
+
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["query", "kpi"]
