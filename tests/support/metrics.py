@@ -174,12 +174,14 @@ class Events:
             ComplaintClosed: ComplaintClosedPayload,
             ComplaintWithdrawn: ComplaintWithdrawnPayload,
         }
+        # Events not listed: the payload model the event declares.
+        payload_type: Any = payload_types.get(event) or event.model_fields["payload"].annotation
         return event.model_validate(
             {
                 "complaint_id": self.id(name),
                 "occurred_at": when,
                 "source": "civicpulse-complaints",
-                "payload": payload_types[event](**payload),
+                "payload": payload_type(**payload),
             }
         )
 

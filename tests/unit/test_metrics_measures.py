@@ -9,12 +9,20 @@ from services.metrics.domain.measures import (
     is_fcr_candidate,
     stateless_increments,
 )
-from shared.events.complaints import ComplaintOpened, ComplaintResponded
+from shared.events.complaints import (
+    ComplaintDeadlineExtended,
+    ComplaintEscalationRefused,
+    ComplaintOmbudsmanDecided,
+    ComplaintOpened,
+    ComplaintResponded,
+    EscalationRefusalReason,
+)
 from shared.events.vocabulary import (
     Channel,
     ComplaintOutcome,
     ComplaintProcedure,
     ContactKind,
+    DeadlineKind,
 )
 from tests.support.metrics import Events
 
@@ -123,6 +131,50 @@ def test_a_response_counts_its_outcome_and_learning_actions_in_the_complaint_cha
     assert measures(increments) == {
         "corporate_responded": 1,
         "corporate_responded_partly_upheld": 1,
+        "corporate_outcome_partly_upheld_s1": 1,
         "corporate_learning_actions": 1,
     }
     assert {i.cell.channel for i in increments} == {"web"}
+
+
+def test_the_annual_report_counts_extensions_refusals_and_ombudsman_decisions() -> None:
+    """Issue 11 item 8: the report's extensions by stage, refusals by reason and Ombudsman
+    decisions are counters, so GET /v1/kpis reproduces each of them."""
+    extended = EVENTS.complaint(
+        "k",
+        LATE_SUMMER_EVENING,
+        ComplaintDeadlineExtended,
+        service_area="adult_social_care",
+        procedure=ComplaintProcedure.ADULT_SOCIAL_CARE,
+        stage=1,
+        deadline=DeadlineKind.RESPOND,
+        new_due_date=date(2026, 10, 1),
+        reason="agreed with the customer",
+    )
+    refused = EVENTS.complaint(
+        "k",
+        LATE_SUMMER_EVENING,
+        ComplaintEscalationRefused,
+        service_area="waste",
+        stage=1,
+        reason=EscalationRefusalReason.OUTSIDE_WINDOW,
+    )
+    decided = EVENTS.complaint(
+        "k",
+        LATE_SUMMER_EVENING,
+        ComplaintOmbudsmanDecided,
+        service_area="waste",
+        decision="withdrawn",
+        ombudsman_reference="LG-9",
+    )
+
+    assert measures(complaint_increments(extended, "web")) == {
+        "statutory_deadline_extensions_s1": 1
+    }
+    assert measures(complaint_increments(refused, "web")) == {
+        "corporate_escalations_refused": 1,
+        "corporate_escalations_refused_outside_window": 1,
+    }
+    assert measures(complaint_increments(decided, "web")) == {
+        "corporate_ombudsman_decided_withdrawn": 1
+    }
