@@ -119,6 +119,15 @@ def scripted(seed: int, now: datetime) -> list[Outgoing]:
     )
     for n in range(2):
         contact(f"overdue-{n}", 21)  # never acknowledged: the deadline must fire once
+    # Acknowledged late: its breach comes from the timer or from the late action,
+    # whichever arrives first, and nets one either way (issue 11).
+    acts(contact("late", 20), (5, "acknowledge", {}))
+    # Answered at stage 1 and never escalated: the window lapses, the service closes it.
+    acts(
+        contact("lapsed", 40),
+        (39, "acknowledge", {}),
+        (36, "respond", {**answer, "responder": "officer-1"}),
+    )
     when = london_10am(0.5)
     items.append(
         Outgoing(

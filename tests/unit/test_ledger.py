@@ -87,8 +87,14 @@ def test_an_overdue_acknowledgement_must_be_breached_exactly_once() -> None:
     never = reconcile(ledger, observed())
     twice = reconcile(ledger, observed(complaint_events=[breach(), breach()]))
 
-    assert f"{complaint_id} 1:acknowledge: breached 0 times, once" in never.problems
-    assert f"{complaint_id} 1:acknowledge: breached 2 times, once" in twice.problems
+    assert (
+        f"{complaint_id} 1:acknowledge: breached 0 times, corrected 0, expected net 1"
+        in never.problems
+    )
+    assert (
+        f"{complaint_id} 1:acknowledge: breached 2 times, corrected 0, expected net 1"
+        in twice.problems
+    )
     assert f"{complaint_id}: None, expected received" in never.problems
 
 
