@@ -122,6 +122,8 @@ def scripted(seed: int, now: datetime) -> list[Outgoing]:
     # Acknowledged late: its breach comes from the timer or from the late action,
     # whichever arrives first, and nets one either way (issue 11).
     acts(contact("late", 20), (5, "acknowledge", {}))
+    # Withdrawn after its acknowledgement was due: one breach, timer or withdrawal first.
+    acts(contact("withdrawn-late", 21), (3, "withdraw", {"reason": "resolved informally"}))
     # Answered at stage 1 and never escalated: the window lapses, the service closes it.
     acts(
         contact("lapsed", 40),
