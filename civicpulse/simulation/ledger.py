@@ -355,6 +355,18 @@ class Ledger:
             "survey_response_rate": Figure(responded, surveys),
         }
 
+    @staticmethod
+    def open_complaints(replays: Mapping[str, ComplaintReplay]) -> Counter[tuple[str, int]]:
+        """Complaints open now (neither closed nor withdrawn), by scope and stage."""
+        counts: Counter[tuple[str, int]] = Counter()
+        for replay in replays.values():
+            complaint = replay.complaint
+            assert complaint is not None
+            if complaint.status.value not in ("closed", "withdrawn"):
+                scope = "statutory" if complaint.statutory else "corporate"
+                counts[(scope, complaint.stage)] += 1
+        return counts
+
     def first_contact_resolution(self, transferred: Mapping[str, int]) -> Figure:
         """Enquiries and service requests resolved at first contact with no transfer (at
         receipt or later), and no other contact from the same customer about the same area

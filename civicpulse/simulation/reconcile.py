@@ -33,6 +33,7 @@ class Observed:
     dead_letters: list[tuple[str, bytes, str]]  # topic, original bytes, reason + error type
     kpis: dict[str, tuple[float | None, float | None]]  # kpi -> numerator, denominator
     complaint_states: dict[str, str | None]  # complaint id -> status (None: unknown)
+    open_complaints: dict[tuple[str, int], int] = field(default_factory=dict)  # scope, stage
 
 
 @dataclass
@@ -138,6 +139,17 @@ def reconcile(ledger: Ledger, observed: Observed) -> Reconciliation:
         if name not in figures and name not in UNRECONCILED
     ]
     result.check("KPI figures", len(figures), problems)
+    expected_open = ledger.open_complaints(replays)
+    result.check(
+        "open complaints",
+        sum(expected_open.values()),
+        [
+            f"open complaints {key[0]} stage {key[1]}: {observed.open_complaints.get(key, 0)}, "
+            f"expected {expected_open.get(key, 0)}"
+            for key in sorted({*expected_open, *observed.open_complaints})
+            if observed.open_complaints.get(key, 0) != expected_open.get(key, 0)
+        ],
+    )
 
     letters = observed.dead_letters
     refused = [

@@ -317,7 +317,7 @@ async def observe(system: RunningSystem, ledger: Ledger) -> Observed:
         complaint_events=await events(COMPLAINTS.name),
         feedback_events=await events(FEEDBACK.name),
         dead_letters=letters,
-        kpis=await kpis(system, ledger),
+        **await kpis(system, ledger),
         complaint_states=await complaint_states(system, ledger),
     )
 
@@ -340,7 +340,8 @@ async def complaint_states(system: RunningSystem, ledger: Ledger) -> dict[str, s
     return states
 
 
-async def kpis(system: RunningSystem, ledger: Ledger) -> Figures:
+async def kpis(system: RunningSystem, ledger: Ledger) -> dict[str, Any]:
+    """Every KPI figure over the days sent, and the complaints open now."""
     today = datetime.now(UTC).astimezone(LONDON).date()
     async with httpx.AsyncClient(base_url=system.url("metrics"), timeout=10) as http:
         response = await http.get(
@@ -349,7 +350,10 @@ async def kpis(system: RunningSystem, ledger: Ledger) -> Figures:
             headers={"Authorization": f"Bearer {system.credentials.manager_token}"},
         )
     response.raise_for_status()
-    return {row["kpi"]: (row["numerator"], row["denominator"]) for row in response.json()["kpis"]}
+    body = response.json()
+    figures: Figures = {row["kpi"]: (row["numerator"], row["denominator"]) for row in body["kpis"]}
+    open_now = {(row["scope"], row["stage"]): row["count"] for row in body["open_complaints"]}
+    return {"kpis": figures, "open_complaints": open_now}
 
 
 async def outboxes_drained(database_url: str, within_seconds: float = 60) -> None:

@@ -352,3 +352,24 @@ def test_a_kpi_the_api_returns_that_is_neither_reconciled_nor_listed_is_named() 
     result = reconcile(ledger, observed(kpis={"new_kpi": (1.0, None)}))
 
     assert any(p.startswith("KPI new_kpi: returned by GET /v1/kpis") for p in result.problems)
+
+
+def test_open_complaints_now_are_those_neither_closed_nor_withdrawn_by_scope_and_stage() -> None:
+    """DOMAIN.md, KPIs: complaints open by stage, corporate and statutory counted apart."""
+    opened = NOW - timedelta(days=2)
+    withdrawn = complaint_id_for_contact("O2")
+    ledger = ledger_with(
+        contact("O1", opened, kind="complaint", customer_ref="CUST-O1"),
+        contact("O2", opened, kind="complaint", customer_ref="CUST-O2"),
+        action(withdrawn, 1, "withdraw", opened + timedelta(days=1), reason="resolved"),
+        contact("O3", opened, kind="complaint", service_area="adult_social_care"),
+    )
+
+    def problems(open_now: dict[tuple[str, int], int]) -> list[str]:
+        result = reconcile(ledger, observed(open_complaints=open_now))
+        return [p for p in result.problems if p.startswith("open complaints")]
+
+    assert not problems({("corporate", 1): 1, ("statutory", 1): 1})
+    assert problems({("statutory", 1): 1})  # lost
+    assert problems({("corporate", 1): 2, ("statutory", 1): 1})  # the withdrawal not honoured
+    assert problems({("corporate", 2): 1, ("statutory", 1): 1})  # wrong stage
