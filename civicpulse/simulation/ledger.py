@@ -9,8 +9,12 @@ system published is consulted to build these expectations; `reconcile` then
 compares them with what the system did.
 
 Complaints are replayed through the complaints domain's pure rules (no I/O),
-fed from the plan: a fault test asks whether faults lose or double effects,
-and the domain's rules themselves are proven by their own unit tests.
+fed from the plan, then the timers due by `now` fire (breaches of deadlines
+with no action, the lapse that closes a stage 1 case never escalated): a
+fault test asks whether faults lose or double effects, and the domain's rules
+themselves are proven by their own unit tests. Timeliness is judged by dates,
+so the replay's order (the plan's) gives the one right answer for any order
+of arrival; the system may get there by a breach and its correction.
 """
 
 import time
