@@ -62,14 +62,21 @@ def reconcile(ledger: Ledger, observed: Observed) -> Reconciliation:
     )
     replays = ledger.complaints()
     complaint_seen = distinct_ids(observed.complaint_events, "complaint_id", "event_type")
+    seen_types: dict[str, set[str]] = {}
+    for complaint_id, event_type in complaint_seen:
+        seen_types.setdefault(complaint_id, set()).add(event_type)
     problems = []
+    reopened = 0
     for complaint_id, replay in replays.items():
-        for event_type, count in replay.events.items():
-            if event_type in NET_EVENTS:
-                continue
+        types = seen_types.get(complaint_id, set()) | set(replay.events)
+        for event_type in sorted(types - NET_EVENTS):
+            count = replay.events[event_type]
             got = len(complaint_seen.get((complaint_id, event_type), ()))
-            if got != count:
+            extra = replay.lapses_reopened if event_type == "ComplaintClosed" else 0
+            reopened += max(0, min(got - count, extra))
+            if not count <= got <= count + extra:
                 problems.append(f"{complaint_id}: {got} {event_type} for {count} expected")
+    result.counts["lapse closes reopened"] = reopened
     result.check(
         "complaint events",
         sum(n for r in replays.values() for t, n in r.events.items() if t not in NET_EVENTS),

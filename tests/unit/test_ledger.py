@@ -373,3 +373,37 @@ def test_open_complaints_now_are_those_neither_closed_nor_withdrawn_by_scope_and
     assert problems({("statutory", 1): 1})  # lost
     assert problems({("corporate", 1): 2, ("statutory", 1): 1})  # the withdrawal not honoured
     assert problems({("corporate", 2): 1, ("statutory", 1): 1})  # wrong stage
+
+
+def test_an_unexpected_complaint_event_is_named_and_a_lapse_a_request_undid_is_allowed() -> None:
+    """Issue 11 item 1: an escalation request dated inside the window reopens a case the
+    lapse timer closed because the request arrived after the window's end had passed."""
+    opened = NOW - timedelta(days=60)
+    complaint_id = complaint_id_for_contact("RQ")
+    ledger = ledger_with(
+        contact("RQ", opened, kind="complaint"),
+        action(complaint_id, 1, "acknowledge", opened + timedelta(days=1)),
+        action(
+            complaint_id,
+            2,
+            "respond",
+            opened + timedelta(days=5),
+            outcome="upheld",
+            responder="officer-1",
+            learning_actions=[],
+        ),
+        action(complaint_id, 3, "request_escalation", opened + timedelta(days=10)),
+    )
+
+    def closed(times: int) -> list[str]:
+        events = [event("ComplaintClosed", complaint_id=complaint_id) for _ in range(times)]
+        result = reconcile(ledger, observed(complaint_events=events))
+        return [p for p in result.problems if p.endswith("ComplaintClosed for 0 expected")]
+
+    assert not closed(0)
+    assert not closed(1)
+    assert closed(2)
+    withdrawn = reconcile(
+        ledger, observed(complaint_events=[event("ComplaintWithdrawn", complaint_id=complaint_id)])
+    )
+    assert f"{complaint_id}: 1 ComplaintWithdrawn for 0 expected" in withdrawn.problems
