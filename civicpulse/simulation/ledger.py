@@ -89,12 +89,10 @@ class ComplaintReplay:
 class Breaches:
     """The deadlines of one complaint that must end breached, net of corrections.
 
-    Timeliness is judged by dates (issue 11): a deadline is breached when its
-    action's local date is after the due date, or when it had no action and
-    its day has ended. Arrival order only changes the route: a timer that
-    fires before an on-time action arrives is corrected (one breach, one
-    correction, net none); a late action that arrives first emits the breach
-    itself. Either way each deadline nets one breach or none.
+    Judged by dates (issue 11): breached when its action's local date is after
+    the due date, or it had no action and its day has ended. A timer firing
+    before an on-time action is corrected (net none); a late action arriving
+    first emits the breach itself. Each deadline nets one breach or none.
     """
 
     breached: frozenset[str]  # timer ids (`<stage>:<kind>`) that net one breach
