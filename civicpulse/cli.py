@@ -193,7 +193,7 @@ def _simulate(args: argparse.Namespace) -> int:
     print("  " + ", ".join(f"{count} {kind}" for kind, count in kinds.most_common()))
     if args.dry_run:
         return 0
-    target = Target(ServiceSettings().kafka_bootstrap, args.intake_url, args.api_key)
+    target = Target(ServiceSettings().kafka, args.intake_url, args.api_key)
     feedback = (
         FeedbackTarget(args.feedback_url, args.feedback_api_key or "")
         if args.feedback_url

@@ -17,7 +17,7 @@ async def prepare(settings: ServiceSettings, service: str, migrations: Path) -> 
         await migrate(pool, service, migrations)
         if settings.create_topics:
             await ensure_topics(
-                settings.kafka_bootstrap,
+                settings.kafka,
                 ALL_TOPICS,
                 replication_factor=settings.topic_replication_factor,
             )

@@ -15,15 +15,15 @@ from collections.abc import Iterable
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from civicpulse.simulation.plan import Outgoing
-from shared.kafka import topic_partitions
+from shared.kafka import Kafka, kafka_client_options, topic_partitions
 from shared.topics import COMPLAINT_ACTIONS, COMPLAINTS
 
 
 class CaseManager:
     """Holds case actions by complaint id; sends them when the complaint is opened."""
 
-    def __init__(self, bootstrap: str, actions: Iterable[Outgoing]) -> None:
-        self._bootstrap = bootstrap
+    def __init__(self, kafka: Kafka, actions: Iterable[Outgoing]) -> None:
+        self._kafka = kafka
         self._waiting: dict[str, list[Outgoing]] = defaultdict(list)
         for item in actions:
             self._waiting[item.key].append(item)
@@ -36,7 +36,7 @@ class CaseManager:
 
     async def start(self) -> None:
         """Start watching `civicpulse.complaints` from its current end (before any contact)."""
-        consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(**kafka_client_options(self._kafka), enable_auto_commit=False)
         await consumer.start()
         assigned = await topic_partitions(consumer, [COMPLAINTS.name])
         consumer.assign(assigned)

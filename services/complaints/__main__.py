@@ -6,6 +6,7 @@ import sys
 from services.complaints.settings import ComplaintsSettings
 from shared.api_keys import new_api_key
 from shared.http import configure_logging, serve
+from shared.production import exit_if_unsafe
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     from services.complaints.app import create_app
 
     settings = ComplaintsSettings()
+    exit_if_unsafe(settings, "complaints")
     configure_logging(settings.log_level)
     serve(create_app(settings), settings)
     return 0

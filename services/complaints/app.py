@@ -69,7 +69,7 @@ def create_app(
 ) -> FastAPI:
     settings = settings or ComplaintsSettings()
     registry = registry or CollectorRegistry()
-    broker = make_broker(settings.kafka_bootstrap, client_id=SERVICE, registry=registry)
+    broker = make_broker(settings.kafka, client_id=SERVICE, registry=registry)
     metrics = ComplaintsMetrics(registry)
     outbox_metrics = OutboxMetrics(registry, SERVICE)
     timer_metrics = TimerMetrics(registry, SERVICE)
@@ -103,7 +103,7 @@ def create_app(
         app.state.complaints = Running(pool, handler, scheduler, relay)
         state.update(pool=pool, handler=handler)
         subscribe_inputs(broker, handler, settings)
-        lag = KafkaPositions(settings.kafka_bootstrap)
+        lag = KafkaPositions(settings.kafka)
         if not settings.complaints_api_keys:
             log.warning("no CIVICPULSE_COMPLAINTS_API_KEYS set: every HTTP caller will get 401")
         await broker.start()

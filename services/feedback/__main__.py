@@ -9,6 +9,7 @@ from pydantic import ValidationError
 from services.feedback.settings import FeedbackSettings
 from shared.api_keys import new_api_key
 from shared.http import configure_logging, serve
+from shared.production import exit_if_unsafe
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as error:
         print(f"feedback: invalid settings:\n{error}", file=sys.stderr)
         return 2
+    if args.command == "send":
+        exit_if_unsafe(settings, "feedback send", settings.sender_production_problems())
+    else:
+        exit_if_unsafe(settings, "feedback")
     configure_logging(settings.log_level)
     if args.command == "send":
         from services.feedback.sender import create_sender_app

@@ -161,7 +161,7 @@ def create_app(
 ) -> FastAPI:
     settings = settings or FeedbackSettings()
     registry = registry or CollectorRegistry()
-    broker = make_broker(settings.kafka_bootstrap, client_id=SERVICE, registry=registry)
+    broker = make_broker(settings.kafka, client_id=SERVICE, registry=registry)
     metrics = FeedbackMetrics(registry)
     outbox_metrics = OutboxMetrics(registry, SERVICE)
     links = AnswerLinks(settings.feedback_token_secret.get_secret_value())

@@ -6,6 +6,7 @@ import sys
 from services.intake.settings import IntakeSettings
 from shared.api_keys import new_api_key
 from shared.http import configure_logging, serve
+from shared.production import exit_if_unsafe
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     from services.intake.app import create_app
 
     settings = IntakeSettings()
+    exit_if_unsafe(settings, "intake")
     configure_logging(settings.log_level)
     serve(create_app(settings), settings)
     return 0

@@ -92,7 +92,7 @@ def create_app(
 ) -> FastAPI:
     settings = settings or IntakeSettings()
     registry = registry or CollectorRegistry()
-    broker = make_broker(settings.kafka_bootstrap, client_id=SERVICE, registry=registry)
+    broker = make_broker(settings.kafka, client_id=SERVICE, registry=registry)
     metrics = IntakeMetrics(registry)
     vocabulary = Vocabulary(load_service_areas(settings.vocabulary_file))
     state: dict[str, Any] = {}
@@ -100,7 +100,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = await prepare(settings, SERVICE, MIGRATIONS)
-        producer = BulkProducer(settings.kafka_bootstrap, client_id=SERVICE)
+        producer = BulkProducer(settings.kafka, client_id=SERVICE)
         await producer.start()
         handler = IntakeHandler(
             store=IdempotencyStore(pool),

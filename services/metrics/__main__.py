@@ -9,6 +9,7 @@ import sys
 from services.metrics.settings import MetricsSettings, Role
 from shared.api_keys import hash_api_key
 from shared.http import configure_logging, serve
+from shared.production import exit_if_unsafe
 
 
 async def _rebuild(settings: MetricsSettings) -> None:
@@ -22,7 +23,7 @@ async def _rebuild(settings: MetricsSettings) -> None:
     try:
         await migrate(pool, "metrics", MIGRATIONS)
         applier = BatchApplier(rules=settings.rules, clock=utc_now, publish_surges=False)
-        await rebuild(pool, settings.kafka_bootstrap, applier, progress=print)
+        await rebuild(pool, settings.kafka, applier, progress=print)
     finally:
         await pool.close()
 
@@ -56,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     settings = MetricsSettings()
+    exit_if_unsafe(settings, "metrics")
     configure_logging(settings.log_level)
     if args.command == "rebuild":
         asyncio.run(_rebuild(settings))

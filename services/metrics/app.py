@@ -85,7 +85,7 @@ def create_app(
         minimum_sample=settings.metrics_minimum_sample,
         fcr_window_days=settings.metrics_fcr_window_days,
     )
-    broker = make_broker(settings.kafka_bootstrap, client_id=SERVICE, registry=registry)
+    broker = make_broker(settings.kafka, client_id=SERVICE, registry=registry)
     consumer_metrics = ConsumerMetrics(registry)
     gauges = KpiGauges(registry)
     outbox_metrics = OutboxMetrics(registry, SERVICE)
@@ -107,7 +107,7 @@ def create_app(
             settings=ConsumerSettings.of(settings),
             max_records=settings.metrics_max_batch,
         )
-        kafka = KafkaPositions(settings.kafka_bootstrap)
+        kafka = KafkaPositions(settings.kafka)
         relay = OutboxRelay(
             pool, broker, SERVICE, metrics=outbox_metrics, retry=RetryPolicy.for_outbox(settings)
         )
