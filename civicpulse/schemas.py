@@ -26,6 +26,8 @@ from shared.events.envelope import Event
 from shared.topics import ALL_TOPICS, COMPLAINT_ACTIONS, CONTACTS_RAW, NOTIFICATIONS, TopicSpec
 
 SCHEMA_DIR = Path(__file__).resolve().parents[1] / "shared" / "schemas"
+# The JSON Schema dialect AsyncAPI 3.0 parsers accept as a payload's schemaFormat.
+JSON_SCHEMA_FORMAT = "application/schema+json;version=draft-07"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +72,9 @@ def _message(name: str, schema_file: str, description: str) -> dict[str, Any]:
         "title": name,
         "summary": description,
         "contentType": "application/json",
-        "payload": {"$ref": f"./{schema_file}"},
+        # A multi-format schema: the payloads are pydantic's JSON Schemas, not
+        # AsyncAPI schema objects (whose `discriminator` is a plain string).
+        "payload": {"schemaFormat": JSON_SCHEMA_FORMAT, "schema": {"$ref": f"./{schema_file}"}},
     }
 
 

@@ -14,6 +14,9 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/n
 # The feedback form's real-browser test.
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
+# The official AsyncAPI parser checks shared/schemas/asyncapi.json (tools/asyncapi/).
+command -v node >/dev/null || need_apt+=(nodejs)
+command -v npm >/dev/null || need_apt+=(npm)
 
 if ((${#need_apt[@]})); then
     echo "bootstrap: installing system packages: ${need_apt[*]}" >&2
@@ -33,4 +36,12 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     echo "bootstrap: installing the Python package and its dev extras" >&2
     python3 -m pip install --quiet --disable-pip-version-check -e '.[dev]'
     touch "$stamp"
+fi
+
+# The AsyncAPI parser, pinned by tools/asyncapi/package-lock.json; install
+# scripts are not needed (and one only reports telemetry).
+if [ ! -f tools/asyncapi/node_modules/.package-lock.json ] \
+    || [ tools/asyncapi/package-lock.json -nt tools/asyncapi/node_modules/.package-lock.json ]; then
+    echo "bootstrap: installing the AsyncAPI parser (npm ci in tools/asyncapi)" >&2
+    (cd tools/asyncapi && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
 fi

@@ -29,6 +29,13 @@ class ServiceSettings(BaseSettings):
     )
     http_host: str = Field(default="127.0.0.1", description="Address the HTTP server binds.")
     http_port: int = Field(default=8000, ge=1, le=65535, description="HTTP port (per service).")
+    http_max_body_bytes: int = Field(
+        default=16_384,
+        ge=1_024,
+        le=64 * 1024 * 1024,
+        description="Largest request body accepted; a larger one is refused with 413 before "
+        "it is read whole (per service).",
+    )
     vocabulary_file: Path = Field(
         default=DEFAULT_VOCABULARY_FILE, description="YAML file with the council's service areas."
     )

@@ -11,9 +11,10 @@ sent again with the same id (from the same source) is applied once.
 from datetime import date
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from shared.events.complaints import LearningAction, Reason, StaffRef
+from shared.events.envelope import UtcDatetime
 from shared.events.vocabulary import (
     Channel,
     ComplaintOutcome,
@@ -45,7 +46,7 @@ class ActionRecord(BaseModel):
     )
     complaint_id: Identifier = Field(examples=["CMP-2026-000123"])
     source: SourceName
-    occurred_at: AwareDatetime = Field(
+    occurred_at: UtcDatetime = Field(
         description="When the action happened, with a UTC offset; deadlines are judged on its "
         "date in Europe/London."
     )

@@ -38,7 +38,15 @@ from shared.consumer import (
 )
 from shared.consumer_lag import KafkaPositions
 from shared.events.envelope import utc_now
-from shared.http import add_component_schemas, add_operational_routes, openapi_body_schema
+from shared.http import (
+    MalformedBodyError,
+    add_component_schemas,
+    add_operational_routes,
+    document_problems,
+    limit_request_bodies,
+    openapi_body_schema,
+    parse_json_body,
+)
 from shared.kafka import make_broker
 from shared.outbox import OutboxMetrics, OutboxRelay
 from shared.parked import RetryPolicy
@@ -178,9 +186,9 @@ def create_app(
         complaint_id: str, request: Request, source: Annotated[str, Depends(caller)]
     ) -> ActionAccepted | JSONResponse:
         try:
-            body = await request.json()
-        except ValueError as error:
-            return _invalid("body", f"not valid JSON: {error}")
+            body = parse_json_body(await request.body())
+        except MalformedBodyError as error:
+            return _invalid("body", str(error))
         if not isinstance(body, dict):
             return _invalid("body", "an action must be a JSON object")
         body.setdefault("complaint_id", complaint_id)
@@ -236,6 +244,8 @@ def create_app(
         return complaint_view(complaint)
 
     add_operational_routes(app, broker=broker, registry=registry, pool=lambda: state.get("pool"))
+    document_problems(app)
+    limit_request_bodies(app, settings.http_max_body_bytes)
     add_component_schemas(app, action_definitions)
     return app
 

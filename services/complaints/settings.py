@@ -10,6 +10,12 @@ from shared.settings import ServiceSettings
 
 class ComplaintsSettings(ServiceSettings):
     http_port: int = Field(default=8002, ge=1, le=65535, description="HTTP port.")
+    http_max_body_bytes: int = Field(
+        default=256 * 1024,
+        ge=1_024,
+        le=64 * 1024 * 1024,
+        description="Largest request body (one case action); larger is a 413.",
+    )
     complaints_group_id: str = Field(
         default="civicpulse-complaints",
         description="Consumer group of the contacts and case-actions consumers.",

@@ -30,7 +30,12 @@ from shared.api_keys import authenticated_source
 from shared.consumer import ConsumerSettings, subscribe_events
 from shared.events.envelope import utc_now
 from shared.events.vocabulary import CUSTOMER_REF_PATTERN, CaseType, Resolved
-from shared.http import add_operational_routes
+from shared.http import (
+    add_operational_routes,
+    document_problems,
+    limit_request_bodies,
+    problem_schema,
+)
 from shared.kafka import make_broker
 from shared.outbox import OutboxMetrics, OutboxRelay
 from shared.parked import RetryPolicy
@@ -39,7 +44,6 @@ from shared.timers import TimerMetrics, TimerScheduler
 from shared.topics import COMPLAINTS, CONTACTS, FEEDBACK, NOTIFICATIONS
 
 log = logging.getLogger(__name__)
-MAX_FORM_BYTES = 16_384
 LINK_STATUS = {
     "invalid_link": status.HTTP_400_BAD_REQUEST,
     "not_found": status.HTTP_404_NOT_FOUND,
@@ -105,6 +109,12 @@ class AnswerAccepted(BaseModel):
 class LinkProblem(BaseModel):
     code: str = Field(description="`invalid_link`, `not_found`, `already_answered`, `expired`.")
     message: str
+
+
+class LinkRefused(BaseModel):
+    """Under `detail`, like every other error of the service."""
+
+    detail: LinkProblem
 
 
 class Erased(BaseModel):
@@ -314,14 +324,30 @@ def create_app(
         )
 
     link_responses: dict[int | str, dict[str, Any]] = {
-        code: {"model": LinkProblem, "description": f"Link refused: `{name}`."}
+        code: {"model": LinkRefused, "description": f"Link refused: `{name}`."}
         for name, code in LINK_STATUS.items()
+    }
+    html = {"text/html": {"schema": {"type": "string"}}}
+    link_pages: dict[int | str, dict[str, Any]] = {
+        code: {"description": f"Link refused: `{name}` (a page saying why).", "content": html}
+        for name, code in LINK_STATUS.items()
+    }
+    form_pages: dict[int | str, dict[str, Any]] = link_pages | {
+        413: {
+            "description": "Over CIVICPULSE_HTTP_MAX_BODY_BYTES: a page for browsers, "
+            "else a problem.",
+            "content": html | {"application/json": {"schema": problem_schema()}},
+        },
+        422: {
+            "description": "Answers missing or invalid: the form again, with the errors.",
+            "content": html,
+        },
     }
 
     def link_problem(error: LinkError) -> JSONResponse:
-        body = LinkProblem(code=error.code, message=error.message)
+        body = LinkRefused(detail=LinkProblem(code=error.code, message=error.message))
         return JSONResponse(
-            {"detail": body.model_dump()}, status_code=LINK_STATUS[error.code], headers=PRIVATE_PAGE
+            body.model_dump(), status_code=LINK_STATUS[error.code], headers=PRIVATE_PAGE
         )
 
     @app.get(
@@ -370,7 +396,9 @@ def create_app(
     def link_page(error: LinkError) -> HTMLResponse:
         return page(problem(LINK_TITLES[error.code], error.message), LINK_STATUS[error.code])
 
-    @app.get("/surveys/{token}", response_class=HTMLResponse, tags=["survey pages"])
+    @app.get(
+        "/surveys/{token}", response_class=HTMLResponse, tags=["survey pages"], responses=link_pages
+    )
     async def survey_page(token: str) -> HTMLResponse:
         try:
             request = await handler().open_survey(token)
@@ -378,14 +406,14 @@ def create_app(
             return link_page(error)
         return page(survey_form(f"/surveys/{token}", request.service_area))
 
-    @app.post("/surveys/{token}", response_class=HTMLResponse, tags=["survey pages"])
+    @app.post(
+        "/surveys/{token}",
+        response_class=HTMLResponse,
+        tags=["survey pages"],
+        responses=form_pages,
+    )
     async def submit_survey_page(token: str, raw: Request) -> HTMLResponse:
-        body = await raw.body()
-        if len(body) > MAX_FORM_BYTES:
-            return page(
-                problem("Your answers are too long", "Please shorten your comment."),
-                status.HTTP_413_CONTENT_TOO_LARGE,
-            )
+        body = await raw.body()  # at most CIVICPULSE_HTTP_MAX_BODY_BYTES: see limit_request_bodies
         fields = parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True)
         form: dict[str, str | None] = {name: values[0] for name, values in fields.items()}
         try:
@@ -400,7 +428,12 @@ def create_app(
             return page(html, status.HTTP_422_UNPROCESSABLE_CONTENT)
         return page(thank_you())
 
-    @app.post("/surveys/{token}/opt-out", response_class=HTMLResponse, tags=["survey pages"])
+    @app.post(
+        "/surveys/{token}/opt-out",
+        response_class=HTMLResponse,
+        tags=["survey pages"],
+        responses=link_pages,
+    )
     async def opt_out_page(token: str) -> HTMLResponse:
         """The resident's "stop sending me surveys" button on the answer form."""
         try:
@@ -410,4 +443,10 @@ def create_app(
         return page(opted_out())
 
     add_operational_routes(app, broker=broker, registry=registry, pool=lambda: state.get("pool"))
+    document_problems(app)
+    limit_request_bodies(
+        app,
+        settings.http_max_body_bytes,
+        html_page=lambda: problem("Your answers are too long", "Please shorten your comment."),
+    )
     return app

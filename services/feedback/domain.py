@@ -286,4 +286,14 @@ REDACTED = "[removed]"
 
 
 def redact(comment: str) -> str:
-    return _PHONE.sub(REDACTED, _EMAIL.sub(REDACTED, comment))
+    """`comment` without email addresses and phone numbers, and never longer than it was.
+
+    A match shorter than the marker (`a@b.co`) is masked with as many `*`, so a
+    comment within MAX_COMMENT_LENGTH still fits SatisfactionResponded's limit.
+    """
+    return _PHONE.sub(_mask, _EMAIL.sub(_mask, comment))
+
+
+def _mask(match: re.Match[str]) -> str:
+    found = match.group(0)
+    return REDACTED if len(found) >= len(REDACTED) else "*" * len(found)

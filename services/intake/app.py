@@ -26,7 +26,15 @@ from services.intake.store import MIGRATIONS, IdempotencyStore
 from shared.api_keys import authenticated_source
 from shared.consumer import ConsumerSettings, DeadLetterTopics, subscribe_records
 from shared.events.envelope import utc_now
-from shared.http import add_component_schemas, add_operational_routes, openapi_body_schema
+from shared.http import (
+    MalformedBodyError,
+    add_component_schemas,
+    add_operational_routes,
+    document_problems,
+    limit_request_bodies,
+    openapi_body_schema,
+    parse_json_body,
+)
 from shared.kafka import BulkProducer, make_broker, publish_events
 from shared.startup import prepare
 from shared.topics import CONTACTS, CONTACTS_RAW
@@ -108,6 +116,7 @@ def create_app(
             vocabulary=vocabulary,
             metrics=metrics,
             clock=clock,
+            timestamps=settings.timestamp_bounds(),
         )
         state.update(pool=pool, handler=handler)
         subscribe_raw_topic(broker, handler, settings)
@@ -168,9 +177,9 @@ def create_app(
         request: Request, source: Annotated[str, Depends(caller)]
     ) -> ContactsAccepted | JSONResponse:
         try:
-            body = await request.json()
-        except ValueError as error:
-            return _body_error(f"not valid JSON: {error}")
+            body = parse_json_body(await request.body())
+        except MalformedBodyError as error:
+            return _body_error(str(error))
         documents = body if isinstance(body, list) else [body]
         if not documents or len(documents) > MAX_HTTP_BATCH:
             return _body_error(f"send between 1 and {MAX_HTTP_BATCH} records")
@@ -193,6 +202,8 @@ def create_app(
         )
 
     add_operational_routes(app, broker=broker, registry=registry, pool=lambda: state.get("pool"))
+    document_problems(app)
+    limit_request_bodies(app, settings.http_max_body_bytes)
     add_component_schemas(app, body_definitions)
     return app
 

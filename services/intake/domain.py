@@ -9,7 +9,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 from uuid import UUID, uuid5
@@ -80,6 +80,8 @@ class RejectionReason(StrEnum):
     INVALID_RECORD = "invalid_record"
     UNKNOWN_VOCABULARY = "unknown_vocabulary"
     PERSONAL_DATA = "personal_data"
+    OCCURRED_IN_FUTURE = "occurred_in_future"
+    OCCURRED_TOO_EARLY = "occurred_too_early"
     SOURCE_MISSING = "source_missing"
     SOURCE_MISMATCH = "source_mismatch"
     IDEMPOTENCY_CONFLICT = "idempotency_conflict"
@@ -127,6 +129,18 @@ class Vocabulary:
     kinds: frozenset[str] = frozenset(ContactKind)
 
 
+@dataclass(frozen=True, slots=True)
+class TimestampBounds:
+    """When a contact can plausibly have happened, relative to when intake reads it.
+
+    A little future is allowed for publishers' clock skew; any past back to
+    `earliest` is allowed, so backfills of real history still go through.
+    """
+
+    max_clock_skew: timedelta = timedelta(seconds=900)
+    earliest: datetime = datetime(2000, 1, 1, tzinfo=UTC)
+
+
 def fold(value: str) -> str:
     """`Face-to-face ` -> `face_to_face`: tolerant of case and separators only."""
     return _SEPARATORS.sub("_", value.strip().lower())
@@ -139,8 +153,10 @@ def reject(reason: RejectionReason, field: str, message: str) -> Rejected:
 def decode_json(raw: bytes) -> dict[str, Any] | Rejected:
     try:
         document = json.loads(raw)
-    except (ValueError, RecursionError) as error:  # also undecodable bytes, huge numbers
-        return reject(RejectionReason.INVALID_JSON, "", f"not valid JSON: {str(error)[:200]}")
+    except (ValueError, RecursionError) as error:
+        # ValueError covers undecodable bytes, bad syntax and integers past
+        # Python's digit limit; RecursionError, arrays nested thousands deep.
+        return reject(RejectionReason.INVALID_JSON, "", f"not valid JSON: {type(error).__name__}")
     if not isinstance(document, dict):
         return reject(RejectionReason.INVALID_JSON, "", "a record must be a JSON object")
     return document
@@ -181,6 +197,7 @@ def read_record(
     *,
     authenticated_source: str | None,
     recorded_at: datetime,
+    timestamps: TimestampBounds = TimestampBounds(),
 ) -> Accepted | Rejected:
     """Validate one decoded record and build its canonical event."""
     kept, stripped = strip_personal_data(document)
@@ -190,6 +207,8 @@ def read_record(
         return Rejected(
             RejectionReason.INVALID_RECORD, _field_errors(error, kept.get("record_type"))
         )
+    if implausible := _implausible_time(record.occurred_at, recorded_at, timestamps):
+        return implausible
     source = _source_of(record, authenticated_source)
     if isinstance(source, Rejected):
         return source
@@ -223,6 +242,27 @@ def read_record(
         fingerprint=fingerprint(event),
         stripped_fields=stripped,
     )
+
+
+def _implausible_time(
+    occurred_at: datetime, recorded_at: datetime, bounds: TimestampBounds
+) -> Rejected | None:
+    latest = recorded_at + bounds.max_clock_skew
+    if occurred_at > latest:
+        return reject(
+            RejectionReason.OCCURRED_IN_FUTURE,
+            "occurred_at",
+            f"{occurred_at.isoformat()} is after {latest.isoformat()} "
+            f"(now plus {bounds.max_clock_skew.total_seconds():.0f} s of clock skew)",
+        )
+    if occurred_at < bounds.earliest:
+        return reject(
+            RejectionReason.OCCURRED_TOO_EARLY,
+            "occurred_at",
+            f"{occurred_at.isoformat()} is before {bounds.earliest.isoformat()}, "
+            "the earliest date accepted",
+        )
+    return None
 
 
 def _source_of(record: RawRecord, authenticated_source: str | None) -> str | Rejected:

@@ -23,6 +23,7 @@ from services.intake.domain import (
     Classified,
     Rejected,
     RejectionReason,
+    TimestampBounds,
     Vocabulary,
     classify,
     decode_json,
@@ -125,12 +126,14 @@ class IntakeHandler:
         vocabulary: Vocabulary,
         metrics: IntakeMetrics,
         clock: Clock,
+        timestamps: TimestampBounds = TimestampBounds(),  # noqa: B008 (frozen, so shareable)
     ) -> None:
         self._store = store
         self._publish_events = publish_events
         self._vocabulary = vocabulary
         self._metrics = metrics
         self._clock = clock
+        self._timestamps = timestamps
 
     def _read(self, document: Any, source: str | None, via: Via) -> Accepted | Rejected:
         outcome: Accepted | Rejected
@@ -140,7 +143,11 @@ class IntakeHandler:
             outcome = reject(RejectionReason.INVALID_JSON, "", "a record must be a JSON object")
         else:
             outcome = read_record(
-                document, self._vocabulary, authenticated_source=source, recorded_at=self._clock()
+                document,
+                self._vocabulary,
+                authenticated_source=source,
+                recorded_at=self._clock(),
+                timestamps=self._timestamps,
             )
         if isinstance(outcome, Rejected):
             self._metrics.rejected.labels(via.value, outcome.reason.value).inc()

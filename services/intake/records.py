@@ -7,9 +7,10 @@ Its JSON Schema is exported to `shared/schemas/RawContactRecord.json`.
 
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from shared.events.contacts import Team, WaitSeconds
+from shared.events.envelope import UtcDatetime
 from shared.events.vocabulary import Identifier, Slug
 
 MAX_HTTP_BATCH = 1000
@@ -54,8 +55,11 @@ class RawRecord(BaseModel):
         examples=["crm", "telephony"],
     )
     contact_id: Identifier
-    occurred_at: AwareDatetime = Field(
-        description="When it happened, with a UTC offset (e.g. `2026-01-12T09:30:00+00:00`)."
+    occurred_at: UtcDatetime = Field(
+        description="When it happened, with a UTC offset (e.g. `2026-01-12T09:30:00+00:00`). "
+        "Refused as `occurred_in_future` when more than `CIVICPULSE_MAX_CLOCK_SKEW_SECONDS` "
+        "ahead of intake's clock, and as `occurred_too_early` before "
+        "`CIVICPULSE_EARLIEST_OCCURRED_AT`."
     )
     correlation_id: Identifier | None = None
 

@@ -18,6 +18,8 @@ from services.metrics.domain import KPIS_BY_NAME, series
 from services.metrics.gauges import GaugeRefresher, KpiGauges
 from services.metrics.handlers import BatchApplier, ConsumerMetrics, LiveConsumer
 from services.metrics.periods import (
+    FIRST_DAY,
+    LAST_DAY,
     DateRange,
     Period,
     financial_quarter_label,
@@ -50,7 +52,7 @@ from shared.consumer import ConsumerSettings, subscribe_events
 from shared.consumer_lag import KafkaPositions
 from shared.events.envelope import utc_now
 from shared.events.vocabulary import Channel
-from shared.http import add_operational_routes
+from shared.http import Problem, add_operational_routes, document_problems, limit_request_bodies
 from shared.kafka import make_broker
 from shared.outbox import OutboxMetrics, OutboxRelay
 from shared.parked import RetryPolicy
@@ -197,8 +199,8 @@ def create_app(
     )
     async def get_kpis(
         _: Annotated[Role, manager_or_ops],
-        first: Annotated[date | None, Query(alias="from")] = None,
-        last: Annotated[date | None, Query(alias="to")] = None,
+        first: Annotated[date | None, Query(alias="from", ge=FIRST_DAY, le=LAST_DAY)] = None,
+        last: Annotated[date | None, Query(alias="to", ge=FIRST_DAY, le=LAST_DAY)] = None,
         period: Period = Period.MONTH,
         service_area: str | None = None,
         channel: Channel | None = None,
@@ -241,12 +243,13 @@ def create_app(
         summary="One KPI per period over a span, for charts",
         description="Points for each whole `period` (default month) covering `from`..`to` "
         "(default: the last 12 periods up to today).",
+        responses={404: {"model": Problem, "description": "No such KPI."}},
     )
     async def get_series(
         _: Annotated[Role, manager_or_ops],
         kpi: Annotated[str, Path(description="A KPI name, as in GET /v1/kpis.")],
-        first: Annotated[date | None, Query(alias="from")] = None,
-        last: Annotated[date | None, Query(alias="to")] = None,
+        first: Annotated[date | None, Query(alias="from", ge=FIRST_DAY, le=LAST_DAY)] = None,
+        last: Annotated[date | None, Query(alias="to", ge=FIRST_DAY, le=LAST_DAY)] = None,
         period: Period = Period.MONTH,
         service_area: str | None = None,
         channel: Channel | None = None,
@@ -388,4 +391,6 @@ def create_app(
         )
 
     add_operational_routes(app, broker=broker, registry=registry, pool=lambda: state.get("pool"))
+    document_problems(app, roles=True)
+    limit_request_bodies(app, settings.http_max_body_bytes)
     return app

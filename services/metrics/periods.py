@@ -13,6 +13,10 @@ from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 LONDON = ZoneInfo("Europe/London")
+# The days a report may ask about: far enough inside `date`'s range that the
+# period before, a whole financial year or twelve periods back all still exist.
+FIRST_DAY = date(1900, 1, 1)
+LAST_DAY = date(9998, 12, 31)
 
 
 class Period(StrEnum):
@@ -131,6 +135,8 @@ def parse_quarter(text: str) -> DateRange:
     if not match:
         raise ValueError(f"quarter {text!r}: expected YYYYQn, e.g. 2026Q3")
     year, quarter = int(match.group(1)), int(match.group(2))
+    if not FIRST_DAY.year <= year <= LAST_DAY.year:
+        raise ValueError(f"quarter {text!r}: the year must be {FIRST_DAY.year} to {LAST_DAY.year}")
     return period_containing(date(year, quarter * 3 - 2, 1), Period.QUARTER)
 
 

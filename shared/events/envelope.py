@@ -20,15 +20,28 @@ from pydantic import (
     PlainSerializer,
 )
 
+# Instants outside these years are refused: the day, working day, period or
+# financial year computed from one must still be a `date` (years 1 to 9999).
+EARLIEST_INSTANT = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST_INSTANT = datetime(9000, 1, 1, tzinfo=UTC)
+
 
 def _as_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        # 9999-12-31T23:59:59-01:00 is a valid ISO 8601 instant past datetime's
+        # range in UTC; a ValueError makes it a validation error, not a crash.
+        raise ValueError("instant is outside the range of dates in UTC") from None
+    if not EARLIEST_INSTANT <= utc < LATEST_INSTANT:
+        raise ValueError("instant must fall in the years 1900 to 8999 (UTC)")
+    return utc
 
 
 UtcDatetime = Annotated[
     AwareDatetime,
     AfterValidator(_as_utc),
-    Field(description="Timezone-aware instant, normalised to UTC."),
+    Field(description="Timezone-aware instant, normalised to UTC; years 1900 to 8999."),
 ]
 
 

@@ -283,3 +283,29 @@ async def test_a_resident_stops_surveys_from_the_answer_page_and_is_not_surveyed
     assert [s["reason"] for s in decided["suppressions"]] == ["opted_out"]
     events = await feedback_events(kafka_bootstrap, customer, CustomerOptedOut)
     assert [type(e) for e in events] == [CustomerOptedOut]
+
+
+async def test_a_comment_that_grows_when_redacted_is_published_within_the_event_limit(
+    feedback: RunningService, kafka_bootstrap: str
+) -> None:
+    """Issue 9, item 4: "[removed]" is longer than `a@b.co`; a 1,000-character comment
+    of short addresses became a 500 instead of an answer."""
+    customer, contact = new_id("CUST"), new_id("C")
+    await with_route(feedback, customer)
+    await publish(kafka_bootstrap, contact_resolved(contact, customer, feedback.clock()))
+    request_id = (await decisions(feedback, "contact", contact))["request"]["request_id"]
+    await send_due_requests(feedback)
+    [message] = await sent_messages(kafka_bootstrap, request_id)
+    comment = " ".join(["a@b.co"] * 143)[:1000]
+
+    answered = await feedback.client.post(
+        f"/v1/surveys/{token_of(message)}", json={**ANSWERS, "comment": comment}
+    )
+    await feedback.publish_outbox()
+
+    assert answered.status_code == 201, answered.text
+    events = await feedback_events(kafka_bootstrap, request_id, SatisfactionResponded)
+    [response] = [e for e in events if isinstance(e, SatisfactionResponded)]
+    assert response.payload.comment is not None
+    assert len(response.payload.comment) <= 1000
+    assert "a@b.co" not in response.payload.comment

@@ -449,6 +449,44 @@ def test_a_naive_timestamp_is_refused_when_parsed() -> None:
         parse_event(json.dumps(document))
 
 
+@pytest.mark.parametrize("field", ["occurred_at", "recorded_at"])
+@pytest.mark.parametrize(
+    "instant",
+    [
+        "9999-12-31T23:59:59-01:00",
+        "0001-01-01T00:00:00+01:00",
+        "9000-01-01T00:00:00+00:00",
+        "1899-12-31T23:59:59+00:00",
+    ],
+)
+def test_an_instant_past_the_utc_range_is_a_validation_error_when_parsed(
+    field: str, instant: str
+) -> None:
+    """Issue 9: such an instant raised OverflowError, which consumers did not catch."""
+    document = contact_received_json(**{field: instant})
+
+    with pytest.raises(ValidationError) as refused:
+        parse_event(json.dumps(document))
+
+    assert [error["loc"][-1] for error in refused.value.errors()] == [field]
+
+
+@pytest.mark.parametrize("instant", ["1900-01-01T00:00:00+00:00", "8999-12-31T23:59:59+00:00"])
+def test_an_instant_at_the_ends_of_the_supported_years_is_accepted(instant: str) -> None:
+    event = parse_event(json.dumps(contact_received_json(occurred_at=instant)))
+
+    assert event.occurred_at == datetime.fromisoformat(instant)
+
+
+def test_a_nested_instant_past_the_utc_range_is_a_validation_error() -> None:
+    far = datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone(timedelta(hours=-1)))
+
+    with pytest.raises(ValidationError) as refused:
+        SatisfactionRequestedPayload(**survey_case(), customer_ref=CUSTOMER_REF, expires_at=far)
+
+    assert [error["loc"] for error in refused.value.errors()] == [("expires_at",)]
+
+
 def test_recorded_at_defaults_to_now_in_utc() -> None:
     before = datetime.now(UTC)
     fields = envelope()

@@ -5,8 +5,11 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.feedback.domain import (
+    MAX_COMMENT_LENGTH,
     CustomerHistory,
     InvalidAnswersError,
     Policy,
@@ -20,6 +23,7 @@ from services.feedback.domain import (
     redact,
     request_id_for,
 )
+from shared.events.feedback import SatisfactionRespondedPayload
 from shared.events.vocabulary import (
     CaseType,
     Channel,
@@ -193,6 +197,44 @@ def test_emails_and_phone_numbers_are_removed_from_comments() -> None:
     comment = "Call me on 07700 900123 or write to jo.bloggs@example.org, thanks"
 
     assert redact(comment) == "Call me on [removed] or write to [removed], thanks"
+
+
+def test_a_redacted_comment_at_the_limit_still_fits_the_event() -> None:
+    """Issue 9, item 4: "[removed]" is longer than `a@b.co`, so a comment of short
+    addresses grew past SatisfactionResponded's 1,000 characters (HTTP 500)."""
+    comment = " ".join(["a@b.co"] * 143)[:MAX_COMMENT_LENGTH]
+
+    answers = read_answers({"overall": "4", "ease": "5", "resolved": "yes", "comment": comment})
+
+    assert answers.comment is not None
+    assert len(answers.comment) <= MAX_COMMENT_LENGTH
+    assert "a@b.co" not in answers.comment
+    SatisfactionRespondedPayload(
+        case_type=CaseType.CONTACT,
+        case_id="C-1",
+        service_area="waste",
+        channel=Channel.PHONE,
+        overall=4,
+        ease=5,
+        resolved=Resolved.YES,
+        comment=answers.comment,
+    )
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(
+        st.sampled_from(["a@b.co", "jo.bloggs@example.org", "07700 900123", "x", " ", "Bin 2"]),
+        max_size=200,
+    )
+)
+def test_redaction_never_lengthens_a_comment(parts: list[str]) -> None:
+    comment = " ".join(parts)
+
+    redacted = redact(comment)
+
+    assert len(redacted) <= len(comment)
+    assert "@" not in redacted
 
 
 def test_ordinary_numbers_in_comments_are_kept() -> None:

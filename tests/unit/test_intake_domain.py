@@ -14,6 +14,7 @@ from services.intake.domain import (
     FieldError,
     Rejected,
     RejectionReason,
+    TimestampBounds,
     Vocabulary,
     classify,
     decode_json,
@@ -23,6 +24,7 @@ from services.intake.domain import (
     read_record,
     strip_personal_data,
 )
+from services.intake.settings import IntakeSettings
 from shared.events.catalogue import parse_event
 from shared.events.contacts import (
     CallAbandoned,
@@ -61,6 +63,7 @@ SERVICE_AREAS = frozenset(
 VOCABULARY = Vocabulary(SERVICE_AREAS)
 RECORDED_AT = datetime(2026, 1, 12, 9, 31, tzinfo=UTC)
 LATER = RECORDED_AT + timedelta(hours=3)
+SUMMER = datetime(2026, 6, 2, tzinfo=UTC)  # recorded after the British Summer Time examples
 
 EVENT_TYPES = {
     "contact_received": ContactReceived,
@@ -236,7 +239,7 @@ def test_a_mystery_shop_record_carries_its_scores() -> None:
 
 
 def test_an_occurred_at_with_an_offset_becomes_utc() -> None:
-    event = accept(record(occurred_at="2026-06-01T10:30:00+01:00")).event
+    event = accept(record(occurred_at="2026-06-01T10:30:00+01:00"), recorded_at=SUMMER).event
 
     assert event.occurred_at == datetime(2026, 6, 1, 9, 30, tzinfo=UTC)
     assert event.occurred_at.tzinfo is UTC
@@ -547,8 +550,8 @@ def test_the_same_record_read_twice_gives_the_same_event_id_and_fingerprint() ->
 
 
 def test_the_same_instant_written_with_another_offset_has_the_same_fingerprint() -> None:
-    utc = accept(record(occurred_at="2026-06-01T09:30:00+00:00"))
-    bst = accept(record(occurred_at="2026-06-01T10:30:00+01:00"))
+    utc = accept(record(occurred_at="2026-06-01T09:30:00+00:00"), recorded_at=SUMMER)
+    bst = accept(record(occurred_at="2026-06-01T10:30:00+01:00"), recorded_at=SUMMER)
 
     assert bst.fingerprint == utc.fingerprint
 
@@ -629,8 +632,19 @@ def test_classify_of_nothing_is_nothing() -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    [b"", b"{not json", b"\xff\xfe\x00", b"[1, 2]", b'"a string"', b"42", b"null"],
-    ids=repr,
+    [
+        b"",
+        b"{not json",
+        b"\xff\xfe\x00",
+        b"[1, 2]",
+        b'"a string"',
+        b"42",
+        b"null",
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"transfers": ' + b"9" * 5_000 + b"}",
+        b'{"a": "\x00"}',
+    ],
+    ids=lambda raw: repr(raw[:20]),
 )
 def test_decode_json_rejects_what_is_not_a_json_object(raw: bytes) -> None:
     outcome = decode_json(raw)
@@ -638,6 +652,83 @@ def test_decode_json_rejects_what_is_not_a_json_object(raw: bytes) -> None:
     assert isinstance(outcome, Rejected)
     assert outcome.reason is RejectionReason.INVALID_JSON
     assert fields_of(outcome) == [""]
+
+
+# -- Plausible timestamps ---------------------------------------------------------------
+
+
+def test_a_contact_more_than_the_clock_skew_in_the_future_is_refused() -> None:
+    """Issue 9, item 3: occurred_at more than CIVICPULSE_MAX_CLOCK_SKEW_SECONDS (900)
+    in the future is refused with reason occurred_in_future (a contact dated 2099
+    was accepted and counted)."""
+    just_past_the_skew = (RECORDED_AT + timedelta(seconds=901)).isoformat()
+    for occurred_at in ["2099-01-12T09:30:00+00:00", just_past_the_skew]:
+        rejected = refuse(record(occurred_at=occurred_at))
+
+        assert rejected.reason is RejectionReason.OCCURRED_IN_FUTURE
+        assert fields_of(rejected) == ["occurred_at"]
+
+
+def test_a_contact_within_the_clock_skew_is_accepted() -> None:
+    at_limit = RECORDED_AT + timedelta(seconds=900)
+
+    event = accept(record(occurred_at=at_limit.isoformat())).event
+
+    assert event.occurred_at == at_limit
+
+
+def test_a_contact_before_the_earliest_date_is_refused() -> None:
+    """Issue 9, item 3: before CIVICPULSE_EARLIEST_OCCURRED_AT (2000-01-01) the
+    reason is occurred_too_early."""
+    for occurred_at in ["1999-12-31T23:59:59+00:00", "2000-01-01T00:30:00+01:00"]:
+        rejected = refuse(record(occurred_at=occurred_at))
+
+        assert rejected.reason is RejectionReason.OCCURRED_TOO_EARLY
+        assert fields_of(rejected) == ["occurred_at"]
+
+
+def test_a_backfill_of_real_history_is_accepted() -> None:
+    """Issue 9, item 3: backfills of real history stay possible."""
+    for occurred_at in ["2000-01-01T00:00:00+00:00", "2003-04-01T09:00:00+01:00"]:
+        assert isinstance(read(record(occurred_at=occurred_at)), Accepted)
+
+
+def test_the_bounds_are_configurable() -> None:
+    bounds = TimestampBounds(max_clock_skew=timedelta(0), earliest=datetime(2020, 1, 1, tzinfo=UTC))
+    one_second_ahead = (RECORDED_AT + timedelta(seconds=1)).isoformat()
+
+    future = read_record(
+        record(occurred_at=one_second_ahead),
+        VOCABULARY,
+        authenticated_source=None,
+        recorded_at=RECORDED_AT,
+        timestamps=bounds,
+    )
+    early = read_record(
+        record(occurred_at="2019-12-31T12:00:00+00:00"),
+        VOCABULARY,
+        authenticated_source=None,
+        recorded_at=RECORDED_AT,
+        timestamps=bounds,
+    )
+
+    assert isinstance(future, Rejected)
+    assert future.reason is RejectionReason.OCCURRED_IN_FUTURE
+    assert isinstance(early, Rejected)
+    assert early.reason is RejectionReason.OCCURRED_TOO_EARLY
+
+
+@pytest.mark.parametrize("occurred_at", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00"])
+@pytest.mark.parametrize("record_type", sorted(EVENT_TYPES))
+def test_an_instant_outside_the_utc_range_is_refused_not_raised(
+    occurred_at: str, record_type: str
+) -> None:
+    """Valid ISO 8601 instants whose conversion to UTC overflows are refused, naming
+    the field, rather than raising OverflowError."""
+    rejected = refuse(record(record_type, occurred_at=occurred_at))
+
+    assert rejected.reason is RejectionReason.INVALID_RECORD
+    assert fields_of(rejected) == ["occurred_at"]
 
 
 def test_decode_json_returns_the_object() -> None:
@@ -749,8 +840,10 @@ customer_refs = st.from_regex(r"CUST-[0-9]{1,8}", fullmatch=True)
 teams = st.from_regex(r"[a-z][a-z0-9_]{0,20}", fullmatch=True)
 slugs = st.from_regex(r"[a-z][a-z0-9_]{0,20}", fullmatch=True)
 instants = st.datetimes(
-    min_value=datetime(2000, 1, 1),  # hypothesis takes naive bounds
-    max_value=datetime(2100, 1, 1),
+    # Hypothesis takes naive bounds; these keep every offset inside the plausible
+    # range: from the earliest accepted day to intake's clock (RECORDED_AT).
+    min_value=datetime(2000, 1, 2),
+    max_value=datetime(2026, 1, 12),
     timezones=st.sampled_from([UTC, timezone(timedelta(hours=1)), timezone(timedelta(hours=-5))]),
 )
 waits = st.floats(min_value=0, max_value=86_400, allow_nan=False)
@@ -811,3 +904,14 @@ def test_a_valid_record_is_accepted_and_its_event_parses_back(document: dict[str
     assert accepted.stripped_fields == tuple(sorted(PERSONAL_DATA_FIELDS.intersection(document)))
     assert b"Jane Smith" not in accepted.event.to_bytes()
     assert accepted.event.event_id == event_id_for(document["source"], accepted.idempotency_key)
+
+
+def test_the_timestamp_bounds_come_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CIVICPULSE_MAX_CLOCK_SKEW_SECONDS", "60")
+    monkeypatch.setenv("CIVICPULSE_EARLIEST_OCCURRED_AT", "2010-04-01")
+
+    bounds = IntakeSettings().timestamp_bounds()
+
+    assert bounds == TimestampBounds(timedelta(seconds=60), datetime(2010, 4, 1, tzinfo=UTC))
+    assert IntakeSettings.model_fields["max_clock_skew_seconds"].default == 900
+    assert TimestampBounds() == IntakeSettings.model_construct().timestamp_bounds()

@@ -71,6 +71,13 @@ def test_a_malformed_quarter_is_refused(text: str) -> None:
         parse_quarter(text)
 
 
+@pytest.mark.parametrize("text", ["0000Q1", "0001Q1", "1899Q4", "9999Q4"])
+def test_a_quarter_at_the_ends_of_the_calendar_is_refused(text: str) -> None:
+    """Its quarter before (the committee's comparison) would be outside `date`'s range."""
+    with pytest.raises(ValueError, match="the year must be"):
+        parse_quarter(text)
+
+
 def test_series_ranges_cover_the_span_with_whole_periods() -> None:
     ranges = ranges_between(DateRange(date(2026, 1, 20), date(2026, 3, 2)), Period.MONTH)
 

@@ -62,5 +62,6 @@ def test_the_asyncapi_document_names_every_topic_and_resolves_every_message() ->
         for reference in channel["messages"].values():
             message_id = reference["$ref"].removeprefix("#/components/messages/")
             message = document["components"]["messages"][message_id]
-            schema_file = message["payload"]["$ref"].removeprefix("./")
+            assert message["payload"]["schemaFormat"] == schemas.JSON_SCHEMA_FORMAT
+            schema_file = message["payload"]["schema"]["$ref"].removeprefix("./")
             assert (schemas.SCHEMA_DIR / schema_file).exists()
