@@ -37,6 +37,12 @@ def _add_infra(subparsers: Subparsers) -> None:
 
     up = actions.add_parser("up", help="start Kafka and PostgreSQL (idempotent)")
     up.add_argument("--run-dir", type=Path, default=None, help=run_dir_help)
+    up.add_argument(
+        "--secure",
+        action="store_true",
+        help="Kafka with a SASL_SSL listener, SCRAM users and ACLs per service, and "
+        "PostgreSQL with TLS; prints each service's settings (docs/production.md)",
+    )
     up.set_defaults(handler=_infra_up)
 
     down = actions.add_parser("down", help="stop both and delete their data")
@@ -50,6 +56,13 @@ def _add_infra(subparsers: Subparsers) -> None:
 
 
 def _infra_up(args: argparse.Namespace) -> int:
+    if args.secure:
+        from civicpulse import secure_infra
+
+        secure = secure_infra.secure_up(args.run_dir or infra.default_run_dir())
+        for line in secure_infra.settings_lines(secure):
+            print(line)
+        return 0
     stack = infra.infra_up(args.run_dir)
     env = stack.env()
     for key in ("CIVICPULSE_KAFKA_BOOTSTRAP", "CIVICPULSE_DATABASE_URL"):
@@ -58,6 +71,9 @@ def _infra_up(args: argparse.Namespace) -> int:
 
 
 def _infra_down(args: argparse.Namespace) -> int:
+    from civicpulse import secure_infra
+
+    secure_infra.secure_down(args.run_dir or infra.default_run_dir())
     infra.infra_down(args.run_dir, keep_data=args.keep_data)
     return 0
 
