@@ -31,6 +31,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 from aiokafka.admin import AIOKafkaAdminClient
@@ -55,6 +56,14 @@ STATE_FILE = "secure.json"
 START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0
 CERT_DAYS = 30
+ROLES_SQL = Path(__file__).resolve().parents[1] / "deploy" / "postgres" / "roles.sql"
+DATABASE_ROLES = (
+    "civicpulse_owner",
+    "civicpulse_intake",
+    "civicpulse_complaints",
+    "civicpulse_feedback",
+    "civicpulse_metrics",
+)
 
 
 class SecureInfraError(RuntimeError):
@@ -73,6 +82,7 @@ class SecureInfra:
     ca_file: Path
     passwords: dict[str, str]  # principal -> password; the state file is 0600
     database_url: str  # the plain launcher's superuser DSN, over TLS
+    database_roles: dict[str, str]  # PostgreSQL role -> DSN over TLS with its password
 
     @property
     def home(self) -> Path:
@@ -120,6 +130,7 @@ class SecureInfra:
             ca_file=Path(data["ca_file"]),
             passwords=dict(data["passwords"]),
             database_url=data["database_url"],
+            database_roles=dict(data["database_roles"]),
         )
 
 
@@ -337,106 +348,187 @@ def tls_database_url(plain_url: str, ca_file: Path) -> str:
     return f"{plain_url}?sslmode=verify-full&sslrootcert={ca_file}"
 
 
+def role_database_url(plain_url: str, role: str, password: str, ca_file: Path) -> str:
+    parts = urlsplit(plain_url)
+    netloc = f"{role}:{password}@{parts.hostname}:{parts.port}"
+    return tls_database_url(urlunsplit(parts._replace(netloc=netloc)), ca_file)
+
+
+async def create_database_roles(
+    database_url: str, data_dir: Path, passwords: dict[str, str]
+) -> None:
+    """Run deploy/postgres/roles.sql, set the login roles' passwords, require TLS for them.
+
+    The launcher's own superuser keeps its trusted local login; the CivicPulse
+    roles may log in only over TLS with their SCRAM password.
+    """
+    connection = await asyncpg.connect(database_url)
+    try:
+        await connection.execute(ROLES_SQL.read_text())
+        for role, password in passwords.items():
+            # ALTER ROLE takes no parameters: the password is quoted as a literal.
+            literal = await connection.fetchval("SELECT quote_literal($1)", password)
+            await connection.execute(f"ALTER ROLE {role} PASSWORD {literal}")
+        hba = data_dir / "pg_hba.conf"
+        rules = (
+            "# civicpulse secure_infra: the service roles over TLS with SCRAM only\n"
+            "hostssl all civicpulse_owner,+civicpulse_services all scram-sha-256\n"
+            "host all civicpulse_owner,+civicpulse_services all reject\n"
+        )
+        text = hba.read_text()
+        if rules not in text:
+            stat = hba.stat()
+            hba.write_text(rules + text)
+            os.chown(hba, stat.st_uid, stat.st_gid)
+        await connection.execute("SELECT pg_reload_conf()")
+    finally:
+        await connection.close()
+
+
 # --------------------------------------------------------------------------- up / down
 
 
 def load(run_dir: Path) -> SecureInfra | None:
     path = run_dir / SECURE_DIR / STATE_FILE
-    if not path.exists():
-        return None
-    return SecureInfra.from_json(json.loads(path.read_text()))
+    try:
+        return SecureInfra.from_json(json.loads(path.read_text()))
+    except (FileNotFoundError, ValueError, KeyError):
+        return None  # none, or one this launcher cannot read: start afresh
 
 
 def secure_up(run_dir: Path) -> SecureInfra:
-    """Start (or reuse) PostgreSQL with TLS and the SASL_SSL broker in `run_dir`."""
+    """Start (or reuse) the SASL_SSL broker and PostgreSQL with TLS in `run_dir`.
+
+    The plain launcher's stack runs too (its PostgreSQL is the one given TLS);
+    the secure broker's JVM boots while it starts.
+    """
     run_dir = run_dir.resolve()
     previous = load(run_dir)
-    plain = infra.infra_up(run_dir)
     if previous is not None and _alive(previous.pid):
+        infra.infra_up(run_dir)
         return previous
-    with contextlib.suppress(infra.InfraError):
-        infra.stop_component("kafka", run_dir)  # the secure broker replaces the plain one
     home = run_dir / SECURE_DIR
     shutil.rmtree(home, ignore_errors=True)
     (home / "logs").mkdir(parents=True)
     (home / "passwords").mkdir(mode=0o700)
-    tls = home / "tls"
-    make_certificates(tls)
     passwords = {name: secrets.token_urlsafe(24) for name in (ADMIN, *(p.name for p in PRINCIPALS))}
     for name, password in passwords.items():
         (home / "passwords" / name).write_text(password)
         (home / "passwords" / name).chmod(0o600)
+    make_certificates(home / "tls")
+    port, internal_port, controller_port = _three_free_ports()
+    (home / "server.properties").write_text(
+        render_secure_properties(port, internal_port, controller_port, home / "data", home / "tls")
+    )
+    pid = _format_and_launch(home, passwords)
+    try:
+        plain = infra.infra_up(run_dir)
+        role_passwords = {role: secrets.token_urlsafe(24) for role in DATABASE_ROLES}
+        ca_file = home / "tls" / "ca.crt"
+        secure = SecureInfra(
+            run_dir=run_dir,
+            bootstrap=f"{HOST}:{port}",
+            internal_port=internal_port,
+            controller_port=controller_port,
+            pid=pid,
+            ca_file=ca_file,
+            passwords=passwords,
+            database_url=tls_database_url(plain.database_url, ca_file),
+            database_roles={
+                role: role_database_url(plain.database_url, role, password, ca_file)
+                for role, password in role_passwords.items()
+            },
+        )
+        state = home / STATE_FILE
+        state.write_text(json.dumps(secure.to_json(), indent=2) + "\n")
+        state.chmod(0o600)
+        _wait_ready(pid, home, port, ca_file)
+        asyncio.run(_provision(secure, plain, role_passwords))
+    except BaseException:
+        _stop(pid)
+        raise
+    return secure
+
+
+def _three_free_ports() -> tuple[int, int, int]:
     port = infra.pick_free_port()
     internal_port = infra.pick_free_port(avoid=[port])
-    controller_port = infra.pick_free_port(avoid=[port, internal_port])
-    (home / "server.properties").write_text(
-        render_secure_properties(port, internal_port, controller_port, home / "data", tls)
-    )
+    return port, internal_port, infra.pick_free_port(avoid=[port, internal_port])
+
+
+def _format_and_launch(home: Path, passwords: dict[str, str]) -> int:
     java = shutil.which("java")
     if java is None:
         raise SecureInfraError("java is not installed (`civicpulse infra up` installs it)")
     lib = infra.kafka_lib_dir(quiet=True)
     _format(java, lib, home, passwords)
     with (home / "kafka.out").open("ab") as out:
+        # A new session: the broker outlives `civicpulse infra up` and ignores its Ctrl-C.
         process = subprocess.Popen(
-            _java_argv(java, lib, home, "kafka.Kafka", str(home / "server.properties")),
+            _java_argv(java, lib, home, "-Xmx512m", "kafka.Kafka", str(home / "server.properties")),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
             cwd=home,
         )
-    secure = SecureInfra(
-        run_dir=run_dir,
-        bootstrap=f"{HOST}:{port}",
-        internal_port=internal_port,
-        controller_port=controller_port,
-        pid=process.pid,
-        ca_file=tls / "ca.crt",
-        passwords=passwords,
-        database_url=tls_database_url(plain.database_url, tls / "ca.crt"),
-    )
-    state = home / STATE_FILE
-    state.write_text(json.dumps(secure.to_json(), indent=2) + "\n")
-    state.chmod(0o600)
-    try:
-        _wait_ready(process.pid, home, port, secure.ca_file)
-        asyncio.run(_provision(secure, plain))
-    except BaseException:
-        secure_down(run_dir)
-        raise
-    return secure
+    return process.pid
 
 
-async def _provision(secure: SecureInfra, plain: infra.LocalInfra) -> None:
+async def _provision(
+    secure: SecureInfra, plain: infra.LocalInfra, role_passwords: dict[str, str]
+) -> None:
     admin = secure.connection(ADMIN)
     await ensure_topics(admin, ALL_TOPICS)
     await create_acls(admin, all_acls())
     await enable_postgres_tls(
         plain.database_url, plain.postgres.home, plain.postgres.os_user, secure.home / "tls"
     )
+    await create_database_roles(plain.database_url, plain.postgres.data_dir, role_passwords)
 
 
 def secure_down(run_dir: Path) -> None:
     """Stop the secure broker and forget it (PostgreSQL is the plain launcher's)."""
-    secure = load(run_dir.resolve())
-    if secure is None:
+    home = run_dir.resolve() / SECURE_DIR
+    with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
+        # The raw pid: a state file from an older launcher may not parse whole.
+        _stop(json.loads((home / STATE_FILE).read_text())["pid"])
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def _stop(pid: int | None) -> None:
+    if pid is None or not _alive(pid):
         return
-    if secure.pid is not None and _alive(secure.pid):
-        os.kill(secure.pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_TIMEOUT_S
-        while _alive(secure.pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if _alive(secure.pid):
-            os.kill(secure.pid, signal.SIGKILL)
-    shutil.rmtree(secure.home, ignore_errors=True)
+    os.kill(pid, signal.SIGTERM)  # controlled shutdown
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if _alive(pid):
+        os.kill(pid, signal.SIGKILL)
 
 
 def settings_lines(secure: SecureInfra) -> list[str]:
     """The settings each process needs, as shell lines grouped by principal."""
-    lines = [f"# PostgreSQL over TLS: CIVICPULSE_DATABASE_URL={secure.database_url}"]
+    owner = secure.database_roles["civicpulse_owner"]
+    lines = [
+        "# PostgreSQL over TLS (sslmode=verify-full); migrations run as the owner role:",
+        f"CIVICPULSE_MIGRATION_DATABASE_URL='{owner}'",
+    ]
     for who in PRINCIPALS:
         lines.append(f"# {who.role} (Kafka principal {who.name}):")
         env = secure.kafka_env(who.name)
-        lines.append("  " + " ".join(f"{key}={value}" for key, value in env.items()))
+        role = DATABASE_ROLE_OF.get(who.name)
+        if role:
+            env["CIVICPULSE_DATABASE_URL"] = secure.database_roles[role]
+        lines.append("  " + " ".join(f"{key}='{value}'" for key, value in env.items()))
     return lines
+
+
+# The PostgreSQL role each Kafka principal's process connects as.
+DATABASE_ROLE_OF = {
+    "civicpulse-intake": "civicpulse_intake",
+    "civicpulse-complaints": "civicpulse_complaints",
+    "civicpulse-feedback": "civicpulse_feedback",
+    "civicpulse-feedback-sender": "civicpulse_feedback",
+    "civicpulse-metrics": "civicpulse_metrics",
+}

@@ -127,14 +127,16 @@ def kafka_problems(settings: "ServiceSettings") -> list[str]:
 
 
 def database_problems(settings: "ServiceSettings") -> list[str]:
-    query = parse_qs(urlsplit(settings.database_url).query)
-    if query.get("sslmode") != ["verify-full"]:
-        return [
-            "CIVICPULSE_DATABASE_URL lacks sslmode=verify-full: add "
-            "?sslmode=verify-full&sslrootcert=/path/to/ca.crt so the connection is encrypted "
-            "and the server's certificate and name are checked"
-        ]
-    return []
+    urls = {"database_url": settings.database_url}
+    if settings.migration_database_url:
+        urls["migration_database_url"] = settings.migration_database_url
+    return [
+        f"{env_name(field)} lacks sslmode=verify-full: add "
+        "?sslmode=verify-full&sslrootcert=/path/to/ca.crt so the connection is encrypted "
+        "and the server's certificate and name are checked"
+        for field, url in urls.items()
+        if parse_qs(urlsplit(url).query).get("sslmode") != ["verify-full"]
+    ]
 
 
 def secret_strength_problems(field: str, secret: str) -> list[str]:

@@ -27,6 +27,11 @@ class ServiceSettings(BaseSettings):
         default="postgresql://civicpulse@127.0.0.1:15432/civicpulse",
         description="PostgreSQL DSN (asyncpg form).",
     )
+    migration_database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL DSN of the owner role that runs migrations "
+        "(deploy/postgres/roles.sql); unset: the service's own role runs them.",
+    )
     http_host: str = Field(default="127.0.0.1", description="Address the HTTP server binds.")
     http_port: int = Field(default=8000, ge=1, le=65535, description="HTTP port (per service).")
     http_max_body_bytes: int = Field(
