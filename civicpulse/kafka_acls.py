@@ -150,3 +150,23 @@ def all_acls() -> list[Acl]:
 
 def can_read(who: Principal, topic: str) -> bool:
     return topic in who.reads or bool(who.reads_prefix and topic.startswith(who.reads_prefix))
+
+
+def markdown_table() -> str:
+    """The ACL table of docs/production.md (a unit test compares the two)."""
+    rows = [
+        "| Principal | Who | Reads | Writes | Consumer groups |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for who in PRINCIPALS:
+        reads = ", ".join(f"`{topic}`" for topic in who.reads)
+        if who.reads_prefix:
+            reads = f"every `{who.reads_prefix}*` topic, dead letters included"
+        groups = ", ".join(f"`{group}`" for group in who.groups)
+        if who.groups_prefix:
+            groups = f"`{who.groups_prefix}*`"
+        writes = ", ".join(f"`{topic}`" for topic in who.writes)
+        rows.append(
+            f"| `{who.name}` | {who.role} | {reads or '-'} | {writes or '-'} | {groups or '-'} |"
+        )
+    return "\n".join(rows) + "\n"

@@ -236,3 +236,13 @@ def test_service_process_refuses_to_start(service: str) -> None:
     assert f"{service}: refusing to start with CIVICPULSE_ENVIRONMENT=production" in done.stderr
     assert "CIVICPULSE_KAFKA_SECURITY_PROTOCOL is PLAINTEXT" in done.stderr
     assert "CIVICPULSE_DATABASE_URL lacks sslmode=verify-full" in done.stderr
+
+
+def test_migration_database_url_without_verify_full_is_refused() -> None:
+    owner = "postgresql://civicpulse_owner:s3cret@db.council.example/civicpulse?sslmode=require"
+    problems = IntakeSettings(**safe(migration_database_url=owner)).production_problems()
+    assert problems == [
+        "CIVICPULSE_MIGRATION_DATABASE_URL lacks sslmode=verify-full: add "
+        "?sslmode=verify-full&sslrootcert=/path/to/ca.crt so the connection is encrypted and "
+        "the server's certificate and name are checked"
+    ]
