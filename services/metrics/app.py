@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, PlainTextResponse
 from prometheus_client import CollectorRegistry
 
 from services.metrics import committee as committee_format
-from services.metrics.auth import role_checker
+from services.metrics.auth import OidcVerifier, role_checker
 from services.metrics.domain import KPIS_BY_NAME, series
 from services.metrics.gauges import GaugeRefresher, KpiGauges
 from services.metrics.handlers import BatchApplier, ConsumerMetrics, LiveConsumer
@@ -155,7 +155,7 @@ def create_app(
         "whose role may not see the resource is 403.",
         lifespan=lifespan,
     )
-    requires = role_checker(settings.metrics_api_tokens)
+    requires = role_checker(settings.metrics_api_tokens, OidcVerifier.of(settings))
     manager_or_ops = Depends(requires(Role.MANAGER))
     ops_only = Depends(requires(Role.OPS))
 
