@@ -32,6 +32,8 @@ def add_operational_routes(
     registry: CollectorRegistry,
     pool: Callable[[], asyncpg.Pool | None],
 ) -> None:
+    app.state.prometheus_registry = registry  # for a separate metrics port (shared.operational)
+
     @app.get(
         "/healthz",
         response_model=Health,
@@ -283,6 +285,9 @@ def configure_logging(level: str) -> None:
 
 def serve(app: FastAPI, settings: ServiceSettings) -> None:
     """Run until SIGTERM/SIGINT; the lifespan then drains the consumer before exit."""
+    from shared.operational import prepare_for_serving
+
+    prepare_for_serving(app, settings)
     uvicorn.run(
         app,
         host=settings.http_host,

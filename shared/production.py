@@ -152,9 +152,21 @@ def secret_strength_problems(field: str, secret: str) -> list[str]:
     return []
 
 
+def metrics_port_problems(settings: "ServiceSettings") -> list[str]:
+    if settings.metrics_port is None:
+        return [
+            "CIVICPULSE_METRICS_PORT is not set: /metrics (per-area KPIs, breach counts) "
+            "would be served without authentication on the API port"
+        ]
+    if settings.metrics_port == settings.http_port:
+        return ["CIVICPULSE_METRICS_PORT must differ from CIVICPULSE_HTTP_PORT"]
+    return []
+
+
 def common_problems(settings: "ServiceSettings") -> list[str]:
     return [
         *demo_value_problems(settings),
+        *metrics_port_problems(settings),
         *http_url_problems(settings),
         *kafka_problems(settings),
         *database_problems(settings),

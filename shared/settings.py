@@ -107,6 +107,16 @@ class ServiceSettings(BaseSettings):
         description="Replicas of each topic created at start-up (3 in production).",
     )
     log_level: str = Field(default="INFO", description="Python logging level.")
+    metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Serve /metrics on this port only (not on the API port), for the "
+        "monitoring network; required in production.",
+    )
+    api_docs_in_production: bool = Field(
+        default=False, description="Keep /docs, /redoc and /openapi.json on in production."
+    )
     environment: Literal["development", "production"] = Field(
         default="development",
         description="`production` makes a service refuse to start on demo credentials, "

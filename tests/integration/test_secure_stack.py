@@ -37,6 +37,7 @@ from tests.support.kafka import Record, read_topic
 pytestmark = pytest.mark.integration
 
 CRM_KEY = secrets.token_urlsafe(24)
+METRICS_PORTS: dict[str, int] = {}  # service -> its CIVICPULSE_METRICS_PORT
 MANAGER_TOKEN = secrets.token_urlsafe(32)
 
 
@@ -58,6 +59,7 @@ def service_env(secure: SecureInfra, principal: str, role: str, **extra: str) ->
         "CIVICPULSE_DATABASE_URL": secure.database_roles[role],
         "CIVICPULSE_MIGRATION_DATABASE_URL": secure.database_roles["civicpulse_owner"],
         "CIVICPULSE_HTTP_PORT": str(free_port()),
+        "CIVICPULSE_METRICS_PORT": str(free_port()),
         **extra,
     }
 
@@ -68,34 +70,27 @@ async def services(
 ) -> AsyncIterator[dict[str, ServiceProcess]]:
     logs = tmp_path_factory.mktemp("secure-logs")
     tokens = {"managers": {"role": "manager", "hash": hash_api_key(MANAGER_TOKEN)}}
-    running = {
-        "intake": ServiceProcess(
-            "services.intake",
-            service_env(
-                secure,
-                "civicpulse-intake",
-                "civicpulse_intake",
-                CIVICPULSE_INTAKE_API_KEYS=json.dumps({"crm": hash_api_key(CRM_KEY)}),
-            ),
-            logs / "intake.log",
+    envs = {
+        "intake": service_env(
+            secure,
+            "civicpulse-intake",
+            "civicpulse_intake",
+            CIVICPULSE_INTAKE_API_KEYS=json.dumps({"crm": hash_api_key(CRM_KEY)}),
         ),
-        "complaints": ServiceProcess(
-            "services.complaints",
-            service_env(secure, "civicpulse-complaints", "civicpulse_complaints"),
-            logs / "complaints.log",
-        ),
-        "metrics": ServiceProcess(
-            "services.metrics",
-            service_env(
-                secure,
-                "civicpulse-metrics",
-                "civicpulse_metrics",
-                CIVICPULSE_METRICS_API_TOKENS=json.dumps(tokens),
-            ),
-            logs / "metrics.log",
+        "complaints": service_env(secure, "civicpulse-complaints", "civicpulse_complaints"),
+        "metrics": service_env(
+            secure,
+            "civicpulse-metrics",
+            "civicpulse_metrics",
+            CIVICPULSE_METRICS_API_TOKENS=json.dumps(tokens),
         ),
     }
-    for process in running.values():
+    running = {
+        name: ServiceProcess(f"services.{name}", env, logs / f"{name}.log")
+        for name, env in envs.items()
+    }
+    for name, process in running.items():
+        METRICS_PORTS[name] = int(envs[name]["CIVICPULSE_METRICS_PORT"])
         process.start()
     try:
         for process in running.values():
@@ -263,6 +258,20 @@ async def test_postgres_roles_are_tls_only_and_see_only_their_own_tables(
         assert await connection.fetchval(seen, event_id) == 1
     finally:
         await connection.close()
+
+
+async def test_metrics_and_docs_are_not_on_the_api_port_in_production(
+    services: dict[str, ServiceProcess],
+) -> None:
+    """Issue 12, "Operational endpoints": /metrics on CIVICPULSE_METRICS_PORT, /docs off."""
+    process = services["metrics"]
+    metrics_port = METRICS_PORTS["metrics"]
+    async with httpx.AsyncClient() as client:
+        assert (await client.get(f"{process.base_url}/metrics")).status_code == 404
+        assert (await client.get(f"{process.base_url}/docs")).status_code == 404
+        scraped = await client.get(f"http://127.0.0.1:{metrics_port}/metrics")
+    assert scraped.status_code == 200
+    assert "metrics_consumer_lag_records" in scraped.text
 
 
 def test_the_state_file_and_passwords_are_private(secure: SecureInfra) -> None:

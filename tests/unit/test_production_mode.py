@@ -40,6 +40,7 @@ def safe(**overrides: Any) -> dict[str, Any]:
         "kafka_sasl_username": "intake",
         "kafka_sasl_password": SecretStr(secrets.token_urlsafe(24)),
         "database_url": SAFE_DATABASE_URL,
+        "metrics_port": 9100,
     }
     return values | overrides
 
@@ -193,7 +194,8 @@ def test_every_problem_is_listed_at_once(capsys: pytest.CaptureFixture[str]) -> 
         "CIVICPULSE_FEEDBACK_NOTIFY_SMS_TEMPLATE_ID is empty",
     ):
         assert variable in message
-    assert "8 problem(s)" in message
+    assert "CIVICPULSE_METRICS_PORT is not set" in message
+    assert "9 problem(s)" in message
 
 
 def test_development_is_the_default_and_checks_nothing() -> None:
@@ -236,6 +238,14 @@ def test_service_process_refuses_to_start(service: str) -> None:
     assert f"{service}: refusing to start with CIVICPULSE_ENVIRONMENT=production" in done.stderr
     assert "CIVICPULSE_KAFKA_SECURITY_PROTOCOL is PLAINTEXT" in done.stderr
     assert "CIVICPULSE_DATABASE_URL lacks sslmode=verify-full" in done.stderr
+
+
+def test_metrics_on_the_api_port_is_refused() -> None:
+    """Issue 12, "Operational endpoints": /metrics on a separate internal port."""
+    assert IntakeSettings(**safe(metrics_port=None)).production_problems() == [
+        "CIVICPULSE_METRICS_PORT is not set: /metrics (per-area KPIs, breach counts) would be "
+        "served without authentication on the API port"
+    ]
 
 
 def test_migration_database_url_without_verify_full_is_refused() -> None:
