@@ -1,9 +1,11 @@
 """`civicpulse infra up --secure`: the local broker as production runs it.
 
-Next to the plain launcher's PostgreSQL, a second single-node Kafka runs with
-a SASL_SSL listener only for clients:
+Next to the plain launcher's stack, a second single-node Kafka runs with a
+SASL_SSL listener only for clients, and the launcher's PostgreSQL gets TLS and
+the CivicPulse roles (`civicpulse.secure_postgres`):
 
-- a CA and certificates for the broker and PostgreSQL, made with openssl;
+- a CA and certificates for the broker and PostgreSQL, made with openssl
+  (`civicpulse.certificates`);
 - SCRAM-SHA-512 users created at format time (`kafka-storage format -S`);
 - `StandardAuthorizer`, no access without an ACL, one principal per service
   with least-privilege ACLs (`civicpulse.kafka_acls`), created with the admin
@@ -11,8 +13,8 @@ a SASL_SSL listener only for clients:
   with its certificate.
 
 The plain launcher (`civicpulse.infra`) is used through its public entry
-points only: `infra_up`, `stop_component`, `kafka_lib_dir`, `pick_free_port`,
-`new_cluster_id`, `render_server_properties`.
+points only: `infra_up`, `kafka_lib_dir`, `pick_free_port`, `new_cluster_id`,
+`render_server_properties`, `KAFKA_DEPLOY_DIR`, `LocalInfra`.
 """
 
 from __future__ import annotations
@@ -31,21 +33,27 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.protocol.admin import CreateAclsRequest
 
 from civicpulse import infra
+from civicpulse.certificates import make_certificates
 from civicpulse.kafka_acls import (
     ADMIN,
-    BROKER,
     PERMISSION_ALLOW,
     PRINCIPALS,
     SUPER_USERS,
     Acl,
     all_acls,
+)
+from civicpulse.secure_postgres import (
+    DATABASE_ROLE_OF,
+    DATABASE_ROLES,
+    create_database_roles,
+    enable_postgres_tls,
+    role_database_url,
+    tls_database_url,
 )
 from shared.kafka import KafkaConnection, ensure_topics, kafka_client_options
 from shared.topics import ALL_TOPICS
@@ -55,15 +63,6 @@ SECURE_DIR = "secure"
 STATE_FILE = "secure.json"
 START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0
-CERT_DAYS = 30
-ROLES_SQL = Path(__file__).resolve().parents[1] / "deploy" / "postgres" / "roles.sql"
-DATABASE_ROLES = (
-    "civicpulse_owner",
-    "civicpulse_intake",
-    "civicpulse_complaints",
-    "civicpulse_feedback",
-    "civicpulse_metrics",
-)
 
 
 class SecureInfraError(RuntimeError):
@@ -132,53 +131,6 @@ class SecureInfra:
             database_url=data["database_url"],
             database_roles=dict(data["database_roles"]),
         )
-
-
-# --------------------------------------------------------------------------- certificates
-
-
-def _openssl(*args: str) -> None:
-    done = subprocess.run(["openssl", *args], capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SecureInfraError(f"openssl {args[0]} failed: {done.stderr.strip()}")
-
-
-def make_certificates(tls: Path) -> None:
-    """A CA, then a broker and a PostgreSQL certificate for 127.0.0.1 and localhost.
-
-    The broker's certificate is also its client identity (CN=kafka-broker) on
-    the mutual-TLS inter-broker and controller listeners.
-    """
-    tls.mkdir(parents=True, exist_ok=True)
-    _openssl(
-        *("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", str(CERT_DAYS)),
-        *("-subj", "/CN=CivicPulse local CA", "-keyout", str(tls / "ca.key")),
-        *("-out", str(tls / "ca.crt")),
-        *("-addext", "basicConstraints=critical,CA:TRUE"),
-        *("-addext", "keyUsage=critical,keyCertSign,cRLSign"),
-    )
-    extensions = tls / "server.ext"
-    extensions.write_text(
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
-        "extendedKeyUsage=serverAuth,clientAuth\n"
-        "basicConstraints=CA:FALSE\n"
-    )
-    for name, common_name in (("broker", BROKER), ("postgres", "localhost")):
-        _openssl(
-            *("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={common_name}"),
-            *("-keyout", str(tls / f"{name}.key"), "-out", str(tls / f"{name}.csr")),
-        )
-        _openssl(
-            *("x509", "-req", "-in", str(tls / f"{name}.csr"), "-CA", str(tls / "ca.crt")),
-            *("-CAkey", str(tls / "ca.key"), "-CAcreateserial", "-days", str(CERT_DAYS)),
-            *("-extfile", str(extensions), "-out", str(tls / f"{name}.crt")),
-        )
-    # Kafka's PEM key store: the PKCS#8 key, then the certificate chain.
-    (tls / "broker.pem").write_text(
-        (tls / "broker.key").read_text() + (tls / "broker.crt").read_text()
-    )
-    for key in tls.glob("*.key"):
-        key.chmod(0o600)
 
 
 # --------------------------------------------------------------------------- broker
@@ -311,78 +263,6 @@ async def create_acls(connection: KafkaConnection, entries: list[Acl]) -> None:
                     raise SecureInfraError(f"creating ACL {entry} failed: {error_code} {message}")
     finally:
         await admin.close()
-
-
-# --------------------------------------------------------------------------- PostgreSQL TLS
-
-
-async def enable_postgres_tls(
-    database_url: str, home: Path, os_user: str | None, tls: Path
-) -> None:
-    """Turn on ssl in the running PostgreSQL with the generated certificate (a reload)."""
-    target = home / "tls"
-    target.mkdir(exist_ok=True)
-    for name in ("postgres.crt", "postgres.key", "ca.crt"):
-        shutil.copy(tls / name, target / name)
-        if os_user is not None:
-            shutil.chown(target / name, os_user, os_user)
-    (target / "postgres.key").chmod(0o600)
-    if os_user is not None:
-        shutil.chown(target, os_user, os_user)
-    connection = await asyncpg.connect(database_url)
-    try:
-        await connection.execute(f"ALTER SYSTEM SET ssl_cert_file = '{target / 'postgres.crt'}'")
-        await connection.execute(f"ALTER SYSTEM SET ssl_key_file = '{target / 'postgres.key'}'")
-        await connection.execute("ALTER SYSTEM SET ssl = on")
-        await connection.execute("SELECT pg_reload_conf()")
-        for _ in range(50):
-            if await connection.fetchval("SHOW ssl") == "on":
-                return
-            await asyncio.sleep(0.1)
-        raise SecureInfraError("PostgreSQL did not turn ssl on; see its log")
-    finally:
-        await connection.close()
-
-
-def tls_database_url(plain_url: str, ca_file: Path) -> str:
-    return f"{plain_url}?sslmode=verify-full&sslrootcert={ca_file}"
-
-
-def role_database_url(plain_url: str, role: str, password: str, ca_file: Path) -> str:
-    parts = urlsplit(plain_url)
-    netloc = f"{role}:{password}@{parts.hostname}:{parts.port}"
-    return tls_database_url(urlunsplit(parts._replace(netloc=netloc)), ca_file)
-
-
-async def create_database_roles(
-    database_url: str, data_dir: Path, passwords: dict[str, str]
-) -> None:
-    """Run deploy/postgres/roles.sql, set the login roles' passwords, require TLS for them.
-
-    The launcher's own superuser keeps its trusted local login; the CivicPulse
-    roles may log in only over TLS with their SCRAM password.
-    """
-    connection = await asyncpg.connect(database_url)
-    try:
-        await connection.execute(ROLES_SQL.read_text())
-        for role, password in passwords.items():
-            # ALTER ROLE takes no parameters: the password is quoted as a literal.
-            literal = await connection.fetchval("SELECT quote_literal($1)", password)
-            await connection.execute(f"ALTER ROLE {role} PASSWORD {literal}")
-        hba = data_dir / "pg_hba.conf"
-        rules = (
-            "# civicpulse secure_infra: the service roles over TLS with SCRAM only\n"
-            "hostssl all civicpulse_owner,+civicpulse_services all scram-sha-256\n"
-            "host all civicpulse_owner,+civicpulse_services all reject\n"
-        )
-        text = hba.read_text()
-        if rules not in text:
-            stat = hba.stat()
-            hba.write_text(rules + text)
-            os.chown(hba, stat.st_uid, stat.st_gid)
-        await connection.execute("SELECT pg_reload_conf()")
-    finally:
-        await connection.close()
 
 
 # --------------------------------------------------------------------------- up / down
@@ -522,13 +402,3 @@ def settings_lines(secure: SecureInfra) -> list[str]:
             env["CIVICPULSE_DATABASE_URL"] = secure.database_roles[role]
         lines.append("  " + " ".join(f"{key}='{value}'" for key, value in env.items()))
     return lines
-
-
-# The PostgreSQL role each Kafka principal's process connects as.
-DATABASE_ROLE_OF = {
-    "civicpulse-intake": "civicpulse_intake",
-    "civicpulse-complaints": "civicpulse_complaints",
-    "civicpulse-feedback": "civicpulse_feedback",
-    "civicpulse-feedback-sender": "civicpulse_feedback",
-    "civicpulse-metrics": "civicpulse_metrics",
-}
