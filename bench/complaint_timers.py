@@ -39,7 +39,8 @@ from services.complaints.actions import OpenComplaint
 from services.complaints.domain import Complaint, Context, Decision, decide
 from services.complaints.handlers import ComplaintsHandler, ComplaintsMetrics
 from services.complaints.procedures import Policy
-from services.complaints.store import MIGRATIONS, SERVICE, save, sync_timers
+from services.complaints.settings import SERVICE
+from services.complaints.store import MIGRATIONS, ComplaintsStore
 from services.complaints.working_days import WorkingDayCalendar
 from shared.events.vocabulary import Channel
 from shared.postgres import create_pool, migrate
@@ -89,14 +90,15 @@ def due_complaints() -> list[Complaint]:
 
 async def load_due(pool: asyncpg.Pool, complaints: Sequence[Complaint]) -> None:
     """(Re)set the due complaints as just opened, their timers pending, the outbox empty."""
+    store = ComplaintsStore(pool)
     async with pool.acquire() as connection, connection.transaction():
         await connection.execute(
             "DELETE FROM timers WHERE service = $1 AND subject LIKE 'DUE-%'", SERVICE
         )
         await connection.execute("DELETE FROM outbox WHERE service = $1", SERVICE)
         for complaint in complaints:
-            await save(connection, complaint)
-            await sync_timers(connection, None, complaint)
+            await store.save(connection, complaint)
+            await store.sync_timers(connection, None, complaint)
 
 
 async def load_open(pool: asyncpg.Pool, start: int, stop: int) -> None:
@@ -160,7 +162,7 @@ async def main_async(options: argparse.Namespace) -> int:
             try:
                 await migrate(pool, SERVICE, MIGRATIONS)
                 handler = ComplaintsHandler(
-                    pool=pool,
+                    store=ComplaintsStore(pool),
                     calendar=WorkingDayCalendar(),
                     policy=Policy(),
                     metrics=ComplaintsMetrics(CollectorRegistry()),

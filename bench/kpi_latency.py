@@ -54,7 +54,8 @@ from bench.intake_throughput import (
     say,
     scratch_database,
 )
-from civicpulse.processes import ServiceProcess, free_port
+from civicpulse.infra import pick_free_port
+from civicpulse.processes import ServiceProcess
 from services.metrics.domain import ALL_MEASURES
 from services.metrics.periods import Period, period_containing
 from shared.api_keys import hash_api_key
@@ -319,7 +320,7 @@ async def run(options: Options, bootstrap: str, database_url: str) -> dict[str, 
             "services.intake",
             {
                 **common,
-                "CIVICPULSE_HTTP_PORT": str(free_port()),
+                "CIVICPULSE_HTTP_PORT": str(pick_free_port()),
                 "CIVICPULSE_INTAKE_GROUP_ID": intake_group,
                 "CIVICPULSE_INTAKE_API_KEYS": json.dumps({"bench": hash_api_key(token)}),
                 "CIVICPULSE_LOG_LEVEL": "WARNING",
@@ -330,7 +331,7 @@ async def run(options: Options, bootstrap: str, database_url: str) -> dict[str, 
             "services.metrics",
             {
                 **common,
-                "CIVICPULSE_HTTP_PORT": str(free_port()),
+                "CIVICPULSE_HTTP_PORT": str(pick_free_port()),
                 "CIVICPULSE_METRICS_GROUP_ID": metrics_group,
                 "CIVICPULSE_METRICS_API_TOKENS": json.dumps(
                     {"bench": {"role": "manager", "hash": hash_api_key(token)}}

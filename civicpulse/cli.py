@@ -43,6 +43,13 @@ def _add_infra(subparsers: Subparsers) -> None:
         help="Kafka with a SASL_SSL listener, SCRAM users and ACLs per service, and "
         "PostgreSQL with TLS; prints each service's settings (docs/production.md)",
     )
+    up.add_argument(
+        "--brokers",
+        type=int,
+        default=None,
+        help="Kafka nodes in one KRaft cluster (default 1; 3 gives replication factor 3 "
+        "and min.insync.replicas=2; a run directory keeps its first number)",
+    )
     up.set_defaults(handler=_infra_up)
 
     down = actions.add_parser("down", help="stop both and delete their data")
@@ -63,7 +70,7 @@ def _infra_up(args: argparse.Namespace) -> int:
         for line in secure_infra.settings_lines(secure):
             print(line)
         return 0
-    stack = infra.infra_up(args.run_dir)
+    stack = infra.infra_up(args.run_dir, brokers=args.brokers)
     env = stack.env()
     for key in ("CIVICPULSE_KAFKA_BOOTSTRAP", "CIVICPULSE_DATABASE_URL"):
         print(f"export {key}={env[key]}")

@@ -2,7 +2,6 @@
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,13 +13,6 @@ import httpx
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 class ServiceProcess:
     """`python -m services.<name>` with the given environment, output to a log file."""
 
@@ -28,6 +20,7 @@ class ServiceProcess:
         self.module = module
         self.port = int(env["CIVICPULSE_HTTP_PORT"])
         self.log_path = log_path
+        self.env = dict(env)  # what this process was given, beside the inherited environment
         self._env = {**os.environ, **env}
         self._process: subprocess.Popen[bytes] | None = None
 

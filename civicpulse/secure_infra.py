@@ -39,6 +39,7 @@ from aiokafka.protocol.admin import CreateAclsRequest
 
 from civicpulse import infra
 from civicpulse.certificates import make_certificates
+from civicpulse.infra.state import KAFKA_DEPLOY_DIR
 from civicpulse.kafka_acls import (
     ADMIN,
     PERMISSION_ALLOW,
@@ -172,7 +173,7 @@ def render_secure_properties(
 def _java_argv(java: str, lib: Path, home: Path, *tail: str) -> list[str]:
     return [
         java,
-        f"-Dlog4j2.configurationFile={infra.KAFKA_DEPLOY_DIR / 'log4j2.properties'}",
+        f"-Dlog4j2.configurationFile={KAFKA_DEPLOY_DIR / 'log4j2.properties'}",
         f"-Dkafka.logs.dir={home / 'logs'}",
         "-Djava.awt.headless=true",
         "-cp",

@@ -65,6 +65,8 @@ def service_environment(
     common = {
         "CIVICPULSE_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
         "CIVICPULSE_DATABASE_URL": stack.database_url,
+        # On a cluster, topics get replicas on 3 brokers (2 in sync), as in production.
+        "CIVICPULSE_TOPIC_REPLICATION_FACTOR": str(infra.replication_for(len(stack.kafka_nodes))),
     }
     own = {
         "intake": {
@@ -135,12 +137,18 @@ def start_services(
     *,
     say: Say | None = None,
     extra_env: Mapping[str, Mapping[str, str]] | None = None,
+    preferred_ports: bool = True,
 ) -> RunningSystem:
-    """Start every service (in dependency order) and wait until each is healthy."""
+    """Start every service (in dependency order) and wait until each is healthy.
+
+    Tests pass `preferred_ports=False`: with the usual ports, a developer's
+    `civicpulse dev` could answer the health check of a service that failed to bind.
+    """
     log_dir.mkdir(parents=True, exist_ok=True)
     ports: dict[str, int] = {}
     for spec in SERVICES:
-        ports[spec.name] = infra.pick_free_port(spec.preferred_port, avoid=list(ports.values()))
+        preferred = spec.preferred_port if preferred_ports else None
+        ports[spec.name] = infra.pick_free_port(preferred, avoid=list(ports.values()))
     environments = service_environment(stack, credentials, ports)
     system = RunningSystem(stack, credentials, {})
     try:

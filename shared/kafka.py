@@ -114,7 +114,8 @@ def make_broker(
     )
     options = kafka_client_options(kafka)
     return KafkaBroker(
-        options["bootstrap_servers"],
+        # faststream takes one string as one address: a cluster's list is split here.
+        [address.strip() for address in options["bootstrap_servers"].split(",") if address.strip()],
         security=broker_security(options),
         client_id=client_id,
         enable_idempotence=True,
@@ -176,7 +177,12 @@ async def topic_partitions(
 async def ensure_topics(
     kafka: Kafka, topics: Iterable[TopicSpec], *, replication_factor: int = 1
 ) -> list[str]:
-    """Create the topics that do not exist yet; returns the names created."""
+    """Create the topics that do not exist yet; returns the names created.
+
+    With more than one replica, a majority must be in sync for a write
+    (`min.insync.replicas`, 2 of 3), so an acknowledged record survives the
+    loss of any one broker, and the topic stays writable through it.
+    """
     admin = AIOKafkaAdminClient(**kafka_client_options(kafka), client_id="civicpulse-admin")
     await admin.start()
     try:
@@ -184,12 +190,17 @@ async def ensure_topics(
         missing = [topic for topic in topics if topic.name not in existing]
         if not missing:
             return []
+        min_insync = (
+            {"min.insync.replicas": str(replication_factor // 2 + 1)}
+            if replication_factor > 1
+            else {}
+        )
         new_topics = [
             NewTopic(
                 name=topic.name,
                 num_partitions=topic.partitions,
                 replication_factor=replication_factor,
-                topic_configs=topic.config,
+                topic_configs={**topic.config, **min_insync},
             )
             for topic in missing
         ]

@@ -10,7 +10,7 @@ complaint's planned actions wait here until its `ComplaintOpened` is seen.
 import asyncio
 import json
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -22,8 +22,15 @@ from shared.topics import COMPLAINT_ACTIONS, COMPLAINTS
 class CaseManager:
     """Holds case actions by complaint id; sends them when the complaint is opened."""
 
-    def __init__(self, kafka: Kafka, actions: Iterable[Outgoing]) -> None:
+    def __init__(
+        self,
+        kafka: Kafka,
+        actions: Iterable[Outgoing],
+        *,
+        on_sent: Callable[[Outgoing], None] | None = None,
+    ) -> None:
         self._kafka = kafka
+        self._on_sent = on_sent
         self._waiting: dict[str, list[Outgoing]] = defaultdict(list)
         for item in actions:
             self._waiting[item.key].append(item)
@@ -78,3 +85,5 @@ class CaseManager:
                 COMPLAINT_ACTIONS.name, json.dumps(item.body).encode(), key=item.key.encode()
             )
             self.sent += 1
+            if self._on_sent is not None:
+                self._on_sent(item)

@@ -401,6 +401,8 @@ class CouncilSimulation:
                 yield action(
                     self._working_days_after(responded, rng.randint(5, 25)), "refer_to_ombudsman"
                 )
-            closed = self._working_days_after(responded, 21 if stage == 1 else 1)
-            yield action(closed, "close")
+            if stage == 1:
+                # Not escalated: the complaints service closes it when the window lapses.
+                return
+            yield action(self._working_days_after(responded, 1), "close")
             return

@@ -10,7 +10,7 @@ import json
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,14 +93,18 @@ async def send_plan(
     rate: float | None,
     quiet: bool = False,
     actions_grace_seconds: float = 60.0,
+    on_sent: Callable[[Outgoing], None] | None = None,
 ) -> SendReport:
     """Send every contact record; case actions follow as their complaints open.
 
     `rate` is contact records per second (None: as fast as the system takes).
+    `on_sent` hears of each record as it is handed over (a test's ledger).
     """
     records = [item for item in plan if item.route is not Route.CASE_ACTION]
     case_manager = CaseManager(
-        target.kafka, (item for item in plan if item.route is Route.CASE_ACTION)
+        target.kafka,
+        (item for item in plan if item.route is Route.CASE_ACTION),
+        on_sent=on_sent,
     )
     report = SendReport()
     progress = Progress(len(records), quiet=quiet)
@@ -119,7 +123,7 @@ async def send_plan(
     started = time.monotonic()
     try:
         async with httpx.AsyncClient(timeout=30) as http:
-            await _send_records(records, target, producer, http, report, progress, rate)
+            await _send_records(records, target, producer, http, report, progress, rate, on_sent)
         contacts_sent.set()
         await acting
     finally:
@@ -139,6 +143,7 @@ async def _send_records(
     report: SendReport,
     progress: Progress,
     rate: float | None,
+    on_sent: Callable[[Outgoing], None] | None,
 ) -> None:
     started = time.monotonic()
     pending: list[asyncio.Future[Any]] = []
@@ -157,6 +162,8 @@ async def _send_records(
                 await asyncio.gather(*pending)
                 pending = []
         report.sent[route.value] += 1
+        if on_sent is not None:
+            on_sent(item)
         if rate:
             ahead = started + done / rate - time.monotonic()
             if ahead > 0:

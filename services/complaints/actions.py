@@ -13,7 +13,13 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
-from shared.events.complaints import LearningAction, Reason, StaffRef
+from shared.events.complaints import (
+    EscalationRefusalReason,
+    LearningAction,
+    OmbudsmanDecision,
+    Reason,
+    StaffRef,
+)
 from shared.events.envelope import UtcDatetime
 from shared.events.vocabulary import (
     Channel,
@@ -85,7 +91,8 @@ class RequestEscalation(ActionRecord):
 
 
 class ExtendDeadline(ActionRecord):
-    """Extend the response deadline once per stage, with the reason given to the customer."""
+    """Extend a response deadline, with the reason given to the customer: once per stage
+    under the Code and the 2006 regulations; as often as agreed under the 2009 ones."""
 
     action: Literal["extend"]
     deadline: DeadlineKind = DeadlineKind.RESPOND
@@ -106,6 +113,47 @@ class ReferToOmbudsman(ActionRecord):
     action: Literal["refer_to_ombudsman"]
     ombudsman: Literal["local_government", "housing"] = "local_government"
     ombudsman_reference: Identifier | None = None
+
+
+class RecordOmbudsmanDecision(ActionRecord):
+    """The Ombudsman decided a complaint referred to it."""
+
+    action: Literal["record_ombudsman_decision"]
+    decision: OmbudsmanDecision
+    ombudsman_reference: Identifier | None = None
+
+
+class RefuseEscalation(ActionRecord):
+    """Refuse to take the complaint to its next stage, with one of the documented reasons."""
+
+    action: Literal["refuse_escalation"]
+    reason: EscalationRefusalReason
+    detail: Reason | None = None
+
+    @model_validator(mode="after")
+    def _other_needs_detail(self) -> "RefuseEscalation":
+        if self.reason is EscalationRefusalReason.OTHER and not self.detail:
+            raise ValueError("reason other needs its detail")
+        return self
+
+
+class CompleteLearningAction(ActionRecord):
+    """A learning action from a response is done (the seeds' SMART actions)."""
+
+    action: Literal["complete_learning_action"]
+    learning_action_id: Identifier
+
+
+class RecordPanelMeeting(ActionRecord):
+    """Children's social care stage 3: the review panel met (2006 regulations, reg. 19)."""
+
+    action: Literal["record_panel_meeting"]
+
+
+class RecordPanelReport(ActionRecord):
+    """Children's social care stage 3: the panel reported (2006 regulations, reg. 20)."""
+
+    action: Literal["record_panel_report"]
 
 
 class WithdrawComplaint(ActionRecord):
@@ -129,7 +177,12 @@ Action = Annotated[
     | ExtendDeadline
     | ReferToOmbudsman
     | WithdrawComplaint
-    | CloseComplaint,
+    | CloseComplaint
+    | RefuseEscalation
+    | RecordOmbudsmanDecision
+    | CompleteLearningAction
+    | RecordPanelMeeting
+    | RecordPanelReport,
     Field(discriminator="action"),
 ]
 ACTION_ADAPTER: TypeAdapter[Action] = TypeAdapter(Action)

@@ -2,14 +2,15 @@
 
 import asyncio
 import logging
+from base64 import urlsafe_b64decode, urlsafe_b64encode
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Annotated, Any
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
 
 import asyncpg
-from fastapi import Depends, FastAPI, Request, status
+from fastapi import Depends, FastAPI, Query, Request, status
 from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker
 from prometheus_client import CollectorRegistry
@@ -19,16 +20,18 @@ from services.complaints.actions import ACTION_ADAPTER
 from services.complaints.domain import Refusal, RefusalReason
 from services.complaints.handlers import Applied, ComplaintsHandler, ComplaintsMetrics
 from services.complaints.procedures import Policy
-from services.complaints.settings import ComplaintsSettings
-from services.complaints.store import MIGRATIONS, SERVICE
+from services.complaints.settings import SERVICE, ComplaintsSettings
+from services.complaints.store import MIGRATIONS, ComplaintsStore, WorklistQuery
 from services.complaints.views import (
     ActionAccepted,
     ActionRefused,
     ActionResult,
     ComplaintView,
+    Worklist,
     complaint_view,
+    worklist_row,
 )
-from services.complaints.working_days import WorkingDayCalendar
+from services.complaints.working_days import WorkingDayCalendar, local_date
 from shared.api_keys import authenticated_source
 from shared.consumer import (
     ConsumerSettings,
@@ -38,6 +41,7 @@ from shared.consumer import (
 )
 from shared.consumer_lag import KafkaPositions
 from shared.events.envelope import utc_now
+from shared.events.vocabulary import ComplaintProcedure
 from shared.http import (
     MalformedBodyError,
     add_component_schemas,
@@ -53,6 +57,7 @@ from shared.parked import RetryPolicy
 from shared.startup import prepare
 from shared.timers import TimerMetrics, TimerScheduler
 from shared.topics import COMPLAINT_ACTIONS, COMPLAINTS, CONTACTS, dead_letter_twin
+from shared.vocabulary import load_service_areas
 
 log = logging.getLogger(__name__)
 ACTIONS_DEAD_LETTER = dead_letter_twin(COMPLAINT_ACTIONS)
@@ -82,14 +87,18 @@ def create_app(
     outbox_metrics = OutboxMetrics(registry, SERVICE)
     timer_metrics = TimerMetrics(registry, SERVICE)
     calendar = WorkingDayCalendar(settings.complaints_closure_days)
-    policy = Policy(settings.complaints_escalation_window_working_days)
+    policy = Policy(
+        settings.complaints_escalation_window_working_days,
+        settings.complaints_escalation_window_calendar_month,
+    )
+    service_areas = load_service_areas(settings.vocabulary_file)
     state: dict[str, Any] = {}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = await prepare(settings, SERVICE, MIGRATIONS)
         handler = ComplaintsHandler(
-            pool=pool,
+            store=ComplaintsStore(pool),
             calendar=calendar,
             policy=policy,
             metrics=metrics,
@@ -158,8 +167,10 @@ def create_app(
         "/v1/complaints/{complaint_id}/actions",
         summary="Apply a case action to a complaint",
         description=(
-            "One action: `open`, `acknowledge`, `respond`, `request_escalation`, `extend`, "
-            "`refer_to_ombudsman`, `withdraw` or `close` (the `action` field). `complaint_id` "
+            "One action: `open`, `acknowledge`, `respond`, `request_escalation`, "
+            "`refuse_escalation`, `extend`, `record_panel_meeting`, `record_panel_report`, "
+            "`refer_to_ombudsman`, `record_ombudsman_decision`, `complete_learning_action`, "
+            "`withdraw` or `close` (the `action` field). `complaint_id` "
             "and `source` may be left out of the body: the path and the API key give them. "
             "`action_id` is the idempotency "
             "key: the same action sent again is reported as `duplicate` and changes nothing. "
@@ -243,6 +254,64 @@ def create_app(
             )
         return complaint_view(complaint)
 
+    @app.get(
+        "/v1/complaints",
+        response_model=Worklist,
+        summary="The officer's worklist: complaints by next due date",
+        description=(
+            "Complaints ordered by their next due date (a deadline, or the escalation "
+            "window's end if sooner; nothing due last), then by id, a page at a time: pass "
+            "`next_cursor` back as `cursor`. `state`: `open` (default), `closed` (closed, "
+            "withdrawn or with the Ombudsman) or `all`. `due_before`: next due date strictly "
+            "before that date. `overdue=true`: a deadline has passed without its action. "
+            "Each row gives the working days left (negative when overdue). An unknown filter "
+            "value or a malformed date is 422 naming the parameter."
+        ),
+        responses={
+            401: {"description": "Missing or unknown API key."},
+            422: {"description": "A query parameter is invalid; it is named in `loc`."},
+        },
+    )
+    async def list_complaints(
+        _: Annotated[str, Depends(caller)],
+        state_filter: Annotated[Literal["open", "closed", "all"], Query(alias="state")] = "open",
+        stage: Annotated[int | None, Query(ge=1, le=3)] = None,
+        procedure: ComplaintProcedure | None = None,
+        service_area: str | None = None,
+        due_before: date | None = None,
+        overdue: bool = False,
+        cursor: Annotated[str | None, Query(max_length=400)] = None,
+        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    ) -> Worklist | JSONResponse:
+        if service_area is not None and service_area not in service_areas:
+            return _invalid_query("service_area", f"unknown service area {service_area!r}")
+        after = None
+        if cursor is not None:
+            after = _read_cursor(cursor)
+            if after is None:
+                return _invalid_query("cursor", "not a cursor this API gave")
+        handler: ComplaintsHandler = state["handler"]
+        today = local_date(clock())
+        page = await handler.list_complaints(
+            WorklistQuery(
+                today=today,
+                state=state_filter,
+                stage=stage,
+                procedure=None if procedure is None else procedure.value,
+                service_area=service_area,
+                due_before=due_before,
+                overdue=overdue,
+                after=after,
+                limit=limit + 1,
+            )
+        )
+        rows = [worklist_row(c, handler.calendar, today) for c in page[:limit]]
+        next_cursor = None
+        if len(page) > limit:
+            last = page[limit - 1]
+            next_cursor = _write_cursor(last.next_due_date(), last.complaint_id)
+        return Worklist(complaints=rows, next_cursor=next_cursor)
+
     add_operational_routes(app, broker=broker, registry=registry, pool=lambda: state.get("pool"))
     document_problems(app)
     limit_request_bodies(app, settings.http_max_body_bytes)
@@ -255,6 +324,27 @@ def _invalid(field: str, message: str) -> JSONResponse:
         {"detail": [{"loc": [field], "msg": message, "type": "invalid"}]},
         status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
     )
+
+
+def _invalid_query(parameter: str, message: str) -> JSONResponse:
+    return JSONResponse(
+        {"detail": [{"loc": ["query", parameter], "msg": message, "type": "invalid"}]},
+        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+    )
+
+
+def _write_cursor(due: date | None, complaint_id: str) -> str:
+    text = f"{'' if due is None else due.isoformat()}|{complaint_id}"
+    return urlsafe_b64encode(text.encode()).decode()
+
+
+def _read_cursor(cursor: str) -> tuple[date | None, str] | None:
+    """The (next due date, complaint id) a cursor stands for; None if it is not one."""
+    try:
+        due, complaint_id = urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
+        return (date.fromisoformat(due) if due else None), complaint_id
+    except ValueError:
+        return None
 
 
 def _task(work: Coroutine[Any, Any, None], name: str) -> "asyncio.Task[None]":

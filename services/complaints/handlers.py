@@ -13,13 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-import asyncpg
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import ValidationError
 
-from services.complaints import store
 from services.complaints.actions import ACTION_ADAPTER, Action
 from services.complaints.domain import (
+    WINDOW_TIMER_KIND,
     Complaint,
     Context,
     Decision,
@@ -28,10 +27,12 @@ from services.complaints.domain import (
     action_key,
     breach,
     decide,
+    lapse,
     open_action_for,
     recalculate,
 )
 from services.complaints.procedures import Policy
+from services.complaints.store import ComplaintsStore, WorklistQuery
 from services.complaints.working_days import WorkingDayCalendar, local_date
 from shared import timers
 from shared.consumer import (
@@ -43,18 +44,14 @@ from shared.consumer import (
     RecordFault,
     RecordRejectedError,
 )
-from shared.events.complaints import ComplaintEvent
+from shared.events.complaints import ComplaintDeadlineBreached, ComplaintEvent
 from shared.events.contacts import ContactReceived
 from shared.events.envelope import Event
 from shared.events.vocabulary import ComplaintProcedure, DeadlineKind
-from shared.outbox import enqueue
 from shared.postgres import Connection
-from shared.processed_events import first_time
 
 log = logging.getLogger(__name__)
-SERVICE = store.SERVICE
 Clock = Callable[[], datetime]
-_RECALCULATION_LOCK = 0x636F6D706C61  # "compla": one replica recounts at a time
 
 
 class ComplaintsMetrics:
@@ -92,6 +89,11 @@ class ComplaintsMetrics:
         self.due_today = Gauge(
             "complaints_deadlines_due_today",
             "Running deadlines due today (Europe/London).",
+            registry=registry,
+        )
+        self.learning_actions_overdue = Gauge(
+            "complaints_learning_actions_overdue",
+            "Learning actions from complaint responses past their due date and not done.",
             registry=registry,
         )
         self.consumer_lag = Gauge(
@@ -133,13 +135,14 @@ class ComplaintsHandler:
     def __init__(
         self,
         *,
-        pool: asyncpg.Pool,
+        store: ComplaintsStore,
         calendar: WorkingDayCalendar,
         policy: Policy,
         metrics: ComplaintsMetrics,
         clock: Clock,
     ) -> None:
-        self._pool = pool
+        self._store = store
+        self._pool = store.pool  # transactions: the store's methods take their connection
         self._calendar = calendar
         self._policy = policy
         self._metrics = metrics
@@ -149,8 +152,14 @@ class ComplaintsHandler:
         return Context(self._calendar, self._policy, recorded_at=self._clock())
 
     async def get(self, complaint_id: str) -> Complaint | None:
-        async with self._pool.acquire() as connection:
-            return await store.load(connection, complaint_id)
+        return await self._store.get(complaint_id)
+
+    async def list_complaints(self, query: WorklistQuery) -> list[Complaint]:
+        return await self._store.worklist(query)
+
+    @property
+    def calendar(self) -> WorkingDayCalendar:
+        return self._calendar
 
     # -- one action ---------------------------------------------------------------
 
@@ -158,9 +167,9 @@ class ComplaintsHandler:
         """Apply one input inside a savepoint, so a refusal undoes its processed-record."""
         try:
             async with connection.transaction():
-                if not await first_time(connection, SERVICE, input_id):
-                    return Duplicate(await store.load(connection, action.complaint_id))
-                current = await store.load(connection, action.complaint_id, lock=True)
+                if not await self._store.first_time(connection, input_id):
+                    return Duplicate(await self._store.load(connection, action.complaint_id))
+                current = await self._store.load(connection, action.complaint_id, lock=True)
                 outcome = decide(current, action, self._context())
                 if isinstance(outcome, Refusal):
                     raise _RollBack(outcome)
@@ -172,9 +181,15 @@ class ComplaintsHandler:
     async def _save(
         self, connection: Connection, before: Complaint | None, decision: Decision
     ) -> None:
-        await store.save(connection, decision.complaint)
-        await store.sync_timers(connection, before, decision.complaint)
-        await enqueue(connection, SERVICE, decision.events)
+        await self._store.save(connection, decision.complaint)
+        await self._store.sync_timers(connection, before, decision.complaint)
+        await self._store.enqueue(connection, decision.events)
+        self._count_breaches(decision)
+
+    def _count_breaches(self, decision: Decision) -> None:
+        for event in decision.events:
+            if isinstance(event, ComplaintDeadlineBreached):
+                self._count_breach(event)
 
     def _count(self, action: Action, outcome: Outcome) -> None:
         result = {Applied: "applied", Duplicate: "duplicate", Refusal: "refused"}[type(outcome)]
@@ -243,27 +258,38 @@ class ComplaintsHandler:
     # -- deadlines ------------------------------------------------------------------
 
     async def fire_timer(self, connection: Connection, timer: timers.Timer) -> None:
-        """A deadline's day has ended: record the breach once (called by the scheduler)."""
-        complaint = await store.load(connection, timer.subject, lock=True)
+        """A deadline's or a window's day has ended (called by the scheduler).
+
+        A deadline records its breach once; a window closes the complaint once.
+        """
+        complaint = await self._store.load(connection, timer.subject, lock=True)
         if complaint is None:
             log.error("timer %s names unknown complaint %s", timer.timer_id, timer.subject)
             return
         now = self._clock()
-        decision = breach(
-            complaint,
-            int(timer.payload["stage"]),
-            DeadlineKind(timer.kind),
-            now=max(now, timer.due_at),
-            recorded_at=now,
-        )
+        if timer.kind == WINDOW_TIMER_KIND:
+            decision = lapse(complaint, now=max(now, timer.due_at), recorded_at=now)
+        else:
+            decision = breach(
+                complaint,
+                int(timer.payload["stage"]),
+                DeadlineKind(timer.kind),
+                now=max(now, timer.due_at),
+                recorded_at=now,
+            )
         if decision is None:  # met or moved in the same instant: nothing is late
             return
-        await store.save(connection, decision.complaint)
-        await enqueue(connection, SERVICE, decision.events)
+        # Only the firing timer changes, and the scheduler marks it fired.
+        await self._store.save(connection, decision.complaint)
+        await self._store.enqueue(connection, decision.events)
+        self._count_breaches(decision)
+        log.info("complaint %s: timer %s fired", complaint.complaint_id, timer.timer_id)
+
+    def _count_breach(self, event: ComplaintDeadlineBreached) -> None:
+        payload = event.payload
         self._metrics.breaches.labels(
-            complaint.procedure.value, str(timer.payload["stage"]), timer.kind
+            payload.procedure.value, str(payload.stage), payload.deadline.value
         ).inc()
-        log.info("complaint %s: deadline %s breached", complaint.complaint_id, timer.timer_id)
 
     async def recalculate_deadlines(self) -> int:
         """Recount open deadlines if the calendar changed since they were counted.
@@ -274,32 +300,35 @@ class ComplaintsHandler:
         fingerprint = self._calendar.fingerprint(range(today.year - 1, today.year + 3))
         moved = 0
         async with self._pool.acquire() as connection, connection.transaction():
-            await connection.execute("SELECT pg_advisory_xact_lock($1)", _RECALCULATION_LOCK)
-            stored = await store.calendar_fingerprint(connection)
+            await self._store.lock_recalculation(connection)
+            stored = await self._store.calendar_fingerprint(connection)
             if stored == fingerprint:
                 return 0
             if stored is not None:
-                async for batch in store.open_complaints(connection):
+                async for batch in self._store.open_complaints(connection):
                     for complaint in batch:
                         updated = recalculate(complaint, self._calendar)
                         if updated != complaint:
-                            await store.save(connection, updated)
-                            await store.sync_timers(connection, complaint, updated)
+                            await self._store.save(connection, updated)
+                            await self._store.sync_timers(connection, complaint, updated)
                             moved += 1
-            await store.save_calendar_fingerprint(connection, fingerprint)
+            await self._store.save_calendar_fingerprint(connection, fingerprint)
         if moved:
             log.info("calendar changed: recounted the deadlines of %d open complaints", moved)
         return moved
 
     async def refresh_gauges(self) -> None:
-        counts = await store.open_counts(self._pool)
+        counts = await self._store.open_counts()
         self._metrics.open.clear()
         for count in counts:
             self._metrics.open.labels(count.procedure, str(count.stage), count.status).set(
                 count.count
             )
         today = local_date(self._clock())
-        self._metrics.due_today.set(await store.deadlines_due_on(self._pool, today))
+        self._metrics.due_today.set(await self._store.deadlines_due_on(today))
+        self._metrics.learning_actions_overdue.set(
+            await self._store.learning_actions_overdue(today)
+        )
 
 
 def decode_action(record: InboundRecord) -> Action:

@@ -7,6 +7,8 @@ from pydantic import Field
 from shared.api_keys import ApiKeyHashes
 from shared.settings import ServiceSettings
 
+SERVICE = "complaints"
+
 
 class ComplaintsSettings(ServiceSettings):
     http_port: int = Field(default=8002, ge=1, le=65535, description="HTTP port.")
@@ -34,7 +36,13 @@ class ComplaintsSettings(ServiceSettings):
         ge=1,
         le=60,
         description="Working days after a stage 1 response in which the customer may ask for "
-        "stage 2.",
+        "stage 2 (corporate complaints; children's social care has its statutory 20).",
+    )
+    complaints_escalation_window_calendar_month: bool = Field(
+        default=False,
+        description="When true, the corporate escalation window is a calendar month from the "
+        "stage 1 response (to the same date next month, or the next working day) instead of "
+        "CIVICPULSE_COMPLAINTS_ESCALATION_WINDOW_WORKING_DAYS.",
     )
     complaints_timer_poll_seconds: float = Field(
         default=5.0, gt=0, le=300, description="How often due deadlines are looked for."

@@ -30,6 +30,18 @@ class WorkingDayCalendar:
     def __init__(self, closure_days: Iterable[date] = ()) -> None:
         self.closure_days = frozenset(closure_days)
         self._bank_holidays = holidays.country_holidays(HOLIDAY_COUNTRY, subdiv=HOLIDAY_SUBDIVISION)
+        self._statutory: WorkingDayCalendar | None = None if self.closure_days else self
+
+    def statutory(self) -> "WorkingDayCalendar":
+        """The same days without council closure days: the statutory procedures' working days.
+
+        The 2006 regulations (reg. 2) and the 2009 regulations define a working day
+        as any day but a weekend day or a bank holiday; a council's own closures do
+        not stop their clocks.
+        """
+        if self._statutory is None:
+            self._statutory = WorkingDayCalendar()
+        return self._statutory
 
     def bank_holiday(self, day: date) -> str | None:
         """The bank holiday's name, if `day` is one (the package fills years lazily)."""
@@ -100,3 +112,16 @@ def add_months(day: date, months: int) -> date:
     month_index = day.month - 1 + months
     year, month = day.year + month_index // 12, month_index % 12 + 1
     return date(year, month, min(day.day, monthrange(year, month)[1]))
+
+
+def period_commencing_on(day: date, months: int) -> date:
+    """The last day of `months` calendar months "commencing on" `day`: the day before the
+    anniversary (31 January + 6 months ends 30 July; 31 August ends 28 or 29 February,
+    the day before the missing anniversary's 1 March)."""
+    month_index = day.month - 1 + months
+    year, month = day.year + month_index // 12, month_index % 12 + 1
+    if day.day <= monthrange(year, month)[1]:
+        anniversary = date(year, month, day.day)
+    else:
+        anniversary = date(year + month // 12, month % 12 + 1, 1)
+    return anniversary - timedelta(days=1)

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from services.metrics import committee as committee_format
 from services.metrics.auth import OidcVerifier, role_checker
+from services.metrics.complaints_report import add_complaints_report_route
 from services.metrics.domain import KPIS_BY_NAME, series
 from services.metrics.gauges import GaugeRefresher, KpiGauges
 from services.metrics.handlers import BatchApplier, ConsumerMetrics, LiveConsumer
@@ -361,6 +362,8 @@ def create_app(
                 for group, services in groups.items()
             },
         )
+
+    add_complaints_report_route(app, manager=requires(Role.MANAGER), store=ready_store, today=today)
 
     @app.get(
         "/v1/pipeline",

@@ -20,6 +20,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter
 
 from services.metrics.domain import Rules
+from services.metrics.domain.complaint_notes import complaint_notes
 from services.metrics.domain.measures import (
     NO_CHANNEL,
     Cell,
@@ -51,10 +52,13 @@ from shared.events.catalogue import topic_for
 from shared.events.complaints import (
     ComplaintAcknowledged,
     ComplaintClosed,
+    ComplaintDeadlineBreachCorrected,
     ComplaintDeadlineBreached,
     ComplaintEscalated,
+    ComplaintEscalationRefused,
     ComplaintEscalationRequested,
     ComplaintEvent,
+    ComplaintLearningActionCompleted,
     ComplaintOpened,
     ComplaintReferredToOmbudsman,
     ComplaintResponded,
@@ -145,6 +149,12 @@ async def escalate_complaint(batch: Batch, event: ComplaintEscalated) -> list[In
     return complaint_increments(event, _channel(batch, event))
 
 
+async def reopen_complaint(batch: Batch, event: ComplaintEscalationRequested) -> list[Increment]:
+    """Asked inside the window: a case closed by hand is open again."""
+    await batch.store.update_complaint(batch.generation, event.complaint_id, open_=True)
+    return complaint_increments(event, _channel(batch, event))
+
+
 async def close_complaint(
     batch: Batch, event: ComplaintClosed | ComplaintWithdrawn
 ) -> list[Increment]:
@@ -181,7 +191,10 @@ HANDLERS: dict[type[Event], Handler] = {
     SatisfactionExpired: count_event,
     SurgeDetected: count_event,
     ComplaintOpened: count_complaint,  # its fact is recorded for the whole batch first
-    ComplaintEscalationRequested: count_complaint,
+    ComplaintEscalationRequested: reopen_complaint,
+    ComplaintEscalationRefused: count_complaint,
+    ComplaintDeadlineBreachCorrected: count_complaint,
+    ComplaintLearningActionCompleted: count_complaint,
     ComplaintReferredToOmbudsman: count_complaint,
     ComplaintEscalated: escalate_complaint,
     ComplaintWithdrawn: close_complaint,
@@ -236,6 +249,9 @@ class BatchApplier:
             if handler is not None:
                 add(await handler(batch, event))
         await store.add_to_aggregates(generation, totals)
+        await store.record_complaint_notes(
+            generation, [note for event in fresh for note in complaint_notes(event)]
+        )
         await self._check_surges(batch, totals)
         await store.record_progress(generation, _progress(fresh))
         if self._metrics:

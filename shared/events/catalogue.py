@@ -4,11 +4,12 @@ The union dispatches on `event_type` together with `schema_version`, so two
 versions of one event can be read side by side during a deprecation period.
 """
 
+from collections.abc import Callable
 from typing import Annotated, Any, Union
 
 from pydantic import Discriminator, Tag, TypeAdapter
 
-from shared.events.complaints import COMPLAINT_EVENTS
+from shared.events.complaints import COMPLAINT_EVENTS, ComplaintClosedV1, upcast_closed_v1_v2
 from shared.events.contacts import CONTACT_EVENTS
 from shared.events.envelope import Event
 from shared.events.feedback import FEEDBACK_EVENTS
@@ -59,6 +60,19 @@ AnyEvent: Any = Annotated[
 _ADAPTER: TypeAdapter[Event] = TypeAdapter(AnyEvent)
 
 
+# Old versions read from retained topics, turned into the current one, so that
+# handlers only ever see the current version of an event.
+UPCASTS: dict[type[Event], Callable[[Any], Event]] = {ComplaintClosedV1: upcast_closed_v1_v2}
+
+
+def upcast(event: Event) -> Event:
+    cast_up = UPCASTS.get(type(event))
+    return event if cast_up is None else upcast(cast_up(event))
+
+
 def parse_event(data: bytes | str) -> Event:
-    """Parse one event from JSON; raises `pydantic.ValidationError` if it is not one."""
-    return _ADAPTER.validate_json(data)
+    """Parse one event from JSON, upcast to its current version.
+
+    Raises `pydantic.ValidationError` if it is not one.
+    """
+    return upcast(_ADAPTER.validate_json(data))

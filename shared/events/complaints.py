@@ -1,6 +1,7 @@
 """Complaint events: the two-stage Complaint Handling Code and the statutory procedures."""
 
 from datetime import date
+from enum import StrEnum
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, model_validator
@@ -21,6 +22,29 @@ Reason = Annotated[str, Field(min_length=1, max_length=500)]
 StaffRef = Annotated[
     str, Field(min_length=1, max_length=64, description="Pseudonymous staff reference.")
 ]
+
+
+OmbudsmanDecision = Literal["upheld", "not_upheld", "withdrawn"]
+
+
+class EscalationRefusalReason(StrEnum):
+    """Why a council may refuse to take a complaint to its next stage (docs/complaints.md)."""
+
+    OUTSIDE_WINDOW = "outside_window"
+    MATTER_OVER_12_MONTHS_OLD = "matter_over_12_months_old"
+    LEGAL_PROCEEDINGS = "legal_proceedings"
+    ALREADY_CONSIDERED = "already_considered"
+    OTHER = "other"
+
+
+class CloseReason(StrEnum):
+    """Why a complaint closed (ComplaintClosed version 2)."""
+
+    RESOLVED = "resolved"
+    ESCALATION_WINDOW_LAPSED = "escalation_window_lapsed"
+    ESCALATION_REFUSED = "escalation_refused"
+    REFUSED = "refused"
+    OFFICER_CLOSED = "officer_closed"
 
 
 class ComplaintEvent(Event):
@@ -73,6 +97,11 @@ class ComplaintAcknowledged(ComplaintEvent):
 
 
 class LearningAction(FrozenModel):
+    learning_action_id: Identifier | None = Field(
+        default=None,
+        description="Id of the action within its complaint, for `complete_learning_action`; "
+        "given by the complaints service as `<stage>.<n>` when the response has none.",
+    )
     description: Annotated[str, Field(min_length=1, max_length=500)]
     owner_team: Annotated[str, Field(min_length=1, max_length=64)]
     due_date: date | None = None
@@ -141,6 +170,11 @@ class ComplaintDeadlineBreached(ComplaintEvent):
 class ComplaintReferredToOmbudsmanPayload(ComplaintFacts):
     ombudsman: Literal["local_government", "housing"]
     ombudsman_reference: Identifier | None = None
+    grounds: Literal["final_response", "refusal", "missed_deadline"] | None = Field(
+        default=None,
+        description="Why the customer could go to the Ombudsman: the council's final "
+        "response, its refusal, or a deadline it missed.",
+    )
 
 
 class ComplaintReferredToOmbudsman(ComplaintEvent):
@@ -160,15 +194,125 @@ class ComplaintWithdrawn(ComplaintEvent):
     payload: ComplaintWithdrawnPayload
 
 
+class ComplaintClosedV1Payload(ComplaintFacts):
+    final_stage: Stage
+    reason: Reason | None = None
+
+
+class ComplaintClosedV1(ComplaintEvent):
+    """Version 1: a free-text `reason` that, before a response, meant a refusal."""
+
+    event_type: Literal["ComplaintClosed"] = "ComplaintClosed"
+    schema_version: Literal[1] = 1
+    payload: ComplaintClosedV1Payload
+
+
 class ComplaintClosedPayload(ComplaintFacts):
     final_stage: Stage
+    closed_because: CloseReason = Field(
+        default=CloseReason.RESOLVED,
+        description="`escalation_window_lapsed`: the window to ask for the next stage ended "
+        "with no request (the service closed it); `escalation_refused` and `refused`: the "
+        "council said no, with a reason; `resolved`: closed after a response; "
+        "`officer_closed`: closed by hand before the window ended (the customer may still "
+        "escalate inside it).",
+    )
     reason: Reason | None = None
 
 
 class ComplaintClosed(ComplaintEvent):
     event_type: Literal["ComplaintClosed"] = "ComplaintClosed"
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     payload: ComplaintClosedPayload
+
+
+def upcast_closed_v1_v2(event: ComplaintClosedV1) -> ComplaintClosed:
+    """Version 1 had no cause; a reason then meant the officer closed it with one."""
+    payload = event.payload
+    because = CloseReason.RESOLVED if payload.reason is None else CloseReason.OFFICER_CLOSED
+    return ComplaintClosed.model_validate(
+        {
+            **event.model_dump(exclude={"event_type", "schema_version", "payload"}),
+            "payload": {**payload.model_dump(), "closed_because": because},
+        }
+    )
+
+
+class ComplaintEscalationRefusedPayload(ComplaintFacts):
+    stage: Stage = Field(description="The stage whose escalation was refused.")
+    reason: EscalationRefusalReason
+    detail: Reason | None = Field(default=None, description="Required when reason is other.")
+
+    @model_validator(mode="after")
+    def _other_needs_detail(self) -> "ComplaintEscalationRefusedPayload":
+        if self.reason is EscalationRefusalReason.OTHER and not self.detail:
+            raise ValueError("a refusal for another reason needs its detail")
+        return self
+
+
+class ComplaintEscalationRefused(ComplaintEvent):
+    """The council refused to take the complaint to its next stage; the customer is told
+    they may go to the Ombudsman."""
+
+    event_type: Literal["ComplaintEscalationRefused"] = "ComplaintEscalationRefused"
+    schema_version: Literal[1] = 1
+    payload: ComplaintEscalationRefusedPayload
+
+
+class ComplaintDeadlineBreachCorrectedPayload(ComplaintFacts):
+    stage: Stage
+    deadline: DeadlineKind
+    due_date: date
+    met_on: date = Field(description="The action's local date: on or before due_date.")
+
+
+class ComplaintDeadlineBreachCorrected(ComplaintEvent):
+    """A breach recorded before an on-time action arrived (a backfill, an outage) is undone.
+
+    Dated at the breach it corrects, so that counts by day cancel out where they were made.
+    """
+
+    event_type: Literal["ComplaintDeadlineBreachCorrected"] = "ComplaintDeadlineBreachCorrected"
+    schema_version: Literal[1] = 1
+    payload: ComplaintDeadlineBreachCorrectedPayload
+
+
+class ComplaintOmbudsmanDecidedPayload(ComplaintFacts):
+    ombudsman_reference: Identifier | None = None
+    decision: OmbudsmanDecision
+
+
+class ComplaintOmbudsmanDecided(ComplaintEvent):
+    event_type: Literal["ComplaintOmbudsmanDecided"] = "ComplaintOmbudsmanDecided"
+    schema_version: Literal[1] = 1
+    payload: ComplaintOmbudsmanDecidedPayload
+
+
+class ComplaintPanelStepRecordedPayload(ComplaintFacts):
+    stage: Stage
+    step: Literal[DeadlineKind.PANEL_MEETING, DeadlineKind.PANEL_REPORT]
+
+
+class ComplaintPanelStepRecorded(ComplaintEvent):
+    """Children's social care stage 3: the review panel met, or reported (2006 regs. 19-20)."""
+
+    event_type: Literal["ComplaintPanelStepRecorded"] = "ComplaintPanelStepRecorded"
+    schema_version: Literal[1] = 1
+    payload: ComplaintPanelStepRecordedPayload
+
+
+class ComplaintLearningActionCompletedPayload(ComplaintFacts):
+    learning_action_id: Identifier
+    owner_team: Annotated[str, Field(min_length=1, max_length=64)]
+    due_date: date | None = None
+    completed_on: date
+    on_time: bool | None = Field(description="Done on or before its due date; null if none.")
+
+
+class ComplaintLearningActionCompleted(ComplaintEvent):
+    event_type: Literal["ComplaintLearningActionCompleted"] = "ComplaintLearningActionCompleted"
+    schema_version: Literal[1] = 1
+    payload: ComplaintLearningActionCompletedPayload
 
 
 COMPLAINT_EVENTS: tuple[type[ComplaintEvent], ...] = (
@@ -181,5 +325,11 @@ COMPLAINT_EVENTS: tuple[type[ComplaintEvent], ...] = (
     ComplaintDeadlineBreached,
     ComplaintReferredToOmbudsman,
     ComplaintWithdrawn,
+    ComplaintClosedV1,
     ComplaintClosed,
+    ComplaintEscalationRefused,
+    ComplaintDeadlineBreachCorrected,
+    ComplaintOmbudsmanDecided,
+    ComplaintLearningActionCompleted,
+    ComplaintPanelStepRecorded,
 )

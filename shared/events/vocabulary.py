@@ -44,6 +44,9 @@ class ComplaintOutcome(StrEnum):
 class DeadlineKind(StrEnum):
     ACKNOWLEDGE = "acknowledge"
     RESPOND = "respond"
+    # Children's social care stage 3 (2006 regulations, regs. 19 and 20).
+    PANEL_MEETING = "panel_meeting"
+    PANEL_REPORT = "panel_report"
 
 
 class Resolved(StrEnum):

@@ -25,7 +25,10 @@ class RunningIntake:
     settings: IntakeSettings
 
 
-@pytest.fixture(scope="session")
+# Module scope: an intake left running for the whole session would consume the
+# raw topic beside the intake process that test_intake_process.py stops, and
+# finish its work for it.
+@pytest.fixture(scope="module")
 async def intake(
     kafka_bootstrap: str, database_url: str, topics: None
 ) -> AsyncIterator[RunningIntake]:
@@ -41,3 +44,12 @@ async def intake(
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://intake") as client:
             yield RunningIntake(app, client, registry, settings)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The fault tests' table of counts, when they ran in this session."""
+    from tests.integration.test_faults import ROWS, TABLE_FILE
+
+    if ROWS:
+        terminalreporter.section("fault table (also in .civicpulse/fault-table.md)")
+        terminalreporter.write_line(TABLE_FILE.read_text())

@@ -12,16 +12,19 @@ import asyncpg
 import pytest
 from prometheus_client import CollectorRegistry
 
-from civicpulse.processes import ServiceProcess, free_port
+from civicpulse.infra import pick_free_port
+from civicpulse.processes import ServiceProcess
 from services.complaints.handlers import Applied, ComplaintsHandler, ComplaintsMetrics
 from services.complaints.procedures import Policy
-from services.complaints.store import MIGRATIONS, SERVICE
+from services.complaints.settings import SERVICE
+from services.complaints.store import MIGRATIONS, ComplaintsStore
 from services.complaints.working_days import WorkingDayCalendar
 from shared.events.envelope import utc_now
 from shared.postgres import create_pool, migrate
 from shared.topics import COMPLAINT_ACTIONS, COMPLAINTS, CONTACTS
 from tests.support.complaints import action, action_bytes, produce
-from tests.support.kafka import Record, new_group_at_end, read_topic
+from tests.support.kafka import Record, new_group_at_end, read_to_end, read_topic
+from tests.support.outbox import outbox_drained
 
 pytestmark = pytest.mark.integration
 COMPLAINTS_IN_STREAM = 200
@@ -37,7 +40,7 @@ async def complaints_process(
     env = {
         "CIVICPULSE_KAFKA_BOOTSTRAP": kafka_bootstrap,
         "CIVICPULSE_DATABASE_URL": database_url,
-        "CIVICPULSE_HTTP_PORT": str(free_port()),
+        "CIVICPULSE_HTTP_PORT": str(pick_free_port()),
         "CIVICPULSE_COMPLAINTS_GROUP_ID": group_id,
         "CIVICPULSE_COMPLAINTS_MAX_BATCH": "20",
     }
@@ -65,13 +68,16 @@ def _mine(records: list[Record], prefix: str) -> dict[str, dict[str, set[str]]]:
 
 
 async def test_a_state_change_committed_before_a_crash_is_published_once_after_restart(
-    complaints_process: ServiceProcess, pool: asyncpg.Pool, kafka_bootstrap: str
+    complaints_process: ServiceProcess,
+    pool: asyncpg.Pool,
+    kafka_bootstrap: str,
+    database_url: str,
 ) -> None:
     # The state of a service killed after its transaction committed and before
     # the relay published: the complaint changed, its events wait in the outbox.
     complaint_id = f"CMP-crash-{uuid.uuid4().hex[:8]}"
     handler = ComplaintsHandler(
-        pool=pool,
+        store=ComplaintsStore(pool),
         calendar=WorkingDayCalendar(),
         policy=Policy(),
         metrics=ComplaintsMetrics(CollectorRegistry()),
@@ -91,9 +97,8 @@ async def test_a_state_change_committed_before_a_crash_is_published_once_after_r
     complaints_process.kill()
     complaints_process.start()
     complaints_process.wait_healthy()
-    again = await read_topic(
-        kafka_bootstrap, COMPLAINTS.name, until=lambda rs: False, within_seconds=3
-    )
+    await outbox_drained(database_url, "complaints")
+    again = await read_to_end(kafka_bootstrap, COMPLAINTS.name)
 
     published = [r for r in again if r.key == complaint_id.encode()]
     assert {t: len(ids) for t, ids in _mine(first, complaint_id)[complaint_id].items()} == {

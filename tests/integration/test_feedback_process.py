@@ -10,7 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from civicpulse.processes import REPO_ROOT, ServiceProcess, free_port
+from civicpulse.infra import pick_free_port
+from civicpulse.processes import REPO_ROOT, ServiceProcess
 from shared.api_keys import hash_api_key
 from shared.topics import COMPLAINTS, CONTACTS
 from tests.support.feedback import TOKEN_SECRET
@@ -25,7 +26,7 @@ async def test_the_service_starts_reports_its_metrics_and_stops_cleanly_on_sigte
     env = {
         "CIVICPULSE_KAFKA_BOOTSTRAP": kafka_bootstrap,
         "CIVICPULSE_DATABASE_URL": database_url,
-        "CIVICPULSE_HTTP_PORT": str(free_port()),
+        "CIVICPULSE_HTTP_PORT": str(pick_free_port()),
         "CIVICPULSE_FEEDBACK_TOKEN_SECRET": TOKEN_SECRET,
         "CIVICPULSE_FEEDBACK_API_KEYS": f'{{"crm": "{hash_api_key("k" * 20)}"}}',
         "CIVICPULSE_FEEDBACK_GROUP_ID": await new_group_at_end(

@@ -1,7 +1,9 @@
 """Intake as an operator runs it: `python -m services.intake`, stopped with SIGTERM."""
 
+import asyncio
 import json
 import signal
+import subprocess
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -10,7 +12,8 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from civicpulse.processes import ServiceProcess, free_port
+from civicpulse.infra import kafka_classpath, pick_free_port
+from civicpulse.processes import ServiceProcess
 from shared.api_keys import hash_api_key
 from shared.topics import CONTACTS, CONTACTS_RAW
 from tests.integration.test_intake import contact_record
@@ -28,7 +31,7 @@ async def intake_process(
     env = {
         "CIVICPULSE_KAFKA_BOOTSTRAP": kafka_bootstrap,
         "CIVICPULSE_DATABASE_URL": database_url,
-        "CIVICPULSE_HTTP_PORT": str(free_port()),
+        "CIVICPULSE_HTTP_PORT": str(pick_free_port()),
         "CIVICPULSE_INTAKE_GROUP_ID": group_id,
         "CIVICPULSE_INTAKE_MAX_BATCH": "100",
         "CIVICPULSE_INTAKE_API_KEYS": json.dumps({"crm": hash_api_key("k" * 20)}),
@@ -58,12 +61,42 @@ async def produce_records(bootstrap: str, prefix: str, count: int) -> list[str]:
     return contact_ids
 
 
+def active_groups_reading(bootstrap: str, topic: str) -> set[str]:
+    """Consumer groups with a live member assigned a partition of `topic`, as Kafka's
+    own consumer-group tool reports them (aiokafka cannot decode Kafka 4's answer)."""
+    done = subprocess.run(
+        [
+            "java",
+            "-cp",
+            kafka_classpath(),
+            "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+            "--bootstrap-server",
+            bootstrap,
+            "--describe",
+            "--all-groups",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    rows = [line.split() for line in done.stdout.splitlines()]
+    # GROUP TOPIC PARTITION CURRENT-OFFSET LOG-END-OFFSET LAG CONSUMER-ID HOST CLIENT-ID
+    return {row[0] for row in rows if len(row) >= 7 and row[1] == topic and row[6] != "-"}
+
+
 async def test_sigterm_mid_stream_loses_nothing_and_a_restart_finishes_the_work(
     intake_process: ServiceProcess, kafka_bootstrap: str
 ) -> None:
     prefix = f"sigterm-{uuid.uuid4().hex[:8]}"
     intake_process.start()
     intake_process.wait_healthy()
+    # Only the process under test reads the raw topic: no other intake can
+    # finish its work for it and hide a loss.
+    own_group = intake_process.env["CIVICPULSE_INTAKE_GROUP_ID"]
+    assert await asyncio.to_thread(active_groups_reading, kafka_bootstrap, CONTACTS_RAW.name) <= {
+        own_group
+    }
     contact_ids = await produce_records(kafka_bootstrap, prefix, RECORDS)
     # Let it get part-way through, then stop it as an orchestrator would.
     await read_topic(

@@ -126,6 +126,7 @@ EXPECTED: dict[str, tuple[float, float, float | None]] = {
     "complaints_not_upheld": (1 / 3, 1, 3),
     "complaint_deadline_breaches": (1, 1, None),
     "ombudsman_referrals": (1, 1, None),
+    "statutory_ombudsman_referrals": (0, 0, None),
     "statutory_complaints_received": (1, 1, None),
     "csat": (2 / 3, 2, 3),
     "average_ease": (13 / 3, 13, 3),

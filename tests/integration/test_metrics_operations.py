@@ -13,8 +13,9 @@ from shared.events.metrics import SurgeDetected
 from shared.events.vocabulary import Channel
 from shared.kafka import make_broker, publish_events
 from shared.topics import CONTACTS, METRICS
-from tests.support.kafka import kcat_produce, read_topic
-from tests.support.metrics import MANAGER, OPS, Events, RunningMetrics, at, running_metrics
+from tests.support.kafka import kcat_produce, read_to_end, read_topic
+from tests.support.metrics import MANAGER, OPS, Events, RunningMetrics, running_metrics, utc_at
+from tests.support.outbox import outbox_drained
 
 pytestmark = pytest.mark.integration
 TODAY = date(2025, 3, 10)
@@ -54,7 +55,8 @@ async def gauge_until(
     holds: Callable[[float], bool],
     *,
     within: float = 30,
-) -> float | None:
+) -> float:
+    """The gauge's value once `holds(value)`; fails if it never does within `within` s."""
     key = (name, frozenset(labels.items()))
     deadline = asyncio.get_running_loop().time() + within
     value = None
@@ -63,7 +65,7 @@ async def gauge_until(
         if value is not None and holds(value):
             return value
         await asyncio.sleep(0.2)
-    return value
+    raise AssertionError(f"{name}{labels} never held its condition in {within} s: last {value}")
 
 
 async def test_a_surge_publishes_surge_detected_once_and_sets_the_gauge(
@@ -71,11 +73,11 @@ async def test_a_surge_publishes_surge_detected_once_and_sets_the_gauge(
 ) -> None:
     events = Events()
     burst = [
-        events.received(f"burst-{n}", at(TODAY, 8, n), channel=Channel.WEB, area="licensing")
+        events.received(f"burst-{n}", utc_at(TODAY, 8, n), channel=Channel.WEB, area="licensing")
         for n in range(25)
     ]
     more = [
-        events.received(f"more-{n}", at(TODAY, 10, n), channel=Channel.WEB, area="licensing")
+        events.received(f"more-{n}", utc_at(TODAY, 10, n), channel=Channel.WEB, area="licensing")
         for n in range(10)
     ]
     surge_id = f"licensing:contacts_received:{TODAY.isoformat()}"
@@ -94,9 +96,8 @@ async def test_a_surge_publishes_surge_detected_once_and_sets_the_gauge(
         {"kpi": "contacts_received", "service_area": "licensing", "channel": "all"},
         lambda value: value >= 35,
     )
-    records = await read_topic(
-        kafka_bootstrap, METRICS.name, until=lambda _: False, within_seconds=3
-    )
+    await outbox_drained(metrics.settings.database_url, "metrics")
+    records = await read_to_end(kafka_bootstrap, METRICS.name)
     surges = [
         SurgeDetected.model_validate_json(r.value)
         for r in records
@@ -122,7 +123,7 @@ async def test_a_surge_that_began_in_replayed_history_is_raised_once_when_it_rea
     backfill = [
         events.received(
             f"backfill-{offset}-{n}",
-            at(first_day + timedelta(days=offset), 9) + timedelta(seconds=n),
+            utc_at(first_day + timedelta(days=offset), 9) + timedelta(seconds=n),
             channel=Channel.WEB,
             area="highways",
         )

@@ -25,7 +25,8 @@ import pytest
 import yaml
 from faststream.kafka import KafkaBroker
 
-from civicpulse.processes import ServiceProcess, free_port
+from civicpulse.infra import pick_free_port
+from civicpulse.processes import ServiceProcess
 from services.metrics.periods import local_day
 from shared.api_keys import hash_api_key
 from shared.events.catalogue import topic_for
@@ -54,7 +55,7 @@ async def services(
         "services.intake",
         {
             **common,
-            "CIVICPULSE_HTTP_PORT": str(free_port()),
+            "CIVICPULSE_HTTP_PORT": str(pick_free_port()),
             "CIVICPULSE_INTAKE_GROUP_ID": await new_group_at_end(
                 kafka_bootstrap, CONTACTS_RAW.name, "test-prometheus-intake"
             ),
@@ -66,7 +67,7 @@ async def services(
         "services.metrics",
         {
             **common,
-            "CIVICPULSE_HTTP_PORT": str(free_port()),
+            "CIVICPULSE_HTTP_PORT": str(pick_free_port()),
             "CIVICPULSE_METRICS_GROUP_ID": await new_group_at_end(
                 kafka_bootstrap, [t.name for t in CANONICAL_TOPICS], "test-prometheus-metrics"
             ),
@@ -78,7 +79,7 @@ async def services(
         "services.feedback",
         {
             **common,
-            "CIVICPULSE_HTTP_PORT": str(free_port()),
+            "CIVICPULSE_HTTP_PORT": str(pick_free_port()),
             "CIVICPULSE_FEEDBACK_GROUP_ID": await new_group_at_end(
                 kafka_bootstrap, [CONTACTS.name, COMPLAINTS.name], "test-prometheus-feedback"
             ),
@@ -118,7 +119,7 @@ def prometheus(
         ],
     }
     (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = free_port()
+    port = pick_free_port()
     with (folder / "prometheus.log").open("wb") as log:
         process = subprocess.Popen(
             [

@@ -26,8 +26,8 @@ from aiokafka.errors import (
     TopicAuthorizationFailedError,
 )
 
-from civicpulse.infra import infra_down
-from civicpulse.processes import ServiceProcess, free_port
+from civicpulse.infra import infra_down, pick_free_port
+from civicpulse.processes import ServiceProcess
 from civicpulse.secure_infra import SecureInfra, secure_down, secure_up
 from shared.api_keys import hash_api_key
 from shared.kafka import KafkaConnection, kafka_client_options
@@ -58,8 +58,8 @@ def service_env(secure: SecureInfra, principal: str, role: str, **extra: str) ->
         "CIVICPULSE_ENVIRONMENT": "production",
         "CIVICPULSE_DATABASE_URL": secure.database_roles[role],
         "CIVICPULSE_MIGRATION_DATABASE_URL": secure.database_roles["civicpulse_owner"],
-        "CIVICPULSE_HTTP_PORT": str(free_port()),
-        "CIVICPULSE_METRICS_PORT": str(free_port()),
+        "CIVICPULSE_HTTP_PORT": str(pick_free_port()),
+        "CIVICPULSE_METRICS_PORT": str(pick_free_port()),
         **extra,
     }
 

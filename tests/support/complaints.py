@@ -17,7 +17,7 @@ LONDON = ZoneInfo("Europe/London")
 SOURCE = "case-manager"
 
 
-def at(day: date, hour: int = 10) -> datetime:
+def london_at(day: date, hour: int = 10) -> datetime:
     """`hour` o'clock in London on `day`, in UTC."""
     return datetime.combine(day, time(hour), tzinfo=LONDON).astimezone(UTC)
 

@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Self, TypeVar
 from uuid import UUID
 
+from services.metrics.domain.complaint_notes import ComplaintNote, NoteKind
 from services.metrics.domain.measures import Cell
 from services.metrics.periods import DateRange
 from services.metrics.store import (
@@ -62,6 +63,7 @@ class State:
     outcomes: dict[tuple[int, str, int, str], bool] = field(default_factory=dict)
     surges: dict[tuple[int, str, str, date], Surge] = field(default_factory=dict)
     progress: dict[tuple[int, str], TopicState] = field(default_factory=dict)
+    notes: dict[tuple[int, UUID, str], ComplaintNote] = field(default_factory=dict)
     outbox: list[Event] = field(default_factory=list)
 
 
@@ -91,6 +93,7 @@ class FakeMetricsStore(MetricsStore):
         state.outcomes = _without(state.outcomes, generation)
         state.surges = _without(state.surges, generation)
         state.progress = _without(state.progress, generation)
+        state.notes = _without(state.notes, generation)
         state.processed.pop(processed_service(generation), None)
 
     @asynccontextmanager
@@ -329,6 +332,20 @@ class FakeMetricsStore(MetricsStore):
             key = {"service_area": area, "channel": ch, None: ""}[group]
             sums[(key, measure)] += value
         return sums
+
+    async def record_complaint_notes(self, generation: int, notes: Sequence[ComplaintNote]) -> None:
+        self._writing()
+        for note in notes:
+            self.state.notes.setdefault((generation, note.event_id, note.kind.value), note)
+
+    async def complaint_notes(self, generation: int, span: DateRange) -> list[ComplaintNote]:
+        kept = [
+            note
+            for (g, _, _), note in self.state.notes.items()
+            if g == generation
+            and (span.start <= note.day <= span.end or note.kind is NoteKind.LEARNING_ACTION_DONE)
+        ]
+        return sorted(kept, key=lambda n: (n.day, n.complaint_id, str(n.event_id), n.kind.value))
 
     async def totals(
         self,

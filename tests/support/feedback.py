@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from civicpulse.processes import free_port
+from civicpulse.infra import pick_free_port
 from services.feedback.app import RunningFeedback, create_app
 from services.feedback.settings import FeedbackSettings
 from shared.api_keys import hash_api_key
@@ -113,7 +113,7 @@ async def running_feedback(settings: FeedbackSettings) -> AsyncIterator[RunningS
 @asynccontextmanager
 async def served_feedback(settings: FeedbackSettings) -> AsyncIterator[RunningService]:
     """The service behind a real HTTP server on a loopback port, for a real browser."""
-    port = free_port()
+    port = pick_free_port()
     settings = settings.model_copy(update={"feedback_public_url": f"http://127.0.0.1:{port}"})
     clock = TestClock(datetime.now(UTC).replace(microsecond=0))
     registry = CollectorRegistry()

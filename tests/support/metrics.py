@@ -79,7 +79,7 @@ MANAGER = {"Authorization": f"Bearer {MANAGER_TOKEN}"}
 OPS = {"Authorization": f"Bearer {OPS_TOKEN}"}
 
 
-def at(day: date, hour: int, minute: int = 0) -> datetime:
+def utc_at(day: date, hour: int, minute: int = 0) -> datetime:
     return datetime.combine(day, time(hour, minute), tzinfo=UTC)
 
 
@@ -264,11 +264,17 @@ def known_day(events: Events, day: date) -> list[Event]:
     return [
         # contacts
         e.received(
-            "c1", at(day, 9), channel=phone, area="planning", customer="a", resolved=True, wait=10
+            "c1",
+            utc_at(day, 9),
+            channel=phone,
+            area="planning",
+            customer="a",
+            resolved=True,
+            wait=10,
         ),
         e.received(
             "c2",
-            at(day, 9, 5),
+            utc_at(day, 9, 5),
             channel=phone,
             area="planning",
             kind=ContactKind.SERVICE_REQUEST,
@@ -277,12 +283,14 @@ def known_day(events: Events, day: date) -> list[Event]:
             transfers=2,
             wait=30,
         ),
-        e.received("c3", at(day, 10), channel=web, area="planning", customer="c", resolved=True),
-        e.received("c4", at(day, 15), channel=web, area="planning", customer="c"),
-        e.received("c5", at(day, 11), channel=visit, area="waste", customer="a", resolved=True),
+        e.received(
+            "c3", utc_at(day, 10), channel=web, area="planning", customer="c", resolved=True
+        ),
+        e.received("c4", utc_at(day, 15), channel=web, area="planning", customer="c"),
+        e.received("c5", utc_at(day, 11), channel=visit, area="waste", customer="a", resolved=True),
         e.received(
             "c6",
-            at(day, 12),
+            utc_at(day, 12),
             channel=phone,
             area="waste",
             kind=ContactKind.COMPLIMENT,
@@ -290,26 +298,32 @@ def known_day(events: Events, day: date) -> list[Event]:
             wait=5,
         ),
         e.received(
-            "c7", at(day, 13), channel=phone, area="planning", customer="e", resolved=True, wait=50
+            "c7",
+            utc_at(day, 13),
+            channel=phone,
+            area="planning",
+            customer="e",
+            resolved=True,
+            wait=50,
         ),
-        e.transferred("c7", at(day, 13, 5), area="planning"),
-        e.resolved("c3", at(day, 10, 10), channel=web, area="planning"),
-        e.abandoned("a1", at(day, 14), area="planning", wait=40),
-        e.abandoned("a2", at(day, 14, 30), area="waste", wait=5),
+        e.transferred("c7", utc_at(day, 13, 5), area="planning"),
+        e.resolved("c3", utc_at(day, 10, 10), channel=web, area="planning"),
+        e.abandoned("a1", utc_at(day, 14), area="planning", wait=40),
+        e.abandoned("a2", utc_at(day, 14, 30), area="waste", wait=5),
         e.mystery(
             "m1",
-            at(day, 16),
+            utc_at(day, 16),
             channel=phone,
             area="planning",
             scores={"greeting": 80, "accuracy": 100},
         ),
-        e.mystery("m2", at(day, 16, 30), channel=web, area="planning", scores={"greeting": 70}),
+        e.mystery("m2", utc_at(day, 16, 30), channel=web, area="planning", scores={"greeting": 70}),
         # complaints: k1 through both stages, k2 acknowledged late, k3 statutory
-        e.complaint("k1", at(day, 9), opened, service_area="planning", channel=web),
-        e.complaint("k1", at(day, 9, 30), ack, service_area="planning", stage=1),
+        e.complaint("k1", utc_at(day, 9), opened, service_area="planning", channel=web),
+        e.complaint("k1", utc_at(day, 9, 30), ack, service_area="planning", stage=1),
         e.complaint(
             "k1",
-            at(day, 10),
+            utc_at(day, 10),
             responded,
             service_area="planning",
             stage=1,
@@ -317,13 +331,19 @@ def known_day(events: Events, day: date) -> list[Event]:
             responder="s1",
         ),
         e.complaint(
-            "k1", at(day, 11), ComplaintEscalationRequested, service_area="planning", from_stage=1
+            "k1",
+            utc_at(day, 11),
+            ComplaintEscalationRequested,
+            service_area="planning",
+            from_stage=1,
         ),
-        e.complaint("k1", at(day, 11, 30), ComplaintEscalated, service_area="planning", to_stage=2),
-        e.complaint("k1", at(day, 12), ack, service_area="planning", stage=2),
+        e.complaint(
+            "k1", utc_at(day, 11, 30), ComplaintEscalated, service_area="planning", to_stage=2
+        ),
+        e.complaint("k1", utc_at(day, 12), ack, service_area="planning", stage=2),
         e.complaint(
             "k1",
-            at(day, 13),
+            utc_at(day, 13),
             responded,
             service_area="planning",
             stage=2,
@@ -332,37 +352,37 @@ def known_day(events: Events, day: date) -> list[Event]:
         ),
         e.complaint(
             "k1",
-            at(day, 14),
+            utc_at(day, 14),
             ComplaintReferredToOmbudsman,
             service_area="planning",
             ombudsman="local_government",
         ),
         e.complaint(
-            "k2", at(day, 9), opened, service_area="waste", channel=phone, procedure=corporate
+            "k2", utc_at(day, 9), opened, service_area="waste", channel=phone, procedure=corporate
         ),
         e.complaint(
             "k2",
-            at(day, 10),
+            utc_at(day, 10),
             ComplaintDeadlineBreached,
             service_area="waste",
             stage=1,
             deadline=DeadlineKind.ACKNOWLEDGE,
             due_date=day,
         ),
-        e.complaint("k2", at(day, 11), ack, service_area="waste", stage=1),
+        e.complaint("k2", utc_at(day, 11), ack, service_area="waste", stage=1),
         e.complaint(
             "k2",
-            at(day, 12),
+            utc_at(day, 12),
             responded,
             service_area="waste",
             stage=1,
             outcome=ComplaintOutcome.NOT_UPHELD,
             responder="s3",
         ),
-        e.complaint("k2", at(day, 13), ComplaintClosed, service_area="waste", final_stage=1),
+        e.complaint("k2", utc_at(day, 13), ComplaintClosed, service_area="waste", final_stage=1),
         e.complaint(
             "k3",
-            at(day, 9),
+            utc_at(day, 9),
             opened,
             service_area="adult_social_care",
             channel=phone,
@@ -371,20 +391,40 @@ def known_day(events: Events, day: date) -> list[Event]:
         ),
         # satisfaction
         e.survey_requested(
-            "s1", at(day, 17), case="c1", case_type=CaseType.CONTACT, channel=phone, area="planning"
+            "s1",
+            utc_at(day, 17),
+            case="c1",
+            case_type=CaseType.CONTACT,
+            channel=phone,
+            area="planning",
         ),
         e.survey_requested(
-            "s2", at(day, 17), case="c3", case_type=CaseType.CONTACT, channel=web, area="planning"
+            "s2",
+            utc_at(day, 17),
+            case="c3",
+            case_type=CaseType.CONTACT,
+            channel=web,
+            area="planning",
         ),
         e.survey_requested(
-            "s3", at(day, 17), case="k2", case_type=CaseType.COMPLAINT, channel=phone, area="waste"
+            "s3",
+            utc_at(day, 17),
+            case="k2",
+            case_type=CaseType.COMPLAINT,
+            channel=phone,
+            area="waste",
         ),
         e.survey_requested(
-            "s4", at(day, 17), case="c5", case_type=CaseType.CONTACT, channel=visit, area="waste"
+            "s4",
+            utc_at(day, 17),
+            case="c5",
+            case_type=CaseType.CONTACT,
+            channel=visit,
+            area="waste",
         ),
         e.survey_answered(
             "s1",
-            at(day, 18),
+            utc_at(day, 18),
             case="c1",
             case_type=CaseType.CONTACT,
             channel=phone,
@@ -394,7 +434,7 @@ def known_day(events: Events, day: date) -> list[Event]:
         ),
         e.survey_answered(
             "s2",
-            at(day, 18),
+            utc_at(day, 18),
             case="c3",
             case_type=CaseType.CONTACT,
             channel=web,
@@ -404,7 +444,7 @@ def known_day(events: Events, day: date) -> list[Event]:
         ),
         e.survey_answered(
             "s3",
-            at(day, 18),
+            utc_at(day, 18),
             case="k2",
             case_type=CaseType.COMPLAINT,
             channel=phone,
@@ -413,7 +453,12 @@ def known_day(events: Events, day: date) -> list[Event]:
             ease=2,
         ),
         e.survey_expired(
-            "s4", at(day, 20), case="c5", case_type=CaseType.CONTACT, channel=visit, area="waste"
+            "s4",
+            utc_at(day, 20),
+            case="c5",
+            case_type=CaseType.CONTACT,
+            channel=visit,
+            area="waste",
         ),
     ]
 

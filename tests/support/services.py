@@ -11,7 +11,7 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
-from civicpulse.processes import free_port
+from civicpulse.infra import pick_free_port
 from services.complaints.app import create_app as create_complaints
 from services.complaints.settings import ComplaintsSettings
 from shared.api_keys import hash_api_key
@@ -81,7 +81,7 @@ async def four_services(
 @asynccontextmanager
 async def served(app: FastAPI) -> AsyncIterator[str]:
     """`app`, already started, behind a real HTTP server on a loopback port; its base URL."""
-    port = free_port()
+    port = pick_free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="error")
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve())

@@ -16,12 +16,13 @@ from services.complaints.domain import (
     breach,
     decide,
     invariant_violations,
+    lapse,
     recalculate,
 )
 from services.complaints.procedures import Policy
 from services.complaints.working_days import WorkingDayCalendar, end_of_local_day
 from shared.events.vocabulary import ComplaintProcedure, DeadlineKind
-from tests.support.complaints import action, at
+from tests.support.complaints import action, london_at
 
 CALENDAR = WorkingDayCalendar()
 CONTEXT = Context(CALENDAR, Policy(), recorded_at=datetime(2026, 1, 1, tzinfo=UTC))
@@ -31,14 +32,16 @@ ID = "CMP-1"
 
 def apply(complaint: Complaint | None, kind: str, day: date, **fields: Any) -> Decision:
     outcome = decide(
-        complaint, action(kind, ID, f"{kind}-{day}-{len(fields)}", at(day), **fields), CONTEXT
+        complaint,
+        action(kind, ID, f"{kind}-{day}-{len(fields)}", london_at(day), **fields),
+        CONTEXT,
     )
     assert isinstance(outcome, Decision), outcome
     return outcome
 
 
 def refusal(complaint: Complaint | None, kind: str, day: date, **fields: Any) -> Refusal:
-    outcome = decide(complaint, action(kind, ID, f"{kind}-x", at(day), **fields), CONTEXT)
+    outcome = decide(complaint, action(kind, ID, f"{kind}-x", london_at(day), **fields), CONTEXT)
     assert isinstance(outcome, Refusal), outcome
     return outcome
 
@@ -308,7 +311,9 @@ def test_a_childrens_complaint_has_three_stages() -> None:
         complaint = apply(complaint, "acknowledge", MONDAY).complaint
         complaint = apply(complaint, "respond", MONDAY, responder=responder).complaint
         complaint = apply(complaint, "request_escalation", MONDAY).complaint
-        assert complaint.deadline(stage + 1, DeadlineKind.RESPOND) is not None
+        # Stage 3's first deadline is the review panel's meeting (2006 regs., reg. 19).
+        first = DeadlineKind.RESPOND if stage == 1 else DeadlineKind.PANEL_MEETING
+        assert complaint.deadline(stage + 1, first) is not None
 
     complaint = apply(complaint, "acknowledge", MONDAY).complaint
     complaint = apply(complaint, "respond", MONDAY, responder="panel").complaint
@@ -322,7 +327,9 @@ def test_an_adult_social_care_complaint_has_one_stage_with_a_six_month_benchmark
 
     assert complaint.statutory
     assert due(complaint, 1, DeadlineKind.ACKNOWLEDGE) == date(2026, 3, 4)  # 3 working days
-    assert due(complaint, 1, DeadlineKind.RESPOND) == date(2026, 8, 28)  # 28 Aug is a Friday
+    # Six months "commencing on the day" of receipt end the day before the anniversary
+    # (2009 regulations, reg. 14): Thursday 27 August.
+    assert due(complaint, 1, DeadlineKind.RESPOND) == date(2026, 8, 27)
     answered = apply(complaint, "respond", date(2026, 5, 1)).complaint
     assert (
         refusal(answered, "request_escalation", date(2026, 5, 2)).reason
@@ -396,15 +403,25 @@ ACTION_KINDS = [
     "close",
     "breach_acknowledge",
     "breach_respond",
+    "refuse_escalation",
+    "record_panel_meeting",
+    "record_panel_report",
+    "record_ombudsman_decision",
+    "lapse",
 ]
 # What usually moves a case on from each status: the examples draw from these
 # most of the time, so they reach the later stages as well as the refusals.
 PROGRESS = {
     Status.RECEIVED: ["acknowledge", "extend", "breach_acknowledge", "breach_respond"],
-    Status.ACKNOWLEDGED: ["respond", "extend", "breach_respond"],
-    Status.RESPONDED: ["request_escalation", "refer_to_ombudsman", "close"],
-    Status.ESCALATION_REQUESTED: ["acknowledge", "extend", "breach_acknowledge"],
-    Status.REFERRED_TO_OMBUDSMAN: ["close"],
+    Status.ACKNOWLEDGED: ["respond", "extend", "breach_respond", "record_panel_meeting"],
+    Status.RESPONDED: ["request_escalation", "refer_to_ombudsman", "close", "lapse"],
+    Status.ESCALATION_REQUESTED: [
+        "acknowledge",
+        "extend",
+        "breach_acknowledge",
+        "refuse_escalation",
+    ],
+    Status.REFERRED_TO_OMBUDSMAN: ["close", "record_ombudsman_decision"],
     Status.WITHDRAWN: ["close"],
     Status.CLOSED: ACTION_KINDS,
 }
@@ -417,6 +434,10 @@ def _fields(kind: str, data: st.DataObject) -> dict[str, Any]:
         return {"days": data.draw(st.integers(1, 45)), "reason": "agreed with the customer"}
     if kind in ("withdraw", "close"):
         return {"reason": data.draw(st.none() | st.just("a reason"))}
+    if kind == "refuse_escalation":
+        return {"reason": data.draw(st.sampled_from(["outside_window", "legal_proceedings"]))}
+    if kind == "record_ombudsman_decision":
+        return {"decision": data.draw(st.sampled_from(["upheld", "not_upheld", "withdrawn"]))}
     return {}
 
 
@@ -432,7 +453,7 @@ def test_no_sequence_of_actions_reaches_an_illegal_state(
     calendar = WorkingDayCalendar(closed)
     context = Context(calendar, Policy(), recorded_at=CONTEXT.recorded_at)
     day = date(2026, 3, 2)
-    first = decide(None, action("open", ID, "open", at(day), service_area=area), context)
+    first = decide(None, action("open", ID, "open", london_at(day), service_area=area), context)
     assert isinstance(first, Decision)
     complaint = first.complaint
     for n in range(data.draw(st.integers(0, 25))):
@@ -447,12 +468,16 @@ def test_no_sequence_of_actions_reaches_an_illegal_state(
             outcome: Decision | Refusal | None = breach(
                 complaint, stage, deadline, now=end, recorded_at=end
             )
+        elif kind == "lapse":
+            end = end_of_local_day(day)
+            outcome = lapse(complaint, now=end, recorded_at=end)
         else:
             outcome = decide(
-                complaint, action(kind, ID, f"a{n}", at(day), **_fields(kind, data)), context
+                complaint, action(kind, ID, f"a{n}", london_at(day), **_fields(kind, data)), context
             )
         if isinstance(outcome, Decision):
-            assert outcome.events
+            # A window lapsing on a case already closed by hand only spends the right.
+            assert outcome.events or kind == "lapse"
             assert all(e.complaint_id == ID for e in outcome.events)
             complaint = outcome.complaint
         assert list(invariant_violations(complaint, calendar)) == []

@@ -1,6 +1,7 @@
 """The working-day calendar complaint deadlines are counted in (England and Wales)."""
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -13,6 +14,7 @@ from services.complaints.working_days import (
 )
 
 CALENDAR = WorkingDayCalendar()
+LONDON = ZoneInfo("Europe/London")
 
 
 def test_christmas_on_a_friday_moves_boxing_day_to_monday_and_new_year_skips_too() -> None:
@@ -124,8 +126,24 @@ def test_every_deadline_falls_on_a_working_day_after_its_start(
 @given(instant=st.datetimes(min_value=datetime(2025, 1, 1), max_value=datetime(2035, 12, 31)))
 def test_the_end_of_the_local_day_is_after_every_instant_of_that_day(instant: datetime) -> None:
     aware = instant.replace(tzinfo=UTC)
+    day = local_date(aware)
 
-    end = end_of_local_day(local_date(aware))
+    end = end_of_local_day(day)
 
-    assert aware < end <= aware + timedelta(days=1)
-    assert local_date(end) == local_date(aware) + timedelta(days=1)
+    start = datetime.combine(day, time(), tzinfo=LONDON).astimezone(UTC)
+    assert start <= aware < end
+    # A London day lasts 23 hours in March, 25 in October, 24 otherwise.
+    assert end - start in {timedelta(hours=hours) for hours in (23, 24, 25)}
+    assert local_date(end) == day + timedelta(days=1)
+
+
+def test_the_first_hour_of_the_25_hour_october_day_ends_more_than_a_day_later() -> None:
+    # 00:30 BST on Sunday 25 October 2026; clocks go back at 02:00 BST, so the
+    # local day ends at midnight GMT, 24.5 hours later.
+    first_hour = datetime(2026, 10, 24, 23, 30, tzinfo=UTC)
+
+    end = end_of_local_day(local_date(first_hour))
+
+    assert local_date(first_hour) == date(2026, 10, 25)
+    assert end == datetime(2026, 10, 26, 0, 0, tzinfo=UTC)
+    assert end - first_hour == timedelta(hours=24, minutes=30)

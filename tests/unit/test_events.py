@@ -9,28 +9,42 @@ from uuid import UUID
 import pytest
 from pydantic import ValidationError
 
-from shared.events.catalogue import ALL_EVENTS, parse_event
+from shared.events.catalogue import ALL_EVENTS, UPCASTS, parse_event, upcast
 from shared.events.complaints import (
+    CloseReason,
     ComplaintAcknowledged,
     ComplaintAcknowledgedPayload,
     ComplaintClosed,
     ComplaintClosedPayload,
+    ComplaintClosedV1,
+    ComplaintClosedV1Payload,
+    ComplaintDeadlineBreachCorrected,
+    ComplaintDeadlineBreachCorrectedPayload,
     ComplaintDeadlineBreached,
     ComplaintDeadlineBreachedPayload,
     ComplaintDeadlineExtended,
     ComplaintDeadlineExtendedPayload,
     ComplaintEscalated,
     ComplaintEscalatedPayload,
+    ComplaintEscalationRefused,
+    ComplaintEscalationRefusedPayload,
     ComplaintEscalationRequested,
     ComplaintEscalationRequestedPayload,
+    ComplaintLearningActionCompleted,
+    ComplaintLearningActionCompletedPayload,
+    ComplaintOmbudsmanDecided,
+    ComplaintOmbudsmanDecidedPayload,
     ComplaintOpened,
     ComplaintOpenedPayload,
+    ComplaintPanelStepRecorded,
+    ComplaintPanelStepRecordedPayload,
     ComplaintReferredToOmbudsman,
     ComplaintReferredToOmbudsmanPayload,
     ComplaintResponded,
     ComplaintRespondedPayload,
     ComplaintWithdrawn,
     ComplaintWithdrawnPayload,
+    EscalationRefusalReason,
     LearningAction,
 )
 from shared.events.contacts import (
@@ -232,10 +246,65 @@ FACTORIES: dict[type[Event], Callable[[], Event]] = {
             reason="Resolved informally",
         ),
     ),
+    ComplaintClosedV1: lambda: ComplaintClosedV1(
+        **envelope(),
+        complaint_id=COMPLAINT_ID,
+        payload=ComplaintClosedV1Payload(service_area="housing", final_stage=1, reason="r"),
+    ),
     ComplaintClosed: lambda: ComplaintClosed(
         **envelope(),
         complaint_id=COMPLAINT_ID,
         payload=ComplaintClosedPayload(service_area="housing", final_stage=2),
+    ),
+    ComplaintEscalationRefused: lambda: ComplaintEscalationRefused(
+        **envelope(),
+        complaint_id=COMPLAINT_ID,
+        payload=ComplaintEscalationRefusedPayload(
+            service_area="housing",
+            stage=1,
+            reason=EscalationRefusalReason.LEGAL_PROCEEDINGS,
+            detail="The tenant has issued a claim in the county court.",
+        ),
+    ),
+    ComplaintDeadlineBreachCorrected: lambda: ComplaintDeadlineBreachCorrected(
+        **envelope(),
+        complaint_id=COMPLAINT_ID,
+        payload=ComplaintDeadlineBreachCorrectedPayload(
+            service_area="waste",
+            stage=1,
+            deadline=DeadlineKind.ACKNOWLEDGE,
+            due_date=date(2026, 1, 19),
+            met_on=date(2026, 1, 19),
+        ),
+    ),
+    ComplaintOmbudsmanDecided: lambda: ComplaintOmbudsmanDecided(
+        **envelope(),
+        complaint_id=COMPLAINT_ID,
+        payload=ComplaintOmbudsmanDecidedPayload(
+            service_area="housing", ombudsman_reference="HOS-123", decision="not_upheld"
+        ),
+    ),
+    ComplaintLearningActionCompleted: lambda: ComplaintLearningActionCompleted(
+        **envelope(),
+        complaint_id=COMPLAINT_ID,
+        payload=ComplaintLearningActionCompletedPayload(
+            service_area="waste",
+            learning_action_id="1.1",
+            owner_team="waste-operations",
+            due_date=date(2026, 3, 31),
+            completed_on=date(2026, 3, 20),
+            on_time=True,
+        ),
+    ),
+    ComplaintPanelStepRecorded: lambda: ComplaintPanelStepRecorded(
+        **envelope(),
+        complaint_id=COMPLAINT_ID,
+        payload=ComplaintPanelStepRecordedPayload(
+            service_area="childrens_social_care",
+            procedure=ComplaintProcedure.CHILDRENS_SOCIAL_CARE,
+            stage=3,
+            step=DeadlineKind.PANEL_MEETING,
+        ),
     ),
     SatisfactionRequested: lambda: SatisfactionRequested(
         **envelope(),
@@ -311,15 +380,36 @@ def test_an_event_survives_the_round_trip_through_bytes(event_class: type[Event]
 
     parsed = parse_event(event.to_bytes())
 
-    assert type(parsed) is event_class
-    assert parsed == event
+    # An old version comes back as the current one (its upcast is tested below).
+    assert type(parsed) is (event_class if event_class not in UPCASTS else type(upcast(event)))
+    assert parsed == upcast(event)
 
 
 @every_event
 def test_an_event_parses_from_a_json_string_too(event_class: type[Event]) -> None:
     event = FACTORIES[event_class]()
 
-    assert parse_event(event.to_bytes().decode()) == event
+    assert parse_event(event.to_bytes().decode()) == upcast(event)
+
+
+def test_a_version_one_close_is_read_as_version_two_with_its_cause() -> None:
+    """docs/production.md, schema evolution: a changed meaning is a new version with an
+    upcast, so consumers see only the current one."""
+    with_reason = FACTORIES[ComplaintClosedV1]()
+    assert isinstance(with_reason, ComplaintClosedV1)
+    without_reason = with_reason.model_copy(
+        update={"payload": with_reason.payload.model_copy(update={"reason": None})}
+    )
+
+    read_with = parse_event(with_reason.to_bytes())
+    read_without = parse_event(without_reason.to_bytes())
+
+    assert isinstance(read_with, ComplaintClosed)
+    assert (read_with.schema_version, read_with.event_id) == (2, with_reason.event_id)
+    assert read_with.payload.closed_because is CloseReason.OFFICER_CLOSED
+    assert read_with.payload.reason == "r"
+    assert isinstance(read_without, ComplaintClosed)
+    assert read_without.payload.closed_because is CloseReason.RESOLVED
 
 
 @every_event

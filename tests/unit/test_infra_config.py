@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import shlex
 import socket
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,10 +18,12 @@ from civicpulse.infra import (
     PostgresNode,
     infra_status,
     load_state,
+    min_insync_for,
     new_cluster_id,
     pick_free_port,
     render_env_file,
     render_server_properties,
+    replication_for,
     save_state,
 )
 
@@ -158,3 +161,44 @@ def test_cli_parses_infra_down_options(tmp_path: Path) -> None:
     assert args.keep_data is True
     assert args.run_dir == tmp_path
     assert callable(args.handler)
+
+
+def test_server_properties_of_a_three_node_cluster(tmp_path: Path) -> None:
+    voters = "1@127.0.0.1:40001,2@127.0.0.1:40002,3@127.0.0.1:40003"
+    props = _parse_properties(
+        render_server_properties(
+            19093, 40002, tmp_path, node_id=2, quorum_voters=voters, replication=3
+        )
+    )
+
+    assert props["node.id"] == "2"
+    assert props["controller.quorum.voters"] == voters
+    assert "controller.quorum.bootstrap.servers" not in props
+    assert props["offsets.topic.replication.factor"] == "3"
+    assert props["transaction.state.log.min.isr"] == "2"
+    assert props["default.replication.factor"] == "3"
+    assert props["min.insync.replicas"] == "2"
+
+
+def test_a_cluster_state_round_trips_with_every_node(tmp_path: Path) -> None:
+    single = _sample_infra(tmp_path)
+    peers = tuple(
+        replace(single.kafka, port=19092 + n, node_id=n + 1, home=tmp_path / f"kafka-{n + 1}")
+        for n in (1, 2)
+    )
+    cluster = replace(single, kafka_peers=peers)
+
+    save_state(cluster)
+
+    assert load_state(tmp_path) == cluster
+    assert cluster.kafka_bootstrap == "127.0.0.1:19092,127.0.0.1:19093,127.0.0.1:19094"
+
+
+def test_replication_and_min_insync_follow_the_cluster_size() -> None:
+    assert [replication_for(n) for n in (1, 2, 3, 5)] == [1, 2, 3, 3]
+    assert [min_insync_for(n) for n in (1, 2, 3)] == [1, 2, 2]
+
+
+def test_cli_parses_the_number_of_brokers() -> None:
+    assert build_parser().parse_args(["infra", "up", "--brokers", "3"]).brokers == 3
+    assert build_parser().parse_args(["infra", "up"]).brokers is None

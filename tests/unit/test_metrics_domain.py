@@ -116,11 +116,19 @@ FORMULAS: list[tuple[str, dict[str, float], float, float, float | None]] = [
         5,
         None,
     ),
+    # Counted corporate and statutory apart (DOMAIN.md, complaints).
     (
         "ombudsman_referrals",
         {"corporate_ombudsman_referrals": 2, "statutory_ombudsman_referrals": 1},
-        3,
-        3,
+        2,
+        2,
+        None,
+    ),
+    (
+        "statutory_ombudsman_referrals",
+        {"corporate_ombudsman_referrals": 2, "statutory_ombudsman_referrals": 1},
+        1,
+        1,
         None,
     ),
     ("statutory_complaints_received", {"statutory_complaints_received_s1": 4}, 4, 4, None),

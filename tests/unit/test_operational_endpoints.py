@@ -6,7 +6,6 @@ production unless enabled. Survey tokens are redacted in access logs.
 """
 
 import logging
-import socket
 
 import httpx
 import pytest
@@ -14,16 +13,10 @@ from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
 from prometheus_client import CollectorRegistry, Counter
 
+from civicpulse.infra import pick_free_port
 from shared.http import add_operational_routes
 from shared.operational import RedactSurveyTokens, prepare_for_serving, redact_path
 from shared.settings import ServiceSettings
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def app_with_metrics() -> FastAPI:
@@ -43,7 +36,7 @@ async def get(app: FastAPI, path: str) -> httpx.Response:
 async def test_metrics_move_to_their_own_port() -> None:
     app = app_with_metrics()
     assert (await get(app, "/metrics")).status_code == 200  # development default
-    port = free_port()
+    port = pick_free_port()
 
     prepare_for_serving(app, ServiceSettings(metrics_port=port))
 

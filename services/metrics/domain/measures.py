@@ -20,10 +20,12 @@ from services.metrics.periods import local_day
 from shared.events import Event
 from shared.events.complaints import (
     ComplaintAcknowledged,
+    ComplaintDeadlineBreachCorrected,
     ComplaintDeadlineBreached,
-    ComplaintEscalated,
+    ComplaintEscalationRefused,
     ComplaintEscalationRequested,
     ComplaintFacts,
+    ComplaintLearningActionCompleted,
     ComplaintOpened,
     ComplaintReferredToOmbudsman,
     ComplaintResponded,
@@ -88,13 +90,16 @@ class Scope(StrEnum):
 class ComplaintMeasure(StrEnum):
     """Complaint counters, stored as `<scope>_<name>`, staged ones with `_s<stage>`."""
 
-    RECEIVED = "complaints_received"  # staged: opened at stage 1, escalated to stage n
+    RECEIVED = "complaints_received"  # staged: opened at stage 1, asked for at stage n
     ESCALATIONS_REQUESTED = "escalations_requested"
+    ESCALATIONS_REFUSED = "escalations_refused"
     RESPONDED = "responded"
     RESPONDED_UPHELD = "responded_upheld"
     RESPONDED_PARTLY_UPHELD = "responded_partly_upheld"
     RESPONDED_NOT_UPHELD = "responded_not_upheld"
     LEARNING_ACTIONS = "learning_actions"
+    LEARNING_ACTIONS_DONE = "learning_actions_done"
+    LEARNING_ACTIONS_DONE_ON_TIME = "learning_actions_done_on_time"
     DEADLINE_BREACHES = "deadline_breaches"
     OMBUDSMAN_REFERRALS = "ombudsman_referrals"
     WITHDRAWN = "withdrawn"
@@ -271,10 +276,31 @@ def complaint_increments(event: Event, channel: str) -> list[Increment]:
                 Increment(Cell(day, p.service_area, opened_in), Measure.COMPLAINTS_OPENED),
                 _complaint_count(day, p, opened_in, ComplaintMeasure.RECEIVED, 1),
             ]
-        case ComplaintEscalated(payload=p):
-            return [_complaint_count(day, p, channel, ComplaintMeasure.RECEIVED, p.to_stage)]
         case ComplaintEscalationRequested(payload=p):
-            return [_complaint_count(day, p, channel, ComplaintMeasure.ESCALATIONS_REQUESTED)]
+            # The next stage is counted when the customer asks for it (DOMAIN.md), so
+            # refused or unacknowledged escalations stay in the escalation rate.
+            return [
+                _complaint_count(day, p, channel, ComplaintMeasure.ESCALATIONS_REQUESTED),
+                _complaint_count(day, p, channel, ComplaintMeasure.RECEIVED, p.from_stage + 1),
+            ]
+        case ComplaintEscalationRefused(payload=p):
+            return [_complaint_count(day, p, channel, ComplaintMeasure.ESCALATIONS_REFUSED)]
+        case ComplaintDeadlineBreachCorrected(payload=p):
+            # Dated at the breach it undoes: that day's breach becomes an on-time outcome.
+            _, on_time = OUTCOME_MEASURES[p.deadline]
+            return [
+                _complaint_count(day, p, channel, on_time, p.stage),
+                _complaint_count(day, p, channel, ComplaintMeasure.DEADLINE_BREACHES, amount=-1),
+            ]
+        case ComplaintLearningActionCompleted(payload=p):
+            done = [_complaint_count(day, p, channel, ComplaintMeasure.LEARNING_ACTIONS_DONE)]
+            if p.on_time:
+                done.append(
+                    _complaint_count(
+                        day, p, channel, ComplaintMeasure.LEARNING_ACTIONS_DONE_ON_TIME
+                    )
+                )
+            return done
         case ComplaintResponded(payload=p):
             return [
                 _complaint_count(day, p, channel, ComplaintMeasure.RESPONDED),

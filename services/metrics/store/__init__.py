@@ -6,7 +6,8 @@ plain sight, one module per job:
 
 - `generations`: the live generation, the one a rebuild fills, processed-event records;
 - `facts`: what a batch writes (counters, contact and complaint facts, surges, progress);
-- `reads`: the aggregates read back for the API and the gauges.
+- `reads`: the aggregates read back for the API and the gauges;
+- `notes`: what the annual complaints report lists (reasons, decisions, learning actions).
 """
 
 from pathlib import Path
@@ -14,12 +15,13 @@ from pathlib import Path
 from services.metrics.store.base import NotInTransactionError
 from services.metrics.store.facts import ContactFact, Facts, TopicProgress, TransferredContact
 from services.metrics.store.generations import Generations, processed_service
+from services.metrics.store.notes import Notes
 from services.metrics.store.reads import OpenComplaints, Reads, Surge, TopicState
 
 MIGRATIONS = Path(__file__).parent.parent / "migrations"
 
 
-class MetricsStore(Generations, Facts, Reads):
+class MetricsStore(Generations, Facts, Reads, Notes):
     """Everything the handlers, the rebuild, the gauges and the API ask PostgreSQL."""
 
 

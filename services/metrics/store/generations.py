@@ -20,6 +20,7 @@ GENERATION_TABLES = (
     "metrics_complaint_outcomes",
     "metrics_surges",
     "metrics_topic_progress",
+    "metrics_complaint_notes",
 )
 
 
