@@ -29,7 +29,7 @@ from tests.integration.test_complaints_service import (
     published,
     running_service,
 )
-from tests.support.complaints import SOURCE, action_bytes, at, produce
+from tests.support.complaints import SOURCE, action_bytes, london_at, produce
 from tests.support.feedback import RunningService, feedback_settings, running_feedback
 from tests.support.kafka import new_group_at_end
 from tests.support.metrics import MANAGER, RunningMetrics, running_metrics
@@ -234,8 +234,8 @@ async def test_late_and_on_time_acknowledgements_in_either_order_agree_in_view_a
         kafka_bootstrap,
         COMPLAINT_ACTIONS,
         [
-            (late, action_bytes("acknowledge", late, "ack", at(date(2026, 3, 11)))),
-            (on_time, action_bytes("acknowledge", on_time, "ack", at(date(2026, 3, 9)))),
+            (late, action_bytes("acknowledge", late, "ack", london_at(date(2026, 3, 11)))),
+            (on_time, action_bytes("acknowledge", on_time, "ack", london_at(date(2026, 3, 9)))),
         ],
     )
     late_events = await published(

@@ -28,7 +28,7 @@ from shared.consumer import ConsumerSettings, Fault, InboundRecord
 from shared.dead_letters import SourcePosition
 from shared.postgres import create_pool, migrate
 from shared.timers import TimerScheduler
-from tests.support.complaints import action, action_bytes, at
+from tests.support.complaints import action, action_bytes, london_at
 from tests.support.fake_complaints_store import FakeComplaintsStore
 
 NOW = datetime(2026, 1, 5, 9, tzinfo=UTC)
@@ -82,7 +82,7 @@ class Backend:
         if kind == "open":
             fields.setdefault("service_area", self.area)
         return await self.handler.apply(
-            action(kind, complaint_id, f"{kind}-{day}-{len(fields)}", at(day), **fields)
+            action(kind, complaint_id, f"{kind}-{day}-{len(fields)}", london_at(day), **fields)
         )
 
     async def state(self, complaint_id: str) -> Complaint:
@@ -343,8 +343,8 @@ async def test_action_records_apply_in_one_batch_and_refused_ones_are_dead_lette
     complaint_id = backend.new_id()
     await backend.act("open", complaint_id, date(2026, 1, 5))
     values = [
-        action_bytes("acknowledge", complaint_id, "ack", at(date(2026, 1, 6))),
-        action_bytes("acknowledge", complaint_id, "ack-again", at(date(2026, 1, 6))),
+        action_bytes("acknowledge", complaint_id, "ack", london_at(date(2026, 1, 6))),
+        action_bytes("acknowledge", complaint_id, "ack-again", london_at(date(2026, 1, 6))),
         b'{"action": "nonsense"}',
     ]
     records = [

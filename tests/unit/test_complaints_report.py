@@ -14,7 +14,7 @@ from services.metrics.complaints_report_format import to_csv, to_html
 from services.metrics.domain import Rules
 from services.metrics.handlers import BatchApplier
 from shared.events.complaints import ComplaintEvent
-from tests.support.complaints import action, at
+from tests.support.complaints import action, london_at
 from tests.support.fake_metrics_store import FakeMetricsStore
 
 CONTEXT = Context(WorkingDayCalendar(), Policy(), recorded_at=datetime(2027, 4, 10, tzinfo=UTC))
@@ -26,7 +26,9 @@ def run(complaint_id: str, steps: list[tuple[str, date, dict[str, Any]]]) -> lis
     complaint: Complaint | None = None
     events: list[ComplaintEvent] = []
     for n, (kind, day, fields) in enumerate(steps):
-        outcome = decide(complaint, action(kind, complaint_id, f"a{n}", at(day), **fields), CONTEXT)
+        outcome = decide(
+            complaint, action(kind, complaint_id, f"a{n}", london_at(day), **fields), CONTEXT
+        )
         assert isinstance(outcome, Decision), (kind, outcome)
         complaint, events = outcome.complaint, [*events, *outcome.events]
     return events

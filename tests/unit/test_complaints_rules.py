@@ -38,7 +38,7 @@ from shared.events.complaints import (
     ComplaintEscalationRequestedPayload,
 )
 from shared.events.vocabulary import ComplaintProcedure, DeadlineKind
-from tests.support.complaints import action, at
+from tests.support.complaints import action, london_at
 
 CALENDAR = WorkingDayCalendar()
 RECORDED_AT = datetime(2026, 1, 1, tzinfo=UTC)
@@ -63,7 +63,7 @@ def apply(
             kind,
             ID,
             f"{kind}-{day}-{hashlib.md5(str(fields).encode()).hexdigest()}",
-            at(day),
+            london_at(day),
             **fields,
         ),
         ctx or context(),
@@ -73,7 +73,7 @@ def apply(
 
 
 def refused(complaint: Complaint, kind: str, day: date, **fields: Any) -> RefusalReason:
-    outcome = decide(complaint, action(kind, ID, f"{kind}-x", at(day), **fields), context())
+    outcome = decide(complaint, action(kind, ID, f"{kind}-x", london_at(day), **fields), context())
     assert isinstance(outcome, Refusal), outcome
     return outcome.reason
 
@@ -369,7 +369,7 @@ def test_metrics_count_a_corrected_breach_as_an_on_time_outcome_and_no_breach() 
 def test_stage_two_is_counted_when_the_customer_asks_for_it() -> None:
     """DOMAIN.md: stage 2 is counted when the customer asks for it, not when acknowledged."""
     requested = ComplaintEscalationRequested(
-        occurred_at=at(date(2026, 1, 20)),
+        occurred_at=london_at(date(2026, 1, 20)),
         source="civicpulse-complaints",
         complaint_id=ID,
         payload=ComplaintEscalationRequestedPayload(service_area="waste", from_stage=1),
@@ -480,7 +480,7 @@ def test_refusing_an_escalation_is_its_own_event_with_a_listed_reason_and_its_te
     assert closed.closed_because is CloseReason.ESCALATION_REFUSED
     assert refusal.complaint.refused == "other"
     with pytest.raises(ValidationError, match="needs its detail"):
-        action("refuse_escalation", ID, "r", at(date(2026, 1, 20)), reason="other")
+        action("refuse_escalation", ID, "r", london_at(date(2026, 1, 20)), reason="other")
 
 
 def test_the_stage_two_responder_is_compared_ignoring_case_and_spaces() -> None:
