@@ -92,6 +92,12 @@ def _infra_status(args: argparse.Namespace) -> int:
         address = component.address or "-"
         pid = f" (pid {component.pid})" if component.pid else ""
         print(f"{component.name:<9} {state:<8} {address}{pid}")
+    from civicpulse import secure_infra
+
+    secure = secure_infra.load((args.run_dir or infra.default_run_dir()).resolve())
+    if secure is not None:  # only after `infra up --secure`
+        state = "running" if secure_infra.alive(secure.pid) else "stopped"
+        print(f"{'secure':<9} {state:<8} {secure.bootstrap} SASL_SSL (pid {secure.pid})")
     return 0 if all(c.running for c in components) else 3
 
 

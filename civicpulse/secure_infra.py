@@ -217,7 +217,7 @@ def _wait_ready(pid: int, home: Path, port: int, ca_file: Path) -> None:
     log = home / "logs" / "server.log"
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        if not alive(pid):
             raise SecureInfraError(f"secure Kafka exited during start-up; see {home}/kafka.out")
         started = log.exists() and "Kafka Server started" in log.read_text(errors="replace")
         if started and _tls_answers(port, ca_file):
@@ -226,7 +226,7 @@ def _wait_ready(pid: int, home: Path, port: int, ca_file: Path) -> None:
     raise SecureInfraError(f"secure Kafka not ready after {START_TIMEOUT_S:.0f} s; see {log}")
 
 
-def _alive(pid: int | None) -> bool:
+def alive(pid: int | None) -> bool:
     if pid is None:
         return False
     try:
@@ -285,7 +285,7 @@ def secure_up(run_dir: Path) -> SecureInfra:
     """
     run_dir = run_dir.resolve()
     previous = load(run_dir)
-    if previous is not None and _alive(previous.pid):
+    if previous is not None and alive(previous.pid):
         infra.infra_up(run_dir)
         return previous
     home = run_dir / SECURE_DIR
@@ -378,13 +378,13 @@ def secure_down(run_dir: Path) -> None:
 
 
 def _stop(pid: int | None) -> None:
-    if pid is None or not _alive(pid):
+    if pid is None or not alive(pid):
         return
     os.kill(pid, signal.SIGTERM)  # controlled shutdown
     deadline = time.monotonic() + STOP_TIMEOUT_S
-    while _alive(pid) and time.monotonic() < deadline:
+    while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.2)
-    if _alive(pid):
+    if alive(pid):
         os.kill(pid, signal.SIGKILL)
 
 
