@@ -119,6 +119,11 @@ def kafka_problems(settings: "ServiceSettings") -> list[str]:
                 "CIVICPULSE_KAFKA_SECURITY_PROTOCOL is SASL_SSL but CIVICPULSE_KAFKA_SASL_USERNAME "
                 "or its password (CIVICPULSE_KAFKA_SASL_PASSWORD or _PASSWORD_FILE) is missing"
             )
+    password_file = settings.kafka_sasl_password_file
+    if password_file is not None and not password_file.is_file():
+        problems.append(
+            f"CIVICPULSE_KAFKA_SASL_PASSWORD_FILE {password_file} is not a readable file"
+        )
     if (settings.kafka_ssl_cert_file is None) != (settings.kafka_ssl_key_file is None):
         problems.append(
             "give both CIVICPULSE_KAFKA_SSL_CERT_FILE and CIVICPULSE_KAFKA_SSL_KEY_FILE, or neither"

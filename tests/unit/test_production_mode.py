@@ -256,3 +256,11 @@ def test_migration_database_url_without_verify_full_is_refused() -> None:
         "?sslmode=verify-full&sslrootcert=/path/to/ca.crt so the connection is encrypted and "
         "the server's certificate and name are checked"
     ]
+
+
+def test_a_missing_kafka_password_file_is_refused(tmp_path: Path) -> None:
+    missing = tmp_path / "kafka-password"
+    settings = IntakeSettings(**safe(kafka_sasl_password=None, kafka_sasl_password_file=missing))
+    assert settings.production_problems() == [
+        f"CIVICPULSE_KAFKA_SASL_PASSWORD_FILE {missing} is not a readable file"
+    ]
