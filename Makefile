@@ -44,3 +44,4 @@ bench: bootstrap ## run the benchmarks (they print their figures; about 10 minut
 	$(PYTHON) -m bench.feedback_decisions
 	$(PYTHON) -m bench.kpi_latency
 	$(PYTHON) -m bench.pipeline
+	$(PYTHON) -m bench.import_throughput

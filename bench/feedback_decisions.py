@@ -34,7 +34,8 @@ from prometheus_client import CollectorRegistry
 from services.feedback.handlers import FeedbackHandler, FeedbackMetrics, NotifyTemplates, policy_of
 from services.feedback.links import AnswerLinks
 from services.feedback.notifications import ContactRoute
-from services.feedback.store import MIGRATIONS, SERVICE, put_contact_route
+from services.feedback.settings import SERVICE
+from services.feedback.store import MIGRATIONS, FeedbackStore
 from shared.events import ContactResolved, ContactResolvedPayload, Event
 from shared.postgres import create_pool, migrate
 from shared.processed_events import first_time
@@ -83,8 +84,9 @@ async def _one_run(pool: asyncpg.Pool, count: int) -> tuple[float, float, float]
     run = uuid.uuid4().hex[:8]
     now = datetime.now(UTC)
     clock = [now]
+    store = FeedbackStore(pool)
     handler = FeedbackHandler(
-        pool,
+        store,
         policy=policy_of(POLICY_DELAY.total_seconds() / 3600, 14, 30),
         links=AnswerLinks("bench-secret-" + "x" * 32),
         public_url="https://feedback.example.gov.uk",
@@ -93,12 +95,12 @@ async def _one_run(pool: asyncpg.Pool, count: int) -> tuple[float, float, float]
         clock=lambda: clock[0],
     )
     events = _events(run, count, now)
-    async with pool.acquire() as connection:
+    async with store.transaction() as routes:
         for event in events:
             assert isinstance(event, ContactResolved)
             assert event.payload.customer_ref is not None
-            await put_contact_route(
-                connection, event.payload.customer_ref, ContactRoute(email="r@example.org"), now
+            await routes.put_contact_route(
+                event.payload.customer_ref, ContactRoute(email="r@example.org"), now
             )
     anchor = await _anchor(pool, _events(run + "a", count, now))
 

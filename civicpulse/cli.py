@@ -242,6 +242,26 @@ def _simulate(args: argparse.Namespace) -> int:
     return 1 if report.http_refused else 0
 
 
+def _add_import(subparsers: Subparsers) -> None:
+    from civicpulse.importer import arguments
+
+    parser = subparsers.add_parser(
+        "import",
+        help="import a CSV or Excel export (calls, CRM cases, contact routes) by mapping",
+        description=arguments.DESCRIPTION,
+        epilog=arguments.MAPPING_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    arguments.add_arguments(parser)
+    parser.set_defaults(handler=_import)
+
+
+def _import(args: argparse.Namespace) -> int:
+    from civicpulse.importer.command import run
+
+    return run(args)
+
+
 def _add_parked(subparsers: Subparsers) -> None:
     from civicpulse import parked
 
@@ -260,6 +280,7 @@ SUBCOMMANDS: list[Callable[[Subparsers], None]] = [
     _add_infra,
     _add_dev,
     _add_simulate,
+    _add_import,
     _add_schemas,
     _add_parked,
 ]

@@ -1,8 +1,10 @@
 """`civicpulse dev`: the whole local system in one command, with simulated traffic.
 
 Starts Kafka and PostgreSQL (the local launcher), every service as its own
-process, Prometheus on `deploy/prometheus/`, then the council simulator at a
-gentle rate, with simulated residents answering some of their survey links.
+process, Alertmanager on `deploy/alertmanager/` (its receivers replaced by a
+local webhook that logs what would be sent), Prometheus on `deploy/prometheus/`,
+then the council simulator at a gentle rate, with simulated residents answering
+some of their survey links.
 Ctrl-C stops the traffic, the services (SIGTERM, so they finish what they
 hold), Prometheus and the infrastructure, keeping its data for next time.
 """
@@ -18,7 +20,13 @@ from civicpulse.simulation.plan import SCENARIOS, CouncilSimulation
 from civicpulse.simulation.residents import FeedbackTarget
 from civicpulse.simulation.run import run_simulation
 from civicpulse.simulation.send import Target
-from civicpulse.stack import Credentials, RunningSystem, start_prometheus, start_services
+from civicpulse.stack import (
+    Credentials,
+    RunningSystem,
+    start_alerting,
+    start_prometheus,
+    start_services,
+)
 
 SIMULATED_DAYS = 14
 
@@ -41,7 +49,13 @@ def print_addresses(system: RunningSystem) -> None:
         f"  survey form       {system.url('feedback')}/surveys/<token>  (links are on topic "
         "civicpulse.notifications)",
         f"  Prometheus        {system.prometheus_url or '(not running)'}",
+        f"  Alertmanager      {system.alertmanager_url or '(not running)'}",
     ]
+    if system.webhook is not None:
+        lines.append(
+            f"  alert webhook     {system.webhook.url}  (what would be sent: "
+            f"{system.webhook.log_path})"
+        )
     for name, process in system.services.items():
         lines.append(
             f"  {name:<17} {process.base_url}/docs  /metrics  /healthz   log: {process.log_path}"
@@ -73,6 +87,10 @@ def run_dev(*, rate: float, run_dir: Path | None) -> int:
     system: RunningSystem | None = None
     try:
         system = start_services(stack, stack.run_dir / "logs", Credentials(), say=_say)
+        try:
+            start_alerting(system, stack.run_dir / "alertmanager")
+        except infra.InfraError as error:
+            _say(f"Alertmanager not started: {error}")
         try:
             start_prometheus(system, stack.run_dir / "prometheus")
         except infra.InfraError as error:

@@ -18,6 +18,7 @@ import httpx
 import yaml
 
 from civicpulse import infra
+from civicpulse.alerting import WebhookReceiver, start_alertmanager
 from civicpulse.processes import REPO_ROOT, ServiceProcess
 from shared.api_keys import hash_api_key
 
@@ -108,6 +109,9 @@ class RunningSystem:
     services: dict[str, ServiceProcess]
     prometheus: subprocess.Popen[bytes] | None = None
     prometheus_url: str | None = None
+    alertmanager: subprocess.Popen[bytes] | None = None
+    alertmanager_url: str | None = None
+    webhook: WebhookReceiver | None = None
 
     def url(self, service: str) -> str:
         return self.services[service].base_url
@@ -123,9 +127,12 @@ class RunningSystem:
         process.wait_healthy()
 
     def stop(self) -> None:
-        if self.prometheus is not None and self.prometheus.poll() is None:
-            self.prometheus.terminate()
-            self.prometheus.wait(timeout=30)
+        for monitor in (self.prometheus, self.alertmanager):
+            if monitor is not None and monitor.poll() is None:
+                monitor.terminate()
+                monitor.wait(timeout=30)
+        if self.webhook is not None:
+            self.webhook.stop()
         for process in reversed(list(self.services.values())):
             process.stop()
 
@@ -181,6 +188,11 @@ def render_prometheus_config(
         port = system.services[name].port if name in system.services else own_port
         for static in job["static_configs"]:
             static["targets"] = [f"127.0.0.1:{port}"]
+    if system.alertmanager_url is not None:
+        address = system.alertmanager_url.removeprefix("http://")
+        config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [address]}]}]}
+    else:
+        config.pop("alerting", None)
     target.write_text(yaml.safe_dump(config, sort_keys=False))
     return target
 
@@ -209,6 +221,18 @@ def start_prometheus(system: RunningSystem, run_dir: Path, *, scrape_seconds: in
     system.prometheus_url = f"http://127.0.0.1:{port}"
     _wait_ready(f"{system.prometheus_url}/-/ready")
     return system.prometheus_url
+
+
+def start_alerting(system: RunningSystem, run_dir: Path) -> str:
+    """Alertmanager on the deployed routes, every receiver a local logging webhook.
+
+    Start it before Prometheus, whose rendered config then points at it.
+    """
+    system.webhook = WebhookReceiver(run_dir / "notifications.jsonl").start()
+    system.alertmanager, url = start_alertmanager(run_dir, system.webhook.url)
+    _wait_ready(f"{url}/-/ready")
+    system.alertmanager_url = url
+    return url
 
 
 def _wait_ready(url: str, attempts: int = 100) -> None:

@@ -12,6 +12,8 @@ command -v kcat >/dev/null || need_apt+=(kcat)
 # `civicpulse infra up --secure` makes its CA and certificates with openssl.
 command -v openssl >/dev/null || need_apt+=(openssl)
 command -v promtool >/dev/null || need_apt+=(prometheus)
+{ command -v amtool && { command -v prometheus-alertmanager || command -v alertmanager; }; } >/dev/null \
+    || need_apt+=(prometheus-alertmanager)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || need_apt+=(postgresql)
 # The feedback form's real-browser test.
 command -v chromium >/dev/null || need_apt+=(chromium)
@@ -29,6 +31,10 @@ if ((${#need_apt[@]})); then
     # Debian's prometheus package starts a server on :9090; we run our own.
     if command -v systemctl >/dev/null && systemctl is-active --quiet prometheus 2>/dev/null; then
         $sudo systemctl stop prometheus || true
+    fi
+    # Likewise its Alertmanager on :9093.
+    if command -v systemctl >/dev/null && systemctl is-active --quiet prometheus-alertmanager 2>/dev/null; then
+        $sudo systemctl stop prometheus-alertmanager || true
     fi
 fi
 

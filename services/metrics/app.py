@@ -1,16 +1,13 @@
 """The metrics service's wiring: consumer, outbox relay, gauges, HTTP API and lifespan."""
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import date, datetime, timedelta
-from typing import Annotated, Any
+from datetime import date, timedelta
+from typing import Annotated, Any, Unpack
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, status
 from fastapi.responses import HTMLResponse, PlainTextResponse
-from prometheus_client import CollectorRegistry
 
 from services.metrics import committee as committee_format
 from services.metrics.auth import OidcVerifier, role_checker
@@ -51,13 +48,10 @@ from services.metrics.views import (
 )
 from shared.consumer import ConsumerSettings, subscribe_events
 from shared.consumer_lag import KafkaPositions
-from shared.events.envelope import utc_now
 from shared.events.vocabulary import Channel
 from shared.http import Problem, add_operational_routes, document_problems, limit_request_bodies
-from shared.kafka import make_broker
-from shared.outbox import OutboxMetrics, OutboxRelay
-from shared.parked import RetryPolicy
-from shared.startup import prepare
+from shared.startup import AppOptions, Wiring
+from shared.supervisor import Supervisor
 from shared.topics import CANONICAL_TOPICS
 from shared.vocabulary import load_service_areas
 
@@ -72,14 +66,10 @@ def _unprocessable(field: str, message: str) -> HTTPException:
     )
 
 
-def create_app(
-    settings: MetricsSettings | None = None,
-    *,
-    clock: Callable[[], datetime] = utc_now,
-    registry: CollectorRegistry | None = None,
-) -> FastAPI:
-    settings = settings or MetricsSettings()
-    registry = registry or CollectorRegistry()
+def create_app(settings: MetricsSettings | None = None, **options: Unpack[AppOptions]) -> FastAPI:
+    wiring = Wiring.begin(SERVICE, settings or MetricsSettings(), **options)
+    settings, broker = wiring.settings, wiring.broker
+    registry, clock = wiring.registry, wiring.clock
     service_areas = load_service_areas(settings.vocabulary_file)
     targets = load_targets(settings.metrics_targets_file, service_areas)
     judging = Judging(
@@ -88,15 +78,13 @@ def create_app(
         minimum_sample=settings.metrics_minimum_sample,
         fcr_window_days=settings.metrics_fcr_window_days,
     )
-    broker = make_broker(settings.kafka, client_id=SERVICE, registry=registry)
     consumer_metrics = ConsumerMetrics(registry)
     gauges = KpiGauges(registry)
-    outbox_metrics = OutboxMetrics(registry, SERVICE)
     state: dict[str, Any] = {}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = await prepare(settings, SERVICE, MIGRATIONS)
+        pool = await wiring.open_pool(MIGRATIONS)
         applier = BatchApplier(
             rules=settings.rules, clock=clock, publish_surges=True, metrics=consumer_metrics
         )
@@ -111,9 +99,7 @@ def create_app(
             max_records=settings.metrics_max_batch,
         )
         kafka = KafkaPositions(settings.kafka)
-        relay = OutboxRelay(
-            pool, broker, SERVICE, metrics=outbox_metrics, retry=RetryPolicy.for_outbox(settings)
-        )
+        relay = wiring.outbox_relay(pool)
         refresher = GaugeRefresher(
             store,
             gauges,
@@ -129,20 +115,15 @@ def create_app(
             log.warning("no CIVICPULSE_METRICS_API_TOKENS set: every API caller will get 401")
         await broker.start()
         await kafka.start()
-        tasks = [asyncio.create_task(relay.run()), asyncio.create_task(refresher.run())]
+        loops = Supervisor(SERVICE)
+        loops.start_relay(relay)  # first: what waits in the outbox goes before new work
+        loops.start("gauge refresher", refresher.run, refresher.stop)
         log.info("metrics ready: consuming %s", ", ".join(t.name for t in CANONICAL_TOPICS))
-        try:
+        # On the way out: stop consuming, drain the relay, stop the producer.
+        async with loops.serving(
+            consumers=[broker], producers=[broker.stop], then_close=[kafka.stop, wiring.close_pool]
+        ):
             yield
-        finally:
-            # Stops consuming first and lets the batch in hand finish and commit.
-            await broker.stop()
-            relay.stop()
-            refresher.stop()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.wait_for(task, 10)
-            await kafka.stop()
-            await pool.close()
 
     app = FastAPI(
         title="CivicPulse metrics",

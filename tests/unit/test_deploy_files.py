@@ -461,6 +461,30 @@ def test_prometheus_scrapes_every_service_on_its_port(config: Path) -> None:
         assert targets[f"civicpulse-{name}"] == [f"{host}:{port}"]
 
 
+def test_compose_runs_alertmanager_on_the_config_and_prometheus_sends_to_it() -> None:
+    services = _compose_services()
+    alertmanager = services["alertmanager"]
+    prometheus_config = _load_yaml(PROMETHEUS_COMPOSE_CONFIG)
+
+    assert "./deploy/alertmanager:/etc/alertmanager:ro" in alertmanager["volumes"]
+    assert "--config.file=/etc/alertmanager/alertmanager.yml" in alertmanager["command"]
+    assert "alertmanager" in services["prometheus"]["depends_on"]
+    targets = [
+        target
+        for manager in prometheus_config["alerting"]["alertmanagers"]
+        for static in manager["static_configs"]
+        for target in static["targets"]
+    ]
+    assert targets == ["alertmanager:9093"]
+
+
+def test_local_prometheus_sends_alerts_to_a_local_alertmanager() -> None:
+    """`civicpulse dev` rewrites the address to the Alertmanager it started."""
+    alerting = _load_yaml(PROMETHEUS_LOCAL_CONFIG)["alerting"]
+
+    assert alerting["alertmanagers"][0]["static_configs"][0]["targets"] == ["127.0.0.1:9093"]
+
+
 # -- promtool ----------------------------------------------------------------------
 
 
