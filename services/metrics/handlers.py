@@ -46,7 +46,16 @@ from services.metrics.domain.surges import (
 )
 from services.metrics.periods import local_day
 from services.metrics.settings import SERVICE
-from services.metrics.store import ContactFact, MetricsStore, TopicProgress
+from services.metrics.store import (
+    ComplaintChange,
+    ComplaintOpening,
+    ContactFact,
+    MetricsStore,
+    OutcomeKey,
+    OutcomeRow,
+    TopicProgress,
+    TransferredContact,
+)
 from shared.events import Event
 from shared.events.catalogue import topic_for
 from shared.events.complaints import (
@@ -109,6 +118,22 @@ class Batch:
     generation: int
     rules: Rules
     complaint_channels: dict[str, str] = field(default_factory=dict)
+    # Recorded for the whole batch before the handlers run (one statement each):
+    transfers_added: dict[str, int] = field(default_factory=dict)  # contact id → transfers
+    transferred: dict[str, TransferredContact] = field(default_factory=dict)
+    new_outcomes: set[OutcomeKey] = field(default_factory=set)  # first outcomes, not counted yet
+    # Written for the whole batch after the handlers ran: complaint id → (stage, open).
+    complaint_changes: dict[str, tuple[int | None, bool | None]] = field(default_factory=dict)
+
+    def change_complaint(
+        self, complaint_id: str, *, stage: int | None = None, open_: bool | None = None
+    ) -> None:
+        """What the complaint's fact becomes; later changes in the batch win, as one by one."""
+        old_stage, old_open = self.complaint_changes.get(complaint_id, (None, None))
+        self.complaint_changes[complaint_id] = (
+            old_stage if stage is None else stage,
+            old_open if open_ is None else open_,
+        )
 
 
 Handler = Callable[[Batch, Any], Awaitable[list[Increment]]]
@@ -120,13 +145,19 @@ async def count_event(batch: Batch, event: Event) -> list[Increment]:
 
 
 async def count_transfer(batch: Batch, event: ContactTransferred) -> list[Increment]:
-    """One more transfer of a known contact: maybe a transferred call, maybe FCR lost."""
-    transferred = await batch.store.record_transfer(batch.generation, event.contact_id)
+    """More transfers of a known contact: maybe a transferred call, maybe FCR lost.
+
+    The batch's transfers of one contact were recorded together; they count at its first.
+    """
+    added = batch.transfers_added.pop(event.contact_id, 0)
+    if not added:
+        return []  # counted with this contact's first transfer in the batch
+    transferred = batch.transferred.get(event.contact_id)
     if transferred is None:
         log.warning("transfer of unknown contact %s not counted", event.contact_id)
         return []
     increments = transfer_increments(
-        transferred.cell, transfers_before=transferred.transfers_before, added=1
+        transferred.cell, transfers_before=transferred.transfers_before, added=added
     )
     if transferred.fcr_lost_now:
         increments.append(Increment(transferred.cell, Measure.FCR_LOST))
@@ -143,22 +174,20 @@ async def count_complaint(batch: Batch, event: ComplaintEvent) -> list[Increment
 
 
 async def escalate_complaint(batch: Batch, event: ComplaintEscalated) -> list[Increment]:
-    await batch.store.update_complaint(
-        batch.generation, event.complaint_id, stage=event.payload.to_stage, open_=True
-    )
+    batch.change_complaint(event.complaint_id, stage=event.payload.to_stage, open_=True)
     return complaint_increments(event, _channel(batch, event))
 
 
 async def reopen_complaint(batch: Batch, event: ComplaintEscalationRequested) -> list[Increment]:
     """Asked inside the window: a case closed by hand is open again."""
-    await batch.store.update_complaint(batch.generation, event.complaint_id, open_=True)
+    batch.change_complaint(event.complaint_id, open_=True)
     return complaint_increments(event, _channel(batch, event))
 
 
 async def close_complaint(
     batch: Batch, event: ComplaintClosed | ComplaintWithdrawn
 ) -> list[Increment]:
-    await batch.store.update_complaint(batch.generation, event.complaint_id, open_=False)
+    batch.change_complaint(event.complaint_id, open_=False)
     return complaint_increments(event, _channel(batch, event))
 
 
@@ -167,13 +196,11 @@ async def record_deadline_outcome(batch: Batch, event: DeadlineEvent) -> list[In
     channel = _channel(batch, event)
     increments = complaint_increments(event, channel)
     outcome = deadline_outcome(event)
-    if outcome is not None and await batch.store.record_outcome(
-        batch.generation,
-        event.complaint_id,
-        outcome.stage,
-        outcome.deadline.value,
-        on_time=outcome.on_time,
-    ):
+    if outcome is None:
+        return increments
+    key = (event.complaint_id, outcome.stage, outcome.deadline.value)
+    if key in batch.new_outcomes:  # recorded first by this event (see `_record_complaints`)
+        batch.new_outcomes.discard(key)
         increments += outcome_increments(event, outcome, channel)
     return increments
 
@@ -243,11 +270,19 @@ class BatchApplier:
         # Facts first, for the whole batch: a transfer or a re-contact may
         # arrive in the same batch as the contact it is about.
         add(await self._record_contacts(batch, fresh))
+        await self._record_transfers(batch, fresh)
         await self._record_complaints(batch, fresh)
         for event in fresh:
             handler = HANDLERS.get(type(event))
             if handler is not None:
                 add(await handler(batch, event))
+        await store.update_complaints(
+            generation,
+            [
+                ComplaintChange(complaint_id, stage, open_)
+                for complaint_id, (stage, open_) in batch.complaint_changes.items()
+            ],
+        )
         await store.add_to_aggregates(generation, totals)
         await store.record_complaint_notes(
             generation, [note for event in fresh for note in complaint_notes(event)]
@@ -283,20 +318,46 @@ class BatchApplier:
         lost = await batch.store.mark_recontacted(batch.generation, pairs, self._rules.fcr_window)
         return [Increment(cell, Measure.FCR_LOST) for cell in lost]
 
+    async def _record_transfers(self, batch: Batch, events: Sequence[Event]) -> None:
+        """Count every transfer of the batch in one statement; the handler adds the counters."""
+        for event in events:
+            if isinstance(event, ContactTransferred):
+                added = batch.transfers_added.get(event.contact_id, 0)
+                batch.transfers_added[event.contact_id] = added + 1
+        batch.transferred = await batch.store.record_transfers(
+            batch.generation, batch.transfers_added
+        )
+
     async def _record_complaints(self, batch: Batch, events: Sequence[Event]) -> None:
-        """Record the complaints opened, then learn the channel of every complaint in the batch."""
+        """Record the complaints opened and the deadlines' first outcomes, then learn the
+        channel of every complaint in the batch: one statement each, for the whole batch.
+        """
         complaints = [e for e in events if isinstance(e, ComplaintEvent)]
         if not complaints:
             return
+        openings: dict[str, ComplaintOpening] = {}
+        outcomes: dict[OutcomeKey, OutcomeRow] = {}
         for event in complaints:
             if isinstance(event, ComplaintOpened):
-                await batch.store.record_complaint_opened(
-                    batch.generation,
+                openings.setdefault(
                     event.complaint_id,
-                    service_area=event.payload.service_area,
-                    channel=event.payload.channel.value,
-                    scope=complaint_scope(event.payload.procedure),
+                    ComplaintOpening(
+                        event.complaint_id,
+                        service_area=event.payload.service_area,
+                        channel=event.payload.channel.value,
+                        scope=complaint_scope(event.payload.procedure),
+                    ),
                 )
+            outcome = deadline_outcome(event)
+            if outcome is not None:
+                row = OutcomeRow(
+                    event.complaint_id, outcome.stage, outcome.deadline.value, outcome.on_time
+                )
+                outcomes.setdefault((row.complaint_id, row.stage, row.deadline), row)
+        await batch.store.record_complaints_opened(batch.generation, list(openings.values()))
+        batch.new_outcomes = await batch.store.record_outcomes(
+            batch.generation, list(outcomes.values())
+        )
         batch.complaint_channels = await batch.store.complaint_channels(
             batch.generation, sorted({e.complaint_id for e in complaints})
         )

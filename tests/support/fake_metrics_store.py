@@ -20,10 +20,14 @@ from services.metrics.domain.complaint_notes import ComplaintNote, NoteKind
 from services.metrics.domain.measures import Cell
 from services.metrics.periods import DateRange
 from services.metrics.store import (
+    ComplaintChange,
+    ComplaintOpening,
     ContactFact,
     MetricsStore,
     NotInTransactionError,
     OpenComplaints,
+    OutcomeKey,
+    OutcomeRow,
     Surge,
     TopicProgress,
     TopicState,
@@ -195,33 +199,33 @@ class FakeMetricsStore(MetricsStore):
             row.lost = True
         return [Cell(row.fact.day, row.fact.service_area, row.fact.channel) for row in hits]
 
-    async def record_transfer(self, generation: int, contact_id: str) -> TransferredContact | None:
+    async def record_transfers(
+        self, generation: int, added: Mapping[str, int]
+    ) -> dict[str, TransferredContact]:
         self._writing()
-        row = self.state.contacts.get((generation, contact_id))
-        if row is None:
-            return None
-        transferred = TransferredContact(
-            Cell(row.fact.day, row.fact.service_area, row.fact.channel),
-            transfers_before=row.transfers,
-            fcr_lost_now=row.fact.candidate and not row.lost,
-        )
-        row.transfers += 1
-        row.lost = row.lost or row.fact.candidate
-        return transferred
+        result: dict[str, TransferredContact] = {}
+        for contact_id, count in added.items():
+            row = self.state.contacts.get((generation, contact_id))
+            if row is None:
+                continue
+            result[contact_id] = TransferredContact(
+                Cell(row.fact.day, row.fact.service_area, row.fact.channel),
+                transfers_before=row.transfers,
+                fcr_lost_now=row.fact.candidate and not row.lost,
+            )
+            row.transfers += count
+            row.lost = row.lost or row.fact.candidate
+        return result
 
-    async def record_complaint_opened(
-        self,
-        generation: int,
-        complaint_id: str,
-        *,
-        service_area: str,
-        channel: str,
-        scope: str,
+    async def record_complaints_opened(
+        self, generation: int, openings: Sequence[ComplaintOpening]
     ) -> None:
         self._writing()
-        self.state.complaints.setdefault(
-            (generation, complaint_id), ComplaintRow(service_area, channel, str(scope), 1, True)
-        )
+        for o in openings:
+            self.state.complaints.setdefault(
+                (generation, o.complaint_id),
+                ComplaintRow(o.service_area, o.channel, str(o.scope), 1, True),
+            )
 
     async def complaint_channels(
         self, generation: int, complaint_ids: Sequence[str]
@@ -233,29 +237,25 @@ class FakeMetricsStore(MetricsStore):
             if (generation, complaint_id) in complaints
         }
 
-    async def update_complaint(
-        self,
-        generation: int,
-        complaint_id: str,
-        *,
-        stage: int | None = None,
-        open_: bool | None = None,
-    ) -> None:
+    async def update_complaints(self, generation: int, changes: Sequence[ComplaintChange]) -> None:
         self._writing()
-        row = self.state.complaints.get((generation, complaint_id))
-        if row is not None:
-            row.stage = row.stage if stage is None else stage
-            row.open = row.open if open_ is None else open_
+        for change in changes:
+            row = self.state.complaints.get((generation, change.complaint_id))
+            if row is not None:
+                row.stage = row.stage if change.stage is None else change.stage
+                row.open = row.open if change.open is None else change.open
 
-    async def record_outcome(
-        self, generation: int, complaint_id: str, stage: int, deadline: str, *, on_time: bool
-    ) -> bool:
+    async def record_outcomes(
+        self, generation: int, outcomes: Sequence[OutcomeRow]
+    ) -> set[OutcomeKey]:
         self._writing()
-        key = (generation, complaint_id, stage, deadline)
-        if key in self.state.outcomes:
-            return False
-        self.state.outcomes[key] = on_time
-        return True
+        new: set[OutcomeKey] = set()
+        for o in outcomes:
+            key = (generation, o.complaint_id, o.stage, o.deadline)
+            if key not in self.state.outcomes:
+                self.state.outcomes[key] = o.on_time
+                new.add((o.complaint_id, o.stage, o.deadline))
+        return new
 
     async def record_progress(self, generation: int, progress: Sequence[TopicProgress]) -> None:
         self._writing()

@@ -360,6 +360,62 @@ async def test_an_acknowledgement_after_its_breach_stays_late(store: MetricsStor
     assert totals["corporate_deadline_breaches"] == 1
 
 
+async def test_one_batch_settles_a_deadline_once_and_keeps_the_last_complaint_change(
+    store: MetricsStore,
+) -> None:
+    """Complaint Handling Code 4.1: a deadline's first outcome decides whether it was met,
+    also when the breach and the late acknowledgement arrive in one batch (the batch
+    records outcomes in one statement). An escalation then a withdrawal in that batch
+    leaves the complaint at stage 2 and closed, as one event after the other would.
+    """
+    events = Events()
+    facts = {"service_area": "waste"}
+    batch = [
+        events.complaint("k", utc_at(DAY, 9), ComplaintOpened, channel=Channel.EMAIL, **facts),
+        events.complaint(
+            "k",
+            utc_at(DAY, 10),
+            ComplaintDeadlineBreached,
+            stage=1,
+            deadline=DeadlineKind.ACKNOWLEDGE,
+            due_date=DAY,
+            **facts,
+        ),
+        events.complaint("k", utc_at(DAY, 11), ComplaintAcknowledged, stage=1, **facts),
+        events.complaint("k", utc_at(DAY, 11), ComplaintAcknowledged, stage=1, **facts),
+        events.complaint("k", utc_at(DAY, 12), ComplaintEscalated, to_stage=2, **facts),
+        events.complaint("k", utc_at(DAY, 13), ComplaintWithdrawn, stage=2, **facts),
+    ]
+
+    await apply(store, batch)
+
+    totals = await day_totals(store)
+    assert totals["corporate_ack_due_s1"] == 1
+    assert "corporate_ack_on_time_s1" not in totals
+    assert await store.open_complaints(1) == []
+
+
+async def test_a_contacts_transfers_in_one_batch_count_as_one_by_one(
+    store: MetricsStore,
+) -> None:
+    """A call passed on three times, in one batch with its receipt: one transferred call,
+    three transfers, its FCR lost once (the batch counts transfers in one statement).
+    """
+    events = Events()
+    call = events.received(
+        "call", utc_at(DAY, 9), channel=Channel.PHONE, area="waste", customer="z", resolved=True
+    )
+    transfers = [events.transferred("call", utc_at(DAY, 9, n), area="waste") for n in (1, 2, 3)]
+    ghost = events.transferred("ghost", utc_at(DAY, 9), area="waste")
+
+    await apply(store, [call, *transfers, ghost])
+
+    totals = await day_totals(store)
+    assert totals["calls_transferred"] == 1
+    assert totals["call_transfers"] == 3
+    assert totals["fcr_lost"] == 1
+
+
 async def test_a_complaints_life_counts_in_the_channel_it_arrived_on(store: MetricsStore) -> None:
     """Complaint Handling Code 5 and 6: stage 1, escalation on request to stage 2, a
     response with its outcome, then a referral to the Ombudsman."""
