@@ -12,7 +12,7 @@ from shared.commands import Command, OfflineCommand, service_main
 
 
 async def _rebuild(settings: MetricsSettings) -> None:
-    from services.metrics.handlers import BatchApplier
+    from services.metrics.applier import BatchApplier
     from services.metrics.rebuild import rebuild
     from services.metrics.store import MIGRATIONS
     from shared.events.envelope import utc_now

@@ -166,3 +166,22 @@ def _signed_in_role(oidc: OidcVerifier, credentials: HTTPAuthorizationCredential
         ) from error
     except NoRoleError as error:
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail=str(error)) from error
+
+
+# The dashboard's browser session: the same API token, kept in an HttpOnly cookie
+# that the sign-in form sets, so that a browser can follow links between pages.
+SESSION_COOKIE = "civicpulse_metrics_token"
+
+
+def token_roles(tokens: Mapping[str, ApiToken]) -> Callable[[str | None], Role | None]:
+    """The role of a presented token (a bearer token or the session cookie), or None."""
+    roles_by_hash = {token.hash: token.role for token in tokens.values()}
+
+    def role_of(presented: str | None) -> Role | None:
+        if not presented:
+            return None
+        return _role_of(
+            HTTPAuthorizationCredentials(scheme="Bearer", credentials=presented), roles_by_hash
+        )
+
+    return role_of

@@ -26,7 +26,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
 from tqdm import tqdm
 
-from services.metrics.handlers import BatchApplier
+from services.metrics.applier import BatchApplier
 from services.metrics.store import MetricsStore
 from shared.events import Event
 from shared.events.catalogue import parse_event
