@@ -1,6 +1,5 @@
 """Intake's handlers with in-memory fakes: what is published, what is dead-lettered, and why."""
 
-import asyncio
 import inspect
 import json
 from collections.abc import Sequence
@@ -12,6 +11,7 @@ import pytest
 from aiokafka.errors import KafkaConnectionError
 from prometheus_client import CollectorRegistry
 
+import shared.dead_letters
 from services.intake.domain import Rejected, RejectionReason, Vocabulary, event_id_for, reject
 from services.intake.handlers import (
     HttpRejection,
@@ -24,6 +24,7 @@ from services.intake.store import AcceptedRecord, IdempotencyStore
 from shared.consumer import ConsumerSettings, Fault, InboundRecord
 from shared.dead_letters import SHARED_ERROR_TYPES, SourcePosition
 from shared.events.contacts import ContactEvent, ContactReceived
+from tests.support.sleeps import record_sleeps
 
 NOW = datetime(2026, 1, 12, 9, 31, tzinfo=UTC)
 MAX_ATTEMPTS = 3
@@ -135,16 +136,7 @@ def harness() -> Harness:
 @pytest.fixture
 def no_backoff(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """Skip `with_attempts`' sleeps between attempts; returns the delays it asked for."""
-    delays: list[float] = []
-    real_sleep = asyncio.sleep
-
-    async def instant(delay: float, *args: Any, **kwargs: Any) -> None:
-        delays.append(delay)
-        await real_sleep(0)
-
-    # `with_attempts` looks `asyncio.sleep` up when it runs; the patch lasts one test.
-    monkeypatch.setattr(asyncio, "sleep", instant)
-    return delays
+    return record_sleeps(monkeypatch, shared.dead_letters)
 
 
 def contact(key: str, **changes: Any) -> dict[str, Any]:
