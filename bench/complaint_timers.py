@@ -34,7 +34,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 from prometheus_client import CollectorRegistry
 
-from bench.intake_throughput import infrastructure, say, scratch_database
+from bench.support import infrastructure, print_summary, say, scratch_database
 from services.complaints.actions import OpenComplaint
 from services.complaints.domain import Complaint, Context, Decision, decide
 from services.complaints.handlers import ComplaintsHandler, ComplaintsMetrics
@@ -191,6 +191,14 @@ async def main_async(options: argparse.Namespace) -> int:
     print(
         f"\nratio {options.large:,} / {options.small:,}: {ratio:.2f} "
         f"({verdict} the target of under {TARGET_RATIO})"
+    )
+    print_summary(
+        "complaint_timers",
+        {
+            "fire_due_seconds": {str(size): round(s, 4) for size, s in results.items()},
+            "ratio": round(ratio, 3),
+            "target_ratio_below": TARGET_RATIO,
+        },
     )
     return 0
 

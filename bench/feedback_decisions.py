@@ -11,30 +11,30 @@ in batches of 500 events per transaction, as the consumer hands them over:
   and Notify message into the outbox, a signed link, an expiry timer.
 
 Kafka is not involved (the outbox is not relayed), so the figures are the database
-work per event. Needs `CIVICPULSE_DATABASE_URL` (a server where it may create and drop
-a scratch database):
+work per event. Uses `CIVICPULSE_DATABASE_URL` (with `CIVICPULSE_KAFKA_BOOTSTRAP`) when
+set, else starts a throwaway stack; either way it works in a scratch database:
 
     python -m bench.feedback_decisions --events 5000 --runs 3
 """
 
 import argparse
 import asyncio
-import os
 import statistics
 import sys
 import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 from prometheus_client import CollectorRegistry
 
+from bench.support import infrastructure, print_summary, say, scratch_database
 from services.feedback.handlers import FeedbackHandler, FeedbackMetrics, NotifyTemplates, policy_of
 from services.feedback.links import AnswerLinks
 from services.feedback.notifications import ContactRoute
-from services.feedback.store import MIGRATIONS, SERVICE, put_contact_route
+from services.feedback.settings import SERVICE
+from services.feedback.store import MIGRATIONS, FeedbackStore
 from shared.events import ContactResolved, ContactResolvedPayload, Event
 from shared.postgres import create_pool, migrate
 from shared.processed_events import first_time
@@ -42,10 +42,6 @@ from shared.timers import TimerScheduler
 
 BATCH = 500
 POLICY_DELAY = timedelta(hours=24)
-
-
-def _database(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
 
 
 def _events(run: str, count: int, at: datetime) -> list[Event]:
@@ -83,8 +79,9 @@ async def _one_run(pool: asyncpg.Pool, count: int) -> tuple[float, float, float]
     run = uuid.uuid4().hex[:8]
     now = datetime.now(UTC)
     clock = [now]
+    store = FeedbackStore(pool)
     handler = FeedbackHandler(
-        pool,
+        store,
         policy=policy_of(POLICY_DELAY.total_seconds() / 3600, 14, 30),
         links=AnswerLinks("bench-secret-" + "x" * 32),
         public_url="https://feedback.example.gov.uk",
@@ -93,12 +90,12 @@ async def _one_run(pool: asyncpg.Pool, count: int) -> tuple[float, float, float]
         clock=lambda: clock[0],
     )
     events = _events(run, count, now)
-    async with pool.acquire() as connection:
+    async with store.transaction() as routes:
         for event in events:
             assert isinstance(event, ContactResolved)
             assert event.payload.customer_ref is not None
-            await put_contact_route(
-                connection, event.payload.customer_ref, ContactRoute(email="r@example.org"), now
+            await routes.put_contact_route(
+                event.payload.customer_ref, ContactRoute(email="r@example.org"), now
             )
     anchor = await _anchor(pool, _events(run + "a", count, now))
 
@@ -117,32 +114,44 @@ async def _one_run(pool: asyncpg.Pool, count: int) -> tuple[float, float, float]
     return anchor, decide, send
 
 
-async def main(events: int, runs: int) -> int:
-    base = os.environ.get("CIVICPULSE_DATABASE_URL")
-    if not base:
-        print("set CIVICPULSE_DATABASE_URL (e.g. after `civicpulse infra up`)", file=sys.stderr)
-        return 2
+async def measure(base: str, events: int, runs: int) -> list[tuple[float, float, float]]:
     name = f"bench_feedback_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(base)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        pool = await create_pool(_database(base, name))
+    async with scratch_database(base, name) as url:
+        pool = await create_pool(url)
         try:
             await migrate(pool, SERVICE, MIGRATIONS)
             results = []
             for n in range(runs):
-                print(f"run {n + 1}/{runs}: {events} events", file=sys.stderr)
+                say(f"run {n + 1}/{runs}: {events} events")
                 results.append(await _one_run(pool, events))
         finally:
             await pool.close()
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+    return results
+
+
+def main(events: int, runs: int) -> int:
+    with infrastructure() as endpoints:
+        results = asyncio.run(measure(endpoints.database_url, events, runs))
     print(f"{'run':>4} {'anchor/s':>10} {'decide/s':>10} {'send/s':>10} {'decide/anchor':>14}")
     for n, (anchor, decide, send) in enumerate(results, 1):
         print(f"{n:>4} {anchor:>10.0f} {decide:>10.0f} {send:>10.0f} {decide / anchor:>14.2f}")
     ratios = [decide / anchor for anchor, decide, _ in results]
     print(f"median decide/anchor: {statistics.median(ratios):.2f}")
+    print_summary(
+        "feedback_decisions",
+        {
+            "events": events,
+            "runs": [
+                {
+                    "anchor_per_s": round(a, 1),
+                    "decide_per_s": round(d, 1),
+                    "send_per_s": round(x, 1),
+                }
+                for a, d, x in results
+            ],
+            "median_decide_over_anchor": round(statistics.median(ratios), 3),
+        },
+    )
     return 0
 
 
@@ -151,4 +160,4 @@ if __name__ == "__main__":
     parser.add_argument("--events", type=int, default=5000, help="resolutions per run")
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    sys.exit(asyncio.run(main(args.events, args.runs)))
+    sys.exit(main(args.events, args.runs))

@@ -40,7 +40,7 @@ from typing import Any
 
 import openpyxl
 
-from bench.intake_throughput import infrastructure, say, scratch_database
+from bench.support import infrastructure, print_summary, say, scratch_database
 from civicpulse.infra import pick_free_port
 from civicpulse.processes import REPO_ROOT, ServiceProcess
 from shared.api_keys import hash_api_key
@@ -184,7 +184,7 @@ def main() -> None:
                 )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    print(json.dumps({"benchmark": "import_throughput", **{r.name: r.as_dict() for r in runs}}))
+    print_summary("import_throughput", {r.name: r.as_dict() for r in runs})
 
 
 if __name__ == "__main__":

@@ -37,24 +37,32 @@ import cProfile
 import functools
 import json
 import logging
-import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client import CollectorRegistry
 
+from bench.support import (
+    BenchError,
+    Endpoints,
+    Offsets,
+    admin_client,
+    end_offsets,
+    infrastructure,
+    place_group,
+    print_summary,
+    say,
+    scratch_database,
+)
 from services.intake.app import create_app
 from services.intake.settings import IntakeSettings
 from shared.api_keys import hash_api_key
@@ -71,12 +79,7 @@ STALL_AFTER_S = 60.0  # no progress for this long: give up
 SCRATCH_PARTITIONS = CONTACTS_RAW.partitions
 IDENTIFIER_MAX = 128  # `shared.events.vocabulary.Identifier`
 
-Offsets = dict[TopicPartition, int]
 KeyedRecord = tuple[bytes, bytes]  # (key, value)
-
-
-class BenchError(RuntimeError):
-    """The benchmark could not measure what it set out to."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,12 +89,6 @@ class Options:
     runs: int
     json: bool
     profile: Path | None
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoints:
-    kafka_bootstrap: str
-    database_url: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +154,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     )
     parser.add_argument("--runs", type=positive_int, default=1, help="repetitions (1)")
     parser.add_argument(
-        "--json", action="store_true", help="also print one JSON line of the figures to stdout"
+        "--json",
+        action="store_true",
+        help="(the JSON line is always printed)",
     )
     parser.add_argument(
         "--profile",
@@ -169,54 +168,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     return Options(args.records, args.record_bytes, args.runs, args.json, args.profile)
 
 
-def say(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
-
-
 # -- infrastructure -------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def infrastructure() -> Iterator[Endpoints]:
-    """The stack named by the environment, else a throwaway one from the local launcher."""
-    bootstrap = os.environ.get("CIVICPULSE_KAFKA_BOOTSTRAP")
-    database_url = os.environ.get("CIVICPULSE_DATABASE_URL")
-    if bootstrap and database_url:
-        say(f"using Kafka {bootstrap} and PostgreSQL from the environment")
-        yield Endpoints(bootstrap, database_url)
-        return
-    from civicpulse.infra import infra_down, infra_up
-
-    run_dir = Path(tempfile.mkdtemp(prefix="cp-bench-"))
-    say(f"no CIVICPULSE_KAFKA_BOOTSTRAP/DATABASE_URL: starting a local stack in {run_dir}")
-    try:
-        infra = infra_up(run_dir)
-        yield Endpoints(infra.kafka_bootstrap, infra.database_url)
-    finally:
-        infra_down(run_dir)
-        shutil.rmtree(run_dir, ignore_errors=True)
-
-
-def with_database(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
-
-
-@contextlib.asynccontextmanager
-async def scratch_database(url: str, name: str) -> AsyncIterator[str]:
-    """A fresh, empty database next to `url`'s; dropped on exit."""
-    admin = await asyncpg.connect(url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    try:
-        yield with_database(url, name)
-    finally:
-        admin = await asyncpg.connect(url)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
 
 
 @contextlib.asynccontextmanager
@@ -236,16 +188,6 @@ async def scratch_topics(bootstrap: str, names: Sequence[str]) -> AsyncIterator[
 
 
 # -- Kafka helpers --------------------------------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def admin_client(bootstrap: str) -> AsyncIterator[AIOKafkaAdminClient]:
-    client = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="civicpulse-bench")
-    await client.start()
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 @contextlib.asynccontextmanager
@@ -275,44 +217,6 @@ async def consumer(bootstrap: str, *topics: str, **config: Any) -> AsyncIterator
         yield client
     finally:
         await client.stop()
-
-
-async def partitions_of(
-    bootstrap: str, names: Sequence[str], within_s: float = 30.0
-) -> list[TopicPartition]:
-    """Every partition of the topics, once each has a leader (new topics need a moment)."""
-    deadline = time.monotonic() + within_s
-    async with admin_client(bootstrap) as admin:
-        while time.monotonic() < deadline:
-            described = await admin.describe_topics(list(names))
-            if all(
-                topic["error_code"] == 0
-                and topic["partitions"]
-                and all(partition["leader"] >= 0 for partition in topic["partitions"])
-                for topic in described
-            ):
-                return [
-                    TopicPartition(topic["topic"], partition["partition"])
-                    for topic in described
-                    for partition in topic["partitions"]
-                ]
-            await asyncio.sleep(0.1)
-    raise BenchError(f"{', '.join(names)}: partitions without a leader after {within_s:.0f} s")
-
-
-async def end_offsets(bootstrap: str, names: Sequence[str]) -> Offsets:
-    """End offsets of every partition; also waits until the leaders serve requests."""
-    partitions = await partitions_of(bootstrap, names)
-    async with consumer(bootstrap) as client:
-        offsets: Offsets = await client.end_offsets(partitions)
-    return offsets
-
-
-async def place_group(bootstrap: str, group_id: str, offsets: Offsets) -> None:
-    """Commit `offsets` for a group that has never run, so it starts exactly there."""
-    async with consumer(bootstrap, group_id=group_id) as client:
-        client.assign(list(offsets))
-        await client.commit(offsets)
 
 
 async def group_reached(admin: AIOKafkaAdminClient, group_id: str, target: Offsets) -> bool:
@@ -670,7 +574,6 @@ def figures(options: Options, results: Sequence[RunResult]) -> dict[str, Any]:
         } | {"ratio": round(result.ratio, 3)}
 
     return {
-        "benchmark": "intake_throughput",
         "records": options.records,
         "record_bytes": options.record_bytes,
         "target_ratio": TARGET_RATIO,
@@ -689,8 +592,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         say(f"failed: {error}")
         return 1
     print(table(results))
-    if options.json:
-        print(json.dumps(figures(options, results)))
+    print_summary("intake_throughput", figures(options, results))
     return 0
 
 

@@ -18,6 +18,7 @@ command -v chromium >/dev/null || need_apt+=(chromium)
 command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 # The official AsyncAPI parser checks shared/schemas/asyncapi.json (tools/asyncapi/).
 command -v node >/dev/null || need_apt+=(nodejs)
+# The metrics dashboard's chart and accessibility libraries come from the npm registry.
 command -v npm >/dev/null || need_apt+=(npm)
 
 if ((${#need_apt[@]})); then
@@ -50,4 +51,14 @@ if [ ! -f tools/asyncapi/node_modules/.package-lock.json ] \
     || [ tools/asyncapi/package-lock.json -nt tools/asyncapi/node_modules/.package-lock.json ]; then
     echo "bootstrap: installing the AsyncAPI parser (npm ci in tools/asyncapi)" >&2
     (cd tools/asyncapi && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+fi
+
+# vega, vega-lite, vega-embed (the dashboard's charts) and axe-core (its accessibility
+# test), pinned by the lock file, served by the metrics service from node_modules.
+# A folder of its own, apart from tools/asyncapi: each has its own lock file.
+assets=services/metrics/dashboard/assets
+if [ ! -f "$assets/node_modules/.package-lock.json" ] \
+    || [ "$assets/package-lock.json" -nt "$assets/node_modules/.package-lock.json" ]; then
+    echo "bootstrap: installing the dashboard's browser libraries (npm ci in $assets)" >&2
+    (cd "$assets" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
 fi

@@ -282,7 +282,8 @@ def configure_logging(level: str) -> None:
 
 
 def serve(app: FastAPI, settings: ServiceSettings) -> None:
-    """Run until SIGTERM/SIGINT; the lifespan then drains the consumer before exit."""
+    """Run until SIGTERM/SIGINT; the lifespan then stops in the common order
+    (`shared.supervisor`): consuming, then the outbox relay, then the producers."""
     uvicorn.run(
         app,
         host=settings.http_host,

@@ -157,9 +157,11 @@ class BulkProducer:
     """An idempotent aiokafka producer for a service's high-volume sends.
 
     faststream's `publish` costs about three times aiokafka's own `send` per
-    record (middlewares, per-message metrics, encoding); on the hot paths
-    (intake's canonical events, the outbox relay) that was half of intake's
-    time. The broker still does the consuming and the occasional dead letter.
+    record (middlewares, per-message metrics, encoding); on intake's hot path,
+    its canonical events, that was half of intake's time. Intake alone uses
+    it. The outbox relays publish through their service's broker (`OutboxRelay`
+    would take this producer too, but no service passes one); the broker also
+    does the consuming and the occasional dead letter.
     """
 
     def __init__(self, bootstrap: str, *, client_id: str) -> None:

@@ -1,10 +1,13 @@
 """Settings read from `CIVICPULSE_*` environment variables.
 
 Each service subclasses `ServiceSettings` for its own options; the defaults
-suit the local launcher (`civicpulse infra up`).
+suit the local launcher (`civicpulse infra up`). The field helpers below give
+the options every service has in its own name (its port, consumer group,
+batch size and API keys) one definition, so their limits and wording agree.
 """
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -13,87 +16,73 @@ DEFAULT_VOCABULARY_FILE = Path(__file__).with_name("vocabulary.yaml")
 
 
 class ServiceSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CIVICPULSE_", extra="ignore", frozen=True)
+    # A subclass may give a field its description as the docstring under it.
+    model_config = SettingsConfigDict(
+        env_prefix="CIVICPULSE_", extra="ignore", frozen=True, use_attribute_docstrings=True
+    )
 
-    kafka_bootstrap: str = Field(
-        default="127.0.0.1:19092", description="Kafka bootstrap servers, comma separated."
+    kafka_bootstrap: str = "127.0.0.1:19092"
+    """Kafka bootstrap servers, comma separated."""
+    database_url: str = "postgresql://civicpulse@127.0.0.1:15432/civicpulse"
+    """PostgreSQL DSN (asyncpg form)."""
+    http_host: str = "127.0.0.1"
+    """Address the HTTP server binds."""
+    http_port: int = Field(default=8000, ge=1, le=65535)
+    """HTTP port (per service)."""
+    http_max_body_bytes: int = Field(default=16_384, ge=1_024, le=64 * 1024 * 1024)
+    """Largest request body accepted; a larger one is refused with 413 before it is read whole (per
+    service)."""
+    vocabulary_file: Path = DEFAULT_VOCABULARY_FILE
+    """YAML file with the council's service areas."""
+    dead_letter_max_attempts: int = Field(default=3, ge=1, le=20)
+    """Attempts at a record failing for an unexpected reason before it is dead-lettered, so one
+    poison record cannot block its partition."""
+    dead_letter_retry_backoff_seconds: float = Field(default=0.2, ge=0, le=60)
+    """Pause before a failing record's next attempt; it grows with each attempt (0.2 s, 0.4 s,
+    ...)."""
+    outage_backoff_seconds: float = Field(default=0.5, gt=0, le=60)
+    """First pause before a batch is redelivered after an outage of Kafka or PostgreSQL; it doubles
+    with each failed redelivery, up to the maximum."""
+    outage_backoff_max_seconds: float = Field(default=30.0, gt=0, le=240)
+    """Longest pause between redeliveries during an outage (below the consumer's five-minute poll
+    interval)."""
+    timer_max_attempts: int = Field(default=5, ge=1, le=100)
+    """Attempts at firing one durable timer before it is parked with its error."""
+    outbox_max_attempts: int = Field(default=5, ge=1, le=100)
+    """Attempts at publishing one outbox row before it is parked with its error."""
+    retry_backoff_seconds: float = Field(default=2.0, gt=0, le=3600)
+    """First wait before a failed timer or outbox row is tried again; it doubles with each attempt,
+    up to the maximum."""
+    retry_backoff_max_seconds: float = Field(default=300.0, gt=0, le=86400)
+    """Longest wait between attempts at a failed timer or outbox row."""
+    create_topics: bool = True
+    """Create missing topics at start-up (off where ops own topics)."""
+    topic_replication_factor: int = Field(default=1, ge=1, le=5)
+    """Replicas of each topic created at start-up (3 in production)."""
+    log_level: str = "INFO"
+    """Python logging level."""
+
+
+def port_field(default: int) -> Any:
+    """The service's HTTP port; each service has its own default."""
+    return Field(default=default, ge=1, le=65535, description="HTTP port.")
+
+
+def group_field(default: str, *, consuming: str) -> Any:
+    """A Kafka consumer group's id: `consuming` says what the group reads."""
+    return Field(default=default, description=f"Consumer group of {consuming}.")
+
+
+def batch_field(default: int, *, handled: str, most: int = 5000) -> Any:
+    """How many records one batch (one transaction) takes at the most."""
+    return Field(default=default, ge=1, le=most, description=f"{handled} per batch.")
+
+
+def api_keys_field(*, service: str, caller: str, example: str) -> Any:
+    """The hashes of the API keys of the systems that call the service over HTTP."""
+    return Field(
+        default_factory=dict,
+        description=f"JSON object mapping each {caller} to the SHA-256 hash of its API "
+        f'key, e.g. {{"{example}": "sha256:9f86d0…"}}. Make one with '
+        f"`python -m services.{service} new-api-key SOURCE`.",
     )
-    database_url: str = Field(
-        default="postgresql://civicpulse@127.0.0.1:15432/civicpulse",
-        description="PostgreSQL DSN (asyncpg form).",
-    )
-    http_host: str = Field(default="127.0.0.1", description="Address the HTTP server binds.")
-    http_port: int = Field(default=8000, ge=1, le=65535, description="HTTP port (per service).")
-    http_max_body_bytes: int = Field(
-        default=16_384,
-        ge=1_024,
-        le=64 * 1024 * 1024,
-        description="Largest request body accepted; a larger one is refused with 413 before "
-        "it is read whole (per service).",
-    )
-    vocabulary_file: Path = Field(
-        default=DEFAULT_VOCABULARY_FILE, description="YAML file with the council's service areas."
-    )
-    dead_letter_max_attempts: int = Field(
-        default=3,
-        ge=1,
-        le=20,
-        description="Attempts at a record failing for an unexpected reason before it is "
-        "dead-lettered, so one poison record cannot block its partition.",
-    )
-    dead_letter_retry_backoff_seconds: float = Field(
-        default=0.2,
-        ge=0,
-        le=60,
-        description="Pause before a failing record's next attempt; it grows with each "
-        "attempt (0.2 s, 0.4 s, ...).",
-    )
-    outage_backoff_seconds: float = Field(
-        default=0.5,
-        gt=0,
-        le=60,
-        description="First pause before a batch is redelivered after an outage of Kafka or "
-        "PostgreSQL; it doubles with each failed redelivery, up to the maximum.",
-    )
-    outage_backoff_max_seconds: float = Field(
-        default=30.0,
-        gt=0,
-        le=240,
-        description="Longest pause between redeliveries during an outage (below the "
-        "consumer's five-minute poll interval).",
-    )
-    timer_max_attempts: int = Field(
-        default=5,
-        ge=1,
-        le=100,
-        description="Attempts at firing one durable timer before it is parked with its error.",
-    )
-    outbox_max_attempts: int = Field(
-        default=5,
-        ge=1,
-        le=100,
-        description="Attempts at publishing one outbox row before it is parked with its error.",
-    )
-    retry_backoff_seconds: float = Field(
-        default=2.0,
-        gt=0,
-        le=3600,
-        description="First wait before a failed timer or outbox row is tried again; it "
-        "doubles with each attempt, up to the maximum.",
-    )
-    retry_backoff_max_seconds: float = Field(
-        default=300.0,
-        gt=0,
-        le=86400,
-        description="Longest wait between attempts at a failed timer or outbox row.",
-    )
-    create_topics: bool = Field(
-        default=True, description="Create missing topics at start-up (off where ops own topics)."
-    )
-    topic_replication_factor: int = Field(
-        default=1,
-        ge=1,
-        le=5,
-        description="Replicas of each topic created at start-up (3 in production).",
-    )
-    log_level: str = Field(default="INFO", description="Python logging level.")

@@ -2,17 +2,21 @@
 
 Unit tests need none of these. Integration tests ask for `infrastructure`
 (real Kafka and PostgreSQL, see `tests/support/infrastructure.py`) and get a
-fresh database per test session, so runs never see each other's rows.
+fresh database per test session, so runs never see each other's rows. The
+PostgreSQL half of a fake-or-real store test (marked `integration`) asks for
+`store_pool`, on a second database it may empty between tests.
 """
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 
 from shared.kafka import ensure_topics
+from shared.postgres import create_pool
 from shared.topics import ALL_TOPICS
 from tests.support.infrastructure import Infrastructure, test_infrastructure
 from tests.support.kafka import mark_session_start
@@ -41,8 +45,8 @@ def _with_database(url: str, name: str) -> str:
     return urlunsplit(parts._replace(path=f"/{name}"))
 
 
-@pytest.fixture(scope="session")
-async def database_url(infrastructure: Infrastructure) -> AsyncIterator[str]:
+@asynccontextmanager
+async def _fresh_database(infrastructure: Infrastructure) -> AsyncIterator[str]:
     name = f"civicpulse_test_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(infrastructure.database_url)
     try:
@@ -55,3 +59,21 @@ async def database_url(infrastructure: Infrastructure) -> AsyncIterator[str]:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+@pytest.fixture(scope="session")
+async def database_url(infrastructure: Infrastructure) -> AsyncIterator[str]:
+    async with _fresh_database(infrastructure) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+async def store_pool(infrastructure: Infrastructure) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on a database of its own, for the tests that run one body against a
+    service's fake store and its PostgreSQL store: they may empty its tables."""
+    async with _fresh_database(infrastructure) as url:
+        pool = await create_pool(url)
+        try:
+            yield pool
+        finally:
+            await pool.close()

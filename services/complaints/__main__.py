@@ -1,41 +1,25 @@
-"""`python -m services.complaints`: run the complaints service."""
+"""`python -m services.complaints`: run the complaints service, or make an API key."""
 
-import argparse
 import sys
 
-from services.complaints.settings import ComplaintsSettings
-from shared.api_keys import new_api_key
-from shared.http import configure_logging, serve
+from services.complaints.settings import SERVICE, ComplaintsSettings
+from shared.commands import ApiKeys, service_main
 
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m services.complaints",
-        description="CivicPulse complaints: the Complaint Handling Code's two stages and the "
-        "statutory social care procedures, with working-day deadlines. Opens complaints from "
-        "civicpulse.contacts, applies case actions (civicpulse.complaints.actions and the HTTP "
-        "API), publishes civicpulse.complaints. Configured by CIVICPULSE_* environment "
-        "variables (docs/configuration.md).",
-    )
-    commands = parser.add_subparsers(dest="command")
-    commands.add_parser("serve", help="run the service (the default)")
-    new_key = commands.add_parser(
-        "new-api-key", help="make an API key for a case-management system and print its hash"
-    )
-    new_key.add_argument("source", help="the system's name, e.g. case-manager")
-    args = parser.parse_args(argv)
-
-    if args.command == "new-api-key":
-        print(new_api_key(args.source, "CIVICPULSE_COMPLAINTS_API_KEYS"))
-        return 0
-
-    from services.complaints.app import create_app
-
-    settings = ComplaintsSettings()
-    configure_logging(settings.log_level)
-    serve(create_app(settings), settings)
-    return 0
-
+main = service_main(
+    service=SERVICE,
+    description="CivicPulse complaints: the Complaint Handling Code's two stages and the "
+    "statutory social care procedures, with working-day deadlines. Opens complaints from "
+    "civicpulse.contacts, applies case actions (civicpulse.complaints.actions and the HTTP "
+    "API), publishes civicpulse.complaints. Configured by CIVICPULSE_* environment "
+    "variables (docs/configuration.md).",
+    settings=ComplaintsSettings,
+    app="services.complaints.app:create_app",
+    api_keys=ApiKeys(
+        "CIVICPULSE_COMPLAINTS_API_KEYS",
+        caller="a case-management system",
+        example="case-manager",
+    ),
+)
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(None))

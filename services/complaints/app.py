@@ -1,19 +1,18 @@
 """The complaints service's wiring: consumers, timers, outbox relay, HTTP API and lifespan."""
 
-import asyncio
+import functools
 import logging
 from base64 import urlsafe_b64decode, urlsafe_b64encode
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import date, datetime
-from typing import Annotated, Any, Literal
+from datetime import date
+from typing import Annotated, Any, Literal, Unpack
 
 import asyncpg
 from fastapi import Depends, FastAPI, Query, Request, status
 from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker
-from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
 from services.complaints.actions import ACTION_ADAPTER
@@ -40,7 +39,6 @@ from shared.consumer import (
     subscribe_records,
 )
 from shared.consumer_lag import KafkaPositions
-from shared.events.envelope import utc_now
 from shared.events.vocabulary import ComplaintProcedure
 from shared.http import (
     MalformedBodyError,
@@ -51,11 +49,10 @@ from shared.http import (
     openapi_body_schema,
     parse_json_body,
 )
-from shared.kafka import make_broker
-from shared.outbox import OutboxMetrics, OutboxRelay
-from shared.parked import RetryPolicy
-from shared.startup import prepare
-from shared.timers import TimerMetrics, TimerScheduler
+from shared.outbox import OutboxRelay
+from shared.startup import AppOptions, Wiring
+from shared.supervisor import Supervisor
+from shared.timers import TimerScheduler
 from shared.topics import COMPLAINT_ACTIONS, COMPLAINTS, CONTACTS, dead_letter_twin
 from shared.vocabulary import load_service_areas
 
@@ -75,17 +72,12 @@ class Running:
 
 
 def create_app(
-    settings: ComplaintsSettings | None = None,
-    *,
-    clock: Callable[[], datetime] = utc_now,
-    registry: CollectorRegistry | None = None,
+    settings: ComplaintsSettings | None = None, **options: Unpack[AppOptions]
 ) -> FastAPI:
-    settings = settings or ComplaintsSettings()
-    registry = registry or CollectorRegistry()
-    broker = make_broker(settings.kafka_bootstrap, client_id=SERVICE, registry=registry)
+    wiring = Wiring.begin(SERVICE, settings or ComplaintsSettings(), **options)
+    settings, broker = wiring.settings, wiring.broker
+    registry, clock = wiring.registry, wiring.clock
     metrics = ComplaintsMetrics(registry)
-    outbox_metrics = OutboxMetrics(registry, SERVICE)
-    timer_metrics = TimerMetrics(registry, SERVICE)
     calendar = WorkingDayCalendar(settings.complaints_closure_days)
     policy = Policy(
         settings.complaints_escalation_window_working_days,
@@ -96,7 +88,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = await prepare(settings, SERVICE, MIGRATIONS)
+        pool = await wiring.open_pool(MIGRATIONS)
         handler = ComplaintsHandler(
             store=ComplaintsStore(pool),
             calendar=calendar,
@@ -105,18 +97,10 @@ def create_app(
             clock=clock,
         )
         await handler.recalculate_deadlines()
-        scheduler = TimerScheduler(
-            pool,
-            SERVICE,
-            handler.fire_timer,
-            clock=clock,
-            poll_seconds=settings.complaints_timer_poll_seconds,
-            retry=RetryPolicy.for_timers(settings),
-            metrics=timer_metrics,
+        scheduler = wiring.timer_scheduler(
+            pool, handler.fire_timer, poll_seconds=settings.complaints_timer_poll_seconds
         )
-        relay = OutboxRelay(
-            pool, broker, SERVICE, metrics=outbox_metrics, retry=RetryPolicy.for_outbox(settings)
-        )
+        relay = wiring.outbox_relay(pool)
         app.state.complaints = Running(pool, handler, scheduler, relay)
         state.update(pool=pool, handler=handler)
         subscribe_inputs(broker, handler, settings)
@@ -125,31 +109,25 @@ def create_app(
             log.warning("no CIVICPULSE_COMPLAINTS_API_KEYS set: every HTTP caller will get 401")
         await broker.start()
         await lag.start()
-        tasks = [
-            _task(relay.run(), "outbox relay"),
-            _task(scheduler.run(), "timer scheduler"),
-            _task(_refresh_gauges(handler, lag, metrics, settings), "gauges"),
-        ]
+        loops = Supervisor(SERVICE)
+        loops.start_relay(relay)  # first: what waits in the outbox goes before new work
+        loops.start("timer scheduler", scheduler.run, scheduler.stop)
+        loops.every(
+            "gauges",
+            settings.complaints_metrics_refresh_seconds,
+            functools.partial(_refresh_gauges, handler, lag, metrics, settings),
+        )
         log.info(
             "complaints ready: consuming %s and %s, publishing %s",
             CONTACTS.name,
             COMPLAINT_ACTIONS.name,
             COMPLAINTS.name,
         )
-        try:
+        # On the way out: stop consuming, drain the relay, stop the producer.
+        async with loops.serving(
+            consumers=[broker], producers=[broker.stop], then_close=[lag.stop, wiring.close_pool]
+        ):
             yield
-        finally:
-            # The scheduler and the relay finish their pass while the producer is
-            # up; then the consumer stops (the batch in hand finishes and commits).
-            # Events the last batch wrote to the outbox wait for another replica's
-            # relay or the next start: nothing is lost, nothing sent twice.
-            scheduler.stop()
-            relay.stop()
-            tasks[-1].cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await broker.stop()
-            await lag.stop()
-            await pool.close()
 
     app = FastAPI(
         title="CivicPulse complaints",
@@ -347,25 +325,17 @@ def _read_cursor(cursor: str) -> tuple[date | None, str] | None:
         return None
 
 
-def _task(work: Coroutine[Any, Any, None], name: str) -> "asyncio.Task[None]":
-    return asyncio.create_task(work, name=f"complaints {name}")
-
-
 async def _refresh_gauges(
     handler: ComplaintsHandler,
     lag: KafkaPositions,
     metrics: ComplaintsMetrics,
     settings: ComplaintsSettings,
 ) -> None:
-    while True:
-        try:
-            await handler.refresh_gauges()
-            behind = await lag.lag(settings.complaints_group_id, INPUT_TOPIC_NAMES)
-            for topic, records in behind.items():
-                metrics.consumer_lag.labels(topic).set(records)
-        except Exception as error:  # noqa: BLE001 - gauges must never stop the service
-            log.warning("could not refresh complaint gauges: %r", error)
-        await asyncio.sleep(settings.complaints_metrics_refresh_seconds)
+    """One pass; the supervisor repeats it, and logs and backs off when it fails."""
+    await handler.refresh_gauges()
+    behind = await lag.lag(settings.complaints_group_id, INPUT_TOPIC_NAMES)
+    for topic, records in behind.items():
+        metrics.consumer_lag.labels(topic).set(records)
 
 
 def subscribe_inputs(

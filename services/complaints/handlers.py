@@ -32,6 +32,7 @@ from services.complaints.domain import (
     recalculate,
 )
 from services.complaints.procedures import Policy
+from services.complaints.settings import SERVICE
 from services.complaints.store import ComplaintsStore, WorklistQuery
 from services.complaints.working_days import WorkingDayCalendar, local_date
 from shared import timers
@@ -44,6 +45,7 @@ from shared.consumer import (
     RecordFault,
     RecordRejectedError,
 )
+from shared.consumer_lag import consumer_lag_gauge
 from shared.events.complaints import ComplaintDeadlineBreached, ComplaintEvent
 from shared.events.contacts import ContactReceived
 from shared.events.envelope import Event
@@ -96,12 +98,7 @@ class ComplaintsMetrics:
             "Learning actions from complaint responses past their due date and not done.",
             registry=registry,
         )
-        self.consumer_lag = Gauge(
-            "complaints_consumer_lag_records",
-            "Records on each input topic not yet consumed by the service's group.",
-            ["topic"],
-            registry=registry,
-        )
+        self.consumer_lag = consumer_lag_gauge(SERVICE, registry)
         for reason in RefusalReason:
             self.refused.labels(reason.value)
         for procedure in ComplaintProcedure:

@@ -1,20 +1,18 @@
 """Feedback's wiring: consumer, timers, outbox relay, HTTP API and survey pages, lifespan."""
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Unpack
 from urllib.parse import parse_qs
 
 from fastapi import Depends, FastAPI, Path, Request, Response, status
 from fastapi.responses import HTMLResponse, JSONResponse
-from prometheus_client import CollectorRegistry
-from pydantic import BaseModel, Field
 
-from services.feedback.domain import MAX_COMMENT_LENGTH, QUESTIONS, InvalidAnswersError
+from services.feedback import views
+from services.feedback.customers import CustomerHandler
+from services.feedback.domain import InvalidAnswersError
 from services.feedback.handlers import (
     FeedbackHandler,
     FeedbackMetrics,
@@ -24,23 +22,30 @@ from services.feedback.handlers import (
 from services.feedback.links import AnswerLinks, LinkError
 from services.feedback.notifications import ContactRoute
 from services.feedback.pages import opted_out, problem, survey_form, thank_you
-from services.feedback.settings import FeedbackSettings
-from services.feedback.store import MIGRATIONS, SERVICE
+from services.feedback.settings import SERVICE, FeedbackSettings
+from services.feedback.store import MIGRATIONS, FeedbackStore
+from services.feedback.views import (
+    AnswerAccepted,
+    CaseDecisions,
+    Erased,
+    LinkProblem,
+    LinkRefused,
+    OptedOut,
+    SurveyAnswers,
+    SurveyForm,
+)
 from shared.api_keys import authenticated_source
 from shared.consumer import ConsumerSettings, subscribe_events
-from shared.events.envelope import utc_now
-from shared.events.vocabulary import CUSTOMER_REF_PATTERN, CaseType, Resolved
+from shared.events.vocabulary import CUSTOMER_REF_PATTERN, CaseType
 from shared.http import (
-    add_operational_routes,
     document_problems,
     limit_request_bodies,
     problem_schema,
 )
-from shared.kafka import make_broker
-from shared.outbox import OutboxMetrics, OutboxRelay
-from shared.parked import RetryPolicy
-from shared.startup import prepare
-from shared.timers import TimerMetrics, TimerScheduler
+from shared.outbox import OutboxRelay
+from shared.startup import AppOptions, Wiring
+from shared.supervisor import Supervisor
+from shared.timers import TimerScheduler
 from shared.topics import COMPLAINTS, CONTACTS, FEEDBACK, NOTIFICATIONS
 
 log = logging.getLogger(__name__)
@@ -73,115 +78,20 @@ class RunningFeedback:
     relay: OutboxRelay
 
 
-class Choice(BaseModel):
-    value: str
-    label: str
-
-
-class SurveyQuestion(BaseModel):
-    id: str
-    text: str
-    hint: str
-    required: bool
-    choices: list[Choice] = Field(description="Allowed answers; empty for free text.")
-    max_length: int | None = None
-
-
-class SurveyForm(BaseModel):
-    request_id: str
-    service_area: str
-    expires_at: datetime | None
-    questions: list[SurveyQuestion]
-
-
-class SurveyAnswers(BaseModel):
-    overall: int = Field(ge=1, le=5, description="Overall satisfaction, 1 to 5.")
-    ease: int = Field(ge=1, le=7, description="Ease, 1 very difficult to 7 very easy.")
-    resolved: Resolved
-    comment: str | None = Field(default=None, max_length=MAX_COMMENT_LENGTH)
-
-
-class AnswerAccepted(BaseModel):
-    request_id: str
-    status: str = "answered"
-
-
-class LinkProblem(BaseModel):
-    code: str = Field(description="`invalid_link`, `not_found`, `already_answered`, `expired`.")
-    message: str
-
-
-class LinkRefused(BaseModel):
-    """Under `detail`, like every other error of the service."""
-
-    detail: LinkProblem
-
-
-class Erased(BaseModel):
-    customer_ref: str
-    erased_rows: int = Field(description="Rows of personal data deleted (0 if none was held).")
-
-
-class OptedOut(BaseModel):
-    customer_ref: str
-    newly_opted_out: bool
-
-
-class CaseRequest(BaseModel):
-    request_id: str
-    status: str
-    send_at: datetime
-    requested_at: datetime | None
-    expires_at: datetime | None
-    answered_at: datetime | None
-    cancel_reason: str | None
-
-
-class Suppression(BaseModel):
-    reason: str
-    decided_at: datetime
-
-
-class CaseDecisions(BaseModel):
-    case_type: CaseType
-    case_id: str
-    request: CaseRequest | None
-    suppressions: list[Suppression]
-
-
-def _question_set() -> list[SurveyQuestion]:
-    return [
-        SurveyQuestion(
-            id=q.id,
-            text=q.text,
-            hint=q.hint,
-            required=q.required,
-            choices=[Choice(value=c.value, label=c.label) for c in q.choices],
-            max_length=q.max_length,
-        )
-        for q in QUESTIONS
-    ]
-
-
-def create_app(
-    settings: FeedbackSettings | None = None,
-    *,
-    clock: Callable[[], datetime] = utc_now,
-    registry: CollectorRegistry | None = None,
-) -> FastAPI:
-    settings = settings or FeedbackSettings()
-    registry = registry or CollectorRegistry()
-    broker = make_broker(settings.kafka_bootstrap, client_id=SERVICE, registry=registry)
+def create_app(settings: FeedbackSettings | None = None, **options: Unpack[AppOptions]) -> FastAPI:
+    wiring = Wiring.begin(SERVICE, settings or FeedbackSettings(), **options)
+    settings, broker = wiring.settings, wiring.broker
+    registry, clock = wiring.registry, wiring.clock
     metrics = FeedbackMetrics(registry)
-    outbox_metrics = OutboxMetrics(registry, SERVICE)
     links = AnswerLinks(settings.feedback_token_secret.get_secret_value())
-    state: dict[str, Any] = {}
+    running: dict[str, CustomerHandler] = {}  # filled by the lifespan
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = await prepare(settings, SERVICE, MIGRATIONS)
+        pool = await wiring.open_pool(MIGRATIONS)
+        store = FeedbackStore(pool)
         handler = FeedbackHandler(
-            pool,
+            store,
             policy=policy_of(
                 settings.feedback_delay_hours,
                 settings.feedback_expiry_days,
@@ -204,28 +114,18 @@ def create_app(
             settings=ConsumerSettings.of(settings),
             max_records=settings.feedback_max_batch,
         )
-        scheduler = TimerScheduler(
-            pool,
-            SERVICE,
-            handler.fire,
-            clock=clock,
-            retry=RetryPolicy.for_timers(settings),
-            metrics=TimerMetrics(registry, SERVICE),
-        )
-        relay = OutboxRelay(
-            pool, broker, SERVICE, metrics=outbox_metrics, retry=RetryPolicy.for_outbox(settings)
-        )
-        state.update(pool=pool, handler=handler)
+        scheduler = wiring.timer_scheduler(pool, handler.fire)
+        relay = wiring.outbox_relay(pool)
+        running["customers"] = CustomerHandler(store, links=links, metrics=metrics, clock=clock)
         app.state.feedback = RunningFeedback(handler, scheduler, relay)
         if not settings.feedback_api_keys:
             log.warning("no CIVICPULSE_FEEDBACK_API_KEYS set: customer endpoints will get 401")
         if not settings.feedback_notify_email_template_id:
             log.warning("no Notify email template id set: messages will carry an empty one")
         await broker.start()
-        tasks = [
-            asyncio.create_task(scheduler.run(), name="feedback-timers"),
-            asyncio.create_task(relay.run(), name="feedback-outbox"),
-        ]
+        loops = Supervisor(SERVICE)
+        loops.start_relay(relay)  # first: what waits in the outbox goes before new work
+        loops.start("timers", scheduler.run, scheduler.stop)
         log.info(
             "feedback ready: consuming %s and %s, publishing %s and %s",
             CONTACTS.name,
@@ -233,17 +133,11 @@ def create_app(
             FEEDBACK.name,
             NOTIFICATIONS.name,
         )
-        try:
+        # On the way out: stop consuming, drain the relay, stop the producer.
+        async with loops.serving(
+            consumers=[broker], producers=[broker.stop], then_close=[wiring.close_pool]
+        ):
             yield
-        finally:
-            # The timers and the relay finish their pass first (the relay publishes
-            # through the broker); then the consumer stops, finishing and committing
-            # the batch in hand. Outbox rows left behind go out at the next start.
-            scheduler.stop()
-            relay.stop()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await broker.stop()
-            await pool.close()
 
     app = FastAPI(
         title="CivicPulse feedback",
@@ -256,9 +150,8 @@ def create_app(
     )
     caller = authenticated_source(settings.feedback_api_keys)
 
-    def handler() -> FeedbackHandler:
-        running: FeedbackHandler = state["handler"]
-        return running
+    def customers() -> CustomerHandler:
+        return running["customers"]
 
     @app.put(
         "/v1/customers/{customer_ref}/contact-route",
@@ -274,7 +167,7 @@ def create_app(
         route: ContactRoute,
         _: Annotated[str, Depends(caller)],
     ) -> Response:
-        await handler().put_contact_route(customer_ref, route)
+        await customers().put_contact_route(customer_ref, route)
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     @app.delete(
@@ -289,7 +182,7 @@ def create_app(
     async def erase_customer(
         customer_ref: CustomerRefPath, _: Annotated[str, Depends(caller)]
     ) -> Erased:
-        rows = await handler().erase_customer(customer_ref)
+        rows = await customers().erase_customer(customer_ref)
         return Erased(customer_ref=customer_ref, erased_rows=rows)
 
     @app.post(
@@ -301,7 +194,7 @@ def create_app(
     async def opt_out(
         customer_ref: CustomerRefPath, _: Annotated[str, Depends(caller)]
     ) -> OptedOut:
-        newly = await handler().opt_out(customer_ref)
+        newly = await customers().opt_out(customer_ref)
         return OptedOut(customer_ref=customer_ref, newly_opted_out=newly)
 
     @app.get(
@@ -313,15 +206,8 @@ def create_app(
     async def case_decisions(
         case_type: CaseType, case_id: str, _: Annotated[str, Depends(caller)]
     ) -> CaseDecisions:
-        request, suppressions = await handler().case_decisions(case_type, case_id)
-        return CaseDecisions(
-            case_type=case_type,
-            case_id=case_id,
-            request=None
-            if request is None
-            else CaseRequest.model_validate(request, from_attributes=True),
-            suppressions=[Suppression(reason=r, decided_at=at) for r, at in suppressions],
-        )
+        request, suppressions = await customers().case_decisions(case_type, case_id)
+        return views.case_decisions(case_type, case_id, request, suppressions)
 
     link_responses: dict[int | str, dict[str, Any]] = {
         code: {"model": LinkRefused, "description": f"Link refused: `{name}`."}
@@ -359,15 +245,10 @@ def create_app(
     )
     async def get_survey(token: str) -> SurveyForm | JSONResponse:
         try:
-            request = await handler().open_survey(token)
+            request = await customers().open_survey(token)
         except LinkError as error:
             return link_problem(error)
-        return SurveyForm(
-            request_id=request.request_id,
-            service_area=request.service_area,
-            expires_at=request.expires_at,
-            questions=_question_set(),
-        )
+        return views.survey_form(request)
 
     @app.post(
         "/v1/surveys/{token}",
@@ -385,7 +266,7 @@ def create_app(
             "comment": answers.comment,
         }
         try:
-            request = await handler().answer(token, form)
+            request = await customers().answer(token, form)
         except LinkError as error:
             return link_problem(error)
         return AnswerAccepted(request_id=request.request_id)
@@ -401,7 +282,7 @@ def create_app(
     )
     async def survey_page(token: str) -> HTMLResponse:
         try:
-            request = await handler().open_survey(token)
+            request = await customers().open_survey(token)
         except LinkError as error:
             return link_page(error)
         return page(survey_form(f"/surveys/{token}", request.service_area))
@@ -417,11 +298,11 @@ def create_app(
         fields = parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True)
         form: dict[str, str | None] = {name: values[0] for name, values in fields.items()}
         try:
-            await handler().answer(token, form)
+            await customers().answer(token, form)
         except LinkError as error:
             return link_page(error)
         except InvalidAnswersError as invalid:
-            request = await handler().open_survey(token)
+            request = await customers().open_survey(token)
             html = survey_form(
                 f"/surveys/{token}", request.service_area, values=form, errors=invalid.errors
             )
@@ -437,12 +318,12 @@ def create_app(
     async def opt_out_page(token: str) -> HTMLResponse:
         """The resident's "stop sending me surveys" button on the answer form."""
         try:
-            await handler().opt_out_by_link(token)
+            await customers().opt_out_by_link(token)
         except LinkError as error:
             return link_page(error)
         return page(opted_out())
 
-    add_operational_routes(app, broker=broker, registry=registry, pool=lambda: state.get("pool"))
+    wiring.add_operational_routes(app)
     document_problems(app)
     limit_request_bodies(
         app,

@@ -222,7 +222,6 @@ QUESTIONS: tuple[Question, ...] = (
         max_length=MAX_COMMENT_LENGTH,
     ),
 )
-QUESTION_BY_ID = {question.id: question for question in QUESTIONS}
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,19 +1,21 @@
 """Feedback's handlers: resolutions in, decisions out; timers send and expire requests;
 answers come back through signed links. Every effect goes through the outbox in the
-transaction that records it."""
+transaction that records it.
+
+Events and timers reach their handler through a table (`FeedbackHandler.handle`,
+`FeedbackHandler.fire`): one verb-named method per event type or timer kind.
+"""
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 from uuid import UUID
 
-import asyncpg
 from prometheus_client import CollectorRegistry, Counter
 
-from services.feedback import store
 from services.feedback.domain import (
-    Answers,
     CustomerHistory,
     Policy,
     Resolution,
@@ -22,17 +24,12 @@ from services.feedback.domain import (
     SuppressionReason,
     decide,
     is_final_response,
-    read_answers,
 )
 from services.feedback.links import (
     AnswerLinks,
-    LinkError,
-    SurveyClosedError,
-    UnknownSurveyError,
-    check_request_open,
 )
 from services.feedback.notifications import ContactRoute, notify_message
-from services.feedback.store import SERVICE, ComplaintFacts, SurveyRequest
+from services.feedback.store import ComplaintFacts, FeedbackStore, SurveyRequest
 from shared import timers
 from shared.events import (
     ComplaintClosed,
@@ -41,19 +38,14 @@ from shared.events import (
     ComplaintWithdrawn,
     ContactReceived,
     ContactResolved,
-    CustomerOptedOut,
     Event,
     SatisfactionExpired,
     SatisfactionRequested,
     SatisfactionRequestedPayload,
-    SatisfactionResponded,
-    SatisfactionRespondedPayload,
     SurveyCase,
 )
 from shared.events.vocabulary import CaseType
-from shared.outbox import enqueue
 from shared.postgres import Connection
-from shared.processed_events import first_time
 
 log = logging.getLogger(__name__)
 SOURCE = "civicpulse-feedback"
@@ -99,13 +91,19 @@ class _Outcomes:
     suppressed: list[str] = field(default_factory=list)
 
 
-def _case(request: SurveyRequest) -> SurveyCase:
-    return SurveyCase(
-        case_type=request.case_type,
-        case_id=request.case_id,
-        service_area=request.service_area,
-        channel=request.channel,
-    )
+# An event's handler: the store in the batch's transaction, the event, the tally.
+OnEvent = Callable[[FeedbackStore, Any, _Outcomes], Awaitable[None]]
+OnTimer = Callable[[FeedbackStore, SurveyRequest, timers.Timer], Awaitable[None]]
+# What the complaint facts copy from ComplaintOpened's payload, and a resolution
+# from a contact event's.
+COMPLAINT_FACT_FIELDS = {"customer_ref", "channel", "service_area", "procedure", "contact_id"}
+RESOLUTION_FIELDS = {"customer_ref", "channel", "service_area"}
+# What a survey request copies from the resolution it is for.
+REQUEST_FIELDS_OF_RESOLUTION = ("case_type", "case_id", "service_area", "channel", "resolved_at")
+
+
+def survey_case(request: SurveyRequest) -> SurveyCase:
+    return SurveyCase.model_validate(request, from_attributes=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +115,7 @@ class NotifyTemplates:
 class FeedbackHandler:
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        store: FeedbackStore,
         *,
         policy: Policy,
         links: AnswerLinks,
@@ -126,75 +124,93 @@ class FeedbackHandler:
         metrics: FeedbackMetrics,
         clock: Callable[[], datetime],
     ) -> None:
-        self._pool = pool
+        self._store = store
         self._policy = policy
         self._links = links
         self._public_url = public_url
         self._templates = templates
         self._metrics = metrics
         self._clock = clock
+        self._on_event: Mapping[type[Event], OnEvent] = {
+            ComplaintOpened: self.remember_complaint,
+            ComplaintWithdrawn: self.mark_complaint_withdrawn,
+            ContactReceived: self.survey_contact_resolved_at_first_contact,
+            ContactResolved: self.survey_contact,
+            ComplaintResponded: self.survey_complaint_after_its_final_response,
+            ComplaintClosed: self.survey_complaint,
+        }
+        self._on_timer: Mapping[str, OnTimer] = {
+            SEND: self.send_request,
+            EXPIRE: self.expire_request,
+        }
 
     # Resolutions in: one transaction per batch
 
     async def handle(self, events: Sequence[Event]) -> None:
         outcomes = _Outcomes()
-        async with self._pool.acquire() as connection, connection.transaction():
+        async with self._store.transaction() as store:
             for event in events:
-                if await first_time(connection, SERVICE, event.event_id):
-                    await self._apply(connection, event, outcomes)
+                if await store.first_time(event.event_id):
+                    on_event = self._on_event.get(type(event))
+                    if on_event is not None:
+                        await on_event(store, event, outcomes)
         self._metrics.scheduled.inc(outcomes.scheduled)
         for reason in outcomes.suppressed:
             self._metrics.suppressed.labels(reason).inc()
 
-    async def _apply(self, connection: Connection, event: Event, outcomes: _Outcomes) -> None:
-        if isinstance(event, ComplaintOpened):
-            await store.remember_complaint(
-                connection,
-                ComplaintFacts(
-                    complaint_id=event.complaint_id,
-                    customer_ref=event.payload.customer_ref,
-                    channel=event.payload.channel,
-                    service_area=event.payload.service_area,
-                    procedure=event.payload.procedure,
-                    contact_id=event.payload.contact_id,
-                    withdrawn=False,
-                ),
-            )
-        elif isinstance(event, ComplaintWithdrawn):
-            await store.mark_withdrawn(connection, event.complaint_id)
-        elif isinstance(event, ContactReceived | ContactResolved):
-            if isinstance(event, ContactReceived) and not event.payload.resolved_at_first_contact:
-                return
-            linked = await store.complaints_from_contact(connection, event.contact_id)
-            resolution = Resolution(
-                case_type=CaseType.CONTACT,
-                case_id=event.contact_id,
-                service_area=event.payload.service_area,
-                channel=event.payload.channel,
-                customer_ref=event.payload.customer_ref,
-                resolved_at=event.occurred_at,
-                contact_kind=event.payload.kind,
-                linked_case_ids=tuple((CaseType.COMPLAINT, c) for c in linked),
-            )
-            await self._decide(connection, event.event_id, resolution, outcomes)
-        elif isinstance(event, ComplaintClosed | ComplaintResponded):
-            if isinstance(event, ComplaintResponded) and not is_final_response(
-                event.payload.procedure, event.payload.stage
-            ):
-                return
-            await self._complaint_resolved(connection, event, outcomes)
+    async def remember_complaint(
+        self, store: FeedbackStore, event: ComplaintOpened, _: _Outcomes
+    ) -> None:
+        facts = event.payload.model_dump(include=COMPLAINT_FACT_FIELDS)
+        await store.remember_complaint(
+            ComplaintFacts(complaint_id=event.complaint_id, withdrawn=False, **facts)
+        )
 
-    async def _complaint_resolved(
+    async def mark_complaint_withdrawn(
+        self, store: FeedbackStore, event: ComplaintWithdrawn, _: _Outcomes
+    ) -> None:
+        await store.mark_withdrawn(event.complaint_id)
+
+    async def survey_contact_resolved_at_first_contact(
+        self, store: FeedbackStore, event: ContactReceived, outcomes: _Outcomes
+    ) -> None:
+        if event.payload.resolved_at_first_contact:
+            await self.survey_contact(store, event, outcomes)
+
+    async def survey_contact(
         self,
-        connection: Connection,
+        store: FeedbackStore,
+        event: ContactReceived | ContactResolved,
+        outcomes: _Outcomes,
+    ) -> None:
+        linked = await store.complaints_from_contact(event.contact_id)
+        resolution = Resolution(
+            case_type=CaseType.CONTACT,
+            case_id=event.contact_id,
+            resolved_at=event.occurred_at,
+            contact_kind=event.payload.kind,
+            linked_case_ids=tuple((CaseType.COMPLAINT, c) for c in linked),
+            **event.payload.model_dump(include=RESOLUTION_FIELDS),
+        )
+        await self._decide(store, event.event_id, resolution, outcomes)
+
+    async def survey_complaint_after_its_final_response(
+        self, store: FeedbackStore, event: ComplaintResponded, outcomes: _Outcomes
+    ) -> None:
+        if is_final_response(event.payload.procedure, event.payload.stage):
+            await self.survey_complaint(store, event, outcomes)
+
+    async def survey_complaint(
+        self,
+        store: FeedbackStore,
         event: ComplaintClosed | ComplaintResponded,
         outcomes: _Outcomes,
     ) -> None:
-        facts = await store.complaint(connection, event.complaint_id)
+        facts = await store.complaint(event.complaint_id)
         if facts is None:
             log.warning("%s for unknown complaint %s", event.event_type, event.complaint_id)
             await self._suppress(
-                connection,
+                store,
                 event.event_id,
                 (CaseType.COMPLAINT, event.complaint_id),
                 SuppressionReason.UNKNOWN_CASE,
@@ -212,38 +228,38 @@ class FeedbackHandler:
             withdrawn=facts.withdrawn,
             linked_case_ids=((CaseType.CONTACT, facts.contact_id),) if facts.contact_id else (),
         )
-        await self._decide(connection, event.event_id, resolution, outcomes)
+        await self._decide(store, event.event_id, resolution, outcomes)
 
     async def _decide(
         self,
-        connection: Connection,
+        store: FeedbackStore,
         event_id: UUID,
         resolution: Resolution,
         outcomes: _Outcomes,
     ) -> None:
         customer = resolution.customer_ref
         if customer is not None:
-            await store.lock_customer(connection, customer)
+            await store.lock_customer(customer)
         history = CustomerHistory(
-            opted_out=customer is not None and await store.is_opted_out(connection, customer),
+            opted_out=customer is not None and await store.is_opted_out(customer),
             has_contact_route=customer is not None
-            and await store.contact_route(connection, customer) is not None,
-            case_already_requested=await store.any_request_for(connection, resolution.case_keys),
-            surveyed_resolutions=await store.surveyed_resolutions(connection, customer)
+            and await store.contact_route(customer) is not None,
+            case_already_requested=await store.any_request_for(resolution.case_keys),
+            surveyed_resolutions=await store.surveyed_resolutions(customer)
             if customer is not None
             else (),
         )
         decision = decide(resolution, history, self._policy, self._clock())
         case = (resolution.case_type, resolution.case_id)
         if isinstance(decision, Suppress):
-            await self._suppress(connection, event_id, case, decision.reason, outcomes)
+            await self._suppress(store, event_id, case, decision.reason, outcomes)
             return
         assert customer is not None  # decide() suppresses anonymous cases
-        await self._schedule(connection, event_id, resolution, customer, decision, outcomes)
+        await self._schedule(store, event_id, resolution, customer, decision, outcomes)
 
     async def _schedule(
         self,
-        connection: Connection,
+        store: FeedbackStore,
         event_id: UUID,
         resolution: Resolution,
         customer: str,
@@ -252,24 +268,18 @@ class FeedbackHandler:
     ) -> None:
         request = SurveyRequest(
             request_id=decision.request_id,
-            case_type=resolution.case_type,
-            case_id=resolution.case_id,
             customer_ref=customer,
-            service_area=resolution.service_area,
-            channel=resolution.channel,
-            resolved_at=resolution.resolved_at,
             send_at=decision.send_at,
             status="scheduled",
+            **{name: getattr(resolution, name) for name in REQUEST_FIELDS_OF_RESOLUTION},
         )
-        if not await store.insert_request(connection, request):
+        if not await store.insert_request(request):
             reason = SuppressionReason.ALREADY_REQUESTED
             await self._suppress(
-                connection, event_id, (request.case_type, request.case_id), reason, outcomes
+                store, event_id, (request.case_type, request.case_id), reason, outcomes
             )
             return
-        await timers.schedule(
-            connection,
-            SERVICE,
+        await store.schedule_timer(
             timers.Timer(
                 timer_id=f"{SEND}:{request.request_id}",
                 kind=SEND,
@@ -282,59 +292,63 @@ class FeedbackHandler:
 
     async def _suppress(
         self,
-        connection: Connection,
+        store: FeedbackStore,
         event_id: UUID,
         case: tuple[CaseType, str],
         reason: SuppressionReason,
         outcomes: _Outcomes,
     ) -> None:
-        await store.record_suppression(connection, event_id, *case, reason.value, self._clock())
+        await store.record_suppression(event_id, *case, reason.value, self._clock())
         outcomes.suppressed.append(reason.value)
 
     # Timers: send after the delay, expire after the configured days
 
     async def fire(self, connection: Connection, timer: timers.Timer) -> None:
-        request = await store.survey_request(connection, timer.subject, for_update=True)
-        if request is None:
-            return
-        if timer.kind == SEND and request.status == "scheduled":
-            await self._send(connection, request, timer)
-        elif timer.kind == EXPIRE and await store.mark_expired(connection, request.request_id):
-            await enqueue(
-                connection,
-                SERVICE,
-                [
-                    SatisfactionExpired(
-                        request_id=request.request_id,
-                        occurred_at=self._clock(),
-                        source=SOURCE,
-                        payload=_case(request),
-                    )
-                ],
-            )
-            self._metrics.expired.inc()
+        """The timer scheduler's callback, in its transaction."""
+        store = self._store.joining(connection)
+        request = await store.survey_request(timer.subject, for_update=True)
+        on_timer = self._on_timer.get(timer.kind)
+        if request is not None and on_timer is not None:
+            await on_timer(store, request, timer)
 
-    async def _send(
-        self, connection: Connection, request: SurveyRequest, timer: timers.Timer
+    async def expire_request(
+        self, store: FeedbackStore, request: SurveyRequest, _: timers.Timer
     ) -> None:
+        if not await store.mark_expired(request.request_id):
+            return
+        await store.enqueue(
+            [
+                SatisfactionExpired(
+                    request_id=request.request_id,
+                    occurred_at=self._clock(),
+                    source=SOURCE,
+                    payload=survey_case(request),
+                )
+            ]
+        )
+        self._metrics.expired.inc()
+
+    async def send_request(
+        self, store: FeedbackStore, request: SurveyRequest, timer: timers.Timer
+    ) -> None:
+        if request.status != "scheduled":
+            return
         # Checked again at sending: the customer may have opted out or been erased.
-        opted_out = await store.is_opted_out(connection, request.customer_ref)
-        route = None if opted_out else await store.contact_route(connection, request.customer_ref)
+        opted_out = await store.is_opted_out(request.customer_ref)
+        route = None if opted_out else await store.contact_route(request.customer_ref)
         if route is None:
             reason = (
                 SuppressionReason.OPTED_OUT if opted_out else SuppressionReason.NO_CONTACT_ROUTE
             )
-            await store.cancel_request(connection, request.request_id, reason.value)
+            await store.cancel_request(request.request_id, reason.value)
             self._metrics.cancelled.labels(reason.value).inc()
             return
         now = self._clock()
         expires_at = now + self._policy.expiry
-        await store.mark_requested(connection, request.request_id, now, expires_at)
-        await self._hand_to_notify(connection, request, route, expires_at)
+        await store.mark_requested(request.request_id, now, expires_at)
+        await self._hand_to_notify(store, request, route, expires_at)
         causation = timer.payload.get("causation_id")
-        await enqueue(
-            connection,
-            SERVICE,
+        await store.enqueue(
             [
                 SatisfactionRequested(
                     request_id=request.request_id,
@@ -342,16 +356,14 @@ class FeedbackHandler:
                     source=SOURCE,
                     causation_id=UUID(causation) if causation else None,
                     payload=SatisfactionRequestedPayload(
-                        **_case(request).model_dump(),
+                        **survey_case(request).model_dump(),
                         customer_ref=request.customer_ref,
                         expires_at=expires_at,
                     ),
                 )
             ],
         )
-        await timers.schedule(
-            connection,
-            SERVICE,
+        await store.schedule_timer(
             timers.Timer(
                 timer_id=f"{EXPIRE}:{request.request_id}",
                 kind=EXPIRE,
@@ -364,7 +376,7 @@ class FeedbackHandler:
 
     async def _hand_to_notify(
         self,
-        connection: Connection,
+        store: FeedbackStore,
         request: SurveyRequest,
         route: ContactRoute,
         expires_at: datetime,
@@ -380,97 +392,7 @@ class FeedbackHandler:
             email_template_id=self._templates.email,
             sms_template_id=self._templates.sms,
         )
-        await store.enqueue_notification(connection, message)
-
-    # Answer links
-
-    async def open_survey(self, token: str) -> SurveyRequest:
-        """The open request behind a link; raises `LinkError` saying why it cannot be used."""
-        try:
-            claims = self._links.read(token, self._clock())
-            async with self._pool.acquire() as connection:
-                request = await store.survey_request(connection, claims.request_id)
-            self._check_open(request)
-        except LinkError as error:
-            self._metrics.links_refused.labels(error.code).inc()
-            raise
-        assert request is not None
-        return request
-
-    def _check_open(self, request: SurveyRequest | None) -> None:
-        check_request_open(
-            None if request is None else request.status,
-            None if request is None else request.expires_at,
-            self._clock(),
-        )
-
-    async def answer(self, token: str, form: Mapping[str, str | None]) -> SurveyRequest:
-        """Record the answers; raises `LinkError` or `InvalidAnswersError`, changing nothing."""
-        request = await self.open_survey(token)
-        answers = read_answers(dict(form))
-        now = self._clock()
-        async with self._pool.acquire() as connection, connection.transaction():
-            if not await store.record_answer(connection, request.request_id, now):
-                # Another answer won the race, or the request closed meanwhile.
-                self._check_open(await store.survey_request(connection, request.request_id))
-                raise SurveyClosedError("request closed")
-            await timers.cancel(connection, SERVICE, f"{EXPIRE}:{request.request_id}")
-            await enqueue(connection, SERVICE, [self._responded(request, answers, now)])
-        self._metrics.answered.inc()
-        return request
-
-    def _responded(
-        self, request: SurveyRequest, answers: Answers, now: datetime
-    ) -> SatisfactionResponded:
-        return SatisfactionResponded(
-            request_id=request.request_id,
-            occurred_at=now,
-            source=SOURCE,
-            payload=SatisfactionRespondedPayload(
-                **_case(request).model_dump(),
-                overall=answers.overall,
-                ease=answers.ease,
-                resolved=answers.resolved,
-                comment=answers.comment,
-            ),
-        )
-
-    # Customers: contact routes, erasure, opt-out
-
-    async def put_contact_route(self, customer_ref: str, route: ContactRoute) -> None:
-        async with self._pool.acquire() as connection:
-            await store.put_contact_route(connection, customer_ref, route, self._clock())
-
-    async def erase_customer(self, customer_ref: str) -> int:
-        async with self._pool.acquire() as connection, connection.transaction():
-            return await store.erase_customer(connection, customer_ref)
-
-    async def opt_out_by_link(self, token: str) -> bool:
-        """The resident's own opt-out, from a genuine unexpired link (answered or not)."""
-        claims = self._links.read(token, self._clock())
-        async with self._pool.acquire() as connection:
-            request = await store.survey_request(connection, claims.request_id)
-        if request is None:
-            raise UnknownSurveyError("no such request")
-        return await self.opt_out(request.customer_ref)
-
-    async def opt_out(self, customer_ref: str) -> bool:
-        now = self._clock()
-        async with self._pool.acquire() as connection, connection.transaction():
-            if not await store.opt_out(connection, customer_ref, now):
-                return False
-            event = CustomerOptedOut(customer_ref=customer_ref, occurred_at=now, source=SOURCE)
-            await enqueue(connection, SERVICE, [event])
-        return True
-
-    async def case_decisions(
-        self, case_type: CaseType, case_id: str
-    ) -> tuple[SurveyRequest | None, list[tuple[str, datetime]]]:
-        async with self._pool.acquire() as connection:
-            return (
-                await store.request_for_case(connection, case_type, case_id),
-                await store.suppressions_for(connection, case_type, case_id),
-            )
+        await store.enqueue_notification(message)
 
 
 def policy_of(delay_hours: float, expiry_days: int, quiet_period_days: int) -> Policy:

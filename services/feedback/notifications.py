@@ -96,20 +96,18 @@ def notify_message(
         service_area=service_area.replace("_", " "),
         closes_on=f"{closes.day} {closes:%B %Y}",
     )
+    common = {
+        "personalisation": personalisation,
+        "reference": request_id,
+        "customer_ref": customer_ref,
+    }
     if route.email is not None:
         return NotifyMessage(
             notification_type="email",
             template_id=email_template_id,
             email_address=route.email,
-            personalisation=personalisation,
-            reference=request_id,
-            customer_ref=customer_ref,
+            **common,
         )
     return NotifyMessage(
-        notification_type="sms",
-        template_id=sms_template_id,
-        phone_number=route.mobile,
-        personalisation=personalisation,
-        reference=request_id,
-        customer_ref=customer_ref,
+        notification_type="sms", template_id=sms_template_id, phone_number=route.mobile, **common
     )

@@ -25,10 +25,9 @@ from prometheus_client import CollectorRegistry, Counter
 from pydantic import ValidationError
 from requests import RequestException
 
-from services.feedback import store
 from services.feedback.notifications import NotifyMessage
-from services.feedback.settings import FeedbackSettings
-from services.feedback.store import MIGRATIONS, SERVICE
+from services.feedback.settings import SERVICE, FeedbackSettings
+from services.feedback.store import MIGRATIONS, FeedbackStore
 from shared.consumer import (
     ConsumerSettings,
     DeadLetterSink,
@@ -77,16 +76,14 @@ class SentLog(Protocol):
 
 class PostgresSentLog:
     def __init__(self, pool: asyncpg.Pool, clock: Callable[[], datetime] = utc_now) -> None:
-        self._pool = pool
+        self._store = FeedbackStore(pool)
         self._clock = clock
 
     async def already_sent(self, reference: str) -> bool:
-        async with self._pool.acquire() as connection:
-            return await store.already_sent(connection, reference)
+        return await self._store.already_sent(reference)
 
     async def record(self, reference: str, notification_id: str | None) -> None:
-        async with self._pool.acquire() as connection:
-            await store.record_sent(connection, reference, notification_id, self._clock())
+        await self._store.record_sent(reference, notification_id, self._clock())
 
 
 class MessageRefusedError(Exception):

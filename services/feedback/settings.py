@@ -5,7 +5,15 @@ import re
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from shared.api_keys import ApiKeyHashes
-from shared.settings import ServiceSettings
+from shared.settings import (
+    ServiceSettings,
+    api_keys_field,
+    batch_field,
+    group_field,
+    port_field,
+)
+
+SERVICE = "feedback"
 
 # Only for local development: a deployment that keeps it could have its answer
 # links forged, so the service refuses it unless told it is a dev machine.
@@ -17,65 +25,34 @@ class DefaultSecretError(ValueError):
 
 
 class FeedbackSettings(ServiceSettings):
-    http_port: int = Field(default=8003, ge=1, le=65535, description="HTTP port.")
-    feedback_group_id: str = Field(
-        default="civicpulse-feedback", description="Consumer group of the resolution consumer."
+    http_port: int = port_field(8003)
+    feedback_group_id: str = group_field("civicpulse-feedback", consuming="the resolution consumer")
+    feedback_max_batch: int = batch_field(500, handled="Events handled")
+    feedback_delay_hours: float = Field(default=24.0, ge=0, le=24 * 30)
+    """Hours between a case's resolution and its satisfaction request."""
+    feedback_expiry_days: int = Field(default=14, ge=1, le=90)
+    """Days a request can be answered once sent."""
+    feedback_quiet_period_days: int = Field(default=30, ge=0, le=365)
+    """A customer surveyed within this many days is not surveyed again."""
+    feedback_token_secret: SecretStr = SecretStr(DEV_TOKEN_SECRET)
+    """Secret that signs answer links (at least 32 characters)."""
+    feedback_allow_dev_secret: bool = False
+    """Allow the built-in development token secret (never in production)."""
+    feedback_public_url: str = "http://127.0.0.1:8003"
+    """Base URL residents reach the survey pages at (used in answer links)."""
+    feedback_api_keys: ApiKeyHashes = api_keys_field(
+        service=SERVICE, caller="calling system (the CRM)", example="crm"
     )
-    feedback_max_batch: int = Field(
-        default=500, ge=1, le=5000, description="Events handled per batch."
-    )
-    feedback_delay_hours: float = Field(
-        default=24.0,
-        ge=0,
-        le=24 * 30,
-        description="Hours between a case's resolution and its satisfaction request.",
-    )
-    feedback_expiry_days: int = Field(
-        default=14, ge=1, le=90, description="Days a request can be answered once sent."
-    )
-    feedback_quiet_period_days: int = Field(
-        default=30,
-        ge=0,
-        le=365,
-        description="A customer surveyed within this many days is not surveyed again.",
-    )
-    feedback_token_secret: SecretStr = Field(
-        default=SecretStr(DEV_TOKEN_SECRET),
-        description="Secret that signs answer links (at least 32 characters).",
-    )
-    feedback_allow_dev_secret: bool = Field(
-        default=False,
-        description="Allow the built-in development token secret (never in production).",
-    )
-    feedback_public_url: str = Field(
-        default="http://127.0.0.1:8003",
-        description="Base URL residents reach the survey pages at (used in answer links).",
-    )
-    feedback_api_keys: ApiKeyHashes = Field(
-        default_factory=dict,
-        description="JSON object mapping each calling system (the CRM) to the SHA-256 hash "
-        'of its API key, e.g. {"crm": "sha256:9f86d0…"}. Make one with '
-        "`python -m services.feedback new-api-key SOURCE`.",
-    )
-    feedback_notify_email_template_id: str = Field(
-        default="",
-        description="GOV.UK Notify template id of the survey email.",
-    )
-    feedback_notify_sms_template_id: str = Field(
-        default="",
-        description="GOV.UK Notify template id of the survey text message.",
-    )
-    feedback_notify_api_key: SecretStr | None = Field(
-        default=None,
-        description="GOV.UK Notify API key; only the sender process (`send`) uses it.",
-    )
-    feedback_notify_base_url: str = Field(
-        default="https://api.notifications.service.gov.uk",
-        description="GOV.UK Notify API address.",
-    )
-    feedback_sender_group_id: str = Field(
-        default="civicpulse-feedback-sender",
-        description="Consumer group of the sender process on the notifications topic.",
+    feedback_notify_email_template_id: str = ""
+    """GOV.UK Notify template id of the survey email."""
+    feedback_notify_sms_template_id: str = ""
+    """GOV.UK Notify template id of the survey text message."""
+    feedback_notify_api_key: SecretStr | None = None
+    """GOV.UK Notify API key; only the sender process (`send`) uses it."""
+    feedback_notify_base_url: str = "https://api.notifications.service.gov.uk"
+    """GOV.UK Notify API address."""
+    feedback_sender_group_id: str = group_field(
+        "civicpulse-feedback-sender", consuming="the sender process on the notifications topic"
     )
 
     @field_validator("feedback_public_url")

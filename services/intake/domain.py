@@ -27,16 +27,11 @@ from services.intake.records import (
 )
 from shared.events.contacts import (
     CallAbandoned,
-    CallAbandonedPayload,
     ContactEvent,
     ContactReceived,
-    ContactReceivedPayload,
     ContactResolved,
-    ContactResolvedPayload,
     ContactTransferred,
-    ContactTransferredPayload,
     MysteryShopAssessed,
-    MysteryShopAssessedPayload,
 )
 from shared.events.vocabulary import CUSTOMER_REF_PATTERN, Channel, ContactKind
 
@@ -71,6 +66,15 @@ _SEPARATORS = re.compile(r"[\s\-]+")
 _CUSTOMER_REF = re.compile(CUSTOMER_REF_PATTERN)
 
 _RECORD_ADAPTER: TypeAdapter[RawRecord] = TypeAdapter(RawContactRecord)
+
+# The canonical event each kind of raw record becomes.
+EVENT_OF_RECORD: Mapping[type[RawRecord], type[ContactEvent]] = {
+    RawContactReceived: ContactReceived,
+    RawContactTransferred: ContactTransferred,
+    RawContactResolved: ContactResolved,
+    RawCallAbandoned: CallAbandoned,
+    RawMysteryShopAssessed: MysteryShopAssessed,
+}
 
 
 class RejectionReason(StrEnum):
@@ -336,18 +340,10 @@ def _to_event(
         }
     )
     fields.update(vocabulary_values)
-    match record:
-        case RawContactReceived():
-            return ContactReceived(**envelope, payload=ContactReceivedPayload(**fields))
-        case RawContactTransferred():
-            return ContactTransferred(**envelope, payload=ContactTransferredPayload(**fields))
-        case RawContactResolved():
-            return ContactResolved(**envelope, payload=ContactResolvedPayload(**fields))
-        case RawCallAbandoned():
-            return CallAbandoned(**envelope, payload=CallAbandonedPayload(**fields))
-        case RawMysteryShopAssessed():
-            return MysteryShopAssessed(**envelope, payload=MysteryShopAssessedPayload(**fields))
-    raise TypeError(f"no event for {type(record).__name__}")
+    event_class = EVENT_OF_RECORD.get(type(record))
+    if event_class is None:
+        raise TypeError(f"no event for {type(record).__name__}")
+    return event_class.model_validate({**envelope, "payload": fields})
 
 
 def fingerprint(event: ContactEvent) -> str:

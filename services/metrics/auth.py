@@ -56,3 +56,22 @@ def _role_of(
         if secrets.compare_digest(known, presented):
             return role
     return None
+
+
+# The dashboard's browser session: the same API token, kept in an HttpOnly cookie
+# that the sign-in form sets, so that a browser can follow links between pages.
+SESSION_COOKIE = "civicpulse_metrics_token"
+
+
+def token_roles(tokens: Mapping[str, ApiToken]) -> Callable[[str | None], Role | None]:
+    """The role of a presented token (a bearer token or the session cookie), or None."""
+    roles_by_hash = {token.hash: token.role for token in tokens.values()}
+
+    def role_of(presented: str | None) -> Role | None:
+        if not presented:
+            return None
+        return _role_of(
+            HTTPAuthorizationCredentials(scheme="Bearer", credentials=presented), roles_by_hash
+        )
+
+    return role_of

@@ -14,16 +14,19 @@ consumer group member): it always starts from the beginning, and an
 interrupted rebuild is discarded by the next one.
 """
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
+from tqdm import tqdm
 
-from services.metrics.handlers import BatchApplier
+from services.metrics.applier import BatchApplier
 from services.metrics.store import MetricsStore
 from shared.events import Event
 from shared.events.catalogue import parse_event
@@ -32,6 +35,7 @@ from shared.topics import CANONICAL_TOPICS, TopicSpec
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
+REPORT_EVERY_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,34 +76,85 @@ class Replay:
         return remaining
 
     async def until(self, targets: Mapping[TopicPartition, int], *, batch: int) -> None:
-        """Apply everything before `targets` (end offsets per partition)."""
-        last_report = 0.0
-        while (remaining := await self._remaining(targets)) > 0:
-            now = time.monotonic()
-            if now - last_report >= 2.0:
-                last_report = now
-                rate = self.read / max(now - self._started, 1e-9)
-                self._progress(
-                    f"generation {self._generation}: {self.read:,} records read,"
-                    f" {remaining:,} to go ({rate:,.0f}/s)"
-                )
-            batches = await self._consumer.getmany(timeout_ms=500, max_records=batch)
-            events: list[Event] = []
-            for partition, records in batches.items():
-                end = targets.get(partition, 0)
-                for record in records:
-                    if record.offset >= end:
-                        continue  # read on later, after the switch
-                    self.read += 1
-                    try:
-                        events.append(parse_event(record.value or b""))
-                    except ValidationError:
-                        self.skipped += 1  # the live consumer dead-lettered it
-                if records and records[-1].offset >= end:
-                    self._consumer.seek(partition, end)
-            if events:
-                async with self._store.transaction() as tx:
-                    self.applied += await self._applier.apply(tx, self._generation, events)
+        """Apply everything before `targets` (end offsets per partition).
+
+        On a terminal, a progress bar shows events/s and the time left; elsewhere
+        (logs, pipes) a line every few seconds says the same.
+        """
+        remaining = await self._remaining(targets)
+        bar = tqdm(
+            total=remaining,
+            desc=f"generation {self._generation}",
+            unit=" events",
+            unit_scale=True,
+            smoothing=0.1,
+            dynamic_ncols=True,
+            disable=None,  # off unless stderr is a terminal
+        )
+        try:
+            await self._apply_until(targets, batch, remaining, bar)
+        finally:
+            bar.close()
+
+    async def _apply_until(
+        self, targets: Mapping[TopicPartition, int], batch: int, remaining: int, bar: "tqdm[Any]"
+    ) -> None:
+        """Read and parse the next batch while PostgreSQL applies this one.
+
+        Batches are still applied one after the other, in the order read: only the
+        reading overlaps, so the replay's result is the same as one batch at a time.
+        """
+        last_report = time.monotonic()
+        applying: asyncio.Task[None] | None = None
+        try:
+            while remaining > 0:
+                now = time.monotonic()
+                if bar.disable and now - last_report >= REPORT_EVERY_S:
+                    last_report = now
+                    rate = self.read / max(now - self._started, 1e-9)
+                    self._progress(
+                        f"generation {self._generation}: {self.read:,} records read,"
+                        f" {remaining:,} to go ({rate:,.0f}/s,"
+                        f" about {remaining / max(rate, 1e-9):,.0f} s left)"
+                    )
+                events, read = await self._read(targets, batch)
+                if applying is not None:
+                    await applying
+                applying = asyncio.create_task(self._apply(events, read, bar))
+                remaining = await self._remaining(targets)
+            if applying is not None:
+                await applying
+        finally:
+            if applying is not None and not applying.done():
+                applying.cancel()
+
+    async def _read(
+        self, targets: Mapping[TopicPartition, int], batch: int
+    ) -> tuple[list[Event], int]:
+        """The next records before `targets`, parsed; and how many were read."""
+        batches = await self._consumer.getmany(timeout_ms=500, max_records=batch)
+        events: list[Event] = []
+        read = 0
+        for partition, records in batches.items():
+            end = targets.get(partition, 0)
+            for record in records:
+                if record.offset >= end:
+                    continue  # read on later, after the switch
+                read += 1
+                try:
+                    events.append(parse_event(record.value or b""))
+                except ValidationError:
+                    self.skipped += 1  # the live consumer dead-lettered it
+            if records and records[-1].offset >= end:
+                self._consumer.seek(partition, end)
+        self.read += read
+        return events, read
+
+    async def _apply(self, events: Sequence[Event], read: int, bar: "tqdm[Any]") -> None:
+        if events:
+            async with self._store.transaction() as tx:
+                self.applied += await self._applier.apply(tx, self._generation, events)
+        bar.update(read)
 
 
 async def rebuild(

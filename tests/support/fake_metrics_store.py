@@ -20,11 +20,16 @@ from services.metrics.domain.complaint_notes import ComplaintNote, NoteKind
 from services.metrics.domain.measures import Cell
 from services.metrics.periods import DateRange
 from services.metrics.store import (
+    ComplaintChange,
+    ComplaintOpening,
     ContactFact,
     MetricsStore,
     NotInTransactionError,
     OpenComplaints,
+    OutcomeKey,
+    OutcomeRow,
     Surge,
+    SurveyComment,
     TopicProgress,
     TopicState,
     TransferredContact,
@@ -63,6 +68,8 @@ class State:
     outcomes: dict[tuple[int, str, int, str], bool] = field(default_factory=dict)
     surges: dict[tuple[int, str, str, date], Surge] = field(default_factory=dict)
     progress: dict[tuple[int, str], TopicState] = field(default_factory=dict)
+    comments: dict[tuple[int, UUID], SurveyComment] = field(default_factory=dict)
+    deadlines: dict[tuple[int, str, int, str], tuple[bool, bool]] = field(default_factory=dict)
     notes: dict[tuple[int, UUID, str], ComplaintNote] = field(default_factory=dict)
     outbox: list[Event] = field(default_factory=list)
 
@@ -93,6 +100,8 @@ class FakeMetricsStore(MetricsStore):
         state.outcomes = _without(state.outcomes, generation)
         state.surges = _without(state.surges, generation)
         state.progress = _without(state.progress, generation)
+        state.comments = _without(state.comments, generation)
+        state.deadlines = _without(state.deadlines, generation)
         state.notes = _without(state.notes, generation)
         state.processed.pop(processed_service(generation), None)
 
@@ -195,33 +204,33 @@ class FakeMetricsStore(MetricsStore):
             row.lost = True
         return [Cell(row.fact.day, row.fact.service_area, row.fact.channel) for row in hits]
 
-    async def record_transfer(self, generation: int, contact_id: str) -> TransferredContact | None:
+    async def record_transfers(
+        self, generation: int, added: Mapping[str, int]
+    ) -> dict[str, TransferredContact]:
         self._writing()
-        row = self.state.contacts.get((generation, contact_id))
-        if row is None:
-            return None
-        transferred = TransferredContact(
-            Cell(row.fact.day, row.fact.service_area, row.fact.channel),
-            transfers_before=row.transfers,
-            fcr_lost_now=row.fact.candidate and not row.lost,
-        )
-        row.transfers += 1
-        row.lost = row.lost or row.fact.candidate
-        return transferred
+        result: dict[str, TransferredContact] = {}
+        for contact_id, count in added.items():
+            row = self.state.contacts.get((generation, contact_id))
+            if row is None:
+                continue
+            result[contact_id] = TransferredContact(
+                Cell(row.fact.day, row.fact.service_area, row.fact.channel),
+                transfers_before=row.transfers,
+                fcr_lost_now=row.fact.candidate and not row.lost,
+            )
+            row.transfers += count
+            row.lost = row.lost or row.fact.candidate
+        return result
 
-    async def record_complaint_opened(
-        self,
-        generation: int,
-        complaint_id: str,
-        *,
-        service_area: str,
-        channel: str,
-        scope: str,
+    async def record_complaints_opened(
+        self, generation: int, openings: Sequence[ComplaintOpening]
     ) -> None:
         self._writing()
-        self.state.complaints.setdefault(
-            (generation, complaint_id), ComplaintRow(service_area, channel, str(scope), 1, True)
-        )
+        for o in openings:
+            self.state.complaints.setdefault(
+                (generation, o.complaint_id),
+                ComplaintRow(o.service_area, o.channel, str(o.scope), 1, True),
+            )
 
     async def complaint_channels(
         self, generation: int, complaint_ids: Sequence[str]
@@ -233,29 +242,25 @@ class FakeMetricsStore(MetricsStore):
             if (generation, complaint_id) in complaints
         }
 
-    async def update_complaint(
-        self,
-        generation: int,
-        complaint_id: str,
-        *,
-        stage: int | None = None,
-        open_: bool | None = None,
-    ) -> None:
+    async def update_complaints(self, generation: int, changes: Sequence[ComplaintChange]) -> None:
         self._writing()
-        row = self.state.complaints.get((generation, complaint_id))
-        if row is not None:
-            row.stage = row.stage if stage is None else stage
-            row.open = row.open if open_ is None else open_
+        for change in changes:
+            row = self.state.complaints.get((generation, change.complaint_id))
+            if row is not None:
+                row.stage = row.stage if change.stage is None else change.stage
+                row.open = row.open if change.open is None else change.open
 
-    async def record_outcome(
-        self, generation: int, complaint_id: str, stage: int, deadline: str, *, on_time: bool
-    ) -> bool:
+    async def record_outcomes(
+        self, generation: int, outcomes: Sequence[OutcomeRow]
+    ) -> set[OutcomeKey]:
         self._writing()
-        key = (generation, complaint_id, stage, deadline)
-        if key in self.state.outcomes:
-            return False
-        self.state.outcomes[key] = on_time
-        return True
+        new: set[OutcomeKey] = set()
+        for o in outcomes:
+            key = (generation, o.complaint_id, o.stage, o.deadline)
+            if key not in self.state.outcomes:
+                self.state.outcomes[key] = o.on_time
+                new.add((o.complaint_id, o.stage, o.deadline))
+        return new
 
     async def record_progress(self, generation: int, progress: Sequence[TopicProgress]) -> None:
         self._writing()
@@ -404,6 +409,41 @@ class FakeMetricsStore(MetricsStore):
                 continue
             counts[(row.scope, row.stage)] += 1
         return [OpenComplaints(scope, stage, n) for (scope, stage), n in sorted(counts.items())]
+
+    async def overdue_complaints(self, generation: int) -> dict[str, int]:
+        pending = {
+            (complaint_id, stage)
+            for (g, complaint_id, stage, _), (breached, done) in self.state.deadlines.items()
+            if g == generation and breached and not done
+        }
+        counts: dict[str, int] = defaultdict(int)
+        for (g, complaint_id), row in self.state.complaints.items():
+            if g == generation and row.open and (complaint_id, row.stage) in pending:
+                counts[row.service_area] += 1
+        return dict(sorted(counts.items()))
+
+    async def record_deadline_progress(
+        self, generation: int, complaint_id: str, stage: int, deadline: str, *, done: bool
+    ) -> None:
+        self._writing()
+        key = (generation, complaint_id, stage, deadline)
+        breached, was_done = self.state.deadlines.get(key, (False, False))
+        self.state.deadlines[key] = (breached or not done, was_done or done)
+
+    async def record_comment(self, generation: int, event_id: UUID, comment: SurveyComment) -> None:
+        self._writing()
+        self.state.comments.setdefault((generation, event_id), comment)
+
+    async def latest_comments(
+        self, generation: int, limit: int, *, service_area: str | None = None
+    ) -> list[SurveyComment]:
+        found = [
+            (comment, event_id)
+            for (g, event_id), comment in self.state.comments.items()
+            if g == generation and service_area in (None, comment.service_area)
+        ]
+        found.sort(key=lambda pair: (-pair[0].answered_at.timestamp(), str(pair[1])))
+        return [comment for comment, _ in found[:limit]]
 
     async def surges_between(self, generation: int, span: DateRange) -> list[Surge]:
         found = [

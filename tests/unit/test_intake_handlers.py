@@ -1,4 +1,8 @@
-"""Intake's handlers with in-memory fakes: what is published, what is dead-lettered, and why."""
+"""Intake's handlers: what is published, what is dead-lettered, and why.
+
+Each test runs twice: on the in-memory store (`tests/support/fake_intake_store.py`)
+and, marked `integration`, on PostgreSQL, so the fake cannot drift from the real store.
+"""
 
 import inspect
 import json
@@ -24,6 +28,12 @@ from services.intake.store import AcceptedRecord, IdempotencyStore
 from shared.consumer import ConsumerSettings, Fault, InboundRecord
 from shared.dead_letters import SHARED_ERROR_TYPES, SourcePosition
 from shared.events.contacts import ContactEvent, ContactReceived
+from tests.support.fake_intake_store import (
+    FakeIdempotencyStore,
+    FakeIntakeBackend,
+    IntakeBackend,
+    PostgresIntakeBackend,
+)
 from tests.support.sleeps import record_sleeps
 
 NOW = datetime(2026, 1, 12, 9, 31, tzinfo=UTC)
@@ -32,11 +42,11 @@ RAW_TOPIC = "civicpulse.contacts.raw"
 VOCABULARY = Vocabulary(frozenset({"planning", "waste", "council_tax", "housing"}))
 
 
-class FakeIdempotencyStore(IdempotencyStore):
-    """`IdempotencyStore` backed by a dict; subclassed so mypy holds the two in step."""
+class InstrumentedStore(IdempotencyStore):
+    """Either backend's store, with its calls recorded and failures injected on demand."""
 
-    def __init__(self) -> None:  # no pool: nothing here touches PostgreSQL
-        self.rows: dict[tuple[str, str], AcceptedRecord] = {}
+    def __init__(self, inner: IdempotencyStore) -> None:  # no pool of its own
+        self.inner = inner
         self.record_calls: list[list[AcceptedRecord]] = []
         self.failures: dict[str, Exception] = {}
         self.lookup_failure: Exception | None = None
@@ -47,15 +57,14 @@ class FakeIdempotencyStore(IdempotencyStore):
     async def fingerprints(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
         if self.lookup_failure is not None:
             raise self.lookup_failure
-        return {key: self.rows[key].fingerprint for key in keys if key in self.rows}
+        return await self.inner.fingerprints(keys)
 
     async def record(self, records: Sequence[AcceptedRecord]) -> None:
         self.record_calls.append(list(records))
         for accepted in records:
             if accepted.idempotency_key in self.failures:
                 raise self.failures[accepted.idempotency_key]
-        for accepted in records:
-            self.rows.setdefault((accepted.source, accepted.idempotency_key), accepted)
+        await self.inner.record(records)
 
 
 @dataclass
@@ -67,7 +76,7 @@ class DeadLetterCall:
 
 @dataclass
 class Harness:
-    store: FakeIdempotencyStore = field(default_factory=FakeIdempotencyStore)
+    backend: IntakeBackend
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     published: list[ContactEvent] = field(default_factory=list)
     publish_calls: int = 0
@@ -76,6 +85,7 @@ class Harness:
     offset: int = 0
 
     def __post_init__(self) -> None:
+        self.store = InstrumentedStore(self.backend.store)
         self.metrics = IntakeMetrics(self.registry)
         self.handler = IntakeHandler(
             store=self.store,
@@ -127,10 +137,23 @@ class Harness:
     def published_keys(self) -> list[str]:
         return [event.contact_id for event in self.published]
 
+    async def stored_keys(self) -> set[tuple[str, str]]:
+        """The (source, idempotency key) pairs the backend now holds."""
+        return await self.backend.stored_keys()
+
+
+@pytest.fixture(params=["fake", pytest.param("postgres", marks=pytest.mark.integration)])
+def backend(request: pytest.FixtureRequest) -> IntakeBackend:
+    """Every test here runs against the fake store and against PostgreSQL."""
+    if request.param == "fake":
+        return FakeIntakeBackend()
+    return PostgresIntakeBackend(request.getfixturevalue("store_pool"))
+
 
 @pytest.fixture
-def harness() -> Harness:
-    return Harness()
+async def harness(backend: IntakeBackend) -> Harness:
+    await backend.reset()
+    return Harness(backend)
 
 
 @pytest.fixture
@@ -184,7 +207,7 @@ async def test_a_mixed_batch_publishes_only_the_good_records_in_order(harness: H
     ]
     assert harness.dead_letters[1].rejected.errors[0].field == "service_area"
     assert harness.dead_letters[3].rejected.errors[0].field == "transfers"
-    assert set(harness.store.rows) == {("crm", "good-1"), ("crm", "good-2"), ("crm", "good-3")}
+    assert await harness.stored_keys() == {("crm", "good-1"), ("crm", "good-2"), ("crm", "good-3")}
 
 
 async def test_a_mixed_batch_is_counted_by_outcome(harness: Harness) -> None:
@@ -313,7 +336,7 @@ async def test_a_poison_record_is_dead_lettered_after_its_attempts_and_the_rest_
     records = await harness.consume(contact("good-1"), contact("poison"), contact("good-2"))
 
     assert {"good-1", "good-2"} <= set(harness.published_keys())
-    assert set(harness.store.rows) == {("crm", "good-1"), ("crm", "good-2")}
+    assert await harness.stored_keys() == {("crm", "good-1"), ("crm", "good-2")}
     [letter] = harness.dead_letters
     assert letter.record is records[1]
     assert letter.rejected.reason is RejectionReason.PROCESSING_FAILED
@@ -386,7 +409,7 @@ async def test_a_transient_store_error_propagates_so_the_batch_is_redelivered(
         await harness.consume(contact("good-1"), contact("good-2"), b"not json")
 
     assert [d.rejected.reason for d in harness.dead_letters] == [RejectionReason.INVALID_JSON]
-    assert harness.store.rows == {}
+    assert await harness.stored_keys() == set()
     assert no_backoff == []
 
 
@@ -559,16 +582,17 @@ async def test_a_transient_error_in_an_http_batch_propagates(harness: Harness) -
     with pytest.raises(KafkaConnectionError):
         await harness.handler.handle_http_batch([without_source(contact("a"))], "crm")
 
-    assert harness.store.rows == {}
+    assert await harness.stored_keys() == set()
 
 
 # Keep the fake honest: it must offer exactly the store's async interface.
-def test_the_fake_store_overrides_every_public_store_method() -> None:
+@pytest.mark.parametrize("double", [FakeIdempotencyStore, InstrumentedStore])
+def test_the_fake_store_overrides_every_public_store_method(double: type) -> None:
     public = {name for name in vars(IdempotencyStore) if not name.startswith("_")}
 
     assert public == {"fingerprints", "record"}
-    assert public <= set(vars(FakeIdempotencyStore))
-    assert all(inspect.iscoroutinefunction(getattr(FakeIdempotencyStore, name)) for name in public)
+    assert public <= set(vars(double))
+    assert all(inspect.iscoroutinefunction(getattr(double, name)) for name in public)
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from services.intake.settings import IntakeSettings
 from shared.events import ContactReceived, parse_event
 from shared.kafka import make_broker, publish_events
 from shared.topics import CONTACTS, CONTACTS_RAW, CONTACTS_RAW_DEAD_LETTER
-from tests.unit.test_intake_handlers import FakeIdempotencyStore
+from tests.support.fake_intake_store import FakeIdempotencyStore
 
 RECORD: dict[str, Any] = {
     "record_type": "contact_received",

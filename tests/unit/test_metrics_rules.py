@@ -3,6 +3,8 @@
 from datetime import date, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from services.metrics.domain import ALL_MEASURES, KPIS_BY_NAME, ComplaintMeasure, Measure, Scope
 from services.metrics.domain.kpis import bucket_totals, series
@@ -18,6 +20,7 @@ from services.metrics.domain.surges import (
     SurgeRule,
     find_surges,
     raises_alert,
+    window_keys,
 )
 from services.metrics.periods import DateRange, Period, periods_back, ranges_between
 
@@ -124,3 +127,29 @@ def test_a_series_sums_each_periods_days_before_dividing() -> None:
 
 def test_twelve_months_back_starts_eleven_months_before_this_one() -> None:
     assert periods_back(date(2026, 1, 12), Period.MONTH, 11) == date(2025, 2, 1)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["waste", "planning"]),
+            st.sampled_from(["contacts_received", "complaints_opened"]),
+            st.dates(date(2026, 1, 1), date(2026, 6, 30)),
+        ),
+        max_size=40,
+    )
+)
+def test_window_keys_are_every_window_day_once(touched: list[tuple[str, str, date]]) -> None:
+    """DOMAIN.md: "Surge: a service's daily count far above its own recent baseline".
+    The baseline is the `window_days` days before a day, so the surge ids of each touched
+    day and of its whole window are read; each key once, however the windows overlap.
+    """
+    rule = SurgeRule()
+    keys = window_keys(sorted(set(touched)), rule)
+    expected = {
+        (area, measure, day - timedelta(days=back))
+        for area, measure, day in touched
+        for back in range(rule.window_days + 1)
+    }
+    assert len(keys) == len(set(keys))
+    assert set(keys) == expected

@@ -80,12 +80,27 @@ def counts_needed(touched: Sequence[SurgeKey], rule: SurgeRule) -> tuple[date, d
 
 
 def window_keys(touched: Sequence[SurgeKey], rule: SurgeRule) -> list[SurgeKey]:
-    """Each touched day and its baseline window: the days whose surge ids matter."""
-    return [
-        (area, measure, day - timedelta(days=back))
-        for area, measure, day in touched
-        for back in range(rule.window_days, -1, -1)
-    ]
+    """Each touched day and its baseline window: the days whose surge ids matter.
+
+    Each key once: the windows of a batch's days overlap, and asking for every
+    day of every window made thousands of keys (and a slow query) per batch.
+    """
+    days_by_subject: dict[tuple[str, str], set[date]] = {}
+    for area, measure, day in touched:
+        days_by_subject.setdefault((area, measure), set()).add(day)
+    window = timedelta(days=rule.window_days)
+    keys: list[SurgeKey] = []
+    for (area, measure), days in days_by_subject.items():
+        covered_until: date | None = None  # windows in day order, each day once
+        for day in sorted(days):
+            first = day - window
+            if covered_until is not None and first <= covered_until:
+                first = covered_until + timedelta(days=1)
+            keys += [
+                (area, measure, first + timedelta(days=n)) for n in range((day - first).days + 1)
+            ]
+            covered_until = day
+    return keys
 
 
 @dataclass(frozen=True, slots=True)

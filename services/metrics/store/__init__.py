@@ -13,7 +13,17 @@ plain sight, one module per job:
 from pathlib import Path
 
 from services.metrics.store.base import NotInTransactionError
-from services.metrics.store.facts import ContactFact, Facts, TopicProgress, TransferredContact
+from services.metrics.store.facts import (
+    ComplaintChange,
+    ComplaintOpening,
+    ContactFact,
+    Facts,
+    OutcomeKey,
+    OutcomeRow,
+    SurveyComment,
+    TopicProgress,
+    TransferredContact,
+)
 from services.metrics.store.generations import Generations, processed_service
 from services.metrics.store.notes import Notes
 from services.metrics.store.reads import OpenComplaints, Reads, Surge, TopicState
@@ -27,11 +37,16 @@ class MetricsStore(Generations, Facts, Reads, Notes):
 
 __all__ = [
     "MIGRATIONS",
+    "ComplaintChange",
+    "ComplaintOpening",
     "ContactFact",
     "MetricsStore",
     "NotInTransactionError",
     "OpenComplaints",
+    "OutcomeKey",
+    "OutcomeRow",
     "Surge",
+    "SurveyComment",
     "TopicProgress",
     "TopicState",
     "TransferredContact",

@@ -7,6 +7,7 @@ Every write takes the generation it fills and runs in the caller's transaction
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from uuid import UUID
 
 from services.metrics.domain.measures import Cell
 from services.metrics.settings import SERVICE
@@ -35,11 +36,50 @@ class TransferredContact:
 
 
 @dataclass(frozen=True, slots=True)
+class ComplaintOpening:
+    complaint_id: str
+    service_area: str
+    channel: str
+    scope: str
+
+
+@dataclass(frozen=True, slots=True)
+class ComplaintChange:
+    complaint_id: str
+    stage: int | None
+    open: bool | None
+
+
+OutcomeKey = tuple[str, int, str]  # complaint id, stage, deadline
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeRow:
+    """A deadline's outcome: (complaint, stage, deadline) is its key."""
+
+    complaint_id: str
+    stage: int
+    deadline: str
+    on_time: bool
+
+
+@dataclass(frozen=True, slots=True)
 class TopicProgress:
     topic: str
     events: int
     last_occurred_at: datetime
     last_recorded_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SurveyComment:
+    """A survey answer's comment, without who wrote it."""
+
+    answered_at: datetime
+    service_area: str
+    channel: str
+    overall: int
+    comment: str
 
 
 class Facts(StoreBase):
@@ -57,23 +97,31 @@ class Facts(StoreBase):
             (cell.day, measure, cell.service_area, cell.channel, value)
             for (cell, measure), value in totals.items()
         ]
-        for table, period, rows in (
-            ("metrics_aggregates", "day", daily),
-            ("metrics_monthly", "month", [(*key, value) for key, value in monthly.items()]),
-        ):
-            await self._tx.execute(
-                f"""
-                INSERT INTO {table} AS a
-                    (generation, {period}, measure, service_area, channel, value)
+        month_rows = [(*key, value) for key, value in monthly.items()]
+        # One statement, one round trip: the monthly upsert rides on the daily one.
+        await self._tx.execute(
+            """
+            WITH daily AS (
+                INSERT INTO metrics_aggregates AS a
+                    (generation, day, measure, service_area, channel, value)
                 SELECT $1, * FROM unnest(
                     $2::date[], $3::text[], $4::text[], $5::text[], $6::float8[]
                 )
-                ON CONFLICT (generation, {period}, measure, service_area, channel)
+                ON CONFLICT (generation, day, measure, service_area, channel)
                 DO UPDATE SET value = a.value + excluded.value
-                """,
-                generation,
-                *(list(column) for column in zip(*rows, strict=True)),
             )
+            INSERT INTO metrics_monthly AS m
+                (generation, month, measure, service_area, channel, value)
+            SELECT $1, * FROM unnest(
+                $7::date[], $8::text[], $9::text[], $10::text[], $11::float8[]
+            )
+            ON CONFLICT (generation, month, measure, service_area, channel)
+            DO UPDATE SET value = m.value + excluded.value
+            """,
+            generation,
+            *(list(column) for column in zip(*daily, strict=True)),
+            *(list(column) for column in zip(*month_rows, strict=True)),
+        )
 
     async def record_contacts(self, generation: int, facts: Sequence[ContactFact]) -> None:
         if not facts:
@@ -162,53 +210,103 @@ class Facts(StoreBase):
         )
         return [Cell(row["day"], row["service_area"], row["channel"]) for row in rows]
 
-    async def record_transfer(self, generation: int, contact_id: str) -> TransferredContact | None:
-        """Count one more transfer of a known contact; None if the contact was never received."""
-        row = await self._tx.fetchrow(
+    async def record_transfers(
+        self, generation: int, added: Mapping[str, int]
+    ) -> dict[str, TransferredContact]:
+        """Count a batch's transfers of known contacts (contact id → transfers added).
+
+        Contacts never received are absent from the result. Rows are locked in
+        contact-id order, so two batches never deadlock on each other.
+        """
+        if not added:
+            return {}
+        ids = sorted(added)
+        rows = await self._tx.fetch(
             """
-            WITH old AS (
-                SELECT contact_id, transfers, candidate, lost FROM metrics_contact_facts
-                WHERE generation = $1 AND contact_id = $2 FOR UPDATE
+            WITH t AS (
+                SELECT * FROM unnest($2::text[], $3::int[]) AS t(contact_id, added)
+            ), old AS (
+                SELECT c.contact_id, c.transfers, c.candidate, c.lost
+                FROM metrics_contact_facts c JOIN t USING (contact_id)
+                WHERE c.generation = $1
+                ORDER BY c.contact_id
+                FOR UPDATE OF c
             )
             UPDATE metrics_contact_facts c
-            SET transfers = c.transfers + 1, lost = c.lost OR c.candidate
-            FROM old
+            SET transfers = c.transfers + t.added, lost = c.lost OR c.candidate
+            FROM old JOIN t USING (contact_id)
             WHERE c.generation = $1 AND c.contact_id = old.contact_id
-            RETURNING c.day, c.service_area, c.channel, old.transfers AS before,
+            RETURNING c.contact_id, c.day, c.service_area, c.channel, old.transfers AS before,
                       (old.candidate AND NOT old.lost) AS fcr_lost_now
             """,
             generation,
-            contact_id,
+            ids,
+            [added[contact_id] for contact_id in ids],
         )
-        if row is None:
-            return None
-        return TransferredContact(
-            Cell(row["day"], row["service_area"], row["channel"]),
-            transfers_before=row["before"],
-            fcr_lost_now=row["fcr_lost_now"],
-        )
+        return {
+            row["contact_id"]: TransferredContact(
+                Cell(row["day"], row["service_area"], row["channel"]),
+                transfers_before=row["before"],
+                fcr_lost_now=row["fcr_lost_now"],
+            )
+            for row in rows
+        }
 
-    async def record_complaint_opened(
-        self,
-        generation: int,
-        complaint_id: str,
-        *,
-        service_area: str,
-        channel: str,
-        scope: str,
+    async def record_complaints_opened(
+        self, generation: int, openings: Sequence[ComplaintOpening]
     ) -> None:
+        """A batch's complaints opened (one already known keeps its first opening)."""
+        if not openings:
+            return
         await self._tx.execute(
             """
             INSERT INTO metrics_complaint_facts
                 (generation, complaint_id, service_area, channel, scope, stage, open)
-            VALUES ($1, $2, $3, $4, $5, 1, true)
+            SELECT $1, c, a, ch, s, 1, true
+            FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) AS x(c, a, ch, s)
             ON CONFLICT (generation, complaint_id) DO NOTHING
             """,
             generation,
+            [o.complaint_id for o in openings],
+            [o.service_area for o in openings],
+            [o.channel for o in openings],
+            [o.scope for o in openings],
+        )
+
+    async def record_deadline_progress(
+        self, generation: int, complaint_id: str, stage: int, deadline: str, *, done: bool
+    ) -> None:
+        """A deadline was met (`done`) or breached; either may come first."""
+        await self._tx.execute(
+            """
+            INSERT INTO metrics_complaint_deadlines AS d
+                (generation, complaint_id, stage, deadline, breached, done)
+            VALUES ($1, $2, $3, $4, NOT $5, $5)
+            ON CONFLICT (generation, complaint_id, stage, deadline) DO UPDATE
+            SET breached = d.breached OR EXCLUDED.breached, done = d.done OR EXCLUDED.done
+            """,
+            generation,
             complaint_id,
-            service_area,
-            channel,
-            scope,
+            stage,
+            deadline,
+            done,
+        )
+
+    async def record_comment(self, generation: int, event_id: UUID, comment: SurveyComment) -> None:
+        await self._tx.execute(
+            """
+            INSERT INTO metrics_survey_comments
+                (generation, event_id, answered_at, service_area, channel, overall, comment)
+            VALUES ($1, $2, $3, $4, $5, $6, $7)
+            ON CONFLICT (generation, event_id) DO NOTHING
+            """,
+            generation,
+            event_id,
+            comment.answered_at,
+            comment.service_area,
+            comment.channel,
+            comment.overall,
+            comment.comment,
         )
 
     async def complaint_channels(
@@ -222,51 +320,47 @@ class Facts(StoreBase):
         )
         return {row["complaint_id"]: row["channel"] for row in rows}
 
-    async def update_complaint(
-        self,
-        generation: int,
-        complaint_id: str,
-        *,
-        stage: int | None = None,
-        open_: bool | None = None,
-    ) -> None:
+    async def update_complaints(self, generation: int, changes: Sequence[ComplaintChange]) -> None:
+        """Each complaint's stage and open flag after the batch (None: unchanged)."""
+        if not changes:
+            return
         await self._tx.execute(
             """
-            UPDATE metrics_complaint_facts
-            SET stage = coalesce($3, stage), open = coalesce($4, open)
-            WHERE generation = $1 AND complaint_id = $2
+            UPDATE metrics_complaint_facts f
+            SET stage = coalesce(x.stage, f.stage), open = coalesce(x.open, f.open)
+            FROM unnest($2::text[], $3::int[], $4::bool[]) AS x(complaint_id, stage, open)
+            WHERE f.generation = $1 AND f.complaint_id = x.complaint_id
             """,
             generation,
-            complaint_id,
-            stage,
-            open_,
+            [c.complaint_id for c in changes],
+            [c.stage for c in changes],
+            [c.open for c in changes],
         )
 
-    async def record_outcome(
-        self,
-        generation: int,
-        complaint_id: str,
-        stage: int,
-        deadline: str,
-        *,
-        on_time: bool,
-    ) -> bool:
-        """Record a deadline's first outcome; False if it already had one."""
-        inserted = await self._tx.fetchval(
+    async def record_outcomes(
+        self, generation: int, outcomes: Sequence[OutcomeRow]
+    ) -> set[OutcomeKey]:
+        """Record deadlines' first outcomes; returns the keys that had none before.
+
+        `outcomes` holds each key once, with the outcome the batch settled first.
+        """
+        if not outcomes:
+            return set()
+        rows = await self._tx.fetch(
             """
             INSERT INTO metrics_complaint_outcomes
                 (generation, complaint_id, stage, deadline, on_time)
-            VALUES ($1, $2, $3, $4, $5)
+            SELECT $1, * FROM unnest($2::text[], $3::int[], $4::text[], $5::bool[])
             ON CONFLICT DO NOTHING
-            RETURNING true
+            RETURNING complaint_id, stage, deadline
             """,
             generation,
-            complaint_id,
-            stage,
-            deadline,
-            on_time,
+            [o.complaint_id for o in outcomes],
+            [o.stage for o in outcomes],
+            [o.deadline for o in outcomes],
+            [o.on_time for o in outcomes],
         )
-        return bool(inserted)
+        return {(row["complaint_id"], row["stage"], row["deadline"]) for row in rows}
 
     async def record_progress(self, generation: int, progress: Sequence[TopicProgress]) -> None:
         if not progress:

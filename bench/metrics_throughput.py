@@ -1,0 +1,377 @@
+"""The metrics service's consumer beside a plain aiokafka + asyncpg loop, on the same events.
+
+Produces `--events` ContactReceived events (enquiries on the non-phone channels, over
+30 days, 15 service areas and a pool of customers, so that re-contacts happen) to
+`civicpulse.contacts`, then applies them twice into one scratch database:
+
+- plain: written here. aiokafka `getmany` batches of 500, `json.loads`, and per batch
+  one transaction: processed-event ids (insert-returning, so a redelivery counts once),
+  the contact facts, the FCR re-contact check (candidates of the batch's customers and
+  areas with a later contact within 7 days, marked lost once), and the counters per
+  day, area and channel (contacts received, FCR eligible, FCR first time, FCR lost),
+  upserted once with `unnest` arrays.
+- service: `python -m services.metrics` as operators run it, its consumer group placed
+  where the events start; timed through its own topic-progress rows.
+
+Both rates run from the first batch committed to the last, so start-up and group
+joins do not count. The two results are compared (same counters, or the run fails),
+and the ratio service/plain is printed against the issue's target (0.8).
+
+    python -m bench.metrics_throughput --events 20000
+    python -m bench.metrics_throughput --quick
+"""
+
+import argparse
+import asyncio
+import json
+import random
+import secrets
+import sys
+import tempfile
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from bench.support import (
+    BenchError,
+    Endpoints,
+    Offsets,
+    end_offsets,
+    infrastructure,
+    place_group,
+    print_summary,
+    say,
+    scratch_database,
+)
+from civicpulse.infra import pick_free_port
+from civicpulse.processes import ServiceProcess
+from shared.api_keys import hash_api_key
+from shared.events import ContactReceived, ContactReceivedPayload
+from shared.events.vocabulary import Channel, ContactKind
+from shared.kafka import ensure_topics, event_record
+from shared.settings import DEFAULT_VOCABULARY_FILE
+from shared.topics import ALL_TOPICS, CANONICAL_TOPICS, CONTACTS
+from shared.vocabulary import load_service_areas
+
+TARGET_RATIO = 0.8
+BATCH = 500  # the service's default CIVICPULSE_METRICS_MAX_BATCH
+FCR_WINDOW = timedelta(days=7)  # the service's default CIVICPULSE_METRICS_FCR_WINDOW_DAYS
+LONDON = ZoneInfo("Europe/London")
+CHANNELS = [c for c in Channel if c is not Channel.PHONE]  # phone adds call counters
+MEASURES = ("contacts_received", "fcr_eligible", "fcr_first_time", "fcr_lost")
+STALL_S = 120.0
+
+PLAIN_SCHEMA = """
+CREATE TABLE plain_processed (event_id uuid PRIMARY KEY);
+CREATE TABLE plain_facts (
+    contact_id text PRIMARY KEY, customer_ref text, service_area text NOT NULL,
+    channel text NOT NULL, occurred_at timestamptz NOT NULL, day date NOT NULL,
+    candidate bool NOT NULL, lost bool NOT NULL DEFAULT false
+);
+CREATE INDEX ON plain_facts (customer_ref, service_area, occurred_at);
+CREATE TABLE plain_counts (
+    day date, service_area text, channel text, measure text, value float8 NOT NULL,
+    PRIMARY KEY (day, service_area, channel, measure)
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    events: int
+    seconds: float
+
+    @property
+    def per_second(self) -> float:
+        return self.events / max(self.seconds, 1e-9)
+
+
+def make_events(count: int, customers: int, seed: int) -> list[ContactReceived]:
+    rng = random.Random(seed)
+    areas = sorted(load_service_areas(DEFAULT_VOCABULARY_FILE))
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=40)
+    return [
+        ContactReceived(
+            contact_id=f"mbench-{seed}-{n}",
+            occurred_at=start + timedelta(seconds=rng.randrange(30 * 86_400)),
+            source="bench",
+            payload=ContactReceivedPayload(
+                channel=rng.choice(CHANNELS),
+                service_area=rng.choice(areas),
+                kind=ContactKind.ENQUIRY,
+                customer_ref=f"MB-{rng.randrange(customers)}",
+                resolved_at_first_contact=rng.random() < 0.6,
+            ),
+        )
+        for n in range(count)
+    ]
+
+
+async def produce(bootstrap: str, events: Sequence[ContactReceived]) -> None:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, enable_idempotence=True, linger_ms=5, max_batch_size=262_144
+    )
+    await producer.start()
+    try:
+        for start in range(0, len(events), 5000):
+            futures = []
+            for event in events[start : start + 5000]:
+                record = event_record(event, CONTACTS)
+                headers = [(k, v.encode()) for k, v in record.headers.items()]
+                futures.append(
+                    await producer.send(record.topic, record.value, key=record.key, headers=headers)
+                )
+            await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+# -- the plain loop --------------------------------------------------------------------
+
+
+async def apply_plain(connection: asyncpg.Connection, documents: Sequence[dict[str, Any]]) -> int:
+    """One batch in one transaction; returns the events applied (not seen before)."""
+    async with connection.transaction():
+        fresh = {
+            str(row["event_id"])
+            for row in await connection.fetch(
+                "INSERT INTO plain_processed SELECT * FROM unnest($1::uuid[])"
+                " ON CONFLICT DO NOTHING RETURNING event_id",
+                [d["event_id"] for d in documents],
+            )
+        }
+        batch = [d for d in documents if d["event_id"] in fresh]
+        if not batch:
+            return 0
+        counts: dict[tuple[date, str, str, str], float] = defaultdict(float)
+        facts = []
+        for d in batch:
+            payload = d["payload"]
+            occurred = datetime.fromisoformat(d["occurred_at"])
+            day = occurred.astimezone(LONDON).date()
+            candidate = payload["resolved_at_first_contact"] and payload["transfers"] == 0
+            cell = (day, payload["service_area"], payload["channel"])
+            counts[(*cell, "contacts_received")] += 1
+            counts[(*cell, "fcr_eligible")] += 1
+            if candidate:
+                counts[(*cell, "fcr_first_time")] += 1
+            facts.append(
+                (d["contact_id"], payload["customer_ref"], *cell[1:], occurred, day, candidate)
+            )
+        await connection.execute(
+            """
+            INSERT INTO plain_facts
+                (contact_id, customer_ref, service_area, channel, occurred_at, day, candidate)
+            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
+                                 $5::timestamptz[], $6::date[], $7::bool[])
+            ON CONFLICT DO NOTHING
+            """,
+            *(list(column) for column in zip(*facts, strict=True)),
+        )
+        pairs = sorted({(f[1], f[2]) for f in facts})
+        lost = await connection.fetch(
+            """
+            UPDATE plain_facts c SET lost = true
+            FROM unnest($1::text[], $2::text[]) AS p(customer_ref, service_area)
+            WHERE c.customer_ref = p.customer_ref AND c.service_area = p.service_area
+              AND c.candidate AND NOT c.lost
+              AND EXISTS (
+                SELECT 1 FROM plain_facts later
+                WHERE later.customer_ref = c.customer_ref
+                  AND later.service_area = c.service_area
+                  AND later.occurred_at > c.occurred_at
+                  AND later.occurred_at <= c.occurred_at + $3::interval)
+            RETURNING c.day, c.service_area, c.channel
+            """,
+            [p[0] for p in pairs],
+            [p[1] for p in pairs],
+            FCR_WINDOW,
+        )
+        for row in lost:
+            counts[(row["day"], row["service_area"], row["channel"], "fcr_lost")] += 1
+        rows = [(*key, value) for key, value in counts.items()]
+        await connection.execute(
+            """
+            INSERT INTO plain_counts AS c (day, service_area, channel, measure, value)
+            SELECT * FROM unnest($1::date[], $2::text[], $3::text[], $4::text[], $5::float8[])
+            ON CONFLICT (day, service_area, channel, measure)
+            DO UPDATE SET value = c.value + excluded.value
+            """,
+            *(list(column) for column in zip(*rows, strict=True)),
+        )
+    return len(batch)
+
+
+async def run_plain(bootstrap: str, database_url: str, start: Offsets, end: Offsets) -> Rate:
+    connection = await asyncpg.connect(database_url)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await connection.execute(PLAIN_SCHEMA)
+        consumer.assign(list(end))
+        for partition, offset in start.items():
+            if partition in end:
+                consumer.seek(partition, offset)
+        applied, first_at, first_count = 0, 0.0, 0
+        while any([await consumer.position(p) < offset for p, offset in end.items()]):
+            batches = await consumer.getmany(timeout_ms=100, max_records=BATCH)
+            documents = [
+                json.loads(r.value or b"") for records in batches.values() for r in records
+            ]
+            if documents:
+                applied += await apply_plain(connection, documents)
+                if not first_at:
+                    first_at, first_count = time.perf_counter(), applied
+        return Rate(applied - first_count, time.perf_counter() - first_at)
+    finally:
+        await consumer.stop()
+        await connection.close()
+
+
+# -- the service -------------------------------------------------------------------------
+
+
+async def run_service(
+    endpoints: Endpoints, database_url: str, start: Offsets, total: int, logs: Path
+) -> Rate:
+    group = f"mbench-metrics-{uuid.uuid4().hex[:8]}"
+    await place_group(endpoints.kafka_bootstrap, group, start)
+    token = secrets.token_urlsafe(24)
+    process = ServiceProcess(
+        "services.metrics",
+        {
+            "CIVICPULSE_KAFKA_BOOTSTRAP": endpoints.kafka_bootstrap,
+            "CIVICPULSE_DATABASE_URL": database_url,
+            "CIVICPULSE_HTTP_PORT": str(pick_free_port()),
+            "CIVICPULSE_METRICS_GROUP_ID": group,
+            "CIVICPULSE_METRICS_API_TOKENS": json.dumps(
+                {"bench": {"role": "manager", "hash": hash_api_key(token)}}
+            ),
+            "CIVICPULSE_LOG_LEVEL": "WARNING",
+        },
+        logs / "metrics.log",
+    )
+    process.start()
+    try:
+        connection = None
+        first_at, first_count, last_change, applied = 0.0, 0, time.perf_counter(), 0
+        while applied < total:
+            if time.perf_counter() - last_change > STALL_S:
+                raise BenchError(f"metrics applied {applied} of {total}, then nothing ({logs})")
+            await asyncio.sleep(0.02)
+            if connection is None:
+                try:
+                    connection = await asyncpg.connect(database_url)
+                except (OSError, asyncpg.PostgresError):
+                    continue
+            try:
+                now_applied = int(
+                    await connection.fetchval(
+                        "SELECT coalesce(sum(events), 0) FROM metrics_topic_progress p"
+                        " JOIN metrics_current c USING (generation)"
+                    )
+                )
+            except asyncpg.UndefinedTableError:
+                continue  # not migrated yet
+            if now_applied != applied:
+                applied, last_change = now_applied, time.perf_counter()
+                if not first_at:
+                    first_at, first_count = last_change, applied
+        return Rate(applied - first_count, last_change - first_at)
+    finally:
+        if connection is not None:
+            await connection.close()
+        process.stop()
+
+
+async def compare(database_url: str) -> dict[str, tuple[float, float]]:
+    """Each measure's total: (service, plain)."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        service = {
+            row["measure"]: row["sum"]
+            for row in await connection.fetch(
+                "SELECT measure, sum(value) FROM metrics_aggregates a"
+                " JOIN metrics_current c USING (generation)"
+                " WHERE measure = ANY($1::text[]) GROUP BY measure",
+                list(MEASURES),
+            )
+        }
+        plain = {
+            row["measure"]: row["sum"]
+            for row in await connection.fetch(
+                "SELECT measure, sum(value) FROM plain_counts GROUP BY measure"
+            )
+        }
+    finally:
+        await connection.close()
+    return {m: (float(service.get(m, 0)), float(plain.get(m, 0))) for m in MEASURES}
+
+
+async def bench(endpoints: Endpoints, events: int, customers: int) -> dict[str, Any]:
+    bootstrap = endpoints.kafka_bootstrap
+    await ensure_topics(bootstrap, ALL_TOPICS)
+    run = uuid.uuid4().hex[:8]
+    logs = Path(tempfile.mkdtemp(prefix="mbench-"))
+    async with scratch_database(endpoints.database_url, f"civicpulse_mbench_{run}") as url:
+        start = await end_offsets(bootstrap, [t.name for t in CANONICAL_TOPICS])
+        say(f"producing {events:,} ContactReceived events to {CONTACTS.name}")
+        await produce(bootstrap, make_events(events, customers, random.randrange(10**9)))
+        end = await end_offsets(bootstrap, [CONTACTS.name])
+        say("plain aiokafka + asyncpg loop…")
+        plain = await run_plain(bootstrap, url, start, end)
+        say(f"  {plain.per_second:,.0f} events/s")
+        say("metrics service (python -m services.metrics)…")
+        service = await run_service(endpoints, url, start, events, logs)
+        say(f"  {service.per_second:,.0f} events/s")
+        totals = await compare(url)
+    same = all(s == p for s, p in totals.values())
+    return {
+        "events": events,
+        "plain_events_per_s": round(plain.per_second, 1),
+        "service_events_per_s": round(service.per_second, 1),
+        "ratio": round(service.per_second / plain.per_second, 3),
+        "target_ratio": TARGET_RATIO,
+        "same_counts": same,
+        "totals_service_plain": totals,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.metrics_throughput", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--events", type=int, default=20_000, help="events to apply (20,000)")
+    parser.add_argument("--customers", type=int, default=5_000, help="customer pool (5,000)")
+    parser.add_argument("--quick", action="store_true", help="5,000 events")
+    args = parser.parse_args(argv)
+    events = 5_000 if args.quick else args.events
+    try:
+        with infrastructure() as endpoints:
+            figures = asyncio.run(bench(endpoints, events, args.customers))
+    except BenchError as error:
+        say(f"failed: {error}")
+        return 1
+    verdict = "met" if figures["ratio"] >= TARGET_RATIO else "NOT met"
+    print(f"plain loop: {figures['plain_events_per_s']:>10,.0f} events/s")
+    print(f"metrics:    {figures['service_events_per_s']:>10,.0f} events/s")
+    print(f"metrics/plain: {figures['ratio']:.2f} (target >= {TARGET_RATIO}: {verdict})")
+    for measure, (service, plain) in figures["totals_service_plain"].items():
+        print(f"  {measure:<18} service {service:>9,.0f}  plain {plain:>9,.0f}")
+    if not figures["same_counts"]:
+        print("the two counted differently: the comparison is void")
+    print_summary("metrics_throughput", figures)
+    return 0 if figures["same_counts"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

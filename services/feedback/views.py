@@ -1,0 +1,112 @@
+"""Feedback's HTTP response models (and the one request model of the JSON answer API)."""
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from services.feedback.domain import MAX_COMMENT_LENGTH, QUESTIONS
+from services.feedback.store import SurveyRequest
+from shared.events.vocabulary import CaseType, Resolved
+
+
+class Choice(BaseModel):
+    value: str
+    label: str
+
+
+class SurveyQuestion(BaseModel):
+    id: str
+    text: str
+    hint: str
+    required: bool
+    choices: list[Choice] = Field(description="Allowed answers; empty for free text.")
+    max_length: int | None = None
+
+
+class SurveyForm(BaseModel):
+    request_id: str
+    service_area: str
+    expires_at: datetime | None
+    questions: list[SurveyQuestion]
+
+
+class SurveyAnswers(BaseModel):
+    overall: int = Field(ge=1, le=5, description="Overall satisfaction, 1 to 5.")
+    ease: int = Field(ge=1, le=7, description="Ease, 1 very difficult to 7 very easy.")
+    resolved: Resolved
+    comment: str | None = Field(default=None, max_length=MAX_COMMENT_LENGTH)
+
+
+class AnswerAccepted(BaseModel):
+    request_id: str
+    status: str = "answered"
+
+
+class LinkProblem(BaseModel):
+    code: str = Field(description="`invalid_link`, `not_found`, `already_answered`, `expired`.")
+    message: str
+
+
+class LinkRefused(BaseModel):
+    """Under `detail`, like every other error of the service."""
+
+    detail: LinkProblem
+
+
+class Erased(BaseModel):
+    customer_ref: str
+    erased_rows: int = Field(description="Rows of personal data deleted (0 if none was held).")
+
+
+class OptedOut(BaseModel):
+    customer_ref: str
+    newly_opted_out: bool
+
+
+class CaseRequest(BaseModel):
+    request_id: str
+    status: str
+    send_at: datetime
+    requested_at: datetime | None
+    expires_at: datetime | None
+    answered_at: datetime | None
+    cancel_reason: str | None
+
+
+class Suppression(BaseModel):
+    reason: str
+    decided_at: datetime
+
+
+class CaseDecisions(BaseModel):
+    case_type: CaseType
+    case_id: str
+    request: CaseRequest | None
+    suppressions: list[Suppression]
+
+
+def question_set() -> list[SurveyQuestion]:
+    return [SurveyQuestion.model_validate(q, from_attributes=True) for q in QUESTIONS]
+
+
+def survey_form(request: SurveyRequest) -> SurveyForm:
+    return SurveyForm(
+        request_id=request.request_id,
+        service_area=request.service_area,
+        expires_at=request.expires_at,
+        questions=question_set(),
+    )
+
+
+def case_decisions(
+    case_type: CaseType,
+    case_id: str,
+    request: SurveyRequest | None,
+    suppressions: list[tuple[str, datetime]],
+) -> CaseDecisions:
+    return CaseDecisions(
+        case_type=case_type,
+        case_id=case_id,
+        request=CaseRequest.model_validate(request, from_attributes=True) if request else None,
+        suppressions=[Suppression(reason=r, decided_at=at) for r, at in suppressions],
+    )

@@ -1,0 +1,132 @@
+"""Every service's command line (`python -m services.X`), built one way.
+
+`serve` (the default) reads the settings, refusing bad ones with exit code 2
+and the failing variables, then runs the app. `new-api-key SOURCE` makes a
+key for a calling system where the service has API keys. A service adds its
+own commands: a `Command` runs with the settings loaded, an `OfflineCommand`
+(printing a secret, say) needs none. Every command has `--help`.
+"""
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar, cast
+
+from fastapi import FastAPI
+from pydantic import ValidationError
+
+from shared.api_keys import new_api_key
+from shared.http import configure_logging, serve
+from shared.settings import ServiceSettings
+
+S = TypeVar("S", bound=ServiceSettings)
+AddArguments = Callable[[argparse.ArgumentParser], None]
+Main = Callable[[Sequence[str] | None], int]
+
+
+def _no_arguments(_: argparse.ArgumentParser) -> None:
+    return
+
+
+@dataclass(frozen=True, slots=True)
+class Command(Generic[S]):
+    """A command that runs with the service's settings read and logging configured."""
+
+    name: str
+    help: str
+    run: Callable[[argparse.Namespace, S], int]
+    arguments: AddArguments = _no_arguments
+
+
+@dataclass(frozen=True, slots=True)
+class OfflineCommand:
+    """A command that needs no settings: it makes and prints something."""
+
+    name: str
+    help: str
+    run: Callable[[argparse.Namespace], int]
+    arguments: AddArguments = _no_arguments
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeys:
+    """Where the service has API keys: the variable that holds their hashes, and who calls."""
+
+    variable: str
+    caller: str
+    example: str
+
+
+def service_main(
+    *,
+    service: str,
+    description: str,
+    settings: Callable[[], S],
+    app: str,
+    api_keys: ApiKeys | None = None,
+    commands: Sequence[Command[S]] = (),
+    offline: Sequence[OfflineCommand] = (),
+) -> Main:
+    """The service's `main(argv)`; `app` names its factory as `module:function`.
+
+    The app module is imported only when the service is served, so making a
+    key does not load the whole service.
+    """
+
+    def serve_app(_: argparse.Namespace, loaded: S) -> int:
+        module, _separator, function = app.partition(":")
+        create_app = cast(
+            Callable[[S], FastAPI], getattr(importlib.import_module(module), function)
+        )
+        serve(create_app(loaded), loaded)
+        return 0
+
+    with_settings: list[Command[S]] = [
+        Command("serve", "run the service (the default)", serve_app),
+        *commands,
+    ]
+    without_settings = list(offline)
+    if api_keys is not None:
+        without_settings.insert(0, _new_api_key_command(api_keys))
+
+    def main(argv: Sequence[str] | None = None) -> int:
+        parser = argparse.ArgumentParser(
+            prog=f"python -m services.{service}", description=description
+        )
+        subcommands = parser.add_subparsers(dest="command", metavar="COMMAND")
+        every: list[Command[S] | OfflineCommand] = [*with_settings, *without_settings]
+        for command in every:
+            command.arguments(subcommands.add_parser(command.name, help=command.help))
+        args = parser.parse_args(argv)
+        name = args.command or "serve"
+        for offline_command in without_settings:
+            if offline_command.name == name:
+                return offline_command.run(args)
+        try:
+            loaded = settings()
+        except ValidationError as error:
+            print(f"{service}: invalid settings:\n{error}", file=sys.stderr)
+            return 2
+        configure_logging(loaded.log_level)
+        [chosen] = [command for command in with_settings if command.name == name]
+        return chosen.run(args, loaded)
+
+    return main
+
+
+def _new_api_key_command(keys: ApiKeys) -> OfflineCommand:
+    def add_source(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("source", help=f"the system's name, e.g. {keys.example}")
+
+    def make_key(args: argparse.Namespace) -> int:
+        print(new_api_key(args.source, keys.variable))
+        return 0
+
+    return OfflineCommand(
+        "new-api-key",
+        f"make an API key for {keys.caller} and print its hash",
+        make_key,
+        add_source,
+    )
