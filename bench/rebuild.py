@@ -32,8 +32,8 @@ from bench.support import (
     say,
     scratch_database,
 )
+from services.metrics.applier import BatchApplier
 from services.metrics.domain import Rules
-from services.metrics.handlers import BatchApplier
 from services.metrics.rebuild import rebuild
 from services.metrics.settings import SERVICE
 from services.metrics.store import MIGRATIONS

@@ -35,7 +35,9 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def print_addresses(system: RunningSystem) -> None:
+def printed_addresses(system: RunningSystem) -> str:
+    """What `civicpulse dev` prints: every URL in it answers 200 (with the manager token
+    where it says so); tests/integration/test_dashboard_browser.py checks each one."""
     credentials = system.credentials
     metrics = system.url("metrics")
     lines = [
@@ -43,22 +45,25 @@ def print_addresses(system: RunningSystem) -> None:
         "CivicPulse is running:",
         f"  Kafka bootstrap   {system.infra.kafka_bootstrap}",
         f"  PostgreSQL        {system.infra.database_url}",
+        f"  dashboard         {metrics}/dashboard/sign-in  (sign in with the manager token)",
         f"  KPIs for managers {metrics}/v1/kpis?period=month  (Authorization: Bearer "
         f"{credentials.manager_token})",
-        f"  committee report  {metrics}/v1/reports/committee?format=html (same token)",
-        f"  survey form       {system.url('feedback')}/surveys/<token>  (links are on topic "
-        "civicpulse.notifications)",
-        f"  Prometheus        {system.prometheus_url or '(not running)'}",
-        f"  Alertmanager      {system.alertmanager_url or '(not running)'}",
+        f"  committee report  {metrics}/dashboard/committee  (signed in; as JSON: "
+        f"{metrics}/v1/reports/committee  with the token)",
+        f"  survey form       /surveys/<token> on {system.url('feedback')}/docs  (links are on "
+        "topic civicpulse.notifications)",
     ]
+    if system.prometheus_url:
+        lines.append(f"  Prometheus        {system.prometheus_url}")
+    if system.alertmanager_url:
+        lines.append(f"  Alertmanager      {system.alertmanager_url}")
     if system.webhook is not None:
-        lines.append(
-            f"  alert webhook     {system.webhook.url}  (what would be sent: "
-            f"{system.webhook.log_path})"
-        )
+        # Its URL is Alertmanager's to post to, not a page: the log is what people read.
+        lines.append(f"  alert webhook     what would be sent: {system.webhook.log_path}")
     for name, process in system.services.items():
+        base = process.base_url
         lines.append(
-            f"  {name:<17} {process.base_url}/docs  /metrics  /healthz   log: {process.log_path}"
+            f"  {name:<17} {base}/docs  {base}/metrics  {base}/healthz   log: {process.log_path}"
         )
     lines += [
         f"  API keys          intake (X-API-Key): {credentials.intake_key}",
@@ -68,7 +73,11 @@ def print_addresses(system: RunningSystem) -> None:
         "",
         "Simulated traffic is flowing (a district council's last fortnight); Ctrl-C stops it all.",
     ]
-    print("\n".join(lines), flush=True)
+    return "\n".join(lines)
+
+
+def print_addresses(system: RunningSystem) -> None:
+    print(printed_addresses(system), flush=True)
 
 
 async def simulate(system: RunningSystem, rate: float) -> None:

@@ -9,6 +9,8 @@ need_apt=()
 command -v java >/dev/null || need_apt+=(default-jre-headless)
 command -v mvn >/dev/null || need_apt+=(maven)
 command -v kcat >/dev/null || need_apt+=(kcat)
+# `civicpulse infra up --secure` makes its CA and certificates with openssl.
+command -v openssl >/dev/null || need_apt+=(openssl)
 command -v promtool >/dev/null || need_apt+=(prometheus)
 { command -v amtool && { command -v prometheus-alertmanager || command -v alertmanager; }; } >/dev/null \
     || need_apt+=(prometheus-alertmanager)
@@ -18,6 +20,7 @@ command -v chromium >/dev/null || need_apt+=(chromium)
 command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 # The official AsyncAPI parser checks shared/schemas/asyncapi.json (tools/asyncapi/).
 command -v node >/dev/null || need_apt+=(nodejs)
+# The metrics dashboard's chart and accessibility libraries come from the npm registry.
 command -v npm >/dev/null || need_apt+=(npm)
 
 if ((${#need_apt[@]})); then
@@ -50,4 +53,14 @@ if [ ! -f tools/asyncapi/node_modules/.package-lock.json ] \
     || [ tools/asyncapi/package-lock.json -nt tools/asyncapi/node_modules/.package-lock.json ]; then
     echo "bootstrap: installing the AsyncAPI parser (npm ci in tools/asyncapi)" >&2
     (cd tools/asyncapi && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+fi
+
+# vega, vega-lite, vega-embed (the dashboard's charts) and axe-core (its accessibility
+# test), pinned by the lock file, served by the metrics service from node_modules.
+# A folder of its own, apart from tools/asyncapi: each has its own lock file.
+assets=services/metrics/dashboard/assets
+if [ ! -f "$assets/node_modules/.package-lock.json" ] \
+    || [ "$assets/package-lock.json" -nt "$assets/node_modules/.package-lock.json" ]; then
+    echo "bootstrap: installing the dashboard's browser libraries (npm ci in $assets)" >&2
+    (cd "$assets" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
 fi

@@ -12,7 +12,7 @@ from shared.commands import Command, OfflineCommand, service_main
 
 
 async def _rebuild(settings: MetricsSettings) -> None:
-    from services.metrics.handlers import BatchApplier
+    from services.metrics.applier import BatchApplier
     from services.metrics.rebuild import rebuild
     from services.metrics.store import MIGRATIONS
     from shared.events.envelope import utc_now
@@ -22,7 +22,7 @@ async def _rebuild(settings: MetricsSettings) -> None:
     try:
         await migrate(pool, SERVICE, MIGRATIONS)
         applier = BatchApplier(rules=settings.rules, clock=utc_now, publish_surges=False)
-        await rebuild(pool, settings.kafka_bootstrap, applier, progress=print)
+        await rebuild(pool, settings.kafka, applier, progress=print)
     finally:
         await pool.close()
 

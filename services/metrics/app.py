@@ -7,29 +7,32 @@ from datetime import date, timedelta
 from typing import Annotated, Any, Unpack
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, status
-from fastapi.responses import HTMLResponse, PlainTextResponse
 
-from services.metrics import committee as committee_format
-from services.metrics.auth import role_checker
+from services.metrics.applier import BatchApplier, ConsumerMetrics, LiveConsumer
+from services.metrics.auth import OidcVerifier, role_checker
 from services.metrics.complaints_report import add_complaints_report_route
-from services.metrics.domain import KPIS_BY_NAME, series
+from services.metrics.dashboard import DashboardContext, dashboard_router
+from services.metrics.dashboard.committee_page import CommitteeDocument
+from services.metrics.domain import KPIS_BY_NAME, Kpi
 from services.metrics.gauges import GaugeRefresher, KpiGauges
-from services.metrics.handlers import BatchApplier, ConsumerMetrics, LiveConsumer
 from services.metrics.periods import (
     FIRST_DAY,
     LAST_DAY,
     DateRange,
     Period,
+    fair_comparison,
+    financial_quarter_id,
     financial_quarter_label,
+    last_complete_quarter,
     local_day,
     parse_quarter,
     period_containing,
     period_label,
     periods_back,
-    previous_range,
     ranges_between,
 )
-from services.metrics.report import Judging, committee, is_provisional, kpi_rows
+from services.metrics.queries import Filters, committee_groups, kpi_figures, series_points
+from services.metrics.report import Judging
 from services.metrics.settings import SERVICE, MetricsSettings, Role
 from services.metrics.store import MIGRATIONS, MetricsStore
 from services.metrics.targets import load_targets
@@ -49,7 +52,7 @@ from services.metrics.views import (
 from shared.consumer import ConsumerSettings, subscribe_events
 from shared.consumer_lag import KafkaPositions
 from shared.events.vocabulary import Channel
-from shared.http import Problem, add_operational_routes, document_problems, limit_request_bodies
+from shared.http import add_operational_routes, document_problems, limit_request_bodies
 from shared.startup import AppOptions, Wiring
 from shared.supervisor import Supervisor
 from shared.topics import CANONICAL_TOPICS
@@ -98,7 +101,7 @@ def create_app(settings: MetricsSettings | None = None, **options: Unpack[AppOpt
             settings=ConsumerSettings.of(settings),
             max_records=settings.metrics_max_batch,
         )
-        kafka = KafkaPositions(settings.kafka_bootstrap)
+        kafka = KafkaPositions(settings.kafka)
         relay = wiring.outbox_relay(pool)
         refresher = GaugeRefresher(
             store,
@@ -137,7 +140,7 @@ def create_app(settings: MetricsSettings | None = None, **options: Unpack[AppOpt
         "whose role may not see the resource is 403.",
         lifespan=lifespan,
     )
-    requires = role_checker(settings.metrics_api_tokens)
+    requires = role_checker(settings.metrics_api_tokens, OidcVerifier.of(settings))
     manager_or_ops = Depends(requires(Role.MANAGER))
     ops_only = Depends(requires(Role.OPS))
 
@@ -158,6 +161,39 @@ def create_app(settings: MetricsSettings | None = None, **options: Unpack[AppOpt
             )
         return service_area
 
+    dashboard = DashboardContext(
+        store=ready_store,
+        judging=judging,
+        service_areas=service_areas,
+        tokens=settings.metrics_api_tokens,
+        today=today,
+        fcr_window_days=settings.metrics_fcr_window_days,
+    )
+    committee_document = CommitteeDocument(dashboard)
+
+    def check_kpi(name: str) -> Kpi:
+        definition = KPIS_BY_NAME.get(name)
+        if definition is None:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                detail=[
+                    {
+                        "loc": ["path", "kpi"],
+                        "msg": f"unknown KPI {name!r}; known: {', '.join(KPIS_BY_NAME)}",
+                        "type": "value_error",
+                    }
+                ],
+            )
+        return definition
+
+    def check_quarter(text: str | None) -> DateRange:
+        if text is None:
+            return last_complete_quarter(today())
+        try:
+            return parse_quarter(text)
+        except ValueError as error:
+            raise _unprocessable("quarter", str(error)) from error
+
     def resolve_range(first: date | None, last: date | None, period: Period) -> DateRange:
         if first is None and last is not None:
             raise _unprocessable("from", "give `from` with `to`")
@@ -176,7 +212,10 @@ def create_app(settings: MetricsSettings | None = None, **options: Unpack[AppOpt
         summary="Every KPI for a period, with target, RAG and change against the period before",
         description="Without `from` and `to`: the current `period` (default month). With "
         "`from` only: the `period` containing that date. With both: exactly those days "
-        "(inclusive), compared with as many days before. " + SERVICE_LEVEL_METHOD,
+        "(inclusive), compared with as many days before. A period still running is "
+        "counted up to today and compared with the same number of elapsed days of the "
+        "period before (`partial: true`, `compared_days`), never with the whole of it. "
+        + SERVICE_LEVEL_METHOD,
         responses={401: {"description": "No or unknown token."}},
     )
     async def get_kpis(
@@ -190,16 +229,16 @@ def create_app(settings: MetricsSettings | None = None, **options: Unpack[AppOpt
         area = check_area(service_area)
         span = resolve_range(first, last, period)
         whole_period = last is None
-        before = previous_range(span, period if whole_period else None)
+        comparison = fair_comparison(span, period if whole_period else None, today())
         store = ready_store()
         generation = await store.live_generation()
-        channel_value = channel.value if channel else None
-        current = await store.totals(generation, span, service_area=area, channel=channel_value)
-        previous = await store.totals(generation, before, service_area=area, channel=channel_value)
-        rows = kpi_rows(
-            current, previous, span=span, service_area=area, today=today(), judging=judging
+        filters = Filters(area, channel.value if channel else None)
+        rows = await kpi_figures(
+            store, generation, comparison, filters=filters, today=today(), judging=judging
         )
-        open_now = await store.open_complaints(generation, service_area=area, channel=channel_value)
+        open_now = await store.open_complaints(
+            generation, service_area=area, channel=filters.channel
+        )
         return KpisResponse(
             period=period if whole_period else None,
             label=period_label(span, period)
@@ -207,8 +246,10 @@ def create_app(settings: MetricsSettings | None = None, **options: Unpack[AppOpt
             else f"{span.start.isoformat()}..{span.end.isoformat()}",
             start=span.start,
             end=span.end,
-            previous_start=before.start,
-            previous_end=before.end,
+            partial=comparison.partial,
+            compared_days=comparison.compared_days,
+            previous_start=comparison.previous.start,
+            previous_end=comparison.previous.end,
             service_area=area,
             channel=channel,
             generation=generation,
@@ -224,8 +265,8 @@ def create_app(settings: MetricsSettings | None = None, **options: Unpack[AppOpt
         tags=["kpis"],
         summary="One KPI per period over a span, for charts",
         description="Points for each whole `period` (default month) covering `from`..`to` "
-        "(default: the last 12 periods up to today).",
-        responses={404: {"model": Problem, "description": "No such KPI."}},
+        "(default: the last 12 periods up to today). The period still running is "
+        "`partial: true`: counted up to today. An unknown KPI is 422.",
     )
     async def get_series(
         _: Annotated[Role, manager_or_ops],
@@ -236,9 +277,7 @@ def create_app(settings: MetricsSettings | None = None, **options: Unpack[AppOpt
         service_area: str | None = None,
         channel: Channel | None = None,
     ) -> SeriesResponse:
-        definition = KPIS_BY_NAME.get(kpi)
-        if definition is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown KPI {kpi!r}")
+        definition = check_kpi(kpi)
         area = check_area(service_area)
         end = last or today()
         start = first or periods_back(end, period, 11)
@@ -248,28 +287,16 @@ def create_app(settings: MetricsSettings | None = None, **options: Unpack[AppOpt
         if len(buckets) > MAX_SERIES_POINTS:
             raise _unprocessable("from", f"at most {MAX_SERIES_POINTS} points; use a longer period")
         store = ready_store()
-        generation = await store.live_generation()
-        days = await store.daily_totals(
-            generation,
-            DateRange(buckets[0].start, buckets[-1].end),
-            sorted(definition.measures),
-            service_area=area,
-            channel=channel.value if channel else None,
+        points = await series_points(
+            store,
+            await store.live_generation(),
+            definition,
+            buckets,
+            period=period,
+            filters=Filters(area, channel.value if channel else None),
+            today=today(),
+            fcr_window_days=settings.metrics_fcr_window_days,
         )
-        points = [
-            SeriesPoint(
-                label=period_label(bucket, period),
-                start=bucket.start,
-                end=bucket.end,
-                value=figure.value,
-                numerator=figure.numerator,
-                denominator=figure.denominator,
-                provisional=is_provisional(
-                    definition, bucket, today(), settings.metrics_fcr_window_days
-                ),
-            )
-            for bucket, figure in zip(buckets, series(definition, buckets, days), strict=True)
-        ]
         return SeriesResponse(
             kpi=definition.name,
             title=definition.title,
@@ -277,7 +304,7 @@ def create_app(settings: MetricsSettings | None = None, **options: Unpack[AppOpt
             period=period,
             service_area=area,
             channel=channel,
-            points=points,
+            points=[SeriesPoint.model_validate(point) for point in points],
         )
 
     @app.get(
@@ -285,59 +312,49 @@ def create_app(settings: MetricsSettings | None = None, **options: Unpack[AppOpt
         response_model=CommitteeResponse,
         tags=["reports"],
         summary="The committee view of a quarter: performing well, at risk, further work",
-        description="`quarter=2026Q3` is July to September 2026 (Q2 of the financial year "
-        "2026/27). Each service area's worst RAG colour over its KPIs decides its group: any "
+        description="`quarter=2026-27-Q2` (financial: Q2 2026/27, July to September 2026) or "
+        "`quarter=2026Q3` (the same calendar quarter); by default the last complete quarter. "
+        "Each service area's worst RAG colour over its KPIs decides its group: any "
         "red is further work required, else any amber is at risk, else any green is "
         "performing well; an area with no colour at all (no targets, TBA, too few "
         "observations) is not rated. `format=csv` gives one row per area and KPI; "
-        "`format=html` a printable page with charts.",
+        "`format=html` a printable page with an executive summary, trend charts and the "
+        "RAG matrix; `format=pdf` that page printed by headless Chromium.",
         responses={
             200: {
-                "content": {"text/csv": {}, "text/html": {}},
-                "description": "JSON, CSV or HTML by `format`.",
+                "content": {"text/csv": {}, "text/html": {}, "application/pdf": {}},
+                "description": "JSON, CSV, HTML or PDF by `format`.",
             }
         },
     )
     async def get_committee(
         _: Annotated[Role, manager_or_ops],
-        quarter: Annotated[str, Query(description="YYYYQn, e.g. 2026Q3", examples=["2026Q3"])],
+        quarter: Annotated[
+            str | None,
+            Query(description="2026-27-Q1 or 2026Q2; default the last complete quarter"),
+        ] = None,
         format: ReportFormat = ReportFormat.JSON,
     ) -> Any:
-        try:
-            span = parse_quarter(quarter)
-        except ValueError as error:
-            raise _unprocessable("quarter", str(error)) from error
-        before = previous_range(span, Period.QUARTER)
+        span = check_quarter(quarter)
         store = ready_store()
         generation = await store.live_generation()
-        groups = committee(
-            await store.totals_by(generation, span, "service_area"),
-            await store.totals_by(generation, before, "service_area"),
-            service_areas,
-            span=span,
-            today=today(),
-            judging=judging,
+        comparison = fair_comparison(span, Period.QUARTER, today())
+        groups = await committee_groups(
+            store, generation, comparison, service_areas, today=today(), judging=judging
         )
-        if format is ReportFormat.CSV:
-            return PlainTextResponse(
-                committee_format.to_csv(groups),
-                media_type="text/csv",
-                headers={"Content-Disposition": f'attachment; filename="committee-{quarter}.csv"'},
-            )
-        if format is ReportFormat.HTML:
-            return HTMLResponse(
-                committee_format.to_html(
-                    groups,
-                    title=f"Customer service performance, {quarter}",
-                    subtitle=f"{span.start:%d %B %Y} to {span.end:%d %B %Y}"
-                    f" ({financial_quarter_label(span)}); compared with the quarter before.",
-                )
+        if format is not ReportFormat.JSON:
+            return await committee_document.render(
+                format, store, generation, comparison, groups, today=today()
             )
         return CommitteeResponse(
-            quarter=quarter,
+            quarter=financial_quarter_id(span),
             financial_quarter=financial_quarter_label(span),
             start=span.start,
             end=span.end,
+            partial=comparison.partial,
+            compared_days=comparison.compared_days,
+            previous_start=comparison.previous.start,
+            previous_end=comparison.previous.end,
             groups={
                 group: [ServiceStandingModel.model_validate(s) for s in services]
                 for group, services in groups.items()
@@ -374,6 +391,7 @@ def create_app(settings: MetricsSettings | None = None, **options: Unpack[AppOpt
             surges_last_7_days=surges,
         )
 
+    app.include_router(dashboard_router(dashboard))
     add_operational_routes(app, broker=broker, registry=registry, pool=lambda: state.get("pool"))
     document_problems(app, roles=True)
     limit_request_bodies(app, settings.http_max_body_bytes)

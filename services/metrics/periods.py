@@ -1,9 +1,12 @@
 """Reporting periods: local days in Europe/London, weeks, months, quarters, financial years.
 
 Financial years run April to March, so `year` is the financial year and
-quarters are financial quarters (Q1 is April to June). `2026Q3` in the
-committee report is the calendar quarter July to September 2026, which is
-Q2 of the financial year 2026/27; both names are shown.
+quarters are financial quarters (Q1 is April to June), named as councils name
+them: "Q1 2026/27" is April to June 2026. A quarter is given as `2026-27-Q1`
+(financial) or `2026Q2` (the calendar quarter, the same three months).
+
+A period still running is compared fairly (`fair_comparison`): with the same
+number of elapsed days of the period before, never with the whole of it.
 """
 
 import re
@@ -117,7 +120,7 @@ def period_label(span: DateRange, period: Period) -> str:
     if period is Period.MONTH:
         return span.start.strftime("%Y-%m")
     if period is Period.QUARTER:
-        return f"{span.start.year}Q{(span.start.month - 1) // 3 + 1}"
+        return financial_quarter_label(span)
     return financial_year_label(span.start)
 
 
@@ -126,15 +129,31 @@ def financial_year_label(day: date) -> str:
     return f"{start}/{(start + 1) % 100:02d}"
 
 
-QUARTER_PATTERN = re.compile(r"^(\d{4})Q([1-4])$")
+CALENDAR_QUARTER = re.compile(r"(\d{4})Q([1-4])")
+FINANCIAL_QUARTER = re.compile(r"(\d{4})-(\d{2})-Q([1-4])")
 
 
 def parse_quarter(text: str) -> DateRange:
-    """`2026Q3` is the calendar quarter July to September 2026."""
-    match = QUARTER_PATTERN.fullmatch(text)
-    if not match:
-        raise ValueError(f"quarter {text!r}: expected YYYYQn, e.g. 2026Q3")
-    year, quarter = int(match.group(1)), int(match.group(2))
+    """`2026-27-Q1` (financial: April to June 2026) or `2026Q2` (calendar: the same)."""
+    financial = FINANCIAL_QUARTER.fullmatch(text)
+    if financial:
+        start_year, end_year, quarter = (int(group) for group in financial.groups())
+        if not FIRST_DAY.year <= start_year < LAST_DAY.year:
+            raise ValueError(
+                f"quarter {text!r}: the year must be {FIRST_DAY.year} to {LAST_DAY.year - 1}"
+            )
+        if (start_year + 1) % 100 != end_year:
+            raise ValueError(f"quarter {text!r}: {end_year:02d} does not follow {start_year}")
+        return period_containing(
+            _add_months(date(start_year, 4, 1), 3 * (quarter - 1)), Period.QUARTER
+        )
+    calendar = CALENDAR_QUARTER.fullmatch(text)
+    if not calendar:
+        raise ValueError(
+            f"quarter {text!r}: expected a financial quarter YYYY-YY-Qn such as 2026-27-Q1 "
+            "(April to June 2026) or a calendar quarter YYYYQn such as 2026Q2"
+        )
+    year, quarter = int(calendar.group(1)), int(calendar.group(2))
     if not FIRST_DAY.year <= year <= LAST_DAY.year:
         raise ValueError(f"quarter {text!r}: the year must be {FIRST_DAY.year} to {LAST_DAY.year}")
     return period_containing(date(year, quarter * 3 - 2, 1), Period.QUARTER)
@@ -142,8 +161,64 @@ def parse_quarter(text: str) -> DateRange:
 
 def financial_quarter_label(span: DateRange) -> str:
     """`Q2 2026/27` for July to September 2026."""
-    months_in = (span.start.month - 4) % 12
-    return f"Q{months_in // 3 + 1} {financial_year_label(span.start)}"
+    return f"Q{_financial_quarter(span.start)} {financial_year_label(span.start)}"
+
+
+def financial_quarter_id(span: DateRange) -> str:
+    """`2026-27-Q2` for July to September 2026: the form `quarter=` accepts."""
+    start = financial_year_start(span.start).year
+    return f"{start}-{(start + 1) % 100:02d}-Q{_financial_quarter(span.start)}"
+
+
+def _financial_quarter(day: date) -> int:
+    return (day.month - 4) % 12 // 3 + 1
+
+
+def last_complete_quarter(today: date) -> DateRange:
+    """The quarter before the one containing `today`: the committee report's default."""
+    current = period_containing(today, Period.QUARTER)
+    return period_containing(current.start - timedelta(days=1), Period.QUARTER)
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """What a period's figures count and what they are compared with.
+
+    `counted` is the period up to today when it is still running (`partial`),
+    else the whole period; `previous` is the same number of days
+    (`compared_days`) from the start of the period before, or all of it when
+    it is shorter.
+    """
+
+    period: DateRange
+    counted: DateRange
+    previous: DateRange
+    partial: bool
+    compared_days: int
+
+
+def fair_comparison(span: DateRange, period: Period | None, today: date) -> Comparison:
+    """The fair comparison of `span` with the period before it.
+
+    DOMAIN.md, KPIs: "Each KPI carries its direction of travel against the
+    previous period, compared fairly: a period still running is compared with
+    the same number of elapsed days of the one before, never with the whole of
+    it." A period is still running when it contains `today` (the local day in
+    Europe/London); today counts as elapsed. `period` is how the span was
+    chosen (None: explicit days, compared with as many days before).
+    """
+    before = previous_range(span, period)
+    if not span.contains(today):
+        return Comparison(span, span, before, partial=False, compared_days=span.days)
+    elapsed = (today - span.start).days + 1
+    previous_end = min(before.end, before.start + timedelta(days=elapsed - 1))
+    return Comparison(
+        span,
+        DateRange(span.start, today),
+        DateRange(before.start, previous_end),
+        partial=True,
+        compared_days=elapsed,
+    )
 
 
 @dataclass(frozen=True, slots=True)

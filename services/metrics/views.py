@@ -55,8 +55,13 @@ class KpisResponse(BaseModel):
     label: str
     start: date
     end: date
+    partial: bool = Field(
+        description="The period is still running: counted from `start` to today, and "
+        "compared with as many days (`compared_days`) from `previous_start`."
+    )
+    compared_days: int = Field(description="Days counted, from `start`.")
     previous_start: date
-    previous_end: date
+    previous_end: date = Field(description="The last day of the fair previous span.")
     service_area: str | None
     channel: Channel | None
     generation: int
@@ -67,6 +72,10 @@ class KpisResponse(BaseModel):
 
 
 class SeriesPoint(BaseModel):
+    """One period of a chart (read from a `queries.Point`)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
     label: str
     start: date
     end: date
@@ -74,6 +83,7 @@ class SeriesPoint(BaseModel):
     numerator: float
     denominator: float | None
     provisional: bool
+    partial: bool = Field(description="The period is still running: counted up to today.")
 
 
 class SeriesResponse(BaseModel):
@@ -95,10 +105,14 @@ class ServiceStandingModel(BaseModel):
 
 
 class CommitteeResponse(BaseModel):
-    quarter: str
-    financial_quarter: str
+    quarter: str = Field(description="The financial quarter, as `quarter=` accepts it.")
+    financial_quarter: str = Field(description='As councils name it: "Q1 2026/27".')
     start: date
     end: date
+    partial: bool
+    compared_days: int
+    previous_start: date
+    previous_end: date
     groups: dict[Standing, list[ServiceStandingModel]]
 
 
@@ -120,3 +134,4 @@ class ReportFormat(StrEnum):
     JSON = "json"
     CSV = "csv"
     HTML = "html"
+    PDF = "pdf"

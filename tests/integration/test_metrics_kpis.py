@@ -15,21 +15,25 @@ Worked by hand:
 """
 
 import asyncio
+import io
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 from typing import Any
 
 import asyncpg
+import pypdf
 import pytest
 from faststream.kafka import KafkaBroker
 
-from services.metrics.handlers import BatchApplier
+from services.metrics.applier import BatchApplier
+from services.metrics.formatting import area_title
 from services.metrics.rebuild import rebuild
 from shared.events import Event
 from shared.events.catalogue import topic_for
 from shared.kafka import make_broker, publish_events
 from shared.postgres import create_pool
 from shared.topics import CANONICAL_TOPICS
+from shared.vocabulary import load_service_areas
 from tests.support.metrics import (
     MANAGER,
     Events,
@@ -250,7 +254,8 @@ async def test_committee_report_groups_services_in_json_csv_and_html(
     assert as_csv.headers["content-type"].startswith("text/csv")
     assert "planning,further_work_required,first_contact_resolution" in as_csv.text
     assert as_html.headers["content-type"].startswith("text/html")
-    assert "<svg" in as_html.text
+    assert 'data-chart="trend-1-spec"' in as_html.text  # Vega-Lite charts, drawn by vega-embed
+    assert "Executive summary" in as_html.text
     assert "Further work required" in as_html.text
 
 
@@ -300,3 +305,92 @@ async def _aggregates(pool: asyncpg.Pool, generation: int) -> dict[tuple[Any, ..
         (r["kind"], r["day"], r["measure"], r["service_area"], r["channel"]): round(r["value"], 9)
         for r in rows
     }
+
+
+async def test_the_month_still_running_is_compared_with_as_many_days_before(
+    metrics: RunningMetrics,
+) -> None:
+    """DOMAIN.md, KPIs: "a period still running is compared with the same number of
+    elapsed days of the one before, never with the whole of it." NOW is 20 February."""
+    month = await metrics.client.get("/v1/kpis", params={"period": "month"}, headers=MANAGER)
+    series = await metrics.client.get(
+        "/v1/kpis/contacts_received/series", params={"period": "month"}, headers=MANAGER
+    )
+
+    assert month.status_code == 200
+    result = month.json()
+    assert (result["partial"], result["compared_days"]) == (True, 20)
+    assert (result["previous_start"], result["previous_end"]) == ("2025-01-01", "2025-01-20")
+    points = series.json()["points"]
+    assert (points[-1]["label"], points[-1]["partial"]) == ("2025-02", True)
+    assert points[-2]["partial"] is False
+
+
+async def test_an_unknown_kpi_is_a_422_naming_it(metrics: RunningMetrics) -> None:
+    response = await metrics.client.get("/v1/kpis/happiness/series", headers=MANAGER)
+
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["path", "kpi"]
+
+
+async def test_the_committee_report_defaults_to_the_last_complete_quarter(
+    metrics: RunningMetrics,
+) -> None:
+    default = await metrics.client.get("/v1/reports/committee", headers=MANAGER)
+    financial = await metrics.client.get(
+        "/v1/reports/committee", params={"quarter": "2024-25-Q4"}, headers=MANAGER
+    )
+    bad = await metrics.client.get(
+        "/v1/reports/committee", params={"quarter": "2024-26-Q4"}, headers=MANAGER
+    )
+
+    assert default.status_code == 200
+    assert (default.json()["quarter"], default.json()["financial_quarter"]) == (
+        "2024-25-Q3",
+        "Q3 2024/25",
+    )
+    assert financial.json()["start"] == "2025-01-01"
+    assert bad.status_code == 422
+    assert bad.json()["detail"][0]["loc"] == ["query", "quarter"]
+
+
+async def test_the_committee_pdf_has_its_title_page_numbers_and_every_service_name(
+    metrics: RunningMetrics,
+) -> None:
+    response = await metrics.client.get(
+        "/v1/reports/committee",
+        params={"quarter": "2024-25-Q4", "format": "pdf"},
+        headers=MANAGER,
+        timeout=120,
+    )
+
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/pdf"
+    reader = pypdf.PdfReader(io.BytesIO(response.content))
+    text = " ".join(" ".join(page.extract_text() for page in reader.pages).split())
+    assert "Customer service performance, Q4 2024/25" in text
+    assert f"Page 1 of {len(reader.pages)}" in text
+    assert "printed 20 February 2025" in text
+    for area in load_service_areas(metrics.settings.vocabulary_file):
+        assert area_title(area) in text, area
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/dashboard",
+        "/dashboard/kpi/first_contact_resolution?service_area=planning",
+        "/dashboard/complaints",
+        "/dashboard/satisfaction",
+    ],
+)
+async def test_every_dashboard_page_answers_with_a_token_and_asks_for_one_without(
+    metrics: RunningMetrics, path: str
+) -> None:
+    signed_in = await metrics.client.get(path, headers=MANAGER)
+    anonymous = await metrics.client.get(path)
+
+    assert signed_in.status_code == 200
+    assert "<h1>" in signed_in.text
+    assert anonymous.status_code == 401
+    assert anonymous.headers["www-authenticate"].startswith("Bearer")

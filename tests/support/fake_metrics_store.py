@@ -29,6 +29,7 @@ from services.metrics.store import (
     OutcomeKey,
     OutcomeRow,
     Surge,
+    SurveyComment,
     TopicProgress,
     TopicState,
     TransferredContact,
@@ -67,6 +68,8 @@ class State:
     outcomes: dict[tuple[int, str, int, str], bool] = field(default_factory=dict)
     surges: dict[tuple[int, str, str, date], Surge] = field(default_factory=dict)
     progress: dict[tuple[int, str], TopicState] = field(default_factory=dict)
+    comments: dict[tuple[int, UUID], SurveyComment] = field(default_factory=dict)
+    deadlines: dict[tuple[int, str, int, str], tuple[bool, bool]] = field(default_factory=dict)
     notes: dict[tuple[int, UUID, str], ComplaintNote] = field(default_factory=dict)
     outbox: list[Event] = field(default_factory=list)
 
@@ -97,6 +100,8 @@ class FakeMetricsStore(MetricsStore):
         state.outcomes = _without(state.outcomes, generation)
         state.surges = _without(state.surges, generation)
         state.progress = _without(state.progress, generation)
+        state.comments = _without(state.comments, generation)
+        state.deadlines = _without(state.deadlines, generation)
         state.notes = _without(state.notes, generation)
         state.processed.pop(processed_service(generation), None)
 
@@ -404,6 +409,41 @@ class FakeMetricsStore(MetricsStore):
                 continue
             counts[(row.scope, row.stage)] += 1
         return [OpenComplaints(scope, stage, n) for (scope, stage), n in sorted(counts.items())]
+
+    async def overdue_complaints(self, generation: int) -> dict[str, int]:
+        pending = {
+            (complaint_id, stage)
+            for (g, complaint_id, stage, _), (breached, done) in self.state.deadlines.items()
+            if g == generation and breached and not done
+        }
+        counts: dict[str, int] = defaultdict(int)
+        for (g, complaint_id), row in self.state.complaints.items():
+            if g == generation and row.open and (complaint_id, row.stage) in pending:
+                counts[row.service_area] += 1
+        return dict(sorted(counts.items()))
+
+    async def record_deadline_progress(
+        self, generation: int, complaint_id: str, stage: int, deadline: str, *, done: bool
+    ) -> None:
+        self._writing()
+        key = (generation, complaint_id, stage, deadline)
+        breached, was_done = self.state.deadlines.get(key, (False, False))
+        self.state.deadlines[key] = (breached or not done, was_done or done)
+
+    async def record_comment(self, generation: int, event_id: UUID, comment: SurveyComment) -> None:
+        self._writing()
+        self.state.comments.setdefault((generation, event_id), comment)
+
+    async def latest_comments(
+        self, generation: int, limit: int, *, service_area: str | None = None
+    ) -> list[SurveyComment]:
+        found = [
+            (comment, event_id)
+            for (g, event_id), comment in self.state.comments.items()
+            if g == generation and service_area in (None, comment.service_area)
+        ]
+        found.sort(key=lambda pair: (-pair[0].answered_at.timestamp(), str(pair[1])))
+        return [comment for comment, _ in found[:limit]]
 
     async def surges_between(self, generation: int, span: DateRange) -> list[Surge]:
         found = [

@@ -218,6 +218,7 @@ class Events:
         area: str,
         overall: int,
         ease: int,
+        comment: str | None = None,
     ) -> SatisfactionResponded:
         return SatisfactionResponded(
             request_id=self.id(name),
@@ -231,6 +232,7 @@ class Events:
                 overall=overall,
                 ease=ease,
                 resolved=Resolved.YES,
+                comment=comment,
             ),
         )
 

@@ -9,10 +9,10 @@ from typing import Any
 from services.complaints.domain import Complaint, Context, Decision, decide
 from services.complaints.procedures import Policy
 from services.complaints.working_days import WorkingDayCalendar
+from services.metrics.applier import BatchApplier
 from services.metrics.complaints_report import build_complaints_report
 from services.metrics.complaints_report_format import to_csv, to_html
 from services.metrics.domain import Rules
-from services.metrics.handlers import BatchApplier
 from shared.events.complaints import ComplaintEvent
 from tests.support.complaints import action, london_at
 from tests.support.fake_metrics_store import FakeMetricsStore

@@ -24,8 +24,8 @@ from services.feedback.handlers import FeedbackMetrics
 from services.feedback.sender import SenderMetrics
 from services.intake.handlers import IntakeMetrics
 from services.intake.settings import IntakeSettings
+from services.metrics.applier import ConsumerMetrics
 from services.metrics.gauges import KpiGauges
-from services.metrics.handlers import ConsumerMetrics
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"

@@ -16,8 +16,9 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
+from services.metrics.applier import BatchApplier, LiveConsumer
 from services.metrics.domain import Rules, SurgeRule
-from services.metrics.handlers import HANDLERS, BatchApplier, LiveConsumer
+from services.metrics.handlers import HANDLERS
 from services.metrics.periods import DateRange
 from services.metrics.store import MIGRATIONS, MetricsStore, NotInTransactionError
 from shared.events import Event
@@ -63,6 +64,8 @@ METRICS_TABLES = (
     "metrics_complaint_outcomes",
     "metrics_surges",
     "metrics_topic_progress",
+    "metrics_survey_comments",
+    "metrics_complaint_deadlines",
     "processed_events",
     "outbox",
 )
@@ -622,6 +625,107 @@ async def test_a_surge_in_replayed_history_is_recorded_but_raises_nothing(
 
     assert len(await backend.store.surges_between(1, DateRange(DAY, NOW.date()))) == 1
     assert await backend.published() == []
+
+
+# -- complaints overdue ----------------------------------------------------------------
+
+
+def overdue_case(events: Events, name: str, area: str) -> tuple[Event, Event, Event, Event]:
+    opened = events.complaint(
+        name, utc_at(DAY, 9), ComplaintOpened, service_area=area, channel=Channel.WEB
+    )
+    breached = events.complaint(
+        name,
+        utc_at(DAY + timedelta(days=7), 0, 5),
+        ComplaintDeadlineBreached,
+        service_area=area,
+        stage=1,
+        deadline=DeadlineKind.ACKNOWLEDGE,
+        due_date=DAY + timedelta(days=7),
+    )
+    acknowledged = events.complaint(
+        name, utc_at(DAY + timedelta(days=8), 10), ComplaintAcknowledged, service_area=area, stage=1
+    )
+    closed = events.complaint(
+        name, utc_at(DAY + timedelta(days=9), 10), ComplaintClosed, service_area=area, final_stage=1
+    )
+    return opened, breached, acknowledged, closed
+
+
+async def test_an_open_complaint_is_overdue_from_its_breach_until_the_action_is_taken(
+    store: MetricsStore,
+) -> None:
+    """DOMAIN.md, Complaints: "A deadline that passes without the due action emits
+    ComplaintDeadlineBreached"; events may arrive in any order ("backfills and outages
+    reorder them"), so an action seen before its breach still leaves nothing overdue."""
+    events = Events()
+    waiting = overdue_case(events, "waiting", "waste")
+    late = overdue_case(events, "late", "waste")
+    reordered = overdue_case(events, "reordered", "planning")
+    closed = overdue_case(events, "closed", "housing")
+
+    await apply(store, [waiting[0], late[0], reordered[0], closed[0]])
+    await apply(store, [waiting[1], late[1], reordered[2], closed[1]])
+    overdue_before = await store.overdue_complaints(1)
+    await apply(store, [late[2], reordered[1], closed[3]])
+
+    assert overdue_before == {"housing": 1, "waste": 2}
+    assert await store.overdue_complaints(1) == {"waste": 1}  # only "waiting" is left
+
+
+# -- survey comments -------------------------------------------------------------------
+
+
+async def test_a_survey_comment_is_kept_once_without_who_wrote_it(store: MetricsStore) -> None:
+    """DOMAIN.md: "Customer: referred to in events only by a pseudonymous customer_ref";
+    the dashboard shows managers comments (issue 13: "not personal data"), so a comment
+    is kept with its score and place, not with its case or customer."""
+    events = Events()
+    said = events.survey_answered(
+        "said",
+        utc_at(DAY, 10),
+        case="k",
+        case_type=CaseType.CONTACT,
+        channel=Channel.WEB,
+        area="waste",
+        overall=2,
+        ease=3,
+        comment="  Bins missed again ",
+    )
+    silent = events.survey_answered(
+        "silent",
+        utc_at(DAY, 11),
+        case="j",
+        case_type=CaseType.CONTACT,
+        channel=Channel.PHONE,
+        area="waste",
+        overall=5,
+        ease=7,
+    )
+    newer = events.survey_answered(
+        "newer",
+        utc_at(DAY, 12),
+        case="m",
+        case_type=CaseType.CONTACT,
+        channel=Channel.PHONE,
+        area="planning",
+        overall=4,
+        ease=6,
+        comment="Quick answer",
+    )
+
+    await apply(store, [said, silent], [said, newer])
+
+    comments = await store.latest_comments(1, 10)
+    assert [(c.service_area, c.overall, c.comment) for c in comments] == [
+        ("planning", 4, "Quick answer"),
+        ("waste", 2, "Bins missed again"),
+    ]
+    assert [c.comment for c in await store.latest_comments(1, 10, service_area="waste")] == [
+        "Bins missed again"
+    ]
+    assert len(await store.latest_comments(1, 1)) == 1
+    assert (await day_totals(store))["surveys_responded"] == 3
 
 
 # -- reads and generations --------------------------------------------------------------

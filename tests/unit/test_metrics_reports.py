@@ -7,7 +7,7 @@ import subprocess
 import sys
 from datetime import date
 
-from services.metrics.committee import to_csv, to_html
+from services.metrics.committee import to_csv
 from services.metrics.domain import Rag, Standing, Trend
 from services.metrics.periods import DateRange, parse_quarter
 from services.metrics.report import Judging, committee, kpi_rows
@@ -102,26 +102,6 @@ def test_committee_csv_has_a_row_per_area_and_kpi_and_blank_for_no_data() -> Non
     assert fcr_row["standing"] == "performing_well"
     assert (fcr_row["value"], fcr_row["rag"]) == ("0.85", "green")
     assert csat_row["value"] == ""
-
-
-def test_committee_html_is_self_contained_with_charts_and_escaped_text() -> None:
-    groups = committee(
-        {"planning": fcr(85, 100)},
-        {},
-        {"planning"},
-        span=Q3,
-        today=date(2026, 11, 23),
-        judging=JUDGING,
-    )
-
-    page = to_html(groups, title="Report <Q3>", subtitle="July to September")
-
-    assert page.startswith("<!DOCTYPE html>")
-    assert "<svg" in page
-    assert "Report &lt;Q3&gt;" in page
-    assert "http" not in page  # no external assets: it prints offline
-    assert "<link" not in page
-    assert "85.0%" in page
 
 
 def test_the_command_line_makes_a_token_whose_hash_the_settings_accept() -> None:

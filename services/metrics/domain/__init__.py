@@ -22,6 +22,7 @@ from services.metrics.domain.judging import (
 )
 from services.metrics.domain.kpis import (
     ALL_MEASURES,
+    HEADLINE_KPIS,
     KPIS,
     KPIS_BY_NAME,
     Direction,
@@ -37,6 +38,7 @@ from services.metrics.domain.surges import SurgeCheck, SurgeRule, baseline, chec
 
 __all__ = [
     "ALL_MEASURES",
+    "HEADLINE_KPIS",
     "KPIS",
     "KPIS_BY_NAME",
     "TBA",

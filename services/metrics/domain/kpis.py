@@ -344,3 +344,16 @@ def series(
 ) -> list[Figure]:
     """The KPI over each bucket (a period of a chart) from daily totals of its measures."""
     return [evaluate(kpi, totals) for totals in bucket_totals(buckets, days)]
+
+
+# The KPIs of the dashboard's overview matrix and the committee report's trend charts:
+# one per area councils report on (seeds 002 to 004): resolution, calls, complaints,
+# satisfaction.
+HEADLINE_KPIS: tuple[str, ...] = (
+    "first_contact_resolution",
+    "abandoned_call_rate",
+    "service_level",
+    "complaints_responded_within_target",
+    "complaint_escalation_rate",
+    "csat",
+)

@@ -5,7 +5,8 @@ store bound to one transaction, whose writes commit together. Its SQL sits in
 plain sight, one module per job:
 
 - `generations`: the live generation, the one a rebuild fills, processed-event records;
-- `facts`: what a batch writes (counters, contact and complaint facts, surges, progress);
+- `facts`: what a batch writes (counters, contact and complaint facts, progress);
+- `surges`: the daily counts a surge is judged on, and the surges recorded;
 - `reads`: the aggregates read back for the API and the gauges;
 - `notes`: what the annual complaints report lists (reasons, decisions, learning actions).
 """
@@ -20,17 +21,19 @@ from services.metrics.store.facts import (
     Facts,
     OutcomeKey,
     OutcomeRow,
+    SurveyComment,
     TopicProgress,
     TransferredContact,
 )
 from services.metrics.store.generations import Generations, processed_service
 from services.metrics.store.notes import Notes
 from services.metrics.store.reads import OpenComplaints, Reads, Surge, TopicState
+from services.metrics.store.surges import Surges
 
 MIGRATIONS = Path(__file__).parent.parent / "migrations"
 
 
-class MetricsStore(Generations, Facts, Reads, Notes):
+class MetricsStore(Generations, Facts, Surges, Reads, Notes):
     """Everything the handlers, the rebuild, the gauges and the API ask PostgreSQL."""
 
 
@@ -45,6 +48,7 @@ __all__ = [
     "OutcomeKey",
     "OutcomeRow",
     "Surge",
+    "SurveyComment",
     "TopicProgress",
     "TopicState",
     "TransferredContact",

@@ -1,4 +1,4 @@
-"""What a batch of events writes: counters, facts, surges, topic progress. SQL in plain sight.
+"""What a batch of events writes: counters, facts, topic progress. SQL in plain sight.
 
 Every write takes the generation it fills and runs in the caller's transaction
 (`MetricsStore.transaction()`), with the batch's processed-event records.
@@ -7,6 +7,7 @@ Every write takes the generation it fills and runs in the caller's transaction
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from uuid import UUID
 
 from services.metrics.domain.measures import Cell
 from services.metrics.settings import SERVICE
@@ -68,6 +69,17 @@ class TopicProgress:
     events: int
     last_occurred_at: datetime
     last_recorded_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SurveyComment:
+    """A survey answer's comment, without who wrote it."""
+
+    answered_at: datetime
+    service_area: str
+    channel: str
+    overall: int
+    comment: str
 
 
 class Facts(StoreBase):
@@ -261,6 +273,42 @@ class Facts(StoreBase):
             [o.scope for o in openings],
         )
 
+    async def record_deadline_progress(
+        self, generation: int, complaint_id: str, stage: int, deadline: str, *, done: bool
+    ) -> None:
+        """A deadline was met (`done`) or breached; either may come first."""
+        await self._tx.execute(
+            """
+            INSERT INTO metrics_complaint_deadlines AS d
+                (generation, complaint_id, stage, deadline, breached, done)
+            VALUES ($1, $2, $3, $4, NOT $5, $5)
+            ON CONFLICT (generation, complaint_id, stage, deadline) DO UPDATE
+            SET breached = d.breached OR EXCLUDED.breached, done = d.done OR EXCLUDED.done
+            """,
+            generation,
+            complaint_id,
+            stage,
+            deadline,
+            done,
+        )
+
+    async def record_comment(self, generation: int, event_id: UUID, comment: SurveyComment) -> None:
+        await self._tx.execute(
+            """
+            INSERT INTO metrics_survey_comments
+                (generation, event_id, answered_at, service_area, channel, overall, comment)
+            VALUES ($1, $2, $3, $4, $5, $6, $7)
+            ON CONFLICT (generation, event_id) DO NOTHING
+            """,
+            generation,
+            event_id,
+            comment.answered_at,
+            comment.service_area,
+            comment.channel,
+            comment.overall,
+            comment.comment,
+        )
+
     async def complaint_channels(
         self, generation: int, complaint_ids: Sequence[str]
     ) -> dict[str, str]:
@@ -335,72 +383,6 @@ class Facts(StoreBase):
             [p.events for p in progress],
             [p.last_occurred_at for p in progress],
             [p.last_recorded_at for p in progress],
-        )
-
-    async def daily_counts(
-        self,
-        generation: int,
-        measures: Sequence[str],
-        areas: Sequence[str],
-        first: date,
-        last: date,
-    ) -> dict[tuple[str, str, date], float]:
-        rows = await self._tx.fetch(
-            """
-            SELECT service_area, measure, day, sum(value) AS value FROM metrics_aggregates
-            WHERE generation = $1 AND measure = ANY($2::text[]) AND service_area = ANY($3::text[])
-              AND day BETWEEN $4 AND $5
-            GROUP BY service_area, measure, day
-            """,
-            generation,
-            list(measures),
-            list(areas),
-            first,
-            last,
-        )
-        return {(row["service_area"], row["measure"], row["day"]): row["value"] for row in rows}
-
-    async def surge_ids(
-        self, generation: int, keys: Sequence[tuple[str, str, date]]
-    ) -> dict[tuple[str, str, date], str]:
-        """The surge ids recorded on these (area, measure, day)s."""
-        rows = await self._tx.fetch(
-            """
-            SELECT s.service_area, s.measure, s.day, s.surge_id FROM metrics_surges s
-            JOIN unnest($2::text[], $3::text[], $4::date[]) AS k(service_area, measure, day)
-              USING (service_area, measure, day)
-            WHERE s.generation = $1
-            """,
-            generation,
-            [k[0] for k in keys],
-            [k[1] for k in keys],
-            [k[2] for k in keys],
-        )
-        return {(row["service_area"], row["measure"], row["day"]): row["surge_id"] for row in rows}
-
-    async def record_surge(
-        self,
-        generation: int,
-        key: tuple[str, str, date],
-        surge_id: str,
-        *,
-        count: float,
-        baseline: float,
-        threshold: float,
-    ) -> None:
-        await self._tx.execute(
-            """
-            INSERT INTO metrics_surges
-                (generation, service_area, measure, day, surge_id, count, baseline, threshold)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-            ON CONFLICT DO NOTHING
-            """,
-            generation,
-            *key,
-            surge_id,
-            count,
-            baseline,
-            threshold,
         )
 
     async def enqueue(self, events: Sequence[Event]) -> None:

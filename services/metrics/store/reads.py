@@ -11,6 +11,7 @@ from datetime import date, datetime
 
 from services.metrics.periods import DateRange, split_whole_months
 from services.metrics.store.base import StoreBase
+from services.metrics.store.facts import SurveyComment
 
 
 def _filters(service_area: str | None, channel: str | None, first: int) -> tuple[str, list[str]]:
@@ -153,6 +154,35 @@ class Reads(StoreBase):
             *values,
         )
         return [OpenComplaints(row["scope"], row["stage"], row["count"]) for row in rows]
+
+    async def overdue_complaints(self, generation: int) -> dict[str, int]:
+        """Open complaints per service area with a deadline of their current stage
+        breached and its action not yet taken."""
+        rows = await self._db.fetch(
+            "SELECT f.service_area, count(DISTINCT f.complaint_id) AS count"
+            " FROM metrics_complaint_facts f JOIN metrics_complaint_deadlines d"
+            " ON d.generation = f.generation AND d.complaint_id = f.complaint_id"
+            " AND d.stage = f.stage AND d.breached AND NOT d.done"
+            " WHERE f.generation = $1 AND f.open GROUP BY f.service_area ORDER BY 1",
+            generation,
+        )
+        return {row["service_area"]: row["count"] for row in rows}
+
+    async def latest_comments(
+        self, generation: int, limit: int, *, service_area: str | None = None
+    ) -> list[SurveyComment]:
+        """The newest survey comments, newest first."""
+        where, values = _filters(service_area, None, 3)
+        rows = await self._db.fetch(
+            "SELECT answered_at, service_area, channel, overall, comment"
+            " FROM metrics_survey_comments WHERE generation = $1"
+            + where
+            + " ORDER BY answered_at DESC, event_id LIMIT $2",
+            generation,
+            limit,
+            *values,
+        )
+        return [SurveyComment(**dict(row)) for row in rows]
 
     async def surges_between(self, generation: int, span: DateRange) -> list[Surge]:
         rows = await self._db.fetch(

@@ -1,0 +1,282 @@
+"""Canonical events in, aggregates out: one transaction per batch.
+
+The batch's event ids are recorded (per generation) in the same transaction
+as the counters they add, so a redelivered or replayed event never counts
+twice and a crash loses nothing. Surges found on the way leave through the
+outbox, in that same transaction. What each event counts is `handlers.py`.
+"""
+
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, Counter
+
+from services.metrics.domain import Rules
+from services.metrics.domain.complaint_notes import complaint_notes
+from services.metrics.domain.measures import (
+    Cell,
+    Increment,
+    Measure,
+    complaint_scope,
+    deadline_outcome,
+    is_fcr_candidate,
+)
+from services.metrics.domain.surges import (
+    SURGE_SUBJECTS,
+    FoundSurge,
+    counts_needed,
+    find_surges,
+    raises_alert,
+    surge_keys,
+    window_keys,
+)
+from services.metrics.handlers import HANDLERS, Batch
+from services.metrics.periods import local_day
+from services.metrics.settings import SERVICE
+from services.metrics.store import (
+    ComplaintChange,
+    ComplaintOpening,
+    ContactFact,
+    MetricsStore,
+    OutcomeKey,
+    OutcomeRow,
+    TopicProgress,
+)
+from shared.events import Event
+from shared.events.catalogue import topic_for
+from shared.events.complaints import (
+    ComplaintEvent,
+    ComplaintOpened,
+)
+from shared.events.contacts import (
+    ContactReceived,
+    ContactTransferred,
+)
+from shared.events.metrics import SurgeDetected, SurgeDetectedPayload
+
+SURGE_NAMESPACE = uuid.UUID("0f4c1f8e-4a53-4d7e-9a44-6d2f3f3c9b61")
+Clock = Callable[[], datetime]
+
+
+class ConsumerMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.processed = Counter(
+            "metrics_events_processed",
+            "Canonical events applied to the aggregates (redeliveries excluded).",
+            ["topic"],
+            registry=registry,
+        )
+        self.duplicates = Counter(
+            "metrics_events_duplicate",
+            "Canonical events received again and ignored (already applied).",
+            ["topic"],
+            registry=registry,
+        )
+
+
+class BatchApplier:
+    """Applies batches of events to one generation's aggregates."""
+
+    def __init__(
+        self,
+        *,
+        rules: Rules,
+        clock: Clock,
+        publish_surges: bool,
+        metrics: ConsumerMetrics | None = None,
+    ) -> None:
+        self._rules = rules
+        self._clock = clock
+        self._publish_surges = publish_surges
+        self._metrics = metrics
+
+    async def apply(self, store: MetricsStore, generation: int, events: Sequence[Event]) -> int:
+        """Apply the events not applied before (`store` is bound to the caller's transaction)."""
+        fresh_ids = await store.first_times(generation, [e.event_id for e in events])
+        fresh: list[Event] = []
+        for event in events:
+            if event.event_id in fresh_ids:
+                fresh.append(event)
+                fresh_ids.discard(event.event_id)  # the same event twice in one batch
+            elif self._metrics:
+                self._metrics.duplicates.labels(topic_for(type(event)).name).inc()
+        if not fresh:
+            return 0
+        batch = Batch(store, generation, self._rules)
+        totals: dict[tuple[Cell, str], float] = defaultdict(float)
+
+        def add(increments: Sequence[Increment]) -> None:
+            for increment in increments:
+                totals[(increment.cell, increment.measure)] += increment.amount
+
+        # Facts first, for the whole batch: a transfer or a re-contact may
+        # arrive in the same batch as the contact it is about.
+        add(await self._record_contacts(batch, fresh))
+        await self._record_transfers(batch, fresh)
+        await self._record_complaints(batch, fresh)
+        for event in fresh:
+            handler = HANDLERS.get(type(event))
+            if handler is not None:
+                add(await handler(batch, event))
+        await store.update_complaints(
+            generation,
+            [
+                ComplaintChange(complaint_id, stage, open_)
+                for complaint_id, (stage, open_) in batch.complaint_changes.items()
+            ],
+        )
+        await store.add_to_aggregates(generation, totals)
+        await store.record_complaint_notes(
+            generation, [note for event in fresh for note in complaint_notes(event)]
+        )
+        await self._check_surges(batch, totals)
+        await store.record_progress(generation, _progress(fresh))
+        if self._metrics:
+            for event in fresh:
+                self._metrics.processed.labels(topic_for(type(event)).name).inc()
+        return len(fresh)
+
+    async def _record_contacts(self, batch: Batch, events: Sequence[Event]) -> list[Increment]:
+        """Record the contacts received; FCR is lost for candidates re-contacted in the window."""
+        facts = [
+            ContactFact(
+                contact_id=e.contact_id,
+                customer_ref=e.payload.customer_ref,
+                service_area=e.payload.service_area,
+                channel=e.payload.channel.value,
+                occurred_at=e.occurred_at,
+                day=local_day(e.occurred_at),
+                candidate=is_fcr_candidate(e),
+                transfers=e.payload.transfers,
+            )
+            for e in events
+            if isinstance(e, ContactReceived)
+        ]
+        pairs = sorted(
+            {(f.customer_ref, f.service_area) for f in facts if f.customer_ref is not None}
+        )
+        await batch.store.lock_customers([f"{c}\x1f{a}" for c, a in pairs])
+        await batch.store.record_contacts(batch.generation, facts)
+        lost = await batch.store.mark_recontacted(batch.generation, pairs, self._rules.fcr_window)
+        return [Increment(cell, Measure.FCR_LOST) for cell in lost]
+
+    async def _record_transfers(self, batch: Batch, events: Sequence[Event]) -> None:
+        """Count every transfer of the batch in one statement; the handler adds the counters."""
+        for event in events:
+            if isinstance(event, ContactTransferred):
+                added = batch.transfers_added.get(event.contact_id, 0)
+                batch.transfers_added[event.contact_id] = added + 1
+        batch.transferred = await batch.store.record_transfers(
+            batch.generation, batch.transfers_added
+        )
+
+    async def _record_complaints(self, batch: Batch, events: Sequence[Event]) -> None:
+        """Record the complaints opened and the deadlines' first outcomes, then learn the
+        channel of every complaint in the batch: one statement each, for the whole batch.
+        """
+        complaints = [e for e in events if isinstance(e, ComplaintEvent)]
+        if not complaints:
+            return
+        openings: dict[str, ComplaintOpening] = {}
+        outcomes: dict[OutcomeKey, OutcomeRow] = {}
+        for event in complaints:
+            if isinstance(event, ComplaintOpened):
+                openings.setdefault(
+                    event.complaint_id,
+                    ComplaintOpening(
+                        event.complaint_id,
+                        service_area=event.payload.service_area,
+                        channel=event.payload.channel.value,
+                        scope=complaint_scope(event.payload.procedure),
+                    ),
+                )
+            outcome = deadline_outcome(event)
+            if outcome is not None:
+                row = OutcomeRow(
+                    event.complaint_id, outcome.stage, outcome.deadline.value, outcome.on_time
+                )
+                outcomes.setdefault((row.complaint_id, row.stage, row.deadline), row)
+        await batch.store.record_complaints_opened(batch.generation, list(openings.values()))
+        batch.new_outcomes = await batch.store.record_outcomes(
+            batch.generation, list(outcomes.values())
+        )
+        batch.complaint_channels = await batch.store.complaint_channels(
+            batch.generation, sorted({e.complaint_id for e in complaints})
+        )
+
+    async def _check_surges(self, batch: Batch, totals: dict[tuple[Cell, str], float]) -> None:
+        touched = surge_keys((cell.service_area, measure, cell.day) for cell, measure in totals)
+        if not touched:
+            return
+        rule = self._rules.surge
+        first, last = counts_needed(touched, rule)
+        counts = await batch.store.daily_counts(
+            batch.generation,
+            sorted({measure for _, measure, _ in touched}),
+            sorted({area for area, _, _ in touched}),
+            first,
+            last,
+        )
+        known = await batch.store.surge_ids(batch.generation, window_keys(touched, rule))
+        today = local_day(self._clock())
+        for surge in find_surges(touched, counts, known, rule):
+            await batch.store.record_surge(
+                batch.generation,
+                surge.key,
+                surge.surge_id,
+                count=surge.check.count,
+                baseline=surge.check.baseline,
+                threshold=surge.check.threshold,
+            )
+            # The event id derives from the surge id, so even a second raising
+            # (another replica, a replay) is one event to consumers.
+            if self._publish_surges and raises_alert(surge, today):
+                await batch.store.enqueue([surge_event(surge, self._clock())])
+
+
+def surge_event(surge: FoundSurge, now: datetime) -> SurgeDetected:
+    area, measure, day = surge.key
+    return SurgeDetected(
+        event_id=uuid.uuid5(SURGE_NAMESPACE, surge.surge_id),
+        surge_id=surge.surge_id,
+        occurred_at=now,
+        source=f"civicpulse-{SERVICE}",
+        payload=SurgeDetectedPayload(
+            service_area=area,
+            measure=SURGE_SUBJECTS[measure],
+            day=day,
+            count=int(surge.check.count),
+            baseline=surge.check.baseline,
+            threshold=surge.check.threshold,
+        ),
+    )
+
+
+def _progress(events: Sequence[Event]) -> list[TopicProgress]:
+    by_topic: dict[str, list[Event]] = defaultdict(list)
+    for event in events:
+        by_topic[topic_for(type(event)).name].append(event)
+    return [
+        TopicProgress(
+            topic,
+            len(items),
+            max(e.occurred_at for e in items),
+            max(e.recorded_at for e in items),
+        )
+        for topic, items in by_topic.items()
+    ]
+
+
+class LiveConsumer:
+    """The live path: each batch goes to the current generation in one transaction."""
+
+    def __init__(self, store: MetricsStore, applier: BatchApplier) -> None:
+        self._store = store
+        self._applier = applier
+
+    async def handle(self, events: Sequence[Event]) -> None:
+        async with self._store.transaction() as tx:
+            generation = await tx.live_generation(lock=True)
+            await self._applier.apply(tx, generation, events)

@@ -1,0 +1,52 @@
+"""What the dashboard and the committee report need from the metrics service."""
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from services.metrics.report import Judging
+from services.metrics.settings import ApiToken
+from services.metrics.store import MetricsStore
+
+HERE = Path(__file__).parent
+TEMPLATES = HERE / "templates"
+ASSETS = HERE / "assets"
+NODE_MODULES = ASSETS / "node_modules"
+# The files the dashboard serves, by the name pages ask for: nothing else is reachable.
+STATIC_FILES: Mapping[str, Path] = {
+    "vega.min.js": NODE_MODULES / "vega" / "build" / "vega.min.js",
+    "vega-lite.min.js": NODE_MODULES / "vega-lite" / "build" / "vega-lite.min.js",
+    "vega-embed.min.js": NODE_MODULES / "vega-embed" / "build" / "vega-embed.min.js",
+    "axe.min.js": NODE_MODULES / "axe-core" / "axe.min.js",
+    "dashboard.js": ASSETS / "dashboard.js",
+    "dashboard.css": ASSETS / "dashboard.css",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class DashboardContext:
+    store: Callable[[], MetricsStore]  # the ready store, or 503 while starting
+    judging: Judging
+    service_areas: frozenset[str]
+    tokens: Mapping[str, ApiToken]
+    today: Callable[[], date]
+    fcr_window_days: int
+    chromium: Path = Path("/usr/bin/chromium")
+
+
+def environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def render(env: jinja2.Environment, template: str, **values: Any) -> str:
+    return env.get_template(template).render(**values)

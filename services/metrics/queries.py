@@ -1,0 +1,141 @@
+"""Figures for a view: the store's sums judged by the pure rules, shared by the JSON API,
+the dashboard and the committee report so that the three always agree.
+
+Every comparison with a previous period goes through `periods.fair_comparison`
+(DOMAIN.md, KPIs: a period still running is compared with the same number of
+elapsed days of the one before, never with the whole of it).
+"""
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date
+
+from services.metrics.domain import Kpi, Standing, series
+from services.metrics.periods import (
+    Comparison,
+    DateRange,
+    Period,
+    period_label,
+    periods_back,
+    ranges_between,
+)
+from services.metrics.report import (
+    Judging,
+    KpiRow,
+    ServiceStanding,
+    committee,
+    is_provisional,
+    kpi_rows,
+)
+from services.metrics.store import MetricsStore
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """One period of a chart (read by `views.SeriesPoint`)."""
+
+    label: str
+    start: date
+    end: date
+    value: float | None
+    numerator: float
+    denominator: float | None
+    provisional: bool
+    partial: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    service_area: str | None = None
+    channel: str | None = None
+
+
+async def kpi_figures(
+    store: MetricsStore,
+    generation: int,
+    comparison: Comparison,
+    *,
+    filters: Filters,
+    today: date,
+    judging: Judging,
+) -> list[KpiRow]:
+    """Every KPI over the counted days, against the fair previous span."""
+    current = await store.totals(
+        generation,
+        comparison.counted,
+        service_area=filters.service_area,
+        channel=filters.channel,
+    )
+    previous = await store.totals(
+        generation,
+        comparison.previous,
+        service_area=filters.service_area,
+        channel=filters.channel,
+    )
+    return kpi_rows(
+        current,
+        previous,
+        span=comparison.period,
+        service_area=filters.service_area,
+        today=today,
+        judging=judging,
+    )
+
+
+def series_buckets(end: date, period: Period, count: int) -> list[DateRange]:
+    """The last `count` whole periods up to the one containing `end`."""
+    return ranges_between(DateRange(periods_back(end, period, count - 1), end), period)
+
+
+async def series_points(
+    store: MetricsStore,
+    generation: int,
+    kpi: Kpi,
+    buckets: Sequence[DateRange],
+    *,
+    period: Period,
+    filters: Filters,
+    today: date,
+    fcr_window_days: int,
+) -> list[Point]:
+    """One point per bucket; the bucket still running is `partial` (counted up to today)."""
+    days = await store.daily_totals(
+        generation,
+        DateRange(buckets[0].start, buckets[-1].end),
+        sorted(kpi.measures),
+        service_area=filters.service_area,
+        channel=filters.channel,
+    )
+    return [
+        Point(
+            label=period_label(bucket, period),
+            start=bucket.start,
+            end=bucket.end,
+            value=figure.value,
+            numerator=figure.numerator,
+            denominator=figure.denominator,
+            provisional=is_provisional(kpi, bucket, today, fcr_window_days),
+            partial=bucket.contains(today),
+        )
+        for bucket, figure in zip(buckets, series(kpi, buckets, days), strict=True)
+    ]
+
+
+async def committee_groups(
+    store: MetricsStore,
+    generation: int,
+    comparison: Comparison,
+    service_areas: Iterable[str],
+    *,
+    today: date,
+    judging: Judging,
+) -> dict[Standing, list[ServiceStanding]]:
+    """Every service area's KPIs over the counted days, in its committee group."""
+    return committee(
+        await store.totals_by(generation, comparison.counted, "service_area"),
+        await store.totals_by(generation, comparison.previous, "service_area"),
+        service_areas,
+        span=comparison.period,
+        today=today,
+        judging=judging,
+    )

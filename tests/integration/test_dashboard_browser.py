@@ -1,0 +1,261 @@
+"""The managers' dashboard in a real browser (Debian's chromium, headless), on the whole
+system fed by the council simulator, and every URL `civicpulse dev` prints.
+
+Screenshots of each page land in `artefacts/screenshots/` (gitignored; CI keeps
+the folder as the run's artefact). docs/screenshots/ holds the one README.md shows.
+"""
+
+import asyncio
+import json
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import date, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+from civicpulse import infra
+from civicpulse.dev import printed_addresses
+from civicpulse.simulation.plan import SCENARIOS, CouncilSimulation
+from civicpulse.simulation.residents import FeedbackTarget
+from civicpulse.simulation.run import run_simulation
+from civicpulse.simulation.send import Target
+from civicpulse.stack import Credentials, RunningSystem, start_prometheus, start_services
+from services.metrics.dashboard.context import STATIC_FILES
+from services.metrics.domain import KPIS_BY_NAME
+
+pytestmark = pytest.mark.integration
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "artefacts" / "screenshots"
+DAYS = 7
+HOUSEHOLDS = 8_000
+ANSWERING = 15.0  # seconds the residents keep answering after the last record
+PAGES = {
+    "overview": "/dashboard",
+    "kpi": "/dashboard/kpi/contacts_received?period=day",
+    "complaints": "/dashboard/complaints",
+    "satisfaction": "/dashboard/satisfaction",
+    "committee": "/dashboard/committee",
+}
+
+
+def contacts_counted(system: RunningSystem, first: date) -> float:
+    response = httpx.get(
+        f"{system.url('metrics')}/v1/kpis",
+        params={"from": first.isoformat(), "to": date.today().isoformat()},
+        headers={"Authorization": f"Bearer {system.credentials.manager_token}"},
+        timeout=10,
+    )
+    response.raise_for_status()
+    rows = {row["kpi"]: row for row in response.json()["kpis"]}
+    counted: float = rows["contacts_received"]["numerator"]
+    return counted
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSystem]:
+    """The whole system on its own infrastructure, fed a week of a council's contacts."""
+    scratch = tmp_path_factory.mktemp("dashboard")
+    stack = infra.infra_up(scratch / "infra", quiet=True)
+    running: RunningSystem | None = None
+    try:
+        running = start_services(stack, scratch / "logs", Credentials())
+        start_prometheus(running, scratch / "prometheus")  # as `civicpulse dev` does
+        start = date.today() - timedelta(days=DAYS - 1)
+        plan = CouncilSimulation(
+            SCENARIOS["normal"], start, DAYS, households=HOUSEHOLDS, seed=13
+        ).plan()
+        target = Target(
+            stack.kafka_bootstrap, running.url("intake"), running.credentials.intake_key
+        )
+        feedback = FeedbackTarget(running.url("feedback"), running.credentials.crm_key)
+        # Residents answer the surveys the week's resolved cases bring, for the satisfaction page.
+        asyncio.run(
+            run_simulation(
+                plan, target, rate=None, feedback=feedback, seed=13, answer_seconds=ANSWERING
+            )
+        )
+        received = sum(1 for item in plan if item.body.get("record_type") == "contact_received")
+        deadline = time.monotonic() + 180
+        while contacts_counted(running, start) < received and time.monotonic() < deadline:
+            time.sleep(1)
+        assert contacts_counted(running, start) > 0, "the simulator's contacts were not counted"
+        yield running
+    finally:
+        if running is not None:
+            running.stop()
+        infra.infra_down(scratch / "infra", quiet=True)
+
+
+@pytest.fixture(scope="module")
+def browser(system: RunningSystem) -> Iterator[webdriver.Chrome]:
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        pytest.fail(
+            "Debian's chromium is needed for this test: "
+            "apt-get update && apt-get install -y chromium chromium-driver"
+        )
+    with tempfile.TemporaryDirectory() as profile:
+        options = webdriver.ChromeOptions()
+        options.binary_location = CHROMIUM
+        for argument in (
+            "--headless",
+            "--no-sandbox",  # root in a container has no user namespace sandbox
+            "--disable-gpu",
+            "--disable-quic",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={profile}",
+            "--window-size=1280,1000",  # a manager's desktop
+        ):
+            options.add_argument(argument)
+        driver = start_chromium(options)
+        try:
+            driver.get(f"{system.url('metrics')}/dashboard/sign-in")
+            driver.find_element(By.ID, "token").send_keys(system.credentials.manager_token)
+            driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+            WebDriverWait(driver, 60).until(lambda d: d.title.startswith("Overview"))
+            yield driver
+        finally:
+            driver.quit()
+
+
+def start_chromium(options: webdriver.ChromeOptions) -> webdriver.Chrome:
+    """Chromium, given a second chance: on a loaded machine its first start can time out
+    before chromedriver sees it (the session is then never created)."""
+    try:
+        return webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
+    except WebDriverException as error:
+        print(f"chromium did not start ({error.msg}); trying once more")
+        return webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
+
+
+def open_page(driver: webdriver.Chrome, url: str) -> None:
+    """Open a page and wait until vega-embed has drawn (or failed to draw) every chart."""
+    driver.get(url)
+    WebDriverWait(driver, 60).until(
+        lambda d: d.execute_script(
+            "return [...document.querySelectorAll('[data-chart]')].every(e => e.dataset.rendered)"
+        )
+    )
+
+
+def chart_states(driver: webdriver.Chrome) -> list[tuple[str, bool]]:
+    """(data-rendered, has an svg) of each chart of the page."""
+    states: list[list[object]] = driver.execute_script(
+        "return [...document.querySelectorAll('[data-chart]')]"
+        ".map(e => [e.dataset.rendered, e.querySelector('svg') !== null])"
+    )
+    return [(str(state), bool(svg)) for state, svg in states]
+
+
+def spec_of(driver: webdriver.Chrome, chart: str) -> dict[str, object]:
+    spec: dict[str, object] = json.loads(
+        str(driver.find_element(By.ID, f"{chart}-spec").get_attribute("text"))
+    )
+    return spec
+
+
+def test_every_url_civicpulse_dev_prints_answers_200(system: RunningSystem) -> None:
+    text = printed_addresses(system)
+    urls = re.findall(r"https?://[^\s)]+", text)
+    token = {"Authorization": f"Bearer {system.credentials.manager_token}"}
+
+    # As a browser opens them: Prometheus' front page redirects to its query page.
+    answers = {
+        url: httpx.get(url, headers=token, timeout=120, follow_redirects=True).status_code
+        for url in urls
+    }
+
+    assert f"{system.url('metrics')}/dashboard/sign-in" in urls
+    assert f"{system.url('metrics')}/dashboard/committee" in urls
+    assert any("/v1/reports/committee" in url for url in urls)
+    assert system.prometheus_url in urls
+    assert len(urls) >= 4 + 3 * len(system.services)
+    assert answers == dict.fromkeys(urls, 200)
+
+
+@pytest.mark.parametrize("name", list(PAGES))
+def test_each_page_loads_and_its_charts_draw(
+    system: RunningSystem, browser: webdriver.Chrome, name: str
+) -> None:
+    open_page(browser, system.url("metrics") + PAGES[name])
+
+    assert "CivicPulse dashboard" in browser.title
+    states = chart_states(browser)
+    if name != "overview":  # the overview is the RAG matrix; the others have charts
+        assert states
+    assert all(state == ("true", True) for state in states), states
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
+    assert (SCREENSHOTS / f"{name}.png").stat().st_size > 0
+
+
+def test_a_filter_changes_the_chart(system: RunningSystem, browser: webdriver.Chrome) -> None:
+    open_page(browser, system.url("metrics") + PAGES["kpi"])
+    before_data = spec_of(browser, "kpi-chart")
+    before_svg = browser.find_element(By.CSS_SELECTOR, "#kpi-chart svg").get_attribute("outerHTML")
+
+    Select(browser.find_element(By.ID, "service_area")).select_by_value("waste")
+    browser.find_element(By.ID, "apply").click()
+    WebDriverWait(browser, 20).until(lambda d: "service_area=waste" in d.current_url)
+    open_page(browser, browser.current_url)
+
+    after_data = spec_of(browser, "kpi-chart")
+    after_svg = browser.find_element(By.CSS_SELECTOR, "#kpi-chart svg").get_attribute("outerHTML")
+    assert chart_states(browser) == [("true", True)]
+    assert after_data["data"] != before_data["data"]  # all areas' contacts, then waste's only
+    assert after_svg != before_svg
+    assert "Waste" in browser.find_element(By.TAG_NAME, "main").text
+
+
+def test_the_rag_matrix_links_to_the_kpi_page(
+    system: RunningSystem, browser: webdriver.Chrome
+) -> None:
+    open_page(browser, system.url("metrics") + PAGES["overview"])
+    cell = browser.find_element(By.CSS_SELECTOR, "#rag-matrix tbody td a")
+    href = str(cell.get_attribute("href"))
+    kpi = href.split("/dashboard/kpi/")[1].split("?")[0]
+
+    cell.click()
+    WebDriverWait(browser, 20).until(lambda d: "/dashboard/kpi/" in d.current_url)
+    open_page(browser, browser.current_url)
+
+    assert browser.find_element(By.TAG_NAME, "h1").text == KPIS_BY_NAME[kpi].title
+    chosen = Select(browser.find_element(By.ID, "service_area")).first_selected_option
+    assert str(chosen.get_attribute("value")) in href
+    assert chart_states(browser) == [("true", True)]
+
+
+AXE = STATIC_FILES["axe.min.js"]
+
+
+@pytest.mark.parametrize("name", [*PAGES, "sign-in"])
+def test_axe_finds_no_serious_or_critical_violation(
+    system: RunningSystem, browser: webdriver.Chrome, name: str
+) -> None:
+    path = PAGES.get(name, "/dashboard/sign-in")
+    open_page(browser, system.url("metrics") + path)
+    browser.execute_script(AXE.read_text())
+
+    result = browser.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "axe.run(document, {resultTypes: ['violations']})"
+        ".then(r => done(r.violations.map(v => [v.id, v.impact, v.nodes.length,"
+        " v.nodes.slice(0, 3).map(n => n.target.join(' '))])))"
+        ".catch(e => done([['axe-error', 'critical', 0, [String(e)]]]));"
+    )
+
+    serious = [v for v in result if v[1] in ("serious", "critical")]
+    assert serious == [], serious
