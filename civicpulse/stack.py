@@ -45,6 +45,7 @@ SERVICES = (
 SIMULATOR_SOURCE = "simulator"
 CASE_MANAGER = "case-manager"
 CRM = "crm"
+DASHBOARD = "metrics-dashboard"  # the metrics service reading the complaints worklist
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +55,7 @@ class Credentials:
     intake_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     case_manager_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     crm_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    dashboard_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     manager_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     ops_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     token_secret: str = field(default_factory=lambda: secrets.token_urlsafe(48))
@@ -77,7 +79,10 @@ def service_environment(
         },
         "complaints": {
             "CIVICPULSE_COMPLAINTS_API_KEYS": json.dumps(
-                {CASE_MANAGER: hash_api_key(credentials.case_manager_key)}
+                {
+                    CASE_MANAGER: hash_api_key(credentials.case_manager_key),
+                    DASHBOARD: hash_api_key(credentials.dashboard_key),
+                }
             ),
             "CIVICPULSE_COMPLAINTS_TIMER_POLL_SECONDS": "1",
         },
@@ -94,6 +99,8 @@ def service_environment(
                     "ops": {"role": "ops", "hash": hash_api_key(credentials.ops_token)},
                 }
             ),
+            "CIVICPULSE_METRICS_COMPLAINTS_URL": f"http://127.0.0.1:{ports['complaints']}",
+            "CIVICPULSE_METRICS_COMPLAINTS_API_KEY": credentials.dashboard_key,
         },
     }
     return {

@@ -13,6 +13,7 @@ from services.metrics.auth import role_checker
 from services.metrics.complaints_report import add_complaints_report_route
 from services.metrics.dashboard import DashboardContext, dashboard_router
 from services.metrics.dashboard.committee_page import CommitteeDocument
+from services.metrics.dashboard.worklist import worklist_of
 from services.metrics.domain import KPIS_BY_NAME, Kpi
 from services.metrics.gauges import GaugeRefresher, KpiGauges
 from services.metrics.periods import (
@@ -168,6 +169,7 @@ def create_app(settings: MetricsSettings | None = None, **options: Unpack[AppOpt
         tokens=settings.metrics_api_tokens,
         today=today,
         fcr_window_days=settings.metrics_fcr_window_days,
+        worklist=worklist_of(settings.metrics_complaints_url, settings.metrics_complaints_api_key),
     )
     committee_document = CommitteeDocument(dashboard)
 
