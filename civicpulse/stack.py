@@ -204,13 +204,23 @@ def render_prometheus_config(
     return target
 
 
-def start_prometheus(system: RunningSystem, run_dir: Path, *, scrape_seconds: int = 5) -> str:
-    """Run Debian's Prometheus on the rendered config; returns its URL."""
+def start_prometheus(
+    system: RunningSystem,
+    run_dir: Path,
+    *,
+    scrape_seconds: int = 5,
+    preferred_port: int | None = 9090,
+) -> str:
+    """Run Debian's Prometheus on the rendered config; returns its URL.
+
+    Tests pass `preferred_port=None`, as they pass `preferred_ports=False` to
+    `start_services`: another run's Prometheus on 9090 would answer the readiness check.
+    """
     binary = shutil.which("prometheus")
     if binary is None:
         raise infra.InfraError("prometheus is not installed (Debian package 'prometheus')")
     run_dir.mkdir(parents=True, exist_ok=True)
-    port = infra.pick_free_port(9090)
+    port = infra.pick_free_port(preferred_port)
     config = render_prometheus_config(
         system, run_dir / "prometheus.yml", own_port=port, scrape_seconds=scrape_seconds
     )
