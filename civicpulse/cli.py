@@ -38,6 +38,12 @@ def _add_infra(subparsers: Subparsers) -> None:
     up = actions.add_parser("up", help="start Kafka and PostgreSQL (idempotent)")
     up.add_argument("--run-dir", type=Path, default=None, help=run_dir_help)
     up.add_argument(
+        "--secure",
+        action="store_true",
+        help="Kafka with a SASL_SSL listener, SCRAM users and ACLs per service, and "
+        "PostgreSQL with TLS; prints each service's settings (docs/production.md)",
+    )
+    up.add_argument(
         "--brokers",
         type=int,
         default=None,
@@ -57,6 +63,13 @@ def _add_infra(subparsers: Subparsers) -> None:
 
 
 def _infra_up(args: argparse.Namespace) -> int:
+    if args.secure:
+        from civicpulse import secure_infra
+
+        secure = secure_infra.secure_up(args.run_dir or infra.default_run_dir())
+        for line in secure_infra.settings_lines(secure):
+            print(line)
+        return 0
     stack = infra.infra_up(args.run_dir, brokers=args.brokers)
     env = stack.env()
     for key in ("CIVICPULSE_KAFKA_BOOTSTRAP", "CIVICPULSE_DATABASE_URL"):
@@ -65,6 +78,9 @@ def _infra_up(args: argparse.Namespace) -> int:
 
 
 def _infra_down(args: argparse.Namespace) -> int:
+    from civicpulse import secure_infra
+
+    secure_infra.secure_down(args.run_dir or infra.default_run_dir())
     infra.infra_down(args.run_dir, keep_data=args.keep_data)
     return 0
 
@@ -76,6 +92,12 @@ def _infra_status(args: argparse.Namespace) -> int:
         address = component.address or "-"
         pid = f" (pid {component.pid})" if component.pid else ""
         print(f"{component.name:<9} {state:<8} {address}{pid}")
+    from civicpulse import secure_infra
+
+    secure = secure_infra.load((args.run_dir or infra.default_run_dir()).resolve())
+    if secure is not None:  # only after `infra up --secure`
+        state = "running" if secure_infra.alive(secure.pid) else "stopped"
+        print(f"{'secure':<9} {state:<8} {secure.bootstrap} SASL_SSL (pid {secure.pid})")
     return 0 if all(c.running for c in components) else 3
 
 
@@ -200,7 +222,7 @@ def _simulate(args: argparse.Namespace) -> int:
     print("  " + ", ".join(f"{count} {kind}" for kind, count in kinds.most_common()))
     if args.dry_run:
         return 0
-    target = Target(ServiceSettings().kafka_bootstrap, args.intake_url, args.api_key)
+    target = Target(ServiceSettings().kafka, args.intake_url, args.api_key)
     feedback = (
         FeedbackTarget(args.feedback_url, args.feedback_api_key or "")
         if args.feedback_url

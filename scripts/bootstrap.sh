@@ -9,6 +9,8 @@ need_apt=()
 command -v java >/dev/null || need_apt+=(default-jre-headless)
 command -v mvn >/dev/null || need_apt+=(maven)
 command -v kcat >/dev/null || need_apt+=(kcat)
+# `civicpulse infra up --secure` makes its CA and certificates with openssl.
+command -v openssl >/dev/null || need_apt+=(openssl)
 command -v promtool >/dev/null || need_apt+=(prometheus)
 { command -v amtool && { command -v prometheus-alertmanager || command -v alertmanager; }; } >/dev/null \
     || need_apt+=(prometheus-alertmanager)

@@ -1,7 +1,8 @@
 """Every service's command line (`python -m services.X`), built one way.
 
 `serve` (the default) reads the settings, refusing bad ones with exit code 2
-and the failing variables, then runs the app. `new-api-key SOURCE` makes a
+and the failing variables (in production also unsafe ones, `shared.production`),
+then runs the app. `new-api-key SOURCE` makes a
 key for a calling system where the service has API keys. A service adds its
 own commands: a `Command` runs with the settings loaded, an `OfflineCommand`
 (printing a secret, say) needs none. Every command has `--help`.
@@ -19,6 +20,7 @@ from pydantic import ValidationError
 
 from shared.api_keys import new_api_key
 from shared.http import configure_logging, serve
+from shared.production import exit_if_unsafe
 from shared.settings import ServiceSettings
 
 S = TypeVar("S", bound=ServiceSettings)
@@ -38,6 +40,8 @@ class Command(Generic[S]):
     help: str
     run: Callable[[argparse.Namespace, S], int]
     arguments: AddArguments = _no_arguments
+    # What production mode checks before this command runs (default: the settings' own list).
+    production_problems: Callable[[S], list[str]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,8 +113,11 @@ def service_main(
         except ValidationError as error:
             print(f"{service}: invalid settings:\n{error}", file=sys.stderr)
             return 2
-        configure_logging(loaded.log_level)
         [chosen] = [command for command in with_settings if command.name == name]
+        check = chosen.production_problems
+        who = service if name == "serve" else f"{service} {name}"
+        exit_if_unsafe(loaded, who, check(loaded) if check is not None else None)
+        configure_logging(loaded.log_level)
         return chosen.run(args, loaded)
 
     return main

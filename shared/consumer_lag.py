@@ -4,7 +4,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import CollectorRegistry, Gauge
 
-from shared.kafka import topic_partitions
+from shared.kafka import Kafka, kafka_client_options, topic_partitions
 
 
 def consumer_lag_gauge(service: str, registry: CollectorRegistry) -> Gauge:
@@ -20,18 +20,18 @@ def consumer_lag_gauge(service: str, registry: CollectorRegistry) -> Gauge:
 class KafkaPositions:
     """End offsets and a consumer group's committed offsets, per topic."""
 
-    def __init__(self, bootstrap: str) -> None:
-        self._bootstrap = bootstrap
+    def __init__(self, kafka: Kafka) -> None:
+        self._kafka = kafka
         self._admin: AIOKafkaAdminClient | None = None
         self._consumer: AIOKafkaConsumer | None = None
 
     async def start(self) -> None:
         self._admin = AIOKafkaAdminClient(
-            bootstrap_servers=self._bootstrap, client_id="civicpulse-lag"
+            **kafka_client_options(self._kafka), client_id="civicpulse-lag"
         )
         await self._admin.start()
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap, enable_auto_commit=False
+            **kafka_client_options(self._kafka), enable_auto_commit=False
         )
         await self._consumer.start()
 

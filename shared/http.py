@@ -32,6 +32,8 @@ def add_operational_routes(
     registry: CollectorRegistry,
     pool: Callable[[], asyncpg.Pool | None],
 ) -> None:
+    app.state.prometheus_registry = registry  # for a separate metrics port (shared.operational)
+
     @app.get(
         "/healthz",
         response_model=Health,
@@ -284,6 +286,9 @@ def configure_logging(level: str) -> None:
 def serve(app: FastAPI, settings: ServiceSettings) -> None:
     """Run until SIGTERM/SIGINT; the lifespan then stops in the common order
     (`shared.supervisor`): consuming, then the outbox relay, then the producers."""
+    from shared.operational import prepare_for_serving
+
+    prepare_for_serving(app, settings)
     uvicorn.run(
         app,
         host=settings.http_host,

@@ -11,14 +11,17 @@ import inspect
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.helpers import create_ssl_context
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram512
 from prometheus_client import CollectorRegistry
 
 from shared.events import Event
@@ -26,9 +29,81 @@ from shared.topics import MAX_MESSAGE_BYTES, TopicSpec
 
 log = logging.getLogger(__name__)
 
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_SSL"]
+SaslMechanism = Literal["SCRAM-SHA-512", "PLAIN"]
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaConnection:
+    """Where the brokers are and how a client proves who it is to them.
+
+    A bare bootstrap string (tests, the local launcher) is a PLAINTEXT
+    connection; `ServiceSettings.kafka` builds the full one from settings.
+    """
+
+    bootstrap: str
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: SaslMechanism = "SCRAM-SHA-512"
+    username: str = ""
+    password: str = ""
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+
+Kafka = KafkaConnection | str
+
+
+def kafka_connection(kafka: Kafka) -> KafkaConnection:
+    return kafka if isinstance(kafka, KafkaConnection) else KafkaConnection(kafka)
+
+
+def kafka_client_options(kafka: Kafka) -> dict[str, Any]:
+    """aiokafka keyword arguments for `kafka`: bootstrap servers, TLS and SASL.
+
+    The one place a Kafka client's transport and identity are decided: every
+    producer, consumer, admin client and the faststream broker take these.
+    """
+    connection = kafka_connection(kafka)
+    options: dict[str, Any] = {
+        "bootstrap_servers": connection.bootstrap,
+        "security_protocol": connection.security_protocol,
+    }
+    if connection.security_protocol == "PLAINTEXT":
+        return options
+    if (connection.cert_file is None) != (connection.key_file is None):
+        raise ValueError("give both a Kafka client certificate and its key, or neither")
+    options["ssl_context"] = create_ssl_context(
+        cafile=str(connection.ca_file) if connection.ca_file else None,
+        certfile=str(connection.cert_file) if connection.cert_file else None,
+        keyfile=str(connection.key_file) if connection.key_file else None,
+    )
+    if connection.security_protocol == "SASL_SSL":
+        if not connection.username or not connection.password:
+            raise ValueError("SASL_SSL needs a Kafka user name and password")
+        options["sasl_mechanism"] = connection.sasl_mechanism
+        options["sasl_plain_username"] = connection.username
+        options["sasl_plain_password"] = connection.password
+    return options
+
+
+def broker_security(options: dict[str, Any]) -> BaseSecurity | None:
+    """faststream's security object carrying the same TLS context and SASL identity."""
+    protocol = options["security_protocol"]
+    if protocol == "PLAINTEXT":
+        return None
+    if protocol == "SSL":
+        return BaseSecurity(ssl_context=options["ssl_context"])
+    sasl = SASLPlaintext if options["sasl_mechanism"] == "PLAIN" else SASLScram512
+    return sasl(
+        options["sasl_plain_username"],
+        options["sasl_plain_password"],
+        ssl_context=options["ssl_context"],
+    )
+
 
 def make_broker(
-    bootstrap: str,
+    kafka: Kafka,
     *,
     client_id: str,
     registry: CollectorRegistry | None = None,
@@ -37,9 +112,11 @@ def make_broker(
     middlewares: Sequence[Any] = (
         (KafkaPrometheusMiddleware(registry=registry, app_name=client_id),) if registry else ()
     )
+    options = kafka_client_options(kafka)
     return KafkaBroker(
         # faststream takes one string as one address: a cluster's list is split here.
-        [address.strip() for address in bootstrap.split(",") if address.strip()],
+        [address.strip() for address in options["bootstrap_servers"].split(",") if address.strip()],
+        security=broker_security(options),
         client_id=client_id,
         enable_idempotence=True,
         linger_ms=5,  # a few ms of batching lifts throughput without hurting latency
@@ -98,7 +175,7 @@ async def topic_partitions(
 
 
 async def ensure_topics(
-    bootstrap: str, topics: Iterable[TopicSpec], *, replication_factor: int = 1
+    kafka: Kafka, topics: Iterable[TopicSpec], *, replication_factor: int = 1
 ) -> list[str]:
     """Create the topics that do not exist yet; returns the names created.
 
@@ -106,7 +183,7 @@ async def ensure_topics(
     (`min.insync.replicas`, 2 of 3), so an acknowledged record survives the
     loss of any one broker, and the topic stays writable through it.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="civicpulse-admin")
+    admin = AIOKafkaAdminClient(**kafka_client_options(kafka), client_id="civicpulse-admin")
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -164,9 +241,9 @@ class BulkProducer:
     does the consuming and the occasional dead letter.
     """
 
-    def __init__(self, bootstrap: str, *, client_id: str) -> None:
+    def __init__(self, kafka: Kafka, *, client_id: str) -> None:
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap,
+            **kafka_client_options(kafka),
             client_id=f"{client_id}-bulk",
             enable_idempotence=True,  # implies acks="all"
             linger_ms=5,

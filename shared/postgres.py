@@ -42,8 +42,11 @@ async def apply_migrations(pool: asyncpg.Pool, service: str, folder: Path) -> li
     async with pool.acquire() as connection:
         await connection.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_ID)
         try:
-            await connection.execute(
-                """
+            # A service's own role may not create tables (deploy/postgres/roles.sql):
+            # it only reads what the owner applied.
+            if await connection.fetchval("SELECT to_regclass('schema_migrations')") is None:
+                await connection.execute(
+                    """
                 CREATE TABLE IF NOT EXISTS schema_migrations (
                     service    text        NOT NULL,
                     name       text        NOT NULL,
@@ -52,7 +55,7 @@ async def apply_migrations(pool: asyncpg.Pool, service: str, folder: Path) -> li
                     PRIMARY KEY (service, name)
                 )
                 """
-            )
+                )
             rows = await connection.fetch(
                 "SELECT name, checksum FROM schema_migrations WHERE service = $1", service
             )
@@ -87,3 +90,17 @@ async def migrate(pool: asyncpg.Pool, service: str, folder: Path) -> list[str]:
     """Apply the shared tables (outbox, processed events, timers), then the service's own."""
     applied = await apply_migrations(pool, "shared", SHARED_MIGRATIONS)
     return applied + await apply_migrations(pool, service, folder)
+
+
+async def migrate_as_owner(owner_url: str, service: str, folder: Path) -> list[str]:
+    """Migrate with the owner role, then let each service's role reach its new tables.
+
+    `civicpulse_grant_service_tables()` comes from deploy/postgres/roles.sql.
+    """
+    pool = await create_pool(owner_url, max_size=1)
+    try:
+        applied = await migrate(pool, service, folder)
+        await pool.execute("SELECT civicpulse_grant_service_tables()")
+        return applied
+    finally:
+        await pool.close()

@@ -4,13 +4,17 @@ Each service subclasses `ServiceSettings` for its own options; the defaults
 suit the local launcher (`civicpulse infra up`). The field helpers below give
 the options every service has in its own name (its port, consumer group,
 batch size and API keys) one definition, so their limits and wording agree.
+In production (`CIVICPULSE_ENVIRONMENT=production`) a service checks them
+first and refuses to start on any unsafe one (`shared.production`).
 """
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.kafka import KafkaConnection, SaslMechanism, SecurityProtocol
 
 DEFAULT_VOCABULARY_FILE = Path(__file__).with_name("vocabulary.yaml")
 
@@ -25,6 +29,9 @@ class ServiceSettings(BaseSettings):
     """Kafka bootstrap servers, comma separated."""
     database_url: str = "postgresql://civicpulse@127.0.0.1:15432/civicpulse"
     """PostgreSQL DSN (asyncpg form)."""
+    migration_database_url: str | None = None
+    """PostgreSQL DSN of the owner role that runs migrations (deploy/postgres/roles.sql); unset:
+    the service's own role runs them."""
     http_host: str = "127.0.0.1"
     """Address the HTTP server binds."""
     http_port: int = Field(default=8000, ge=1, le=65535)
@@ -61,6 +68,72 @@ class ServiceSettings(BaseSettings):
     """Replicas of each topic created at start-up (3 in production)."""
     log_level: str = "INFO"
     """Python logging level."""
+    metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Serve /metrics on this port only (not on the API port), for the "
+        "monitoring network; required in production.",
+    )
+    api_docs_in_production: bool = Field(
+        default=False, description="Keep /docs, /redoc and /openapi.json on in production."
+    )
+    environment: Literal["development", "production"] = Field(
+        default="development",
+        description="`production` makes a service refuse to start on demo credentials, "
+        "plaintext transport or weak secrets, listing every problem (docs/production.md).",
+    )
+    kafka_security_protocol: SecurityProtocol = Field(
+        default="PLAINTEXT",
+        description="Kafka transport: PLAINTEXT (local only), SSL or SASL_SSL.",
+    )
+    kafka_sasl_mechanism: SaslMechanism = Field(
+        default="SCRAM-SHA-512", description="SASL mechanism with SASL_SSL: SCRAM-SHA-512 or PLAIN."
+    )
+    kafka_sasl_username: str = Field(
+        default="", description="The service's Kafka principal (user name) with SASL_SSL."
+    )
+    kafka_sasl_password: SecretStr | None = Field(
+        default=None, description="The Kafka user's password (or use the password file)."
+    )
+    kafka_sasl_password_file: Path | None = Field(
+        default=None,
+        description="File holding the Kafka user's password (a mounted secret); read at start.",
+    )
+    kafka_ssl_ca_file: Path | None = Field(
+        default=None,
+        description="PEM file of the CA that signed the brokers' certificates "
+        "(the system's trust store when unset).",
+    )
+    kafka_ssl_cert_file: Path | None = Field(
+        default=None, description="PEM client certificate for mutual TLS (optional)."
+    )
+    kafka_ssl_key_file: Path | None = Field(
+        default=None, description="PEM private key of the client certificate (optional)."
+    )
+
+    @property
+    def kafka(self) -> KafkaConnection:
+        """How this service's Kafka clients connect: address, TLS and SASL identity."""
+        password = self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else ""
+        if self.kafka_sasl_password_file is not None:
+            password = self.kafka_sasl_password_file.read_text().strip()
+        return KafkaConnection(
+            bootstrap=self.kafka_bootstrap,
+            security_protocol=self.kafka_security_protocol,
+            sasl_mechanism=self.kafka_sasl_mechanism,
+            username=self.kafka_sasl_username,
+            password=password,
+            ca_file=self.kafka_ssl_ca_file,
+            cert_file=self.kafka_ssl_cert_file,
+            key_file=self.kafka_ssl_key_file,
+        )
+
+    def production_problems(self) -> list[str]:
+        """Everything unsafe for production in these settings (empty when none)."""
+        from shared.production import common_problems
+
+        return common_problems(self)
 
 
 def port_field(default: int) -> Any:

@@ -24,7 +24,7 @@ from shared.http import add_operational_routes
 from shared.kafka import ensure_topics, make_broker
 from shared.outbox import OutboxMetrics, OutboxRelay
 from shared.parked import RetryPolicy
-from shared.postgres import create_pool, migrate
+from shared.postgres import create_pool, migrate, migrate_as_owner
 from shared.settings import ServiceSettings
 from shared.timers import FireTimer, TimerMetrics, TimerScheduler
 from shared.topics import ALL_TOPICS
@@ -56,7 +56,7 @@ class Wiring(Generic[S]):
             settings=settings,
             registry=registry,
             clock=options.get("clock", utc_now),
-            broker=make_broker(settings.kafka_bootstrap, client_id=service, registry=registry),
+            broker=make_broker(settings.kafka, client_id=service, registry=registry),
         )
 
     @cached_property
@@ -110,12 +110,15 @@ class Wiring(Generic[S]):
 
 async def prepare(settings: ServiceSettings, service: str, migrations: Path) -> asyncpg.Pool:
     """A pool on a migrated database, with every topic created unless ops own them."""
+    if settings.migration_database_url:
+        await migrate_as_owner(settings.migration_database_url, service, migrations)
     pool = await create_pool(settings.database_url)
     try:
+        # With an owner this only checks that nothing is left to apply.
         await migrate(pool, service, migrations)
         if settings.create_topics:
             await ensure_topics(
-                settings.kafka_bootstrap,
+                settings.kafka,
                 ALL_TOPICS,
                 replication_factor=settings.topic_replication_factor,
             )

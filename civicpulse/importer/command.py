@@ -31,6 +31,7 @@ from civicpulse.importer.senders import (
 from civicpulse.importer.transform import Prepared, RecordBuilder, Refused, RouteBuilder
 from services.intake.domain import Vocabulary
 from shared.events.envelope import utc_now
+from shared.kafka import kafka_client_options
 from shared.settings import ServiceSettings
 from shared.vocabulary import VocabularyError, load_service_areas
 
@@ -76,7 +77,7 @@ async def _target(
         if not mapping.source:
             raise MappingError("the raw topic needs `source` in the mapping")
         producer = AIOKafkaProducer(
-            bootstrap_servers=ServiceSettings().kafka_bootstrap,
+            **kafka_client_options(ServiceSettings().kafka),  # the CRM principal, say
             client_id="civicpulse-import",
             enable_idempotence=True,
             linger_ms=5,

@@ -88,12 +88,16 @@ def _workbook(path: Path, sheet: str | None) -> Table:
         raise ReadError(f"{path}: no sheet {sheet!r} (sheets: {', '.join(workbook.sheetnames)})")
     worksheet = workbook[sheet] if sheet else workbook.worksheets[0]
     values = worksheet.iter_rows(values_only=True)
-    first = next(values, ())
+    # Read-only sheets yield blank rows above the header too: the header is the
+    # first row with a value, and row numbers stay the sheet's own.
+    header_number, first = 1, next(values, ())
+    while first and all(value is None for value in first):
+        header_number, first = header_number + 1, next(values, ())
     header = _checked_header(["" if value is None else str(value) for value in first], path)
 
     def rows() -> Iterator[Row]:
         try:
-            for number, line in enumerate(values, start=2):
+            for number, line in enumerate(values, start=header_number + 1):
                 cells: dict[str, Cell] = {
                     name: _cell(value) for name, value in zip(header, line, strict=False) if name
                 }

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from civicpulse.simulation.plan import Outgoing
-from shared.kafka import topic_partitions
+from shared.kafka import Kafka, kafka_client_options, topic_partitions
 from shared.topics import COMPLAINT_ACTIONS, COMPLAINTS
 
 
@@ -24,12 +24,12 @@ class CaseManager:
 
     def __init__(
         self,
-        bootstrap: str,
+        kafka: Kafka,
         actions: Iterable[Outgoing],
         *,
         on_sent: Callable[[Outgoing], None] | None = None,
     ) -> None:
-        self._bootstrap = bootstrap
+        self._kafka = kafka
         self._on_sent = on_sent
         self._waiting: dict[str, list[Outgoing]] = defaultdict(list)
         for item in actions:
@@ -43,7 +43,7 @@ class CaseManager:
 
     async def start(self) -> None:
         """Start watching `civicpulse.complaints` from its current end (before any contact)."""
-        consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(**kafka_client_options(self._kafka), enable_auto_commit=False)
         await consumer.start()
         assigned = await topic_partitions(consumer, [COMPLAINTS.name])
         consumer.assign(assigned)

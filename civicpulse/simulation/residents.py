@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import httpx
 from aiokafka import AIOKafkaConsumer
 
+from shared.kafka import Kafka, kafka_client_options
 from shared.topics import NOTIFICATIONS
 
 ROUTE_SHARE = 0.75  # customers with an email or mobile on the CRM
@@ -60,7 +61,7 @@ def answers(rng: random.Random) -> dict[str, object]:
 
 
 async def answer_surveys(
-    bootstrap: str,
+    kafka: Kafka,
     feedback_url: str,
     *,
     seed: int,
@@ -71,7 +72,7 @@ async def answer_surveys(
     rng = random.Random(seed)  # noqa: S311 - simulation, not security
     consumer = AIOKafkaConsumer(
         NOTIFICATIONS.name,
-        bootstrap_servers=bootstrap,
+        **kafka_client_options(kafka),
         group_id=f"simulated-residents-{seed}",
         auto_offset_reset="earliest",
     )

@@ -35,7 +35,7 @@ async def run_simulation(
     stop = asyncio.Event()
     answered = 0
     residents = asyncio.create_task(
-        answer_surveys(target.kafka_bootstrap, feedback.url, seed=seed, stop=stop)
+        answer_surveys(target.kafka, feedback.url, seed=seed, stop=stop)
     )
     try:
         report = await send_plan(plan, target, rate=rate)

@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaProducer
 
 from civicpulse.simulation.case_manager import CaseManager
 from civicpulse.simulation.plan import Outgoing, Route
+from shared.kafka import Kafka, kafka_client_options
 from shared.topics import CONTACTS_RAW
 
 HTTP_BATCH = 100
@@ -28,7 +29,7 @@ PROGRESS_EVERY_SECONDS = 2.0
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    kafka_bootstrap: str
+    kafka: Kafka  # address and credentials of the broker
     intake_url: str | None = None
     api_key: str | None = None
 
@@ -101,14 +102,14 @@ async def send_plan(
     """
     records = [item for item in plan if item.route is not Route.CASE_ACTION]
     case_manager = CaseManager(
-        target.kafka_bootstrap,
+        target.kafka,
         (item for item in plan if item.route is Route.CASE_ACTION),
         on_sent=on_sent,
     )
     report = SendReport()
     progress = Progress(len(records), quiet=quiet)
     producer = AIOKafkaProducer(
-        bootstrap_servers=target.kafka_bootstrap,
+        **kafka_client_options(target.kafka),
         enable_idempotence=True,
         linger_ms=5,
         request_timeout_ms=120_000,  # ride out a broker restart rather than fail the send

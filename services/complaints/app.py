@@ -104,7 +104,7 @@ def create_app(
         app.state.complaints = Running(pool, handler, scheduler, relay)
         state.update(pool=pool, handler=handler)
         subscribe_inputs(broker, handler, settings)
-        lag = KafkaPositions(settings.kafka_bootstrap)
+        lag = KafkaPositions(settings.kafka)
         if not settings.complaints_api_keys:
             log.warning("no CIVICPULSE_COMPLAINTS_API_KEYS set: every HTTP caller will get 401")
         await broker.start()

@@ -42,6 +42,7 @@ main = service_main(
             "deliver civicpulse.notifications with GOV.UK Notify "
             "(needs CIVICPULSE_FEEDBACK_NOTIFY_API_KEY; give it its own CIVICPULSE_HTTP_PORT)",
             send,
+            production_problems=FeedbackSettings.sender_production_problems,
         )
     ],
     offline=[

@@ -211,7 +211,7 @@ def create_sender_app(
             settings.feedback_notify_api_key.get_secret_value(), settings.feedback_notify_base_url
         )
     registry = registry or CollectorRegistry()
-    broker = make_broker(settings.kafka_bootstrap, client_id=f"{SERVICE}-sender", registry=registry)
+    broker = make_broker(settings.kafka, client_id=f"{SERVICE}-sender", registry=registry)
     metrics = SenderMetrics(registry)
     state: dict[str, Any] = {}
 

@@ -5,6 +5,7 @@ import re
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from shared.api_keys import ApiKeyHashes
+from shared.production import secret_strength_problems
 from shared.settings import (
     ServiceSettings,
     api_keys_field,
@@ -64,6 +65,8 @@ class FeedbackSettings(ServiceSettings):
 
     @model_validator(mode="after")
     def _refuse_the_dev_secret(self) -> "FeedbackSettings":
+        if self.environment == "production":
+            return self  # production_problems lists these with every other problem
         secret = self.feedback_token_secret.get_secret_value()
         if secret == DEV_TOKEN_SECRET and not self.feedback_allow_dev_secret:
             raise DefaultSecretError(
@@ -74,3 +77,30 @@ class FeedbackSettings(ServiceSettings):
         if len(secret) < 32:
             raise ValueError("CIVICPULSE_FEEDBACK_TOKEN_SECRET must be at least 32 characters")
         return self
+
+    def production_problems(self) -> list[str]:
+        problems = super().production_problems()
+        problems += secret_strength_problems(
+            "feedback_token_secret", self.feedback_token_secret.get_secret_value()
+        )
+        if self.feedback_notify_api_key is not None:
+            problems += self.template_problems()
+        return problems
+
+    def sender_production_problems(self) -> list[str]:
+        """The sender also needs both template ids, whether or not its key is set yet."""
+        problems = super().production_problems()
+        if self.feedback_notify_api_key is None:
+            problems.append("CIVICPULSE_FEEDBACK_NOTIFY_API_KEY is not set")
+        return [*problems, *self.template_problems()]
+
+    def template_problems(self) -> list[str]:
+        return [
+            f"CIVICPULSE_FEEDBACK_NOTIFY_{kind}_TEMPLATE_ID is empty: the sender would fail "
+            "every message of that kind"
+            for kind, template in (
+                ("EMAIL", self.feedback_notify_email_template_id),
+                ("SMS", self.feedback_notify_sms_template_id),
+            )
+            if not template.strip()
+        ]

@@ -56,7 +56,7 @@ def create_app(settings: IntakeSettings | None = None, **options: Unpack[AppOpti
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = await wiring.open_pool(MIGRATIONS)
-        producer = BulkProducer(settings.kafka_bootstrap, client_id=SERVICE)
+        producer = BulkProducer(settings.kafka, client_id=SERVICE)
         await producer.start()
         handler = IntakeHandler(
             store=IdempotencyStore(pool),

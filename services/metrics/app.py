@@ -9,7 +9,7 @@ from typing import Annotated, Any, Unpack
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, status
 
 from services.metrics.applier import BatchApplier, ConsumerMetrics, LiveConsumer
-from services.metrics.auth import role_checker
+from services.metrics.auth import OidcVerifier, role_checker
 from services.metrics.complaints_report import add_complaints_report_route
 from services.metrics.dashboard import DashboardContext, dashboard_router
 from services.metrics.dashboard.committee_page import CommitteeDocument
@@ -102,7 +102,7 @@ def create_app(settings: MetricsSettings | None = None, **options: Unpack[AppOpt
             settings=ConsumerSettings.of(settings),
             max_records=settings.metrics_max_batch,
         )
-        kafka = KafkaPositions(settings.kafka_bootstrap)
+        kafka = KafkaPositions(settings.kafka)
         relay = wiring.outbox_relay(pool)
         refresher = GaugeRefresher(
             store,
@@ -141,7 +141,7 @@ def create_app(settings: MetricsSettings | None = None, **options: Unpack[AppOpt
         "whose role may not see the resource is 403.",
         lifespan=lifespan,
     )
-    requires = role_checker(settings.metrics_api_tokens)
+    requires = role_checker(settings.metrics_api_tokens, OidcVerifier.of(settings))
     manager_or_ops = Depends(requires(Role.MANAGER))
     ops_only = Depends(requires(Role.OPS))
 

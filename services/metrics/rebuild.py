@@ -30,7 +30,7 @@ from services.metrics.applier import BatchApplier
 from services.metrics.store import MetricsStore
 from shared.events import Event
 from shared.events.catalogue import parse_event
-from shared.kafka import topic_partitions
+from shared.kafka import Kafka, kafka_client_options, topic_partitions
 from shared.topics import CANONICAL_TOPICS, TopicSpec
 
 log = logging.getLogger(__name__)
@@ -159,7 +159,7 @@ class Replay:
 
 async def rebuild(
     pool: asyncpg.Pool,
-    bootstrap: str,
+    kafka: Kafka,
     applier: BatchApplier,
     *,
     progress: Progress = print,
@@ -176,7 +176,7 @@ async def rebuild(
     store = MetricsStore(pool)
     generation = await store.start_generation()
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+        **kafka_client_options(kafka),
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         client_id=f"civicpulse-metrics-rebuild-g{generation}",

@@ -70,6 +70,34 @@ class MetricsSettings(ServiceSettings):
     metrics_surge_minimum: int = Field(
         default=20, ge=1, description="Surge: count above this, whatever the baseline."
     )
+    metrics_oidc_issuer: str = Field(
+        default="",
+        description="OIDC issuer whose access tokens people sign in with, e.g. "
+        "https://login.microsoftonline.com/<tenant>/v2.0 (empty: static tokens only).",
+    )
+    metrics_oidc_audience: str = Field(
+        default="", description="Audience (aud) the access tokens must name: the API's id."
+    )
+    metrics_oidc_jwks_url: str = Field(
+        default="",
+        description="The provider's JWKS address, e.g. "
+        "https://login.microsoftonline.com/<tenant>/discovery/v2.0/keys.",
+    )
+    metrics_oidc_roles_claim: str = Field(
+        default="roles", description="Claim holding the user's roles (Entra ID: roles)."
+    )
+    metrics_oidc_role_map: dict[str, Role] = Field(
+        default_factory=lambda: {"manager": Role.MANAGER, "ops": Role.OPS},
+        description="JSON object: value in the roles claim -> CivicPulse role, e.g. "
+        '{"CivicPulse.Manager": "manager", "CivicPulse.Ops": "ops"}.',
+    )
+    metrics_oidc_algorithms: list[str] = Field(
+        default_factory=lambda: ["RS256"],
+        description="Signature algorithms accepted on access tokens.",
+    )
+    metrics_oidc_leeway_seconds: float = Field(
+        default=60, ge=0, le=300, description="Clock skew allowed on exp and nbf."
+    )
     metrics_refresh_seconds: float = Field(
         default=5.0, gt=0, le=300, description="How often the Prometheus gauges re-read the state."
     )

@@ -73,6 +73,16 @@ async def test_a_state_change_committed_before_a_crash_is_published_once_after_r
     kafka_bootstrap: str,
     database_url: str,
 ) -> None:
+    """Events committed to the outbox while no relay ran are published once the service
+    starts, and a later kill and restart publishes them no second time.
+
+    The kill waits for the outbox to drain, not only for the events to be on the
+    topic: the relay deletes a row just after the broker acknowledges it, so a
+    kill between the two legitimately republishes the same events (same
+    `event_id`, which consumers deduplicate; see shared/outbox.py and the
+    mid-stream kill test below). Once the deletes have committed, a restart
+    must publish nothing again.
+    """
     # The state of a service killed after its transaction committed and before
     # the relay published: the complaint changed, its events wait in the outbox.
     complaint_id = f"CMP-crash-{uuid.uuid4().hex[:8]}"
@@ -94,6 +104,7 @@ async def test_a_state_change_committed_before_a_crash_is_published_once_after_r
         COMPLAINTS.name,
         until=lambda rs: len(_mine(rs, complaint_id).get(complaint_id, {})) == 2,
     )
+    await outbox_drained(database_url, "complaints")
     complaints_process.kill()
     complaints_process.start()
     complaints_process.wait_healthy()

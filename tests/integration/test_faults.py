@@ -169,20 +169,27 @@ async def run_fault(stack: Stack, label: str, fault: Fault, seed: int) -> None:
     sending = asyncio.create_task(
         send_plan(plan, target, rate=RATE, quiet=True, on_sent=ledger.sent)
     )
-    await asyncio.sleep(FAULT_AFTER_SECONDS)
-    await send_bad(system.infra.kafka_bootstrap, ledger, bad_records(label))
-    began = time.monotonic()
-    await fault(system)
-    recovered = time.monotonic()
-    report = await sending
-    assert report.http_refused == 0, report.describe()
-    assert report.actions_unsent == 0, report.describe()
+    # A failure must not leave these running on the session's event loop, where
+    # they would keep polling a stack that is gone and run into later tests.
+    try:
+        await asyncio.sleep(FAULT_AFTER_SECONDS)
+        await send_bad(system.infra.kafka_bootstrap, ledger, bad_records(label))
+        began = time.monotonic()
+        await fault(system)
+        recovered = time.monotonic()
+        report = await sending
+        assert report.http_refused == 0, report.describe()
+        assert report.actions_unsent == 0, report.describe()
 
-    await settle(stack)  # every survey request sent: the residents can finish
-    await outboxes_drained(system.infra.database_url)
-    residents.finish.set()
-    await answering
-    result = await settle(stack)
+        await settle(stack)  # every survey request sent: the residents can finish
+        await outboxes_drained(system.infra.database_url)
+        residents.finish.set()
+        await answering
+        result = await settle(stack)
+    finally:
+        for task in (sending, answering):
+            task.cancel()
+        await asyncio.gather(sending, answering, return_exceptions=True)
 
     crossing = ledger.sent_between(began, recovered)
     sent = ledger.counts()

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from shared.kafka import topic_partitions
+from shared.kafka import Kafka, kafka_client_options, topic_partitions
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,8 +28,8 @@ class Record:
 _session_start: dict[TopicPartition, int] = {}
 
 
-async def mark_session_start(bootstrap: str, topics: Iterable[str]) -> None:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+async def mark_session_start(kafka: Kafka, topics: Iterable[str]) -> None:
+    consumer = AIOKafkaConsumer(**kafka_client_options(kafka), enable_auto_commit=False)
     await consumer.start()
     try:
         for topic in topics:
@@ -40,7 +40,7 @@ async def mark_session_start(bootstrap: str, topics: Iterable[str]) -> None:
 
 
 async def read_topic(
-    bootstrap: str,
+    kafka: Kafka,
     topic: str,
     *,
     until: Callable[[list[Record]], bool],
@@ -54,7 +54,7 @@ async def read_topic(
     """
     # No group: every partition is assigned by hand, nothing is committed.
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+        **kafka_client_options(kafka), enable_auto_commit=False, auto_offset_reset="earliest"
     )
     await consumer.start()
     records: list[Record] = []
@@ -119,9 +119,9 @@ async def eventually(
     return check()
 
 
-async def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[TopicPartition, int]:
+async def end_offsets(kafka: Kafka, topics: Iterable[str]) -> dict[TopicPartition, int]:
     """Where each partition of `topics` ends now."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**kafka_client_options(kafka), enable_auto_commit=False)
     await consumer.start()
     try:
         ends: dict[TopicPartition, int] = await consumer.end_offsets(
@@ -132,11 +132,11 @@ async def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[TopicPartit
         await consumer.stop()
 
 
-async def group_at(bootstrap: str, offsets: dict[TopicPartition, int], prefix: str) -> str:
+async def group_at(kafka: Kafka, offsets: dict[TopicPartition, int], prefix: str) -> str:
     """A fresh consumer group whose committed offsets are `offsets`."""
     group_id = f"{prefix}-{uuid.uuid4().hex[:8]}"
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False
+        **kafka_client_options(kafka), group_id=group_id, enable_auto_commit=False
     )
     await consumer.start()
     try:
@@ -147,25 +147,25 @@ async def group_at(bootstrap: str, offsets: dict[TopicPartition, int], prefix: s
     return group_id
 
 
-async def new_group_at_end(bootstrap: str, topics: str | Iterable[str], prefix: str) -> str:
+async def new_group_at_end(kafka: Kafka, topics: str | Iterable[str], prefix: str) -> str:
     """A fresh consumer group positioned at the current end of each topic it will read.
 
     On a long-lived broker (a developer's `civicpulse infra up`) the topics
     hold earlier runs' records: a test's service starts after them.
     """
     named = [topics] if isinstance(topics, str) else list(topics)
-    return await group_at(bootstrap, await end_offsets(bootstrap, named), prefix)
+    return await group_at(kafka, await end_offsets(kafka, named), prefix)
 
 
-async def read_to_end(bootstrap: str, topic: str, *, within_seconds: float = 30.0) -> list[Record]:
+async def read_to_end(kafka: Kafka, topic: str, *, within_seconds: float = 30.0) -> list[Record]:
     """Every record of `topic` from the session's start to where it ends now.
 
     The end offsets are taken first, so the read stops there: nothing is
     inferred from a quiet spell.
     """
-    ends = await end_offsets(bootstrap, [topic])
+    ends = await end_offsets(kafka, [topic])
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+        **kafka_client_options(kafka), enable_auto_commit=False, auto_offset_reset="earliest"
     )
     await consumer.start()
     records: list[Record] = []
@@ -193,11 +193,11 @@ async def read_to_end(bootstrap: str, topic: str, *, within_seconds: float = 30.
 
 
 async def committed_up_to(
-    bootstrap: str, group_id: str, offsets: dict[TopicPartition, int], *, within_seconds: float
+    kafka: Kafka, group_id: str, offsets: dict[TopicPartition, int], *, within_seconds: float
 ) -> bool:
     """Whether `group_id` commits at least `offsets` within the time (it has consumed them)."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False
+        **kafka_client_options(kafka), group_id=group_id, enable_auto_commit=False
     )
     await consumer.start()
     try:

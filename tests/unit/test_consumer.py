@@ -5,7 +5,6 @@ reason; no consumer loops on one record". These tests drive `RecordConsumer`
 with fakes; tests/integration/test_consumer_fuzz.py drives the real services.
 """
 
-import asyncio
 import hashlib
 import json
 from collections.abc import Sequence
@@ -19,6 +18,8 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from faststream.kafka import TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
+import shared.consumer
+import shared.dead_letters
 from shared.consumer import (
     ConsumerSettings,
     Fault,
@@ -37,6 +38,7 @@ from shared.events.envelope import Event
 from shared.events.vocabulary import Channel, ContactKind
 from shared.kafka import make_broker
 from shared.topics import CONTACTS, MAX_MESSAGE_BYTES, dead_letter_twin
+from tests.support.sleeps import record_sleeps
 
 TOPIC = "civicpulse.test"
 DEEP_JSON = b"[" * 100_000 + b"]" * 100_000
@@ -92,15 +94,8 @@ def doc(item: str, **fields: Any) -> bytes:
 
 @pytest.fixture
 def no_sleep(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    delays: list[float] = []
-    real_sleep = asyncio.sleep
-
-    async def instant(delay: float, *args: Any, **kwargs: Any) -> None:
-        delays.append(delay)
-        await real_sleep(0)
-
-    monkeypatch.setattr(asyncio, "sleep", instant)
-    return delays
+    """The consumer's pauses (attempt retries, outage backoff), skipped and written down."""
+    return record_sleeps(monkeypatch, shared.consumer, shared.dead_letters)
 
 
 def consumer(service: Service, sink: Sink, attempts: int = 3) -> RecordConsumer[str]:

@@ -426,6 +426,23 @@ def test_a_workbook_s_numbers_and_dates_are_read_as_their_cells(tmp_path: Path) 
     assert (record.document["wait_seconds"], record.document["transfers"]) == (12.5, 1)
 
 
+def test_a_workbook_s_rows_keep_the_sheet_s_numbers_below_blank_rows(tmp_path: Path) -> None:
+    """A rejection report names the row a clerk sees in Excel, even when the export has
+    blank rows above its header or between its rows."""
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet["A3"], sheet["B3"] = "Call ID", "Queue"
+    sheet["A4"], sheet["B4"] = "C-1", "Bins"
+    sheet["A6"], sheet["B6"] = "C-2", "Planning"
+    workbook.save(tmp_path / "calls.xlsx")
+
+    table = open_table(tmp_path / "calls.xlsx")
+
+    assert table.header == ["Call ID", "Queue"]
+    assert [(row.number, row.cells["Call ID"]) for row in table.rows] == [(4, "C-1"), (6, "C-2")]
+
+
 def test_a_file_that_is_not_a_workbook_is_refused_as_unreadable(tmp_path: Path) -> None:
     (tmp_path / "calls.xlsx").write_bytes(b"not a zip file")
 

@@ -4,7 +4,6 @@ Each test runs twice: on the in-memory store (`tests/support/fake_intake_store.p
 and, marked `integration`, on PostgreSQL, so the fake cannot drift from the real store.
 """
 
-import asyncio
 import inspect
 import json
 from collections.abc import Sequence
@@ -16,6 +15,7 @@ import pytest
 from aiokafka.errors import KafkaConnectionError
 from prometheus_client import CollectorRegistry
 
+import shared.dead_letters
 from services.intake.domain import Rejected, RejectionReason, Vocabulary, event_id_for, reject
 from services.intake.handlers import (
     HttpRejection,
@@ -34,6 +34,7 @@ from tests.support.fake_intake_store import (
     IntakeBackend,
     PostgresIntakeBackend,
 )
+from tests.support.sleeps import record_sleeps
 
 NOW = datetime(2026, 1, 12, 9, 31, tzinfo=UTC)
 MAX_ATTEMPTS = 3
@@ -158,16 +159,7 @@ async def harness(backend: IntakeBackend) -> Harness:
 @pytest.fixture
 def no_backoff(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """Skip `with_attempts`' sleeps between attempts; returns the delays it asked for."""
-    delays: list[float] = []
-    real_sleep = asyncio.sleep
-
-    async def instant(delay: float, *args: Any, **kwargs: Any) -> None:
-        delays.append(delay)
-        await real_sleep(0)
-
-    # `with_attempts` looks `asyncio.sleep` up when it runs; the patch lasts one test.
-    monkeypatch.setattr(asyncio, "sleep", instant)
-    return delays
+    return record_sleeps(monkeypatch, shared.dead_letters)
 
 
 def contact(key: str, **changes: Any) -> dict[str, Any]:
