@@ -34,7 +34,10 @@ from services.metrics.dashboard.worklist import end_of_week
 from services.metrics.domain import KPIS_BY_NAME
 from services.metrics.periods import local_day
 
-pytestmark = pytest.mark.integration
+# The module's fixture (infrastructure, four services, a simulated week counted) is
+# charged to the first test's timeout: the session's 120 s is less than its own count
+# deadline below, and a loaded machine took 130 s to get there.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(360)]
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "artefacts" / "screenshots"
