@@ -8,10 +8,13 @@ answer, every bad record) and computes from those alone what the system must
 have done. After each fault, `reconcile` checks, one by one:
 
 - every canonical contact and complaint event exactly once by id;
-- every complaint's events as its actions, replayed in order, make them;
-- every overdue deadline breached exactly once, complaint by complaint;
+- every complaint's events and state as its actions, replayed in order and then
+  its due timers (breaches, the lapse that closes a stage 1 case), make them;
+- every deadline breached exactly once or not at all net of corrections, by the
+  dates of its actions, complaint by complaint, whichever arrived first;
 - every eligible resolved case surveyed exactly once, every answer counted once;
-- every KPI figure of `GET /v1/kpis` equal to the ledger's;
+- every KPI figure of `GET /v1/kpis` (numerator and denominator) equal to the
+  ledger's, FCR and timeliness included, no KPI left out, and the open counts;
 - every bad record dead-lettered with its reason.
 
 The ledger is cumulative: each fault's check covers everything sent before it.
@@ -210,7 +213,7 @@ async def run_fault(stack: Stack, label: str, fault: Fault, seed: int) -> None:
     assert crossing > 0, f"{label}: no record was sent while the fault lasted"
     assert all(sent[kind] for kind in _CONTACT_TYPES), f"a record type was never sent: {sent}"
     assert result.counts["survey requests"], "no case was surveyed: the check proves nothing"
-    assert result.counts["deadlines that must breach"], "no deadline was due"
+    assert result.counts["deadlines breached"], "no deadline was due"
     assert not result.problems, f"{label}:\n" + "\n".join(result.problems[:40])
 
 

@@ -119,6 +119,17 @@ def scripted(seed: int, now: datetime) -> list[Outgoing]:
     )
     for n in range(2):
         contact(f"overdue-{n}", 21)  # never acknowledged: the deadline must fire once
+    # Acknowledged late: its breach comes from the timer or from the late action,
+    # whichever arrives first, and nets one either way (issue 11).
+    acts(contact("late", 20), (5, "acknowledge", {}))
+    # Withdrawn after its acknowledgement was due: one breach, timer or withdrawal first.
+    acts(contact("withdrawn-late", 21), (3, "withdraw", {"reason": "resolved informally"}))
+    # Answered at stage 1 and never escalated: the window lapses, the service closes it.
+    acts(
+        contact("lapsed", 40),
+        (39, "acknowledge", {}),
+        (36, "respond", {**answer, "responder": "officer-1"}),
+    )
     when = london_10am(0.5)
     items.append(
         Outgoing(
@@ -306,7 +317,7 @@ async def observe(system: RunningSystem, ledger: Ledger) -> Observed:
         complaint_events=await events(COMPLAINTS.name),
         feedback_events=await events(FEEDBACK.name),
         dead_letters=letters,
-        kpis=await kpis(system, ledger),
+        **await kpis(system, ledger),
         complaint_states=await complaint_states(system, ledger),
     )
 
@@ -329,7 +340,8 @@ async def complaint_states(system: RunningSystem, ledger: Ledger) -> dict[str, s
     return states
 
 
-async def kpis(system: RunningSystem, ledger: Ledger) -> Figures:
+async def kpis(system: RunningSystem, ledger: Ledger) -> dict[str, Any]:
+    """Every KPI figure over the days sent, and the complaints open now."""
     today = datetime.now(UTC).astimezone(LONDON).date()
     async with httpx.AsyncClient(base_url=system.url("metrics"), timeout=10) as http:
         response = await http.get(
@@ -338,7 +350,10 @@ async def kpis(system: RunningSystem, ledger: Ledger) -> Figures:
             headers={"Authorization": f"Bearer {system.credentials.manager_token}"},
         )
     response.raise_for_status()
-    return {row["kpi"]: (row["numerator"], row["denominator"]) for row in response.json()["kpis"]}
+    body = response.json()
+    figures: Figures = {row["kpi"]: (row["numerator"], row["denominator"]) for row in body["kpis"]}
+    open_now = {(row["scope"], row["stage"]): row["count"] for row in body["open_complaints"]}
+    return {"kpis": figures, "open_complaints": open_now}
 
 
 async def outboxes_drained(database_url: str, within_seconds: float = 60) -> None:

@@ -342,6 +342,48 @@ def test_an_on_time_acknowledgement_after_the_breach_fired_corrects_it_on_the_br
     assert (ack.met_in_time, ack.breach_corrected) == (True, True)
 
 
+def test_a_withdrawal_dated_after_an_unmet_deadline_breaches_it_whatever_arrived_first() -> None:
+    """Issue 11 item 3: timeliness by local dates, whatever the order of arrival. A deadline
+    whose day ended without its action is breached, exactly once, even when the withdrawal
+    dated after it is processed before its timer fires (a backfill, an outage)."""
+    opened = apply(None, "open", date(2026, 1, 5)).complaint  # acknowledge by the 12th
+
+    withdrawn = apply(opened, "withdraw", date(2026, 1, 14), reason="resolved informally")
+    timer_first = breach(
+        opened,
+        1,
+        DeadlineKind.ACKNOWLEDGE,
+        now=end_of_local_day(date(2026, 1, 13)),
+        recorded_at=RECORDED_AT,
+    )
+    assert timer_first is not None
+    after_timer = apply(timer_first.complaint, "withdraw", date(2026, 1, 14), reason="resolved")
+
+    assert types(withdrawn) == ["ComplaintDeadlineBreached", "ComplaintWithdrawn"]
+    assert withdrawn.events[0].event_id == timer_first.events[0].event_id
+    assert types(after_timer) == ["ComplaintWithdrawn"]
+    timer_later = breach(
+        withdrawn.complaint,
+        1,
+        DeadlineKind.ACKNOWLEDGE,
+        now=end_of_local_day(date(2026, 1, 14)),
+        recorded_at=RECORDED_AT,
+    )
+    assert timer_later is None
+
+
+def test_a_withdrawal_on_the_due_date_stops_the_deadline_without_a_breach() -> None:
+    """Complaint Handling Code 4.1 (acknowledged within 5 working days): a deadline's day
+    has not ended on the due date itself, so a case withdrawn then was never late."""
+    opened = apply(None, "open", date(2026, 1, 5)).complaint
+
+    withdrawn = apply(opened, "withdraw", date(2026, 1, 12), reason="resolved informally")
+
+    assert types(withdrawn) == ["ComplaintWithdrawn"]
+    [ack] = withdrawn.complaint.deadlines
+    assert (ack.cancelled, ack.breached) == (True, False)
+
+
 def test_metrics_count_a_corrected_breach_as_an_on_time_outcome_and_no_breach() -> None:
     """DOMAIN.md: the complaint's view and every KPI must agree: the correction adds the
     on-time outcome and takes the breach away, in the breach's own day."""

@@ -148,6 +148,16 @@ class Transition:
         self.append(event, f"{deadline.kind.value} met on {self.day.isoformat()}")
 
     def cancel_pending(self) -> None:
+        """The case ends (withdrawn, refused, referred): its running deadlines stop.
+
+        One already past on the action's date breached before it, whether or not its
+        timer fired first: the missing breach is recorded now, as `meet` does.
+        """
+        for deadline in self.complaint.deadlines:
+            if deadline.pending and self.day > deadline.due_date:
+                event = breach_event(self.complaint, deadline, self.context.recorded_at)
+                self.append(event, f"{deadline.kind.value} due {deadline.due_date.isoformat()}")
+                self._swap(deadline, breached=True)
         self.update(
             deadlines=tuple(
                 d.model_copy(update={"cancelled": True}) if d.pending else d
