@@ -57,12 +57,34 @@ class ServiceProcess:
             if self._process is not None and self._process.poll() is not None:
                 raise RuntimeError(f"{self.module} exited early:\n{self.log_tail()}")
             try:
-                if httpx.get(f"{self.base_url}/healthz", timeout=2).status_code == 200:
+                # Healthy only if the answer is ours: a port picked free can be taken by
+                # another process before this one binds it (uvicorn binds after start-up).
+                healthy = httpx.get(f"{self.base_url}/healthz", timeout=2).status_code == 200
+                if healthy and self.listens_on_its_port() is not False:
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
         raise TimeoutError(f"{self.module} not healthy in {within_seconds}s:\n{self.log_tail()}")
+
+    def listens_on_its_port(self) -> bool | None:
+        """Whether this process holds the listening socket of its port (None: no /proc)."""
+        if self.pid is None:
+            return False
+        inodes = listening_socket_inodes(self.port)
+        if inodes is None:
+            return None
+        try:
+            fds = list(Path(f"/proc/{self.pid}/fd").iterdir())
+        except OSError:
+            return None
+        for fd in fds:
+            try:
+                if str(fd.readlink()) in inodes:
+                    return True
+            except OSError:
+                continue
+        return False
 
     def terminate(self, within_seconds: float = 45.0) -> int:
         """SIGTERM, as an orchestrator stops a container; returns the exit code."""
@@ -88,3 +110,21 @@ class ServiceProcess:
         if not self.log_path.exists():
             return ""
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def listening_socket_inodes(port: int) -> set[str] | None:
+    """`socket:[inode]` of every socket listening on `port` (Linux /proc; None elsewhere)."""
+    inodes: set[str] = set()
+    found_table = False
+    for table in (Path("/proc/net/tcp"), Path("/proc/net/tcp6")):
+        try:
+            rows = table.read_text().splitlines()[1:]
+        except OSError:
+            continue
+        found_table = True
+        for row in rows:
+            fields = row.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                inodes.add(f"socket:[{inode}]")
+    return inodes if found_table else None

@@ -45,6 +45,7 @@ SERVICES = (
 SIMULATOR_SOURCE = "simulator"
 CASE_MANAGER = "case-manager"
 CRM = "crm"
+DASHBOARD = "metrics-dashboard"  # the metrics service reading the complaints worklist
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +55,7 @@ class Credentials:
     intake_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     case_manager_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     crm_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    dashboard_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     manager_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     ops_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     token_secret: str = field(default_factory=lambda: secrets.token_urlsafe(48))
@@ -77,7 +79,10 @@ def service_environment(
         },
         "complaints": {
             "CIVICPULSE_COMPLAINTS_API_KEYS": json.dumps(
-                {CASE_MANAGER: hash_api_key(credentials.case_manager_key)}
+                {
+                    CASE_MANAGER: hash_api_key(credentials.case_manager_key),
+                    DASHBOARD: hash_api_key(credentials.dashboard_key),
+                }
             ),
             "CIVICPULSE_COMPLAINTS_TIMER_POLL_SECONDS": "1",
         },
@@ -94,6 +99,8 @@ def service_environment(
                     "ops": {"role": "ops", "hash": hash_api_key(credentials.ops_token)},
                 }
             ),
+            "CIVICPULSE_METRICS_COMPLAINTS_URL": f"http://127.0.0.1:{ports['complaints']}",
+            "CIVICPULSE_METRICS_COMPLAINTS_API_KEY": credentials.dashboard_key,
         },
     }
     return {
@@ -197,13 +204,23 @@ def render_prometheus_config(
     return target
 
 
-def start_prometheus(system: RunningSystem, run_dir: Path, *, scrape_seconds: int = 5) -> str:
-    """Run Debian's Prometheus on the rendered config; returns its URL."""
+def start_prometheus(
+    system: RunningSystem,
+    run_dir: Path,
+    *,
+    scrape_seconds: int = 5,
+    preferred_port: int | None = 9090,
+) -> str:
+    """Run Debian's Prometheus on the rendered config; returns its URL.
+
+    Tests pass `preferred_port=None`, as they pass `preferred_ports=False` to
+    `start_services`: another run's Prometheus on 9090 would answer the readiness check.
+    """
     binary = shutil.which("prometheus")
     if binary is None:
         raise infra.InfraError("prometheus is not installed (Debian package 'prometheus')")
     run_dir.mkdir(parents=True, exist_ok=True)
-    port = infra.pick_free_port(9090)
+    port = infra.pick_free_port(preferred_port)
     config = render_prometheus_config(
         system, run_dir / "prometheus.yml", own_port=port, scrape_seconds=scrape_seconds
     )

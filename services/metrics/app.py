@@ -13,6 +13,7 @@ from services.metrics.auth import OidcVerifier, role_checker
 from services.metrics.complaints_report import add_complaints_report_route
 from services.metrics.dashboard import DashboardContext, dashboard_router
 from services.metrics.dashboard.committee_page import CommitteeDocument
+from services.metrics.dashboard.worklist import worklist_of
 from services.metrics.domain import KPIS_BY_NAME, Kpi
 from services.metrics.domain.report_kpis import REPORT_KPIS_BY_NAME
 from services.metrics.gauges import GaugeRefresher, KpiGauges
@@ -169,6 +170,7 @@ def create_app(settings: MetricsSettings | None = None, **options: Unpack[AppOpt
         tokens=settings.metrics_api_tokens,
         today=today,
         fcr_window_days=settings.metrics_fcr_window_days,
+        worklist=worklist_of(settings.metrics_complaints_url, settings.metrics_complaints_api_key),
     )
     committee_document = CommitteeDocument(dashboard)
 

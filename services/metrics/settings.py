@@ -5,7 +5,7 @@ from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 
 from services.metrics.domain import Rules, SurgeRule
 from shared.settings import ServiceSettings
@@ -100,6 +100,17 @@ class MetricsSettings(ServiceSettings):
     )
     metrics_refresh_seconds: float = Field(
         default=5.0, gt=0, le=300, description="How often the Prometheus gauges re-read the state."
+    )
+    metrics_complaints_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s/]+(/[^\s]*)?$",
+        description="Base URL of the complaints service, whose worklist gives the dashboard's "
+        "complaints due this week.",
+    )
+    metrics_complaints_api_key: SecretStr | None = Field(
+        default=None,
+        description="The dashboard's API key on the complaints service "
+        "(one of CIVICPULSE_COMPLAINTS_API_KEYS).",
     )
 
     @field_validator("metrics_api_tokens")

@@ -1,13 +1,14 @@
 """What the dashboard and the committee report need from the metrics service."""
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
+from services.metrics.dashboard.worklist import UnconfiguredWorklist, Worklist
 from services.metrics.report import Judging
 from services.metrics.settings import ApiToken
 from services.metrics.store import MetricsStore
@@ -36,6 +37,7 @@ class DashboardContext:
     today: Callable[[], date]
     fcr_window_days: int
     chromium: Path = Path("/usr/bin/chromium")
+    worklist: Worklist = field(default_factory=UnconfiguredWorklist)  # complaints due
 
 
 def environment() -> jinja2.Environment:

@@ -17,10 +17,12 @@ from services.metrics.auth import SESSION_COOKIE, token_roles
 from services.metrics.dashboard import charts, pages
 from services.metrics.dashboard.committee_page import CommitteeDocument
 from services.metrics.dashboard.context import STATIC_FILES, DashboardContext, environment
+from services.metrics.dashboard.worklist import end_of_week
 from services.metrics.domain import KPIS, KPIS_BY_NAME, Unit
 from services.metrics.formatting import (
     TREND_ARROWS,
     area_title,
+    day_text,
     format_figure,
     format_target,
     rag_class,
@@ -64,6 +66,7 @@ def dashboard_router(context: DashboardContext) -> APIRouter:
         rag_label=rag_label,
         rag_class=rag_class,
         area_title=area_title,
+        day_text=day_text,
         arrows=TREND_ARROWS,
         embeddable=charts.embeddable,
         kpis=KPIS,
@@ -249,6 +252,7 @@ def dashboard_router(context: DashboardContext) -> APIRouter:
             title="Complaints",
             open_now=open_now,
             open_chart=open_chart,
+            due=await context.worklist.due_before(end_of_week(context.today())),
             trends=trends,
             banner=await pages.banner(context, store, generation),
         )
