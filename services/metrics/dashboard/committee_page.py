@@ -18,17 +18,11 @@ from fastapi import HTTPException, status
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 
 from services.metrics import committee as committee_csv
-from services.metrics.dashboard import charts, pages
+from services.metrics.dashboard import pages
 from services.metrics.dashboard.context import STATIC_FILES, DashboardContext, environment
 from services.metrics.domain import HEADLINE_KPIS, KPIS_BY_NAME, Direction, Rag, Standing
 from services.metrics.formatting import (
-    TREND_ARROWS,
-    area_title,
     day_text,
-    format_figure,
-    format_target,
-    rag_class,
-    rag_label,
 )
 from services.metrics.periods import (
     Comparison,
@@ -103,16 +97,6 @@ class CommitteeDocument:
         self._context = context
         self._printing = asyncio.Semaphore(PRINTS_AT_ONCE)
         self._env = environment()
-        self._env.globals.update(
-            format_figure=format_figure,
-            format_target=format_target,
-            rag_label=rag_label,
-            rag_class=rag_class,
-            area_title=area_title,
-            arrows=TREND_ARROWS,
-            embeddable=charts.embeddable,
-            kpis_by_name=KPIS_BY_NAME,
-        )
 
     async def render(
         self,

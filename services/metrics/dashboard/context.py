@@ -8,7 +8,18 @@ from typing import Any
 
 import jinja2
 
+from services.metrics.dashboard import charts
 from services.metrics.dashboard.worklist import UnconfiguredWorklist, Worklist
+from services.metrics.domain import KPIS, KPIS_BY_NAME
+from services.metrics.formatting import (
+    TREND_ARROWS,
+    area_title,
+    day_text,
+    format_figure,
+    format_target,
+    rag_class,
+    rag_label,
+)
 from services.metrics.report import Judging
 from services.metrics.settings import ApiToken
 from services.metrics.store import MetricsStore
@@ -41,13 +52,27 @@ class DashboardContext:
 
 
 def environment() -> jinja2.Environment:
-    return jinja2.Environment(
+    """The templates, with the formatting every page and the committee report share."""
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    env.globals.update(
+        format_figure=format_figure,
+        format_target=format_target,
+        rag_label=rag_label,
+        rag_class=rag_class,
+        area_title=area_title,
+        day_text=day_text,
+        arrows=TREND_ARROWS,
+        embeddable=charts.embeddable,
+        kpis=KPIS,
+        kpis_by_name=KPIS_BY_NAME,
+    )
+    return env
 
 
 def render(env: jinja2.Environment, template: str, **values: Any) -> str:

@@ -18,15 +18,9 @@ from services.metrics.dashboard import charts, pages
 from services.metrics.dashboard.committee_page import CommitteeDocument
 from services.metrics.dashboard.context import STATIC_FILES, DashboardContext, environment
 from services.metrics.dashboard.worklist import end_of_week
-from services.metrics.domain import KPIS, KPIS_BY_NAME, Unit
+from services.metrics.domain import KPIS_BY_NAME, Unit
 from services.metrics.formatting import (
-    TREND_ARROWS,
     area_title,
-    day_text,
-    format_figure,
-    format_target,
-    rag_class,
-    rag_label,
 )
 from services.metrics.periods import (
     Period,
@@ -60,18 +54,6 @@ class BadParameterError(ValueError):
 def dashboard_router(context: DashboardContext) -> APIRouter:
     router = APIRouter(prefix="/dashboard", include_in_schema=False)
     env = environment()
-    env.globals.update(
-        format_figure=format_figure,
-        format_target=format_target,
-        rag_label=rag_label,
-        rag_class=rag_class,
-        area_title=area_title,
-        day_text=day_text,
-        arrows=TREND_ARROWS,
-        embeddable=charts.embeddable,
-        kpis=KPIS,
-        kpis_by_name=KPIS_BY_NAME,
-    )
     role_of = token_roles(context.tokens)
     committee = CommitteeDocument(context)
 
