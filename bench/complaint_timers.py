@@ -34,7 +34,8 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 from prometheus_client import CollectorRegistry
 
-from bench.support import infrastructure, print_summary, say, scratch_database
+from bench.support import infrastructure, print_summary, say
+from civicpulse.infra import scratch_database
 from services.complaints.actions import OpenComplaint
 from services.complaints.domain import Complaint, Context, Decision, decide
 from services.complaints.handlers import ComplaintsHandler, ComplaintsMetrics

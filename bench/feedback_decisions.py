@@ -29,7 +29,8 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 from prometheus_client import CollectorRegistry
 
-from bench.support import infrastructure, print_summary, say, scratch_database
+from bench.support import infrastructure, print_summary, say
+from civicpulse.infra import scratch_database
 from services.feedback.handlers import FeedbackHandler, FeedbackMetrics, NotifyTemplates, policy_of
 from services.feedback.links import AnswerLinks
 from services.feedback.notifications import ContactRoute

@@ -40,8 +40,8 @@ from typing import Any
 
 import openpyxl
 
-from bench.support import infrastructure, print_summary, say, scratch_database
-from civicpulse.infra import pick_free_port
+from bench.support import infrastructure, print_summary, say
+from civicpulse.infra import pick_free_port, scratch_database
 from civicpulse.processes import REPO_ROOT, ServiceProcess
 from shared.api_keys import hash_api_key
 

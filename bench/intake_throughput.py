@@ -61,8 +61,8 @@ from bench.support import (
     place_group,
     print_summary,
     say,
-    scratch_database,
 )
+from civicpulse.infra import scratch_database
 from services.intake.app import create_app
 from services.intake.settings import IntakeSettings
 from shared.api_keys import hash_api_key

@@ -54,10 +54,9 @@ from bench.support import (
     place_group,
     print_summary,
     say,
-    scratch_database,
 )
 from bench.support import end_offsets as topic_end_offsets
-from civicpulse.infra import pick_free_port
+from civicpulse.infra import pick_free_port, scratch_database
 from civicpulse.processes import ServiceProcess
 from services.metrics.domain import ALL_MEASURES
 from services.metrics.periods import DateRange, Period, period_containing

@@ -50,9 +50,8 @@ from bench.support import (
     place_group,
     print_summary,
     say,
-    scratch_database,
 )
-from civicpulse.infra import pick_free_port
+from civicpulse.infra import pick_free_port, scratch_database
 from civicpulse.processes import ServiceProcess
 from shared.api_keys import hash_api_key
 from shared.events import ContactReceived, ContactReceivedPayload

@@ -30,8 +30,8 @@ from bench.support import (
     infrastructure,
     print_summary,
     say,
-    scratch_database,
 )
+from civicpulse.infra import scratch_database
 from services.metrics.applier import BatchApplier
 from services.metrics.domain import Rules
 from services.metrics.rebuild import rebuild

@@ -1,9 +1,10 @@
-"""What every benchmark shares: the infrastructure it runs on, scratch state, the JSON summary.
+"""What every benchmark shares: the infrastructure it runs on, Kafka positions, the JSON summary.
 
 `infrastructure()` uses the stack named by `CIVICPULSE_KAFKA_BOOTSTRAP` and
 `CIVICPULSE_DATABASE_URL` when both are set, else starts a throwaway one through
 `civicpulse.infra`'s public entry points on a temporary run directory and stops it
-at the end. Every benchmark ends with `print_summary(...)`: one JSON line on stdout,
+at the end; scratch databases come from `civicpulse.infra.scratch_database`. Every
+benchmark ends with `print_summary(...)`: one JSON line on stdout,
 so runs can be compared by machine.
 """
 
@@ -20,9 +21,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
@@ -89,28 +88,6 @@ def infrastructure() -> Iterator[Endpoints]:
     finally:
         infra_down(run_dir)
         shutil.rmtree(run_dir, ignore_errors=True)
-
-
-def with_database(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
-
-
-@contextlib.asynccontextmanager
-async def scratch_database(url: str, name: str) -> AsyncIterator[str]:
-    """A fresh, empty database next to `url`'s; dropped on exit."""
-    admin = await asyncpg.connect(url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    try:
-        yield with_database(url, name)
-    finally:
-        admin = await asyncpg.connect(url)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
 
 
 # -- Kafka helpers --------------------------------------------------------------------

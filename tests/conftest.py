@@ -10,11 +10,11 @@ PostgreSQL half of a fake-or-real store test (marked `integration`) asks for
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 
+from civicpulse.infra import scratch_database
 from shared.kafka import ensure_topics
 from shared.postgres import create_pool
 from shared.topics import ALL_TOPICS
@@ -40,25 +40,11 @@ async def topics(kafka_bootstrap: str) -> None:
     await mark_session_start(kafka_bootstrap, [topic.name for topic in ALL_TOPICS])
 
 
-def _with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=f"/{name}"))
-
-
 @asynccontextmanager
 async def _fresh_database(infrastructure: Infrastructure) -> AsyncIterator[str]:
     name = f"civicpulse_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(infrastructure.database_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    yield _with_database(infrastructure.database_url, name)
-    admin = await asyncpg.connect(infrastructure.database_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with scratch_database(infrastructure.database_url, name) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -29,6 +29,7 @@ from civicpulse.infra.lifecycle import (
     stop_component,
 )
 from civicpulse.infra.packages import kafka_classpath, kafka_lib_dir
+from civicpulse.infra.postgres import database_url_named, scratch_database
 from civicpulse.infra.processes import pick_free_port
 from civicpulse.infra.state import (
     DEFAULT_KAFKA_VERSION,
@@ -52,6 +53,7 @@ __all__ = [
     "LocalInfra",
     "PostgresNode",
     "cache_dir",
+    "database_url_named",
     "default_run_dir",
     "infra_down",
     "infra_status",
@@ -68,5 +70,6 @@ __all__ = [
     "replication_for",
     "running_infra",
     "save_state",
+    "scratch_database",
     "stop_component",
 ]

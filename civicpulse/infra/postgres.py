@@ -14,8 +14,12 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
 
 from civicpulse.infra.packages import pg_bin_dir
 from civicpulse.infra.processes import (
@@ -265,3 +269,29 @@ def stop_postgres(node: PostgresNode, say: Say) -> None:
     say(f"stopping PostgreSQL (pid {postmaster_pid(node)})…")
     argv = [str(node.bin_dir / "pg_ctl"), "-D", str(node.data_dir), "-m", "fast", "-w", "stop"]
     run(_as_user(node.os_user, argv), what="pg_ctl stop", cwd=node.home)
+
+
+def database_url_named(url: str, name: str) -> str:
+    """`url` with its database replaced by `name` (same server, user and options)."""
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+
+
+@contextlib.asynccontextmanager
+async def scratch_database(url: str, name: str) -> AsyncIterator[str]:
+    """A fresh, empty database `name` beside `url`'s, for tests and benchmarks; its URL.
+
+    Dropped on exit, with any connections still open to it.
+    """
+    admin = await asyncpg.connect(url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    try:
+        yield database_url_named(url, name)
+    finally:
+        admin = await asyncpg.connect(url)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
@@ -30,7 +29,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from civicpulse.infra import pick_free_port
+from civicpulse.infra import pick_free_port, scratch_database
 from civicpulse.processes import REPO_ROOT, ServiceProcess
 from shared.api_keys import hash_api_key
 from shared.topics import COMPLAINTS, CONTACTS, CONTACTS_RAW
@@ -67,62 +66,45 @@ async def stack(
     }
     # Its own idempotency table: another intake of the session (reading the same raw
     # topic) must not be the one to accept this module's records.
-    intake_database = await create_database(database_url, f"import_intake_{uuid.uuid4().hex[:8]}")
-    intake = ServiceProcess(
-        "services.intake",
-        {
-            **common,
-            "CIVICPULSE_DATABASE_URL": intake_database,
-            "CIVICPULSE_HTTP_PORT": str(pick_free_port()),
-            "CIVICPULSE_INTAKE_GROUP_ID": intake_group,
-            "CIVICPULSE_INTAKE_API_KEYS": json.dumps(
-                {"telephony": hash_api_key(TELEPHONY_KEY), "crm": hash_api_key(CRM_KEY)}
-            ),
-        },
-        logs / "intake.log",
-    )
-    feedback = ServiceProcess(
-        "services.feedback",
-        {
-            **common,
-            "CIVICPULSE_HTTP_PORT": str(pick_free_port()),
-            "CIVICPULSE_FEEDBACK_GROUP_ID": await new_group_at_end(
-                kafka_bootstrap, [CONTACTS.name, COMPLAINTS.name], "test-import-feedback"
-            ),
-            "CIVICPULSE_FEEDBACK_ALLOW_DEV_SECRET": "true",
-            "CIVICPULSE_FEEDBACK_API_KEYS": json.dumps({"crm": hash_api_key(FEEDBACK_KEY)}),
-        },
-        logs / "feedback.log",
-    )
-    try:
-        for process in (intake, feedback):
-            process.start()
-        for process in (intake, feedback):
-            await asyncio.to_thread(process.wait_healthy)
-        async with running_metrics(kafka_bootstrap, database_url, NOW) as metrics:
-            yield Stack(intake, feedback, metrics, intake_group)
-    finally:
-        for process in (intake, feedback):
-            process.stop()
-        await drop_database(database_url, intake_database)
-
-
-async def create_database(url: str, name: str) -> str:
-    admin = await asyncpg.connect(url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
-
-
-async def drop_database(url: str, database: str) -> None:
-    admin = await asyncpg.connect(url)
-    try:
-        name = urlsplit(database).path.lstrip("/")
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with scratch_database(
+        database_url, f"import_intake_{uuid.uuid4().hex[:8]}"
+    ) as intake_database:
+        intake = ServiceProcess(
+            "services.intake",
+            {
+                **common,
+                "CIVICPULSE_DATABASE_URL": intake_database,
+                "CIVICPULSE_HTTP_PORT": str(pick_free_port()),
+                "CIVICPULSE_INTAKE_GROUP_ID": intake_group,
+                "CIVICPULSE_INTAKE_API_KEYS": json.dumps(
+                    {"telephony": hash_api_key(TELEPHONY_KEY), "crm": hash_api_key(CRM_KEY)}
+                ),
+            },
+            logs / "intake.log",
+        )
+        feedback = ServiceProcess(
+            "services.feedback",
+            {
+                **common,
+                "CIVICPULSE_HTTP_PORT": str(pick_free_port()),
+                "CIVICPULSE_FEEDBACK_GROUP_ID": await new_group_at_end(
+                    kafka_bootstrap, [CONTACTS.name, COMPLAINTS.name], "test-import-feedback"
+                ),
+                "CIVICPULSE_FEEDBACK_ALLOW_DEV_SECRET": "true",
+                "CIVICPULSE_FEEDBACK_API_KEYS": json.dumps({"crm": hash_api_key(FEEDBACK_KEY)}),
+            },
+            logs / "feedback.log",
+        )
+        try:
+            for process in (intake, feedback):
+                process.start()
+            for process in (intake, feedback):
+                await asyncio.to_thread(process.wait_healthy)
+            async with running_metrics(kafka_bootstrap, database_url, NOW) as metrics:
+                yield Stack(intake, feedback, metrics, intake_group)
+        finally:
+            for process in (intake, feedback):
+                process.stop()
 
 
 # -- the files, and what each row should become ------------------------------------

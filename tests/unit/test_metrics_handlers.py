@@ -11,11 +11,11 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 
+from civicpulse.infra import scratch_database
 from services.metrics.applier import BatchApplier, LiveConsumer
 from services.metrics.domain import Rules, SurgeRule
 from services.metrics.handlers import HANDLERS
@@ -88,20 +88,11 @@ class Backend:
 @pytest.fixture(scope="module")
 async def metrics_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
     name = f"civicpulse_metrics_store_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(database_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    pool = await create_pool(urlunsplit(urlsplit(database_url)._replace(path=f"/{name}")))
-    await migrate(pool, "metrics", MIGRATIONS)
-    yield pool
-    await pool.close()
-    admin = await asyncpg.connect(database_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with scratch_database(database_url, name) as url:
+        pool = await create_pool(url)
+        await migrate(pool, "metrics", MIGRATIONS)
+        yield pool
+        await pool.close()
 
 
 @pytest.fixture
