@@ -60,6 +60,7 @@ from civicpulse.infra import pick_free_port, scratch_database
 from civicpulse.processes import ServiceProcess
 from services.metrics.domain import ALL_MEASURES
 from services.metrics.periods import DateRange, Period, period_containing
+from services.metrics.store.rollups import refill_rollups
 from shared.api_keys import hash_api_key
 from shared.events.vocabulary import Channel
 from shared.kafka import ensure_topics
@@ -269,8 +270,10 @@ async def write_history(database_url: str, events: int, years: int) -> tuple[int
             year.start,
             year.end,
         )
-        await connection.execute("ANALYZE metrics_aggregates")
-        await connection.execute("ANALYZE metrics_monthly")
+        # ... and the sums across areas and channels, as its batches keep them.
+        await refill_rollups(connection, generation, year)
+        for table in ("metrics_aggregates", "metrics_monthly", "metrics_rollups"):
+            await connection.execute(f"ANALYZE {table}")
     finally:
         await connection.close()
     return count, time.perf_counter() - started

@@ -33,7 +33,7 @@ from services.metrics.periods import (
     periods_back,
     ranges_between,
 )
-from services.metrics.queries import Filters, committee_groups, kpi_figures, series_points
+from services.metrics.queries import Filters, committee_groups, kpi_view, series_points
 from services.metrics.report import Judging
 from services.metrics.settings import SERVICE, MetricsSettings, Role
 from services.metrics.store import MIGRATIONS, MetricsStore
@@ -250,20 +250,9 @@ def create_app(settings: MetricsSettings | None = None, **options: Unpack[AppOpt
         span = resolve_range(first, last, period)
         whole_period = last is None
         comparison = fair_comparison(span, period if whole_period else None, today())
-        store = ready_store()
-        generation = await store.live_generation()
         filters = Filters(area, channel.value if channel else None)
-        rows = await kpi_figures(
-            store,
-            generation,
-            comparison,
-            filters=filters,
-            today=today(),
-            judging=judging,
-            kpis=named,
-        )
-        open_now = await store.open_complaints(
-            generation, service_area=area, channel=filters.channel
+        view = await kpi_view(
+            ready_store(), comparison, filters=filters, today=today(), judging=judging, kpis=named
         )
         return KpisResponse(
             period=period if whole_period else None,
@@ -278,11 +267,11 @@ def create_app(settings: MetricsSettings | None = None, **options: Unpack[AppOpt
             previous_end=comparison.previous.end,
             service_area=area,
             channel=channel,
-            generation=generation,
+            generation=view.generation,
             service_level_seconds=settings.metrics_service_level_seconds,
             service_level_method=SERVICE_LEVEL_METHOD,
-            kpis=[KpiValue.model_validate(row) for row in rows],
-            open_complaints=[OpenComplaintsCount.model_validate(o) for o in open_now],
+            kpis=[KpiValue.model_validate(row) for row in view.rows],
+            open_complaints=[OpenComplaintsCount.model_validate(o) for o in view.open_complaints],
         )
 
     @app.get(

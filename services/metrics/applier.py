@@ -128,6 +128,7 @@ class BatchApplier:
             ],
         )
         await store.add_to_aggregates(generation, totals)
+        await store.add_to_rollups(generation, totals)  # its own statement: store/rollups.py
         await store.record_complaint_notes(
             generation, [note for event in fresh for note in complaint_notes(event)]
         )

@@ -27,7 +27,7 @@ from services.metrics.report import (
     is_provisional,
     kpi_rows,
 )
-from services.metrics.store import MetricsStore
+from services.metrics.store import MetricsStore, OpenComplaints
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +82,44 @@ async def kpi_figures(
         judging=judging,
         **({} if kpis is None else {"kpis": kpis}),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class KpiView:
+    """What `GET /v1/kpis` shows: the figures, the generation they come from, and the
+    complaints open now."""
+
+    generation: int
+    rows: list[KpiRow]
+    open_complaints: list[OpenComplaints]
+
+
+async def kpi_view(
+    store: MetricsStore,
+    comparison: Comparison,
+    *,
+    filters: Filters,
+    today: date,
+    judging: Judging,
+    kpis: Iterable[Kpi] | None = None,
+) -> KpiView:
+    """`kpi_figures` and the open complaints read in one round trip, from one snapshot."""
+    totals = await store.kpi_totals(
+        comparison.counted,
+        comparison.previous,
+        service_area=filters.service_area,
+        channel=filters.channel,
+    )
+    rows = kpi_rows(
+        totals.current,
+        totals.previous,
+        span=comparison.period,
+        service_area=filters.service_area,
+        today=today,
+        judging=judging,
+        **({} if kpis is None else {"kpis": kpis}),
+    )
+    return KpiView(totals.generation, rows, totals.open_complaints)
 
 
 def series_buckets(end: date, period: Period, count: int) -> list[DateRange]:

@@ -23,6 +23,7 @@ from services.metrics.store import (
     ComplaintChange,
     ComplaintOpening,
     ContactFact,
+    KpiTotals,
     MetricsStore,
     NotInTransactionError,
     OpenComplaints,
@@ -166,6 +167,12 @@ class FakeMetricsStore(MetricsStore):
         for (cell, measure), value in totals.items():
             key = (generation, cell.day, str(measure), cell.service_area, cell.channel)
             self.state.aggregates[key] += value
+
+    async def add_to_rollups(
+        self, generation: int, totals: Mapping[tuple[Cell, str], float]
+    ) -> None:
+        # The fake's reads sum the cells themselves: what the rollups hold, by definition.
+        self._writing()
 
     async def record_contacts(self, generation: int, facts: Sequence[ContactFact]) -> None:
         self._writing()
@@ -391,6 +398,24 @@ class FakeMetricsStore(MetricsStore):
             ):
                 days[day][measure] = days[day].get(measure, 0.0) + value
         return dict(days)
+
+    async def kpi_totals(
+        self,
+        current: DateRange,
+        previous: DateRange,
+        *,
+        service_area: str | None = None,
+        channel: str | None = None,
+    ) -> KpiTotals:
+        generation = self.state.current
+        filters = {"service_area": service_area, "channel": channel}
+        return KpiTotals(
+            generation,
+            sum(p.events for (g, _), p in self.state.progress.items() if g == generation),
+            await self.totals(generation, current, **filters),
+            await self.totals(generation, previous, **filters),
+            await self.open_complaints(generation, **filters),
+        )
 
     async def open_complaints(
         self,
