@@ -53,16 +53,24 @@ class Percentiles:
     p50_ms: float
     p99_ms: float
     max_ms: float
+    p95_ms: float = float("nan")
 
 
 def percentiles(samples: Sequence[float]) -> Percentiles:
-    """p50, p99 and max of durations in seconds, as milliseconds."""
+    """p50, p95, p99 and max of durations in seconds, as milliseconds."""
     ordered = sorted(samples)
     if not ordered:
         return Percentiles(0, float("nan"), float("nan"), float("nan"))
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+    def rank(share: float) -> float:
+        return ordered[min(len(ordered) - 1, int(len(ordered) * share))] * 1000
+
     return Percentiles(
-        len(ordered), statistics.median(ordered) * 1000, p99 * 1000, ordered[-1] * 1000
+        len(ordered),
+        statistics.median(ordered) * 1000,
+        rank(0.99),
+        ordered[-1] * 1000,
+        p95_ms=rank(0.95),
     )
 
 

@@ -9,8 +9,10 @@ elapsed days of the one before, never with the whole of it).
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
+from functools import partial
 
 from services.metrics.domain import Kpi, Standing, series
+from services.metrics.kpi_cache import KpiTotalsCache
 from services.metrics.periods import (
     Comparison,
     DateRange,
@@ -102,9 +104,15 @@ async def kpi_view(
     today: date,
     judging: Judging,
     kpis: Iterable[Kpi] | None = None,
+    cache: KpiTotalsCache | None = None,
 ) -> KpiView:
-    """`kpi_figures` and the open complaints read in one round trip, from one snapshot."""
-    totals = await store.kpi_totals(
+    """`kpi_figures` and the open complaints, read in one statement from one snapshot.
+
+    With a `cache`: the applied mark first (one small round trip), and the statement only
+    when nothing was read under that mark before.
+    """
+    read = store.kpi_totals if cache is None else partial(cache.kpi_totals, store)
+    totals = await read(
         comparison.counted,
         comparison.previous,
         service_area=filters.service_area,

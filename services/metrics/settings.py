@@ -101,6 +101,13 @@ class MetricsSettings(ServiceSettings):
     metrics_refresh_seconds: float = Field(
         default=5.0, gt=0, le=300, description="How often the Prometheus gauges re-read the state."
     )
+    metrics_api_pool_size: int = Field(
+        default=8,
+        ge=1,
+        le=100,
+        description="PostgreSQL connections kept open for the HTTP API's reads, apart from "
+        "the consumer's.",
+    )
     metrics_complaints_url: str | None = Field(
         default=None,
         pattern=r"^https?://[^\s/]+(/[^\s]*)?$",

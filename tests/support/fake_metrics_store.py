@@ -399,6 +399,12 @@ class FakeMetricsStore(MetricsStore):
                 days[day][measure] = days[day].get(measure, 0.0) + value
         return dict(days)
 
+    async def applied_mark(self) -> tuple[int, int]:
+        generation = self.state.current
+        return generation, sum(
+            p.events for (g, _), p in self.state.progress.items() if g == generation
+        )
+
     async def kpi_totals(
         self,
         current: DateRange,
@@ -407,11 +413,11 @@ class FakeMetricsStore(MetricsStore):
         service_area: str | None = None,
         channel: str | None = None,
     ) -> KpiTotals:
-        generation = self.state.current
+        generation, applied = await self.applied_mark()
         filters = {"service_area": service_area, "channel": channel}
         return KpiTotals(
             generation,
-            sum(p.events for (g, _), p in self.state.progress.items() if g == generation),
+            applied,
             await self.totals(generation, current, **filters),
             await self.totals(generation, previous, **filters),
             await self.open_complaints(generation, **filters),

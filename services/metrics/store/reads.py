@@ -97,6 +97,19 @@ class Reads(StoreBase):
             grouped[row["key"]][row["measure"]] = row["value"]
         return dict(grouped)
 
+    async def applied_mark(self) -> tuple[int, int]:
+        """The live generation and how many events have been applied to it: every batch
+        that changes a figure applies at least one new event and adds it to
+        `metrics_topic_progress` in its own transaction, so equal marks mean equal figures.
+        """
+        row = await self._db.fetchrow(
+            "SELECT c.generation, coalesce(sum(p.events), 0) AS applied FROM metrics_current c"
+            " LEFT JOIN metrics_topic_progress p ON p.generation = c.generation"
+            " GROUP BY c.generation"
+        )
+        assert row is not None  # metrics_current always holds its one row
+        return row["generation"], int(row["applied"])
+
     async def kpi_totals(
         self,
         current: DateRange,
@@ -245,9 +258,12 @@ class Reads(StoreBase):
 
     async def measure_totals_by_area(self, generation: int, measure: str) -> dict[str, float]:
         """All-time sum of one measure per service area (e.g. deadline breaches, for alerts)."""
+        # The monthly per-area rollups: 12 rows a year per area, where the daily cells
+        # (read every few seconds by the gauges) would be every row of the generation.
         rows = await self._db.fetch(
-            "SELECT service_area, sum(value) AS value FROM metrics_aggregates"
-            " WHERE generation = $1 AND measure = $2 GROUP BY service_area",
+            "SELECT service_area, sum(value) AS value FROM metrics_rollups"
+            " WHERE generation = $1 AND breakdown = 'service_area' AND grain = 'month'"
+            " AND measure = $2 GROUP BY service_area",
             generation,
             measure,
         )
