@@ -83,7 +83,7 @@ def create_app(settings: FeedbackSettings | None = None, **options: Unpack[AppOp
     settings, broker = wiring.settings, wiring.broker
     registry, clock = wiring.registry, wiring.clock
     metrics = FeedbackMetrics(registry)
-    links = AnswerLinks(settings.feedback_token_secret.get_secret_value())
+    links = AnswerLinks(settings.link_secrets, accept_sha1=settings.feedback_accept_sha1_links)
     running: dict[str, CustomerHandler] = {}  # filled by the lifespan
 
     @asynccontextmanager
