@@ -8,6 +8,7 @@ from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_v
 from pydantic_settings import NoDecode
 
 from shared.api_keys import ApiKeyHashes
+from shared.page_guards import parse_rate_limit
 from shared.production import secret_strength_problems
 from shared.settings import (
     ServiceSettings,
@@ -66,6 +67,9 @@ class FeedbackSettings(ServiceSettings):
     expire; none is issued any more."""
     feedback_allow_dev_secret: bool = False
     """Allow the built-in development token secret (never in production)."""
+    feedback_rate_limit: str = "20/minute"
+    """Requests per client address on the answer links' pages and API (`/surveys/...`,
+    `/v1/surveys/...`), e.g. `20/minute` or `20/minute;200/hour`; counted per process."""
     feedback_public_url: str = "http://127.0.0.1:8003"
     """Base URL residents reach the survey pages at (used in answer links)."""
     feedback_api_keys: ApiKeyHashes = api_keys_field(
@@ -89,6 +93,12 @@ class FeedbackSettings(ServiceSettings):
         if not re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?", url):
             raise ValueError("give an http(s) URL, e.g. https://feedback.example.gov.uk")
         return url.rstrip("/")
+
+    @field_validator("feedback_rate_limit")
+    @classmethod
+    def _a_rate_limit(cls, text: str) -> str:
+        parse_rate_limit(text)  # ValueError names what is wrong
+        return text
 
     @property
     def link_secrets(self) -> list[str]:
