@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 # Secrets published in .env.example and as development defaults: anyone can
 # read them, so they authenticate nobody. A unit test keeps this list in step
 # with .env.example.
-DEMO_KEYS = ("demo-crm-key-change-me",)
+DEMO_KEYS = ("demo-crm-key-change-me", "demo-dashboard-key-change-me")
 DEMO_SECRETS = (
     "demo-postgres-password-change-me",
     "demo-grafana-password-change-me",
