@@ -99,11 +99,10 @@ class Access:
             source = _source_of(key, self._writers) or _source_of(key, self._readers)
             if source is not None:
                 return source
-            if self._oidc is not None:
-                # Not None means a complaints role (a token without one is a 403 already),
-                # and every complaints role may read.
-                if signed_in_roles(self._oidc, credentials) is not None:
-                    return "signed-in officer"
+            # Roles, not None, mean a complaints role (a token without one is a 403
+            # already), and every complaints role may read.
+            if self._oidc is not None and signed_in_roles(self._oidc, credentials) is not None:
+                return "signed-in officer"
             raise _unauthorised(
                 f"missing or unknown API key (header {HEADER}) or access token "
                 "(header Authorization: Bearer …)"
