@@ -274,39 +274,51 @@ class Facts(StoreBase):
         )
 
     async def record_deadline_progress(
-        self, generation: int, complaint_id: str, stage: int, deadline: str, *, done: bool
+        self, generation: int, progress: Mapping[OutcomeKey, tuple[bool, bool]]
     ) -> None:
-        """A deadline was met (`done`) or breached; either may come first."""
+        """Deadlines met or breached, (complaint, stage, deadline) → (breached, done);
+        either may come first, and neither flag turns off again."""
+        if not progress:
+            return
+        keys = sorted(progress)  # rows locked in key order: batches never deadlock
         await self._tx.execute(
             """
             INSERT INTO metrics_complaint_deadlines AS d
                 (generation, complaint_id, stage, deadline, breached, done)
-            VALUES ($1, $2, $3, $4, NOT $5, $5)
+            SELECT $1, * FROM unnest($2::text[], $3::int[], $4::text[], $5::bool[], $6::bool[])
             ON CONFLICT (generation, complaint_id, stage, deadline) DO UPDATE
             SET breached = d.breached OR EXCLUDED.breached, done = d.done OR EXCLUDED.done
             """,
             generation,
-            complaint_id,
-            stage,
-            deadline,
-            done,
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+            [k[2] for k in keys],
+            [progress[k][0] for k in keys],
+            [progress[k][1] for k in keys],
         )
 
-    async def record_comment(self, generation: int, event_id: UUID, comment: SurveyComment) -> None:
+    async def record_comments(
+        self, generation: int, comments: Mapping[UUID, SurveyComment]
+    ) -> None:
+        """Survey comments by their answer's event id (one already kept stays)."""
+        if not comments:
+            return
+        rows = list(comments.items())
         await self._tx.execute(
             """
             INSERT INTO metrics_survey_comments
                 (generation, event_id, answered_at, service_area, channel, overall, comment)
-            VALUES ($1, $2, $3, $4, $5, $6, $7)
+            SELECT $1, * FROM unnest($2::uuid[], $3::timestamptz[], $4::text[], $5::text[],
+                                     $6::int[], $7::text[])
             ON CONFLICT (generation, event_id) DO NOTHING
             """,
             generation,
-            event_id,
-            comment.answered_at,
-            comment.service_area,
-            comment.channel,
-            comment.overall,
-            comment.comment,
+            [event_id for event_id, _ in rows],
+            [c.answered_at for _, c in rows],
+            [c.service_area for _, c in rows],
+            [c.channel for _, c in rows],
+            [c.overall for _, c in rows],
+            [c.comment for _, c in rows],
         )
 
     async def complaint_channels(
