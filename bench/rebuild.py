@@ -171,16 +171,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     events = 20_000 if args.quick else args.events
     with infrastructure() as endpoints:
         figures = asyncio.run(bench(endpoints, events))
-    extrapolated = figures["extrapolated_5m_seconds"]
-    verdict = "met" if extrapolated < TARGET_SECONDS else "NOT met"
     print(
         f"rebuild: {figures['events_read']:,} events in {figures['seconds']} s,"
         f" {figures['events_per_s']:,.0f} events/s"
     )
-    print(
-        f"5,000,000 events at that rate (extrapolated, not measured): {extrapolated / 60:.1f} min"
-        f" (target < {TARGET_SECONDS // 60} min: {verdict})"
-    )
+    if figures["events_read"] >= ISSUE_EVENTS:
+        seconds = figures["seconds"]
+        verdict = "met" if seconds < TARGET_SECONDS else "NOT met"
+        print(
+            f"{figures['events_read']:,} events measured: {seconds / 60:.1f} min"
+            f" (target < {TARGET_SECONDS // 60} min for 5,000,000: {verdict})"
+        )
+    else:
+        extrapolated = figures["extrapolated_5m_seconds"]
+        verdict = "met" if extrapolated < TARGET_SECONDS else "NOT met"
+        print(
+            f"5,000,000 events at that rate (extrapolated, not measured):"
+            f" {extrapolated / 60:.1f} min (target < {TARGET_SECONDS // 60} min: {verdict})"
+        )
     print_summary("rebuild", figures)
     return 0 if figures["events_applied"] == events else 1
 
