@@ -5,8 +5,8 @@ Produces `--events` ContactReceived events (enquiries on the non-phone channels,
 `civicpulse.contacts`, then applies them twice into one scratch database:
 
 - plain: written here. aiokafka `getmany` batches of 500 (`--plain-batch`), `json.loads`,
-  and per batch one transaction: processed-event ids (insert-returning, so a redelivery counts once),
-  the contact facts, the FCR re-contact check (candidates of the batch's customers and
+  and per batch one transaction: processed-event ids (insert-returning, so a redelivery
+  counts once), the contact facts, the FCR re-contact check (candidates of the batch's customers and
   areas with a later contact within 7 days, marked lost once), and the counters per
   day, area and channel (contacts received, FCR eligible, FCR first time, FCR lost),
   upserted once with `unnest` arrays.

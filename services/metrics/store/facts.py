@@ -15,6 +15,10 @@ from services.metrics.store.base import StoreBase
 from shared.events import Event
 from shared.outbox import enqueue
 
+# Advisory locks of the re-contact check: (class, bucket) pairs, bucket < BUCKETS.
+CUSTOMER_LOCK_CLASS = 0x6D657472  # "metr"
+CUSTOMER_LOCK_BUCKETS = 1024  # a power of two (the bucket is a bit mask of the hash)
+
 
 @dataclass(frozen=True, slots=True)
 class ContactFact:
@@ -149,14 +153,22 @@ class Facts(StoreBase):
     async def lock_customers(self, keys: Iterable[str]) -> None:
         """Serialise re-contact checks per customer and area across replicas.
 
-        Taken in sorted order, so two batches never deadlock on each other.
+        Keys are hashed into `CUSTOMER_LOCK_BUCKETS` locks (the two-key form, a
+        space of its own), so a batch of any size holds at most that many: one lock
+        per key filled PostgreSQL's shared lock table (max_locks_per_transaction x
+        max_connections, 6,400 by default) once a rebuild's batch of 20,000 and a
+        live batch ran together. Taken in order, so batches never deadlock.
         """
         ordered = sorted(set(keys))
         if ordered:
             await self._tx.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended('metrics:' || k, 0))"
-                " FROM unnest($1::text[]) AS k ORDER BY k",
+                "SELECT pg_advisory_xact_lock($2, b) FROM ("
+                "  SELECT DISTINCT (hashtextextended('metrics:' || k, 0) & ($3 - 1))::int AS b"
+                "  FROM unnest($1::text[]) AS k"
+                ") AS buckets ORDER BY b",
                 ordered,
+                CUSTOMER_LOCK_CLASS,
+                CUSTOMER_LOCK_BUCKETS,
             )
 
     async def mark_recontacted(
