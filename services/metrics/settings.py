@@ -31,7 +31,16 @@ class MetricsSettings(ServiceSettings):
         default="civicpulse-metrics", description="Consumer group of the canonical topics."
     )
     metrics_max_batch: int = Field(
-        default=1000, ge=1, le=10_000, description="Events applied, and committed, per batch."
+        default=5000,
+        ge=1,
+        le=20_000,
+        description="Most events applied, and committed, per batch (fewer when fewer wait).",
+    )
+    metrics_rebuild_batch: int = Field(
+        default=20_000,
+        ge=100,
+        le=100_000,
+        description="Events a rebuild applies per transaction.",
     )
     metrics_api_tokens: dict[str, ApiToken] = Field(
         default_factory=dict,

@@ -29,6 +29,7 @@ from services.metrics.store import (
     OpenComplaints,
     OutcomeKey,
     OutcomeRow,
+    RecordedSurge,
     Surge,
     SurveyComment,
     TopicProgress,
@@ -318,6 +319,17 @@ class FakeMetricsStore(MetricsStore):
             (generation, *key), Surge(surge_id, area, measure, day, count, baseline, threshold)
         )
 
+    async def record_surges(self, generation: int, surges: Sequence[RecordedSurge]) -> None:
+        for s in surges:
+            await self.record_surge(
+                generation,
+                s.key,
+                s.surge_id,
+                count=s.count,
+                baseline=s.baseline,
+                threshold=s.threshold,
+            )
+
     async def enqueue(self, events: Sequence[Event]) -> None:
         self._writing()
         self.state.outbox.extend(events)
@@ -454,16 +466,20 @@ class FakeMetricsStore(MetricsStore):
         return dict(sorted(counts.items()))
 
     async def record_deadline_progress(
-        self, generation: int, complaint_id: str, stage: int, deadline: str, *, done: bool
+        self, generation: int, progress: Mapping[OutcomeKey, tuple[bool, bool]]
     ) -> None:
         self._writing()
-        key = (generation, complaint_id, stage, deadline)
-        breached, was_done = self.state.deadlines.get(key, (False, False))
-        self.state.deadlines[key] = (breached or not done, was_done or done)
+        for (complaint_id, stage, deadline), (breached, done) in progress.items():
+            key = (generation, complaint_id, stage, deadline)
+            was_breached, was_done = self.state.deadlines.get(key, (False, False))
+            self.state.deadlines[key] = (was_breached or breached, was_done or done)
 
-    async def record_comment(self, generation: int, event_id: UUID, comment: SurveyComment) -> None:
+    async def record_comments(
+        self, generation: int, comments: Mapping[UUID, SurveyComment]
+    ) -> None:
         self._writing()
-        self.state.comments.setdefault((generation, event_id), comment)
+        for event_id, comment in comments.items():
+            self.state.comments.setdefault((generation, event_id), comment)
 
     async def latest_comments(
         self, generation: int, limit: int, *, service_area: str | None = None

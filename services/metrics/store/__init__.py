@@ -30,7 +30,7 @@ from services.metrics.store.generations import Generations, processed_service
 from services.metrics.store.notes import Notes
 from services.metrics.store.reads import KpiTotals, OpenComplaints, Reads, Surge, TopicState
 from services.metrics.store.rollups import Rollups
-from services.metrics.store.surges import Surges
+from services.metrics.store.surges import RecordedSurge, Surges
 
 MIGRATIONS = Path(__file__).parent.parent / "migrations"
 
@@ -50,6 +50,7 @@ __all__ = [
     "OpenComplaints",
     "OutcomeKey",
     "OutcomeRow",
+    "RecordedSurge",
     "Surge",
     "SurveyComment",
     "TopicProgress",
