@@ -126,7 +126,15 @@ class Tracking:
     last_counted_at: float = 0.0
 
 
-def record(run: str, n: int, occurred: datetime, customer: str, rng: random.Random) -> bytes:
+def record(
+    run: str,
+    n: int,
+    occurred: datetime,
+    customer: str,
+    rng: random.Random,
+    *,
+    service_area: str = "planning",
+) -> bytes:
     return json.dumps(
         {
             "record_type": "contact_received",
@@ -135,10 +143,10 @@ def record(run: str, n: int, occurred: datetime, customer: str, rng: random.Rand
             "contact_id": f"pipebench-{run}-{n}",
             "occurred_at": occurred.isoformat(),
             "channel": "phone",
-            "service_area": "planning",
+            "service_area": service_area,
             "kind": "enquiry",
             "customer_ref": customer,
-            "answered_by_team": "planning",
+            "answered_by_team": service_area,
             "resolved_at_first_contact": rng.random() < 0.7,
             "wait_seconds": round(rng.uniform(0, 120), 1),
         }
