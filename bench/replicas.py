@@ -28,7 +28,7 @@ run fails with what was lost or counted twice. CPU seconds per process (each
 replica, Kafka, PostgreSQL's backends, the bench) and the machine's busy share
 are printed per phase, so a cap by two shared cores shows where the time went.
 
-    python -m bench.replicas --records 20000 --rebalance-seconds 40
+    python -m bench.replicas --records 20000 --gap 8
     python -m bench.replicas --quick
 """
 
@@ -36,6 +36,7 @@ import argparse
 import asyncio
 import os
 import random
+import statistics
 import sys
 import tempfile
 import time
@@ -50,6 +51,7 @@ from typing import Any, cast
 import asyncpg
 import httpx
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.pipeline import (
     LOCAL,
@@ -63,6 +65,7 @@ from bench.support import (
     BenchError,
     CpuAccount,
     CpuSampler,
+    Endpoints,
     admin_client,
     end_offsets,
     infrastructure,
@@ -94,6 +97,7 @@ GROUP_INPUTS: dict[str, Sequence[TopicSpec]] = {
 }
 IDLE_GIVE_UP_S = 90.0  # no progress in counting for this long: the phase failed
 TARGET_RATIO = 1.5
+SESSION_TIMEOUT_S = 10.0  # aiokafka's default session_timeout_ms: a killed member's lease
 
 
 @dataclass
@@ -157,6 +161,13 @@ class Replicas:
         return self.processes[name][1]
 
     def start_second_replicas(self) -> None:
+        if all(len(processes) > 1 for processes in self.processes.values()):
+            for name, processes in self.processes.items():  # started before: again
+                say(f"starting the second {name} again…")
+                processes[1].start()
+            for processes in self.processes.values():
+                processes[1].wait_healthy()
+            return
         taken = [p.port for ps in self.processes.values() for p in ps]
         for spec in SERVICES:
             first = self.processes[spec.name][0]
@@ -170,6 +181,11 @@ class Replicas:
         for name, processes in self.processes.items():
             processes[1].wait_healthy()
             say(f"  {name} #2 healthy")
+
+    def stop_second_replicas(self) -> None:
+        say("stopping the second replicas (SIGTERM)…")
+        for processes in self.processes.values():
+            processes[1].stop()
 
     def stop(self) -> None:
         for processes in self.processes.values():
@@ -186,12 +202,15 @@ async def publish(
     phase: Phase,
     ledger: Ledger,
     *,
-    records: int,
+    records: int | None,
     rate: float | None,
     occurred: datetime,
     started_event: asyncio.Event | None = None,
+    until: asyncio.Event | None = None,
 ) -> None:
-    """`records` records on the phase's day, at `rate` per second (None: as fast as possible)."""
+    """Records on the phase's day at `rate` per second (None: as fast as possible), until
+    `records` are sent or, with `records` None, until `until` is set.
+    """
     run = uuid.uuid4().hex[:8]
     rng = random.Random(run)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, linger_ms=5)
@@ -201,10 +220,11 @@ async def publish(
         phase.first_publish_s = started = time.perf_counter()
         if started_event is not None:
             started_event.set()
-        while phase.sent < records:
-            due = records
+        limit = records if records is not None else sys.maxsize
+        while phase.sent < limit and not (until is not None and until.is_set()):
+            due = limit
             if rate is not None:
-                due = min(records, int((time.perf_counter() - started) * rate) + 1)
+                due = min(limit, int((time.perf_counter() - started) * rate) + 1)
             while phase.sent < due:
                 area = AREAS[phase.sent % len(AREAS)]
                 value = record(
@@ -269,9 +289,19 @@ def _members_by_group(responses: Sequence[Any]) -> dict[str, tuple[str, int]]:
     return found
 
 
+async def describe_groups(
+    admin: AIOKafkaAdminClient, groups: Sequence[str]
+) -> dict[str, tuple[str, int]]:
+    """One group per request: aiokafka 0.14 fails to decode Kafka 4's answer for several."""
+    found: dict[str, tuple[str, int]] = {}
+    for group in groups:
+        found |= _members_by_group(await admin.describe_consumer_groups([group]))
+    return found
+
+
 async def group_members(bootstrap: str, groups: Sequence[str]) -> dict[str, tuple[str, int]]:
     async with admin_client(bootstrap) as admin:
-        return _members_by_group(await admin.describe_consumer_groups(list(groups)))
+        return await describe_groups(admin, groups)
 
 
 async def wait_for_members(
@@ -294,7 +324,7 @@ async def watch_members(
     """Record each group's member count whenever it changes, against the phase's clock."""
     async with admin_client(bootstrap) as admin:
         while not stopping.is_set():
-            seen = _members_by_group(await admin.describe_consumer_groups(list(groups.values())))
+            seen = await describe_groups(admin, list(groups.values()))
             now = time.perf_counter() - phase.first_publish_s
             for service, group in groups.items():
                 count = seen.get(group, ("", 0))[1]
@@ -406,7 +436,10 @@ def _fault(action: str, processes: Sequence[ServiceProcess]) -> tuple[int | None
 
     def one(process: ServiceProcess) -> int | None:
         if action == "SIGTERM":
-            return process.terminate()
+            code = process.terminate()
+            # uvicorn re-raises the signal once shut down: -15 is a graceful exit too.
+            graceful = "Application shutdown complete" in process.log_tail(30)
+            return code if graceful else None
         if action == "SIGKILL":
             process.kill()
             return -9
@@ -421,32 +454,39 @@ def _fault(action: str, processes: Sequence[ServiceProcess]) -> tuple[int | None
 
 
 async def inject_faults(
-    phase: Phase, processes: Sequence[ServiceProcess], schedule: Sequence[tuple[float, str]]
+    phase: Phase, processes: Sequence[ServiceProcess], gap_s: float, session_timeout_s: float
 ) -> None:
-    for at, action in schedule:
-        await asyncio.sleep(max(0.0, phase.first_publish_s + at - time.perf_counter()))
+    """SIGTERM, start, SIGKILL, start the processes, each `gap_s` after the last was done.
+
+    After the SIGKILL the wait is at least the consumer session timeout, so the
+    groups drop the dead members (and rebalance) while the load still runs.
+    """
+    steps = [
+        ("SIGTERM", gap_s),
+        ("start", gap_s),
+        ("SIGKILL", gap_s),
+        ("start", max(gap_s, session_timeout_s + 2)),
+    ]
+    wait = gap_s  # the warm-up before the first fault
+    for action, next_wait in steps:
+        await asyncio.sleep(wait)
         began = time.perf_counter() - phase.first_publish_s
         say(f"  +{began:.1f} s: {action} the second replica of every service")
         codes = await asyncio.to_thread(_fault, action, processes)
         ended = time.perf_counter() - phase.first_publish_s
         phase.faults.append(Fault(action, round(began, 2), round(ended, 2), codes))
+        wait = next_wait
+    await asyncio.sleep(gap_s)  # load on the restored group before it ends
 
 
-async def rebalance_phase(run: Run, days_ago: int, rate: float, seconds: float) -> Phase:
+async def rebalance_phase(run: Run, days_ago: int, rate: float, gap_s: float) -> Phase:
     occurred, day = occurred_on(days_ago)
     phase = Phase("rebalance", 2, day)
     await wait_for_members(run.bootstrap, run.groups, 2)
-    records = int(rate * seconds)
-    say(f"phase rebalance: {rate:.0f} records/s for {seconds:.0f} s, faults mid-load…")
-    schedule = list(
-        zip(
-            (seconds * share for share in (0.15, 0.35, 0.55, 0.75)),
-            ("SIGTERM", "start", "SIGKILL", "start"),
-            strict=True,
-        )
-    )
+    say(f"phase rebalance: {rate:.0f} records/s until the faults are over…")
     second_replicas = [run.replicas.second(spec.name) for spec in SERVICES]
     stopping = asyncio.Event()
+    load_over = asyncio.Event()
     async with run.client() as client:
         run.sampler.start()
         first_send = asyncio.Event()  # faults are timed from the first send
@@ -455,15 +495,17 @@ async def rebalance_phase(run: Run, days_ago: int, rate: float, seconds: float) 
                 run.bootstrap,
                 phase,
                 run.ledger,
-                records=records,
+                records=None,
                 rate=rate,
                 occurred=occurred,
                 started_event=first_send,
+                until=load_over,
             )
         )
         await first_send.wait()
         members = asyncio.create_task(watch_members(run.bootstrap, run.groups, phase, stopping))
-        await inject_faults(phase, second_replicas, schedule)
+        await inject_faults(phase, second_replicas, gap_s, SESSION_TIMEOUT_S)
+        load_over.set()
         await watch_counting(client, phase, publishing)
         await publishing
         phase.cpu = run.sampler.stop()
@@ -482,6 +524,16 @@ async def rebalance_phase(run: Run, days_ago: int, rate: float, seconds: float) 
 # -- report ---------------------------------------------------------------------------
 
 
+def median_throughput(phases: Sequence[Phase], replicas: int) -> float:
+    rates = [p.throughput for p in phases if p.replicas == replicas and p.name != "rebalance"]
+    return statistics.median(rates) if rates else 0.0
+
+
+def two_over_one(phases: Sequence[Phase]) -> float | None:
+    one = median_throughput(phases, 1)
+    return median_throughput(phases, 2) / one if one else None
+
+
 def report(phases: Sequence[Phase]) -> str:
     lines = ["phase       replicas    sent  counted  lost  twice  seconds  counted/s  exact"]
     for p in phases:
@@ -493,10 +545,12 @@ def report(phases: Sequence[Phase]) -> str:
         )
         for area, difference in p.cells_wrong.items():
             lines.append(f"  {area}: counted {difference:+d} against the ledger")
-    one, two = phases[0], phases[1] if len(phases) > 1 else None
-    if two is not None and one.throughput:
+    ratio = two_over_one(phases)
+    if ratio is not None:
         lines.append(
-            f"two replicas / one: {two.throughput / one.throughput:.2f} (target >= {TARGET_RATIO})"
+            f"median counted/s: one replica {median_throughput(phases, 1):.0f},"
+            f" two {median_throughput(phases, 2):.0f}; two / one: {ratio:.2f}"
+            f" (target >= {TARGET_RATIO})"
         )
     roles = list(dict.fromkeys(r for p in phases if p.cpu for r in p.cpu.seconds))
     lines.append("")
@@ -507,6 +561,8 @@ def report(phases: Sequence[Phase]) -> str:
         )
         lines.append(f"{role:<13} {cells}")
     machine: list[tuple[str, Callable[[CpuAccount], float]]] = [
+        ("all above", lambda a: sum(a.seconds.values())),
+        ("other procs", lambda a: a.machine_busy_seconds - sum(a.seconds.values())),
         ("phase wall s", lambda a: a.wall_seconds),
         ("machine busy", lambda a: a.machine_busy_seconds),
         ("machine cap.", lambda a: a.machine_capacity_seconds),
@@ -522,7 +578,10 @@ def report(phases: Sequence[Phase]) -> str:
             lines.append(f"{p.name}: load published from +0.0 s to +{load_end:.1f} s")
             for f in p.faults:
                 overlaps = "during the load" if f.began_s < load_end else "AFTER the load"
-                codes = f" (exit codes {list(f.exit_codes)})" if f.action != "start" else ""
+                codes = ""
+                if f.action == "SIGTERM":
+                    graceful = sum(code is not None for code in f.exit_codes)
+                    codes = f" ({graceful}/{len(f.exit_codes)} shut down gracefully)"
                 lines.append(
                     f"  {f.action:<7} +{f.began_s:.1f} s → +{f.ended_s:.1f} s, {overlaps}{codes}"
                 )
@@ -533,7 +592,7 @@ def report(phases: Sequence[Phase]) -> str:
 
 
 def summary(phases: Sequence[Phase], args: argparse.Namespace) -> dict[str, Any]:
-    one, two = phases[0], phases[1]
+    ratio = two_over_one(phases)
     return {
         "records_per_phase": args.records,
         "rebalance_rate": args.rate,
@@ -560,7 +619,9 @@ def summary(phases: Sequence[Phase], args: argparse.Namespace) -> dict[str, Any]
             }
             for p in phases
         ],
-        "two_over_one": round(two.throughput / one.throughput, 3) if one.throughput else None,
+        "one_replica_per_second": round(median_throughput(phases, 1), 1),
+        "two_replicas_per_second": round(median_throughput(phases, 2), 1),
+        "two_over_one": round(ratio, 3) if ratio is not None else None,
         "target_ratio": TARGET_RATIO,
         "exact": all(p.exact for p in phases),
     }
@@ -575,7 +636,7 @@ def _fault_dict(fault: Fault) -> dict[str, Any]:
     }
 
 
-def track_cpu(sampler: CpuSampler, replicas: Replicas, endpoints: Any) -> None:
+def track_cpu(sampler: CpuSampler, replicas: Replicas, endpoints: Endpoints) -> None:
     def replica(name: str, index: int) -> Callable[[], list[tuple[int, bool]]]:
         def pids() -> list[tuple[int, bool]]:
             processes = replicas.processes[name]
@@ -593,6 +654,49 @@ def track_cpu(sampler: CpuSampler, replicas: Replicas, endpoints: Any) -> None:
     sampler.track("bench", lambda: [(bench, False)])
 
 
+async def run_phases(endpoints: Endpoints, args: argparse.Namespace) -> list[Phase]:
+    """The three phases on a scratch database of their own (dropped at the end)."""
+    phases: list[Phase] = []
+    database = f"bench_replicas_{uuid.uuid4().hex[:8]}"
+    async with scratch_database(endpoints.database_url, database) as database_url:
+        stack = NamedStack(
+            endpoints.kafka_bootstrap, database_url, tuple(endpoints.kafka_bootstrap.split(","))
+        )
+        env = await own_groups(endpoints.kafka_bootstrap)
+        groups = {name: next(iter(values.values())) for name, values in env.items()}
+        log_dir = Path(tempfile.mkdtemp(prefix="cp-replicas-"))
+        say(f"service logs in {log_dir}")
+        system = await asyncio.to_thread(
+            start_services,
+            cast(infra.LocalInfra, stack),
+            log_dir,
+            Credentials(),
+            say=say,
+            extra_env=env,
+            preferred_ports=False,
+        )
+        replicas = Replicas(system, log_dir)
+        try:
+            await give_contact_routes(system)
+            sampler = CpuSampler()
+            track_cpu(sampler, replicas, endpoints)
+            run = Run(replicas, groups, database_url, Ledger(), sampler)
+            days_ago = 1
+            for index in range(args.runs):
+                if index:
+                    await asyncio.to_thread(replicas.stop_second_replicas)
+                phases.append(await throughput_phase(run, f"one-{index + 1}", 1, days_ago, args.records))
+                await asyncio.to_thread(replicas.start_second_replicas)
+                phases.append(await throughput_phase(run, f"two-{index + 1}", 2, days_ago + 1, args.records))
+                days_ago += 2
+            if args.rate is None:
+                args.rate = max(50.0, round(median_throughput(phases, 1) / 2))
+            phases.append(await rebalance_phase(run, days_ago, args.rate, args.gap))
+        finally:
+            await asyncio.to_thread(replicas.stop)
+    return phases
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.replicas", description=__doc__.split("\n\n")[0]
@@ -601,60 +705,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--records", type=int, default=20_000, help="records per throughput phase (20,000)"
     )
     parser.add_argument(
+        "--runs", type=int, default=2, help="one/two pairs, alternated against drift (2)"
+    )
+    parser.add_argument(
         "--rate",
         type=float,
         default=None,
         help="records/s during the rebalance (default: half the one-replica throughput)",
     )
     parser.add_argument(
-        "--rebalance-seconds", type=float, default=40.0, help="load time of the rebalance (40)"
+        "--gap",
+        type=float,
+        default=8.0,
+        help="seconds of load before each fault of the rebalance, and after the last (8)",
     )
-    parser.add_argument(
-        "--quick", action="store_true", help="5,000 records per phase, a 30 s rebalance"
-    )
+    parser.add_argument("--quick", action="store_true", help="one pair of 5,000 records per phase, 5 s gaps")
     args = parser.parse_args(argv)
     if args.quick:
-        args.records, args.rebalance_seconds = 5_000, 30.0
-    phases: list[Phase] = []
+        args.records, args.gap, args.runs = 5_000, 5.0, 1
     with infrastructure() as endpoints:
-        database = f"bench_replicas_{uuid.uuid4().hex[:8]}"
-        scratch = scratch_database(endpoints.database_url, database)
-        database_url = asyncio.run(scratch.__aenter__())
-        try:
-            stack = NamedStack(
-                endpoints.kafka_bootstrap,
-                database_url,
-                tuple(endpoints.kafka_bootstrap.split(",")),
-            )
-            env = asyncio.run(own_groups(endpoints.kafka_bootstrap))
-            groups = {name: next(iter(values.values())) for name, values in env.items()}
-            log_dir = Path(tempfile.mkdtemp(prefix="cp-replicas-"))
-            say(f"service logs in {log_dir}")
-            system = start_services(
-                cast(infra.LocalInfra, stack),
-                log_dir,
-                Credentials(),
-                say=say,
-                extra_env=env,
-                preferred_ports=False,
-            )
-            replicas = Replicas(system, log_dir)
-            try:
-                asyncio.run(give_contact_routes(system))
-                sampler = CpuSampler()
-                track_cpu(sampler, replicas, endpoints)
-                run = Run(replicas, groups, database_url, Ledger(), sampler)
-                phases.append(asyncio.run(throughput_phase(run, "one", 1, 1, args.records)))
-                replicas.start_second_replicas()
-                phases.append(asyncio.run(throughput_phase(run, "two", 2, 2, args.records)))
-                if args.rate is None:
-                    args.rate = max(50.0, round(phases[0].throughput / 2))
-                rebalance = rebalance_phase(run, 3, args.rate, args.rebalance_seconds)
-                phases.append(asyncio.run(rebalance))
-            finally:
-                replicas.stop()
-        finally:
-            asyncio.run(scratch.__aexit__(None, None, None))
+        phases = asyncio.run(run_phases(endpoints, args))
     print(report(phases))
     print_summary("replicas", summary(phases, args))
     return 0 if all(p.exact for p in phases) else 1

@@ -181,6 +181,11 @@ def cpu_seconds(pid: int, *, with_reaped_children: bool = False) -> float | None
 
 
 def children_of(parent: int) -> list[int]:
+    try:  # Linux keeps each thread's children; the main thread's are the process's
+        listed = Path(f"/proc/{parent}/task/{parent}/children").read_text()
+        return [int(pid) for pid in listed.split()]
+    except OSError:
+        pass
     children: list[int] = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
