@@ -685,9 +685,13 @@ async def run_phases(endpoints: Endpoints, args: argparse.Namespace) -> list[Pha
             for index in range(args.runs):
                 if index:
                     await asyncio.to_thread(replicas.stop_second_replicas)
-                phases.append(await throughput_phase(run, f"one-{index + 1}", 1, days_ago, args.records))
+                phases.append(
+                    await throughput_phase(run, f"one-{index + 1}", 1, days_ago, args.records)
+                )
                 await asyncio.to_thread(replicas.start_second_replicas)
-                phases.append(await throughput_phase(run, f"two-{index + 1}", 2, days_ago + 1, args.records))
+                phases.append(
+                    await throughput_phase(run, f"two-{index + 1}", 2, days_ago + 1, args.records)
+                )
                 days_ago += 2
             if args.rate is None:
                 args.rate = max(50.0, round(median_throughput(phases, 1) / 2))
@@ -719,7 +723,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=8.0,
         help="seconds of load before each fault of the rebalance, and after the last (8)",
     )
-    parser.add_argument("--quick", action="store_true", help="one pair of 5,000 records per phase, 5 s gaps")
+    parser.add_argument(
+        "--quick", action="store_true", help="one pair of 5,000 records per phase, 5 s gaps"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.records, args.gap, args.runs = 5_000, 5.0, 1
