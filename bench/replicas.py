@@ -335,7 +335,7 @@ async def watch_members(
 
 
 async def wait_until_quiet(
-    bootstrap: str, database_url: str, groups: dict[str, str], within_s: float = 180.0
+    bootstrap: str, database_url: str, groups: dict[str, str], within_s: float = 300.0
 ) -> None:
     """Every group's committed offsets at its topics' end, no outbox row, no timer due.
 
@@ -343,33 +343,41 @@ async def wait_until_quiet(
     """
     deadline = time.monotonic() + within_s
     quiet_in_a_row = 0
+    behind: dict[str, int] = {}
+    backlog: dict[str, int] = {}
     connection = await asyncpg.connect(database_url)
     try:
         async with admin_client(bootstrap) as admin:
             topics = sorted({t.name for inputs in GROUP_INPUTS.values() for t in inputs})
             while time.monotonic() < deadline:
                 ends = await end_offsets(bootstrap, topics)
-                behind = 0
                 for service, group in groups.items():
                     committed = await admin.list_consumer_group_offsets(group)
                     inputs = {t.name for t in GROUP_INPUTS[service]}
-                    behind += sum(
+                    behind[service] = sum(
                         end - (committed[tp].offset if tp in committed else 0)
                         for tp, end in ends.items()
                         if tp.topic in inputs
                     )
-                backlog = await connection.fetchval(
-                    "SELECT (SELECT count(*) FROM outbox WHERE parked_at IS NULL)"
-                    " + (SELECT count(*) FROM timers WHERE fired_at IS NULL"
-                    " AND cancelled_at IS NULL AND parked_at IS NULL AND due_at <= now())"
+                rows = await connection.fetch(
+                    "SELECT 'outbox ' || service AS what, count(*) AS n FROM outbox"
+                    " WHERE parked_at IS NULL GROUP BY service"
+                    " UNION ALL SELECT 'timers due ' || service, count(*) FROM timers"
+                    " WHERE fired_at IS NULL AND cancelled_at IS NULL AND parked_at IS NULL"
+                    " AND due_at <= now() GROUP BY service"
                 )
-                quiet_in_a_row = quiet_in_a_row + 1 if behind == 0 and backlog == 0 else 0
+                backlog = {row["what"]: row["n"] for row in rows}
+                quiet = not any(behind.values()) and not any(backlog.values())
+                quiet_in_a_row = quiet_in_a_row + 1 if quiet else 0
                 if quiet_in_a_row >= 2:
                     return
                 await asyncio.sleep(0.5)
     finally:
         await connection.close()
-    raise BenchError(f"the pipeline was not quiet within {within_s:.0f} s")
+    raise BenchError(
+        f"the pipeline was not quiet within {within_s:.0f} s: records behind per group"
+        f" {behind}, rows waiting {backlog}"
+    )
 
 
 async def check_against_ledger(client: httpx.AsyncClient, phase: Phase, ledger: Ledger) -> None:
