@@ -207,6 +207,7 @@ async def publish(
     occurred: datetime,
     started_event: asyncio.Event | None = None,
     until: asyncio.Event | None = None,
+    resolved_share: float = 0.1,
 ) -> None:
     """Records on the phase's day at `rate` per second (None: as fast as possible), until
     `records` are sent or, with `records` None, until `until` is set.
@@ -234,6 +235,7 @@ async def publish(
                     customer_ref(rng.randrange(CUSTOMERS)),
                     rng,
                     service_area=area,
+                    resolved_share=resolved_share,
                 )
                 key = f"{run}-{phase.sent}".encode()
                 pending.append(await producer.send(CONTACTS_RAW.name, value, key=key))
@@ -398,6 +400,7 @@ class Run:
     database_url: str
     ledger: Ledger
     sampler: CpuSampler
+    resolved_share: float  # of the records resolved at first contact, which feedback surveys
 
     @property
     def bootstrap(self) -> str:
@@ -425,7 +428,15 @@ async def throughput_phase(
     async with run.client() as client:
         run.sampler.start()
         publishing = asyncio.create_task(
-            publish(run.bootstrap, phase, run.ledger, records=records, rate=None, occurred=occurred)
+            publish(
+                run.bootstrap,
+                phase,
+                run.ledger,
+                records=records,
+                rate=None,
+                occurred=occurred,
+                resolved_share=run.resolved_share,
+            )
         )
         await watch_counting(client, phase, publishing)
         await publishing
@@ -508,6 +519,7 @@ async def rebalance_phase(run: Run, days_ago: int, rate: float, gap_s: float) ->
                 occurred=occurred,
                 started_event=first_send,
                 until=load_over,
+                resolved_share=run.resolved_share,
             )
         )
         await first_send.wait()
@@ -688,7 +700,7 @@ async def run_phases(endpoints: Endpoints, args: argparse.Namespace) -> list[Pha
             await give_contact_routes(system)
             sampler = CpuSampler()
             track_cpu(sampler, replicas, endpoints)
-            run = Run(replicas, groups, database_url, Ledger(), sampler)
+            run = Run(replicas, groups, database_url, Ledger(), sampler, args.surveyed)
             days_ago = 1
             for index in range(args.runs):
                 if index:
@@ -715,6 +727,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--records", type=int, default=20_000, help="records per throughput phase (20,000)"
+    )
+    parser.add_argument(
+        "--surveyed",
+        type=float,
+        default=0.1,
+        help="share of records resolved at first contact, each a survey decision for feedback"
+        " (0.1; bench.pipeline uses 0.7)",
     )
     parser.add_argument(
         "--runs", type=int, default=2, help="one/two pairs, alternated against drift (2)"
