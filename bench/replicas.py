@@ -97,6 +97,7 @@ GROUP_INPUTS: dict[str, Sequence[TopicSpec]] = {
 }
 IDLE_GIVE_UP_S = 90.0  # no progress in counting for this long: the phase failed
 TARGET_RATIO = 1.5
+HEALTHY_WITHIN_S = 300.0  # a start on a machine busy with other work can take a minute
 SESSION_TIMEOUT_S = 10.0  # aiokafka's default session_timeout_ms: a killed member's lease
 
 
@@ -166,7 +167,7 @@ class Replicas:
                 say(f"starting the second {name} again…")
                 processes[1].start()
             for processes in self.processes.values():
-                processes[1].wait_healthy()
+                processes[1].wait_healthy(HEALTHY_WITHIN_S)
             return
         taken = [p.port for ps in self.processes.values() for p in ps]
         for spec in SERVICES:
@@ -179,7 +180,7 @@ class Replicas:
             process.start()
             self.processes[spec.name].append(process)
         for name, processes in self.processes.items():
-            processes[1].wait_healthy()
+            processes[1].wait_healthy(HEALTHY_WITHIN_S)
             say(f"  {name} #2 healthy")
 
     def stop_second_replicas(self) -> None:
@@ -463,7 +464,7 @@ def _fault(action: str, processes: Sequence[ServiceProcess]) -> tuple[int | None
             process.kill()
             return -9
         process.start()
-        process.wait_healthy()
+        process.wait_healthy(HEALTHY_WITHIN_S)
         return None
 
     async def all_at_once() -> tuple[int | None, ...]:
