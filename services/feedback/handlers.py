@@ -405,12 +405,16 @@ def policy_of(delay_hours: float, expiry_days: int, quiet_period_days: int) -> P
 
 
 async def _customers_named(store: FeedbackStore, events: Sequence[Event]) -> list[str]:
-    """The customers a batch's decisions will lock: those its contact events name, and
+    """The customers a batch's decisions will lock: those of the contacts it resolves, and
     those of the complaints it closes or answers that feedback already knows."""
     customers = {
         event.payload.customer_ref
         for event in events
-        if isinstance(event, ContactReceived | ContactResolved) and event.payload.customer_ref
+        if (
+            isinstance(event, ContactResolved)
+            or (isinstance(event, ContactReceived) and event.payload.resolved_at_first_contact)
+        )
+        and event.payload.customer_ref
     }
     complaints = [
         event.complaint_id
