@@ -61,6 +61,15 @@ class ServiceSettings(BaseSettings):
     """Attempts at firing one durable timer before it is parked with its error."""
     outbox_max_attempts: int = Field(default=5, ge=1, le=100)
     """Attempts at publishing one outbox row before it is parked with its error."""
+    outbox_batch_size: int = Field(default=500, ge=1, le=10_000)
+    """Outbox rows the relay publishes per round; while rows are pending it starts the next round
+    at once."""
+    outbox_idle_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    """Longest wait of an idle outbox relay: a commit that writes the outbox wakes it at once
+    (NOTIFY), so this only bounds a missed wake-up."""
+    timer_poll_seconds: float = Field(default=1.0, gt=0, le=300)
+    """How often a service looks for due durable timers (feedback's survey sends; complaints has
+    CIVICPULSE_COMPLAINTS_TIMER_POLL_SECONDS); a pass that fills its batch looks again at once."""
     retry_backoff_seconds: float = Field(default=2.0, gt=0, le=3600)
     """First wait before a failed timer or outbox row is tried again; it doubles with each attempt,
     up to the maximum."""
