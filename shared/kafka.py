@@ -220,12 +220,15 @@ class OutgoingRecord:
     headers: dict[str, str]
 
 
-def event_record(event: Event, topic: TopicSpec) -> OutgoingRecord:
-    """An event as a Kafka record: keyed by subject, typed in headers for cheap filtering."""
+def event_record(event: Event, topic: TopicSpec, *, value: bytes | None = None) -> OutgoingRecord:
+    """An event as a Kafka record: keyed by subject, typed in headers for cheap filtering.
+
+    `value` is the event's `to_bytes()` when the caller has it already.
+    """
     return OutgoingRecord(
         topic=topic.name,
         key=event.key.encode(),
-        value=event.to_bytes(),
+        value=event.to_bytes() if value is None else value,
         headers={"event_type": event.event_type, "schema_version": str(event.schema_version)},
     )
 
