@@ -5,7 +5,9 @@ input back to Kafka, in batches of up to 500, committing once per batch:
 
 - plain loop: aiokafka only. Consume from a fresh topic, `json.loads`/`json.dumps`,
   produce keyed by contact_id to a second fresh topic (futures gathered per batch),
-  commit. This is the ceiling for a Python consume-transform-produce loop here.
+  commit. This is the ceiling for a Python consume-transform-produce loop here. Its
+  producer and consumer take the services' own client settings
+  (`shared.kafka.ClientTuning`), so the ratio measures intake's code, not its settings.
 - intake: the real service in-process (`create_app` and its lifespan), reading
   `civicpulse.contacts.raw` with a fresh consumer group placed at this run's records,
   validating, deduplicating in a fresh PostgreSQL database and publishing canonical
@@ -19,6 +21,10 @@ its group has committed past the run's last record. Intake's database must then 
 exactly the run's N records.
 
     python -m bench.intake_throughput --records 50000 --runs 3 --json
+
+`--tuning SPEC` (repeatable) runs both paths again with client settings changed, e.g.
+`--tuning default --tuning batch_bytes=16384 --tuning compression=none`: every tuning
+in every run, in turn, so each setting's effect is measured in one run.
 
 Uses `CIVICPULSE_KAFKA_BOOTSTRAP` and `CIVICPULSE_DATABASE_URL` if both are set, else
 starts a throwaway local stack with `civicpulse.infra` and stops it afterwards.
@@ -106,6 +112,8 @@ class Options:
 class Measurement:
     records: int
     seconds: float
+    # CPU this process spent meanwhile: steadier than `seconds` on a shared machine.
+    cpu_seconds: float = 0.0
 
     @property
     def rate(self) -> float:
@@ -123,6 +131,11 @@ class RunResult:
     def ratio(self) -> float:
         return self.intake.rate / self.plain.rate if self.plain.rate > 0 else 0.0
 
+    @property
+    def cpu_ratio(self) -> float:
+        """Plain's CPU per record over intake's: the ratio a machine to itself would give."""
+        return self.plain.cpu_seconds / self.intake.cpu_seconds if self.intake.cpu_seconds else 0.0
+
 
 @dataclass(slots=True)
 class Progress:
@@ -132,9 +145,13 @@ class Progress:
 @dataclass(slots=True)
 class Clock:
     started: float = field(default_factory=time.perf_counter)
+    cpu_started: float = field(default_factory=time.process_time)
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
+
+    def measurement(self, records: int) -> Measurement:
+        return Measurement(records, self.elapsed(), time.process_time() - self.cpu_started)
 
 
 # -- command line --------------------------------------------------------------------
@@ -266,7 +283,7 @@ async def produce_all(bootstrap: str, topic: str, records: Sequence[KeyedRecord]
             chunk = records[start : start + PRODUCE_CHUNK]
             futures = [await client.send(topic, value, key=key) for key, value in chunk]
             await asyncio.gather(*futures)
-    return Measurement(len(records), clock.elapsed())
+    return clock.measurement(len(records))
 
 
 async def watch(
@@ -390,7 +407,7 @@ async def measure_plain(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            return Measurement(len(records), clock.elapsed())
+            return clock.measurement(len(records))
 
 
 async def watch_task(
@@ -532,7 +549,7 @@ async def measure_intake(
                     clock,
                     until=functools.partial(group_reached, admin, group_id, target),
                 )
-            measured = Measurement(len(records), clock.elapsed())
+            measured = clock.measurement(len(records))
         say("intake stopped")
         accepted = await accepted_in_database(database_url, prefix)
     if accepted != len(records):
@@ -575,7 +592,8 @@ async def bench(endpoints: Endpoints, options: Options) -> list[RunResult]:
 def median_result(results: Sequence[RunResult]) -> RunResult:
     def median(pick: Callable[[RunResult], Measurement]) -> Measurement:
         seconds = statistics.median(pick(result).seconds for result in results)
-        return Measurement(pick(results[0]).records, seconds)
+        cpu_seconds = statistics.median(pick(result).cpu_seconds for result in results)
+        return Measurement(pick(results[0]).records, seconds, cpu_seconds)
 
     return RunResult(
         median(lambda r: r.produce),
@@ -599,7 +617,7 @@ def by_variant(results: Sequence[RunResult]) -> dict[str, list[RunResult]]:
 
 def table(results: Sequence[RunResult]) -> str:
     grouped = by_variant(results)
-    rows = [("tuning", "run", "path", "records", "seconds", "records/s")]
+    rows = [("tuning", "run", "path", "records", "seconds", "records/s", "CPU us/record")]
     for name, runs in grouped.items():
         labelled = [(str(i + 1), result) for i, result in enumerate(runs)]
         if len(runs) > 1:
@@ -618,6 +636,7 @@ def table(results: Sequence[RunResult]) -> str:
                         str(measurement.records),
                         f"{measurement.seconds:.2f}",
                         f"{measurement.rate:,.0f}",
+                        f"{1e6 * measurement.cpu_seconds / measurement.records:,.0f}",
                     )
                 )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -632,7 +651,11 @@ def table(results: Sequence[RunResult]) -> str:
         ratio = median_ratio(runs)
         verdict = "met" if ratio >= TARGET_RATIO else "NOT met"
         label = "intake/plain" if len(runs) == 1 else "intake/plain (median of the runs' ratios)"
-        lines.append(f"{name}: {label}: {ratio:.2f} (target >= {TARGET_RATIO}: {verdict})")
+        cpu = statistics.median(result.cpu_ratio for result in runs)
+        lines.append(
+            f"{name}: {label}: {ratio:.2f} (target >= {TARGET_RATIO}: {verdict}); "
+            f"CPU per record, plain/intake: {cpu:.2f}"
+        )
     return "\n".join(lines)
 
 
