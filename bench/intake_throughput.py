@@ -74,6 +74,7 @@ from services.intake.app import create_app
 from services.intake.settings import IntakeSettings
 from shared.api_keys import hash_api_key
 from shared.kafka import ClientTuning, ensure_topics
+from shared.operational import tune_garbage_collector
 from shared.topics import ALL_TOPICS, CONTACTS_RAW
 
 TARGET_RATIO = 0.8  # issue 15
@@ -688,6 +689,8 @@ def figures(options: Options, results: Sequence[RunResult]) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # As `python -m services.intake` runs; the plain loop shares the process, and so the setting.
+    tune_garbage_collector()
     try:
         with infrastructure() as endpoints:
             results = asyncio.run(bench(endpoints, options))
