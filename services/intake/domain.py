@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
-from uuid import UUID, uuid5
+from uuid import UUID
 
 from pydantic import TypeAdapter, ValidationError
 
-from services.intake.identity import EVENT_ID_NAMESPACE, event_id_for, fingerprint_of_json
+from services.intake.identity import event_id_for, fingerprint_of_json, name_uuid
 from services.intake.records import (
     RawCallAbandoned,
     RawContactReceived,
@@ -354,7 +354,7 @@ def _normalise_vocabulary(record: RawRecord, vocabulary: Vocabulary) -> dict[str
 
 def _correlation_id(record: RawRecord, source: str) -> UUID:
     # One id for everything about a contact, unless the publisher chose its own.
-    return uuid5(EVENT_ID_NAMESPACE, f"{source}\n{record.correlation_id or record.contact_id}")
+    return name_uuid(f"{source}\n{record.correlation_id or record.contact_id}")
 
 
 def _to_event(

@@ -1,6 +1,7 @@
 """Intake's rules: a raw contact record becomes a canonical event, or a reasoned rejection."""
 
 import json
+import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -22,7 +23,14 @@ from services.intake.domain import (
     read_record,
     strip_personal_data,
 )
-from services.intake.identity import classify, event_id_for, fingerprint, fingerprint_of_json
+from services.intake.identity import (
+    EVENT_ID_NAMESPACE,
+    classify,
+    event_id_for,
+    fingerprint,
+    fingerprint_of_json,
+    name_uuid,
+)
 from services.intake.settings import IntakeSettings
 from shared.events.catalogue import parse_event
 from shared.events.contacts import (
@@ -969,6 +977,26 @@ def test_the_event_is_serialised_once_and_fingerprinted_from_those_bytes(
     assert accepted.value == accepted.event.to_bytes()
     assert accepted.fingerprint == fingerprint(accepted.event)
     assert fingerprint_of_json(accepted.value) == fingerprint(accepted.event)
+
+
+@given(name=st.text())
+def test_name_uuids_are_the_standard_uuid5_in_intakes_namespace(name: str) -> None:
+    """Event and correlation ids must never change: consumers deduplicate on them."""
+    try:
+        expected = uuid.uuid5(EVENT_ID_NAMESPACE, name)
+    except UnicodeEncodeError:
+        with pytest.raises(UnicodeEncodeError):
+            name_uuid(name)
+        return
+
+    assert name_uuid(name) == expected
+
+
+def test_event_ids_are_what_they_always_were() -> None:
+    """The id intake gave this record before the fast uuid (main at 0ee2a9f)."""
+    before = uuid.UUID("87fba9b1-67f1-55fd-8176-0ac2ecfe40b3")
+
+    assert event_id_for("crm", "crm-rec-0001") == before
 
 
 def test_the_timestamp_bounds_come_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
