@@ -14,9 +14,16 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.kafka import KafkaConnection, SaslMechanism, SecurityProtocol
+from shared.kafka import (
+    ClientTuning,
+    Compression,
+    KafkaConnection,
+    SaslMechanism,
+    SecurityProtocol,
+)
 
 DEFAULT_VOCABULARY_FILE = Path(__file__).with_name("vocabulary.yaml")
+DEFAULT_TUNING = ClientTuning()
 
 
 class ServiceSettings(BaseSettings):
@@ -125,6 +132,34 @@ class ServiceSettings(BaseSettings):
         default=None, description="PEM private key of the client certificate (optional)."
     )
 
+    kafka_linger_ms: int = Field(
+        default=DEFAULT_TUNING.linger_ms,
+        ge=0,
+        le=1000,
+        description="How long a producer waits for more records to a partition before sending "
+        "(latency paid only under light traffic; docs/production.md).",
+    )
+    kafka_batch_bytes: int = Field(
+        default=DEFAULT_TUNING.batch_bytes,
+        ge=16_384,
+        le=1024 * 1024,
+        description="Largest producer batch per partition, before compression; at most the "
+        "topics' 1 MiB message limit.",
+    )
+    kafka_compression: Compression = Field(
+        default=DEFAULT_TUNING.compression,
+        description="Producer compression: none, gzip, lz4 or zstd.",
+    )
+
+    @property
+    def kafka_tuning(self) -> ClientTuning:
+        """How this service's producers batch and compress (`shared.kafka.ClientTuning`)."""
+        return ClientTuning(
+            linger_ms=self.kafka_linger_ms,
+            batch_bytes=self.kafka_batch_bytes,
+            compression=self.kafka_compression,
+        )
+
     @property
     def kafka(self) -> KafkaConnection:
         """How this service's Kafka clients connect: address, TLS and SASL identity."""
@@ -140,6 +175,7 @@ class ServiceSettings(BaseSettings):
             ca_file=self.kafka_ssl_ca_file,
             cert_file=self.kafka_ssl_cert_file,
             key_file=self.kafka_ssl_key_file,
+            tuning=self.kafka_tuning,
         )
 
     def production_problems(self) -> list[str]:
