@@ -13,10 +13,10 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 from prometheus_client import CollectorRegistry, Gauge
@@ -39,6 +39,9 @@ class Timer:
 
 
 FireTimer = Callable[[Connection, Timer], Awaitable[None]]
+# Fires a claimed batch at once (set-based); the scheduler falls back to `FireTimer`
+# timer by timer when it fails, so one bad timer is parked alone.
+FireTimers = Callable[[Connection, Sequence[Timer]], Awaitable[None]]
 
 
 async def schedule(connection: Connection, service: str, timer: Timer) -> None:
@@ -70,6 +73,101 @@ async def cancel(connection: Connection, service: str, timer_id: str) -> None:
         service,
         timer_id,
     )
+
+
+@dataclass(slots=True)
+class _Change:
+    """What a run of `schedule`/`cancel` calls on one timer does, composed into one change.
+
+    `insert` is the row written when the timer does not exist (cancelled if a
+    cancel followed it); `on_pending` is what happens to a pending one: moved
+    to `insert`'s time and payload, or cancelled. Fired and cancelled timers
+    never change, as with the single calls.
+    """
+
+    insert: Timer | None
+    insert_cancelled: bool
+    on_pending: Literal["move", "cancel"]
+
+
+class TimerChanges:
+    """`schedule` and `cancel` calls buffered for a batch, written in one statement.
+
+    The result is the one the calls in the same order would have had, one by
+    one: a timer scheduled, cancelled and scheduled again stays cancelled.
+    """
+
+    def __init__(self) -> None:
+        self._changes: dict[str, _Change] = {}
+        # The calls in order (a Timer was scheduled, a str is the id cancelled), for fakes.
+        self.calls: list[Timer | str] = []
+
+    def __bool__(self) -> bool:
+        return bool(self._changes)
+
+    def schedule(self, timer: Timer) -> None:
+        self.calls.append(timer)
+        earlier = self._changes.get(timer.timer_id)
+        if earlier is None or earlier.insert is None:
+            # New, or after a bare cancel: created if absent, a pending one still cancelled.
+            on_pending = "move" if earlier is None else earlier.on_pending
+            self._changes[timer.timer_id] = _Change(timer, False, on_pending)
+        elif not earlier.insert_cancelled:
+            self._changes[timer.timer_id] = _Change(timer, False, earlier.on_pending)
+        # else: created and cancelled in this batch; it stays cancelled, as it would.
+
+    def cancel(self, timer_id: str) -> None:
+        self.calls.append(timer_id)
+        earlier = self._changes.get(timer_id)
+        if earlier is None:
+            self._changes[timer_id] = _Change(None, False, "cancel")
+        elif earlier.insert is not None:
+            self._changes[timer_id] = _Change(earlier.insert, True, "cancel")
+        else:
+            earlier.on_pending = "cancel"
+
+    async def write(self, connection: Connection, service: str) -> None:
+        """Apply the changes: pending timers first, then the absent ones are inserted."""
+        if not self._changes:
+            return
+        ids = list(self._changes)
+        changes = [self._changes[timer_id] for timer_id in ids]
+        inserts = [(timer_id, c) for timer_id, c in zip(ids, changes, strict=True) if c.insert]
+        await connection.execute(
+            """
+            WITH change AS (
+                SELECT * FROM unnest($2::text[], $3::boolean[], $4::timestamptz[], $5::jsonb[])
+                    AS c(timer_id, cancel, due_at, payload)
+            ), changed AS (
+                UPDATE timers t
+                SET cancelled_at = CASE WHEN c.cancel THEN now() END,
+                    due_at = CASE WHEN c.cancel THEN t.due_at ELSE c.due_at END,
+                    payload = CASE WHEN c.cancel THEN t.payload ELSE c.payload END
+                FROM change c
+                WHERE t.service = $1 AND t.timer_id = c.timer_id
+                  AND t.fired_at IS NULL AND t.cancelled_at IS NULL
+            )
+            INSERT INTO timers (service, timer_id, kind, subject, due_at, payload, cancelled_at)
+            SELECT $1, i.timer_id, i.kind, i.subject, i.due_at, i.payload,
+                   CASE WHEN i.cancelled THEN now() END
+            FROM unnest($6::text[], $7::text[], $8::text[], $9::timestamptz[], $10::jsonb[],
+                        $11::boolean[]) AS i(timer_id, kind, subject, due_at, payload, cancelled)
+            ON CONFLICT (service, timer_id) DO NOTHING
+            """,
+            service,
+            ids,
+            [c.on_pending == "cancel" for c in changes],
+            [c.insert.due_at if c.insert else None for c in changes],
+            [json.dumps(c.insert.payload) if c.insert else None for c in changes],
+            [timer_id for timer_id, _ in inserts],
+            [c.insert.kind for _, c in inserts if c.insert],
+            [c.insert.subject for _, c in inserts if c.insert],
+            [c.insert.due_at for _, c in inserts if c.insert],
+            [json.dumps(c.insert.payload) for _, c in inserts if c.insert],
+            [c.insert_cancelled for _, c in inserts],
+        )
+        self._changes.clear()
+        self.calls.clear()
 
 
 async def pending_for(connection: Connection, service: str, subject: str) -> list[Timer]:
@@ -119,10 +217,12 @@ class TimerScheduler:
         poll_seconds: float = 1.0,
         retry: RetryPolicy | None = None,
         metrics: TimerMetrics | None = None,
+        fire_batch: FireTimers | None = None,
     ) -> None:
         self._pool = pool
         self._service = service
         self._fire = fire
+        self._fire_batch_callback = fire_batch
         self._clock = clock
         self._batch_size = batch_size
         self._poll_seconds = poll_seconds
@@ -156,7 +256,7 @@ class TimerScheduler:
                 now,
                 self._batch_size,
             )
-            fired = [row["timer_id"] for row in rows if await self._fire_one(connection, row)]
+            fired = await self._fire_all(connection, rows)
             await connection.execute(
                 "UPDATE timers SET fired_at = $3 WHERE service = $1 AND timer_id = ANY($2::text[])",
                 self._service,
@@ -164,6 +264,23 @@ class TimerScheduler:
                 now,
             )
         return len(rows), len(fired)
+
+    async def _fire_all(self, connection: Connection, rows: Sequence[asyncpg.Record]) -> list[str]:
+        """The batch callback first, in one savepoint; on failure, timer by timer."""
+        if self._fire_batch_callback is not None and rows:
+            claimed = [_timer(row) for row in rows]
+            try:
+                async with connection.transaction():
+                    await self._fire_batch_callback(connection, claimed)
+            except Exception as error:
+                if is_transient(error):
+                    raise
+                log.warning(
+                    "timer batch of %s failed (%r); firing timer by timer", self._service, error
+                )
+            else:
+                return [timer.timer_id for timer in claimed]
+        return [row["timer_id"] for row in rows if await self._fire_one(connection, row)]
 
     async def _fire_one(self, connection: Connection, row: asyncpg.Record) -> bool:
         """Fire one timer in a savepoint; a failure is undone alone and counted."""
