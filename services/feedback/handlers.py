@@ -15,6 +15,7 @@ from uuid import UUID
 
 from prometheus_client import CollectorRegistry, Counter
 
+from services.feedback.batch import DecisionBatch
 from services.feedback.domain import (
     CustomerHistory,
     Policy,
@@ -147,13 +148,26 @@ class FeedbackHandler:
     # Resolutions in: one transaction per batch
 
     async def handle(self, events: Sequence[Event]) -> None:
+        """Decide a batch in one transaction, with a fixed number of statements.
+
+        The processed-event records are written for the batch at once; the
+        per-event methods below then run in order on a `DecisionBatch`, which
+        loaded their reads for the whole batch and writes their effects at the end.
+        """
         outcomes = _Outcomes()
         async with self._store.transaction() as store:
+            fresh = await store.first_times(list(dict.fromkeys(e.event_id for e in events)))
+            todo: list[Event] = []
             for event in events:
-                if await store.first_time(event.event_id):
-                    on_event = self._on_event.get(type(event))
-                    if on_event is not None:
-                        await on_event(store, event, outcomes)
+                if event.event_id in fresh:
+                    fresh.discard(event.event_id)  # a later copy in this batch is a duplicate
+                    if type(event) in self._on_event:
+                        todo.append(event)
+            if todo:
+                batch = await DecisionBatch.load(store, todo)
+                for event in todo:
+                    await self._on_event[type(event)](batch, event, outcomes)
+                await batch.write()
         self._metrics.scheduled.inc(outcomes.scheduled)
         for reason in outcomes.suppressed:
             self._metrics.suppressed.labels(reason).inc()

@@ -9,7 +9,6 @@ holds (the timer scheduler's). Unbound, each call runs on a pooled connection.
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Self
@@ -17,11 +16,20 @@ from uuid import UUID
 
 import asyncpg
 
+from services.feedback.batch_store import DecisionQueries
 from services.feedback.notifications import MESSAGE_TYPE_HEADER, ContactRoute, NotifyMessage
+from services.feedback.records import (
+    ComplaintFacts,
+    CustomerState,
+    Suppression,
+    SurveyRequest,
+    complaint_facts,
+    survey_request,
+)
 from services.feedback.settings import SERVICE
 from shared import timers
 from shared.events import Event
-from shared.events.vocabulary import CaseType, Channel, ComplaintProcedure
+from shared.events.vocabulary import CaseType
 from shared.kafka import OutgoingRecord
 from shared.outbox import enqueue, enqueue_records
 from shared.postgres import Connection
@@ -29,43 +37,17 @@ from shared.processed_events import first_time
 from shared.topics import NOTIFICATIONS
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+__all__ = [
+    "MIGRATIONS",
+    "ComplaintFacts",
+    "CustomerState",
+    "FeedbackStore",
+    "Suppression",
+    "SurveyRequest",
+]
 
 
-@dataclass(frozen=True, slots=True)
-class SurveyRequest:
-    request_id: str
-    case_type: CaseType
-    case_id: str
-    customer_ref: str
-    service_area: str
-    channel: Channel
-    resolved_at: datetime
-    send_at: datetime
-    status: str
-    requested_at: datetime | None = None
-    expires_at: datetime | None = None
-    answered_at: datetime | None = None
-    cancel_reason: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ComplaintFacts:
-    complaint_id: str
-    customer_ref: str | None
-    channel: Channel
-    service_area: str
-    procedure: ComplaintProcedure
-    contact_id: str | None
-    withdrawn: bool
-
-
-def _request(row: asyncpg.Record) -> SurveyRequest:
-    return SurveyRequest(
-        **{**dict(row), "case_type": CaseType(row["case_type"]), "channel": Channel(row["channel"])}
-    )
-
-
-class FeedbackStore:
+class FeedbackStore(DecisionQueries):
     def __init__(self, pool: asyncpg.Pool, *, connection: Connection | None = None) -> None:
         self._pool = pool
         self._connection = connection
@@ -208,17 +190,7 @@ class FeedbackStore:
         row = await self._db.fetchrow(
             "SELECT * FROM feedback_complaints WHERE complaint_id = $1", complaint_id
         )
-        if row is None:
-            return None
-        return ComplaintFacts(
-            complaint_id=row["complaint_id"],
-            customer_ref=row["customer_ref"],
-            channel=Channel(row["channel"]),
-            service_area=row["service_area"],
-            procedure=ComplaintProcedure(row["procedure"]),
-            contact_id=row["contact_id"],
-            withdrawn=row["withdrawn"],
-        )
+        return None if row is None else complaint_facts(row)
 
     async def complaints_from_contact(self, contact_id: str) -> list[str]:
         rows = await self._db.fetch(
@@ -278,7 +250,7 @@ class FeedbackStore:
         row = await self._db.fetchrow(
             f"SELECT * FROM feedback_requests WHERE request_id = $1{lock}", request_id
         )
-        return None if row is None else _request(row)
+        return None if row is None else survey_request(row)
 
     async def request_for_case(self, case_type: CaseType, case_id: str) -> SurveyRequest | None:
         row = await self._db.fetchrow(
@@ -286,7 +258,7 @@ class FeedbackStore:
             case_type.value,
             case_id,
         )
-        return None if row is None else _request(row)
+        return None if row is None else survey_request(row)
 
     async def mark_requested(self, request_id: str, now: datetime, expires_at: datetime) -> None:
         await self._db.execute(

@@ -21,7 +21,14 @@ import asyncpg
 from services.feedback.handlers import FeedbackHandler
 from services.feedback.notifications import ContactRoute, NotifyMessage
 from services.feedback.settings import SERVICE
-from services.feedback.store import MIGRATIONS, ComplaintFacts, FeedbackStore, SurveyRequest
+from services.feedback.store import (
+    MIGRATIONS,
+    ComplaintFacts,
+    CustomerState,
+    FeedbackStore,
+    Suppression,
+    SurveyRequest,
+)
 from shared import timers
 from shared.events import Event
 from shared.events.catalogue import parse_event
@@ -97,6 +104,60 @@ class FakeFeedbackStore(FeedbackStore):
         existing = self.state.timers.get(timer_id)
         if existing is not None and existing.pending:
             existing.cancelled = True
+
+    # A batch of decisions: the set-based queries, each as its single calls would do
+
+    async def first_times(self, event_ids: Sequence[UUID]) -> set[UUID]:
+        return {event_id for event_id in event_ids if await self.first_time(event_id)}
+
+    async def complaints_for(
+        self, complaint_ids: Sequence[str], contact_ids: Sequence[str]
+    ) -> list[ComplaintFacts]:
+        return [
+            c
+            for c in self.state.complaints.values()
+            if c.complaint_id in complaint_ids or c.contact_id in contact_ids
+        ]
+
+    async def lock_customers(self, customer_refs: Sequence[str]) -> None:
+        return  # as `lock_customer`
+
+    async def customer_states(self, customer_refs: Sequence[str]) -> dict[str, CustomerState]:
+        return {
+            c: CustomerState(
+                await self.is_opted_out(c),
+                await self.contact_route(c),
+                list(await self.surveyed_resolutions(c)),
+            )
+            for c in customer_refs
+        }
+
+    async def requested_cases(self, case_keys: Sequence[CaseKey]) -> set[CaseKey]:
+        return {key for key in case_keys if await self.any_request_for([key])}
+
+    async def remember_complaints(self, facts: Sequence[ComplaintFacts]) -> None:
+        for fact in facts:
+            await self.remember_complaint(fact)
+            if fact.withdrawn:
+                await self.mark_withdrawn(fact.complaint_id)
+
+    async def insert_requests(self, requests: Sequence[SurveyRequest]) -> set[str]:
+        return {r.request_id for r in requests if await self.insert_request(r)}
+
+    async def record_suppressions(self, suppressions: Sequence[Suppression]) -> None:
+        for s in suppressions:
+            await self.record_suppression(
+                s.event_id, s.case_type, s.case_id, s.reason, s.decided_at
+            )
+
+    async def write_timers(self, changes: timers.TimerChanges) -> None:
+        """The buffered calls replayed one by one, with the single calls' rules."""
+        for call in changes.calls:
+            if isinstance(call, str):
+                await self.cancel_timer(call)
+            else:
+                await self.schedule_timer(call)
+        changes.calls.clear()
 
     # Contact routes and opt-outs
 
