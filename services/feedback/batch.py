@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import NoReturn
 from uuid import UUID
 
-from services.feedback.notifications import ContactRoute
+from services.feedback.notifications import ContactRoute, NotifyMessage
 from services.feedback.store import (
     ComplaintFacts,
     CustomerState,
@@ -216,6 +216,90 @@ class DecisionBatch(FeedbackStore):
     ) -> None:
         assert isinstance(event_id, UUID)
         self._suppressions.append(Suppression(event_id, case_type, case_id, reason, now))
+
+    async def schedule_timer(self, timer: timers.Timer) -> None:
+        self._timers.schedule(timer)
+
+    async def cancel_timer(self, timer_id: str) -> None:
+        self._timers.cancel(timer_id)
+
+
+class SendBatch(FeedbackStore):
+    """The store for one batch of due send and expiry timers: the same pattern.
+
+    The requests (locked) and their customers' opt-outs and routes are loaded
+    at once; status changes, outgoing events, Notify messages and expiry
+    timers are written at the end, one statement each.
+    """
+
+    def __init__(self, store: FeedbackStore) -> None:
+        self._store = store
+        self._requests: dict[str, SurveyRequest] = {}
+        self._customers: dict[str, CustomerState] = {}
+        self._changed: dict[str, SurveyRequest] = {}
+        self._events: list[Event] = []
+        self._messages: list[NotifyMessage] = []
+        self._timers = timers.TimerChanges()
+
+    @classmethod
+    async def load(cls, store: FeedbackStore, due: Sequence[timers.Timer]) -> "SendBatch":
+        batch = cls(store)
+        batch._requests = await store.survey_requests(sorted({t.subject for t in due}))
+        customers = sorted({r.customer_ref for r in batch._requests.values()})
+        batch._customers = await store.customer_states(customers)
+        return batch
+
+    def request(self, request_id: str) -> SurveyRequest | None:
+        return self._requests.get(request_id)
+
+    async def write(self) -> None:
+        await self._store.update_requests(list(self._changed.values()))
+        await self._store.enqueue(self._events)
+        await self._store.enqueue_notifications(self._messages)
+        await self._store.write_timers(self._timers)
+
+    @property
+    def _db(self) -> NoReturn:
+        raise NotBatchedError("a timer handler called a store method SendBatch does not batch")
+
+    @property
+    def _transaction(self) -> NoReturn:
+        raise NotBatchedError("a timer handler called a store method SendBatch does not batch")
+
+    def _customer(self, customer_ref: str) -> CustomerState:
+        if customer_ref not in self._customers:
+            raise NotBatchedError(f"customer {customer_ref!r} was not loaded for this batch")
+        return self._customers[customer_ref]
+
+    def _update(self, request_id: str, when: str | None, **changes: object) -> bool:
+        """The conditional UPDATEs of the single calls, on the locked rows in memory."""
+        request = self._requests.get(request_id)
+        if request is None or (when is not None and request.status != when):
+            return False
+        updated = dataclasses.replace(request, **changes)  # type: ignore[arg-type]
+        self._requests[request_id] = self._changed[request_id] = updated
+        return True
+
+    async def is_opted_out(self, customer_ref: str) -> bool:
+        return self._customer(customer_ref).opted_out
+
+    async def contact_route(self, customer_ref: str) -> ContactRoute | None:
+        return self._customer(customer_ref).route
+
+    async def mark_requested(self, request_id: str, now: datetime, expires_at: datetime) -> None:
+        self._update(request_id, None, status="requested", requested_at=now, expires_at=expires_at)
+
+    async def cancel_request(self, request_id: str, reason: str) -> None:
+        self._update(request_id, "scheduled", status="cancelled", cancel_reason=reason)
+
+    async def mark_expired(self, request_id: str) -> bool:
+        return self._update(request_id, "requested", status="expired")
+
+    async def enqueue(self, events: Sequence[Event]) -> None:
+        self._events.extend(events)
+
+    async def enqueue_notification(self, message: NotifyMessage) -> None:
+        self._messages.append(message)
 
     async def schedule_timer(self, timer: timers.Timer) -> None:
         self._timers.schedule(timer)

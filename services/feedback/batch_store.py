@@ -14,6 +14,7 @@ from services.feedback.records import (
     Suppression,
     SurveyRequest,
     complaint_facts,
+    survey_request,
 )
 from services.feedback.settings import SERVICE
 from shared import timers
@@ -162,3 +163,35 @@ class DecisionQueries:
 
     async def write_timers(self, changes: timers.TimerChanges) -> None:
         await changes.write(self._transaction, SERVICE)
+
+    async def survey_requests(self, request_ids: Sequence[str]) -> dict[str, SurveyRequest]:
+        """The requests, locked in id order (timer batches never deadlock)."""
+        rows = await self._transaction.fetch(
+            """
+            SELECT * FROM feedback_requests WHERE request_id = ANY($1::text[])
+            ORDER BY request_id FOR UPDATE
+            """,
+            list(request_ids),
+        )
+        return {row["request_id"]: survey_request(row) for row in rows}
+
+    async def update_requests(self, requests: Sequence[SurveyRequest]) -> None:
+        """Write the requests' status and its times, as the timers left them."""
+        if not requests:
+            return
+        await self._transaction.execute(
+            """
+            UPDATE feedback_requests r
+            SET status = u.status, requested_at = u.requested_at, expires_at = u.expires_at,
+                cancel_reason = u.cancel_reason
+            FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[],
+                        $5::text[]) AS u(request_id, status, requested_at, expires_at,
+                                         cancel_reason)
+            WHERE r.request_id = u.request_id
+            """,
+            [r.request_id for r in requests],
+            [r.status for r in requests],
+            [r.requested_at for r in requests],
+            [r.expires_at for r in requests],
+            [r.cancel_reason for r in requests],
+        )

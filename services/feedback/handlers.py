@@ -15,7 +15,7 @@ from uuid import UUID
 
 from prometheus_client import CollectorRegistry, Counter
 
-from services.feedback.batch import DecisionBatch
+from services.feedback.batch import DecisionBatch, SendBatch
 from services.feedback.domain import (
     CustomerHistory,
     Policy,
@@ -324,6 +324,16 @@ class FeedbackHandler:
         on_timer = self._on_timer.get(timer.kind)
         if request is not None and on_timer is not None:
             await on_timer(store, request, timer)
+
+    async def fire_many(self, connection: Connection, due: Sequence[timers.Timer]) -> None:
+        """`fire` for a claimed batch, in due order: one statement per read and per table."""
+        batch = await SendBatch.load(self._store.joining(connection), due)
+        for timer in due:
+            request = batch.request(timer.subject)
+            on_timer = self._on_timer.get(timer.kind)
+            if request is not None and on_timer is not None:
+                await on_timer(batch, request, timer)
+        await batch.write()
 
     async def expire_request(
         self, store: FeedbackStore, request: SurveyRequest, _: timers.Timer

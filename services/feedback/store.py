@@ -346,18 +346,27 @@ class FeedbackStore(DecisionQueries):
     # Notifications: not catalogue events, so written to the outbox table directly
 
     async def enqueue_notification(self, message: NotifyMessage) -> None:
-        """Queue the message in the shared outbox, in the caller's transaction.
+        """Queue the message in the shared outbox, in the caller's transaction."""
+        await self.enqueue_notifications([message])
+
+    async def enqueue_notifications(self, messages: Sequence[NotifyMessage]) -> None:
+        """Queue messages in the shared outbox, in order, in one statement.
 
         `customer_ref` in the headers lets erasure find an unsent message.
         """
-        headers = {
-            MESSAGE_TYPE_HEADER: message.notification_type,
-            "customer_ref": message.customer_ref,
-        }
-        record = OutgoingRecord(
-            NOTIFICATIONS.name, message.reference.encode(), message.to_bytes(), headers
-        )
-        await enqueue_records(self._transaction, SERVICE, [record])
+        records = [
+            OutgoingRecord(
+                NOTIFICATIONS.name,
+                message.reference.encode(),
+                message.to_bytes(),
+                {
+                    MESSAGE_TYPE_HEADER: message.notification_type,
+                    "customer_ref": message.customer_ref,
+                },
+            )
+            for message in messages
+        ]
+        await enqueue_records(self._transaction, SERVICE, records)
 
     # The sender's record of what GOV.UK Notify accepted
 

@@ -159,6 +159,18 @@ class FakeFeedbackStore(FeedbackStore):
                 await self.schedule_timer(call)
         changes.calls.clear()
 
+    async def survey_requests(self, request_ids: Sequence[str]) -> dict[str, SurveyRequest]:
+        return {i: self.state.requests[i] for i in request_ids if i in self.state.requests}
+
+    async def update_requests(self, requests: Sequence[SurveyRequest]) -> None:
+        for request in requests:
+            if request.request_id in self.state.requests:
+                self.state.requests[request.request_id] = request
+
+    async def enqueue_notifications(self, messages: Sequence[NotifyMessage]) -> None:
+        for message in messages:
+            await self.enqueue_notification(message)
+
     # Contact routes and opt-outs
 
     async def put_contact_route(
@@ -308,14 +320,14 @@ class FakeFeedbackBackend:
         self.store.state = FeedbackState()
 
     async def fire_due(self, handler: FeedbackHandler, now: datetime) -> int:
-        """Fire what is due at `now`, in due order, each in a transaction (as the scheduler)."""
+        """Fire what is due at `now`, in due order, in one transaction (as the scheduler's batch)."""
         due = sorted(
             (t for t in self.store.state.timers.values() if t.pending and t.timer.due_at <= now),
             key=lambda t: t.timer.due_at,
         )
-        for pending in due:
-            async with self.store.transaction():
-                await handler.fire(_NO_CONNECTION, pending.timer)
+        async with self.store.transaction():
+            await handler.fire_many(_NO_CONNECTION, [pending.timer for pending in due])
+            for pending in due:
                 pending.fired = True
         return len(due)
 
@@ -352,7 +364,10 @@ class PostgresFeedbackBackend:
             await self.pool.execute(f"DELETE FROM {table} WHERE service = $1", SERVICE)
 
     async def fire_due(self, handler: FeedbackHandler, now: datetime) -> int:
-        return await timers.TimerScheduler(self.pool, SERVICE, handler.fire).fire_due(now)
+        scheduler = timers.TimerScheduler(
+            self.pool, SERVICE, handler.fire, fire_batch=handler.fire_many
+        )
+        return await scheduler.fire_due(now)
 
     async def _outbox(self, *, notifications: bool) -> list[bytes]:
         comparison = "=" if notifications else "<>"
