@@ -16,7 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 import asyncpg
 from prometheus_client import CollectorRegistry, Gauge
@@ -77,24 +77,25 @@ async def cancel(connection: Connection, service: str, timer_id: str) -> None:
 
 @dataclass(slots=True)
 class _Change:
-    """What a run of `schedule`/`cancel` calls on one timer does, composed into one change.
+    """What a run of `schedule`/`cancel` calls on one timer does, as one change.
 
-    `insert` is the row written when the timer does not exist (cancelled if a
-    cancel followed it); `on_pending` is what happens to a pending one: moved
-    to `insert`'s time and payload, or cancelled. Fired and cancelled timers
-    never change, as with the single calls.
+    Followed on each starting state: from absent, the row to insert (`insert`,
+    cancelled if a cancel came after it); from pending, the time and payload
+    it moves to (`move_to`) and whether it ends cancelled. Fired and cancelled
+    timers never change, as with the single calls.
     """
 
-    insert: Timer | None
-    insert_cancelled: bool
-    on_pending: Literal["move", "cancel"]
+    insert: Timer | None = None
+    insert_cancelled: bool = False
+    move_to: Timer | None = None
+    cancel: bool = False
 
 
 class TimerChanges:
     """`schedule` and `cancel` calls buffered for a batch, written in one statement.
 
-    The result is the one the calls in the same order would have had, one by
-    one: a timer scheduled, cancelled and scheduled again stays cancelled.
+    The result is the one the same calls would have had one by one, in order:
+    a timer scheduled, cancelled and scheduled again stays cancelled.
     """
 
     def __init__(self) -> None:
@@ -107,24 +108,17 @@ class TimerChanges:
 
     def schedule(self, timer: Timer) -> None:
         self.calls.append(timer)
-        earlier = self._changes.get(timer.timer_id)
-        if earlier is None or earlier.insert is None:
-            # New, or after a bare cancel: created if absent, a pending one still cancelled.
-            on_pending = "move" if earlier is None else earlier.on_pending
-            self._changes[timer.timer_id] = _Change(timer, False, on_pending)
-        elif not earlier.insert_cancelled:
-            self._changes[timer.timer_id] = _Change(timer, False, earlier.on_pending)
-        # else: created and cancelled in this batch; it stays cancelled, as it would.
+        change = self._changes.setdefault(timer.timer_id, _Change())
+        if not change.insert_cancelled:
+            change.insert = timer
+        if not change.cancel:
+            change.move_to = timer
 
     def cancel(self, timer_id: str) -> None:
         self.calls.append(timer_id)
-        earlier = self._changes.get(timer_id)
-        if earlier is None:
-            self._changes[timer_id] = _Change(None, False, "cancel")
-        elif earlier.insert is not None:
-            self._changes[timer_id] = _Change(earlier.insert, True, "cancel")
-        else:
-            earlier.on_pending = "cancel"
+        change = self._changes.setdefault(timer_id, _Change())
+        change.insert_cancelled = change.insert is not None
+        change.cancel = True
 
     async def write(self, connection: Connection, service: str) -> None:
         """Apply the changes: pending timers first, then the absent ones are inserted."""
@@ -132,7 +126,7 @@ class TimerChanges:
             return
         ids = list(self._changes)
         changes = [self._changes[timer_id] for timer_id in ids]
-        inserts = [(timer_id, c) for timer_id, c in zip(ids, changes, strict=True) if c.insert]
+        inserts = [(c.insert, c.insert_cancelled) for c in changes if c.insert is not None]
         await connection.execute(
             """
             WITH change AS (
@@ -141,8 +135,8 @@ class TimerChanges:
             ), changed AS (
                 UPDATE timers t
                 SET cancelled_at = CASE WHEN c.cancel THEN now() END,
-                    due_at = CASE WHEN c.cancel THEN t.due_at ELSE c.due_at END,
-                    payload = CASE WHEN c.cancel THEN t.payload ELSE c.payload END
+                    due_at = coalesce(c.due_at, t.due_at),
+                    payload = coalesce(c.payload, t.payload)
                 FROM change c
                 WHERE t.service = $1 AND t.timer_id = c.timer_id
                   AND t.fired_at IS NULL AND t.cancelled_at IS NULL
@@ -156,15 +150,15 @@ class TimerChanges:
             """,
             service,
             ids,
-            [c.on_pending == "cancel" for c in changes],
-            [c.insert.due_at if c.insert else None for c in changes],
-            [json.dumps(c.insert.payload) if c.insert else None for c in changes],
-            [timer_id for timer_id, _ in inserts],
-            [c.insert.kind for _, c in inserts if c.insert],
-            [c.insert.subject for _, c in inserts if c.insert],
-            [c.insert.due_at for _, c in inserts if c.insert],
-            [json.dumps(c.insert.payload) for _, c in inserts if c.insert],
-            [c.insert_cancelled for _, c in inserts],
+            [c.cancel for c in changes],
+            [c.move_to.due_at if c.move_to else None for c in changes],
+            [json.dumps(c.move_to.payload) if c.move_to else None for c in changes],
+            [t.timer_id for t, _ in inserts],
+            [t.kind for t, _ in inserts],
+            [t.subject for t, _ in inserts],
+            [t.due_at for t, _ in inserts],
+            [json.dumps(t.payload) for t, _ in inserts],
+            [cancelled for _, cancelled in inserts],
         )
         self._changes.clear()
         self.calls.clear()

@@ -1,0 +1,273 @@
+"""Set-based batches take effect exactly as their records would one by one.
+
+Consumers hand whole batches to complaints and feedback, which read and write
+them with one statement per table (issue 15). These tests send streams with
+duplicates inside a batch and across batches, split at random, and hold the
+batch path to an independent record of what was sent: the per-action path
+(`ComplaintsHandler.apply`, a savepoint per action), single-record batches,
+and a ledger of the distinct inputs. Seeded, so a failure replays.
+"""
+
+import json
+import random
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+from prometheus_client import CollectorRegistry
+
+from services.complaints.actions import Action
+from services.complaints.domain import Refusal, action_key
+from services.complaints.handlers import Applied, ComplaintsHandler, ComplaintsMetrics, Outcome
+from services.complaints.procedures import Policy
+from services.complaints.settings import SERVICE as COMPLAINTS
+from services.complaints.store import MIGRATIONS as COMPLAINTS_MIGRATIONS
+from services.complaints.store import ComplaintsStore
+from services.complaints.working_days import WorkingDayCalendar
+from shared import timers
+from shared.kafka import OutgoingRecord
+from shared.outbox import enqueue_records
+from shared.postgres import create_pool, migrate
+from shared.timers import Timer, TimerChanges
+from tests.support.complaints import action, london_at
+from tests.support.fake_complaints_store import FakeComplaintsStore
+
+NOW = datetime(2026, 3, 2, 9, tzinfo=UTC)
+
+
+def split(items: Sequence[Any], rng: random.Random) -> list[list[Any]]:
+    """`items` in order, cut into batches of 1 to 12."""
+    batches: list[list[Any]] = []
+    start = 0
+    while start < len(items):
+        size = rng.randint(1, 12)
+        batches.append(list(items[start : start + size]))
+        start += size
+    return batches
+
+
+# -- shared: the timer and outbox writers ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(database_url)
+    try:
+        await migrate(pool, COMPLAINTS, COMPLAINTS_MIGRATIONS)
+        yield pool
+    finally:
+        await pool.close()
+
+
+async def _timer_rows(pool: asyncpg.Pool, service: str) -> dict[str, tuple[Any, ...]]:
+    rows = await pool.fetch(
+        """
+        SELECT timer_id, kind, subject, due_at, payload, fired_at IS NOT NULL AS fired,
+               cancelled_at IS NOT NULL AS cancelled
+        FROM timers WHERE service = $1
+        """,
+        service,
+    )
+    return {r["timer_id"]: tuple(r)[1:] for r in rows}
+
+
+@pytest.mark.integration
+async def test_buffered_timer_changes_end_as_the_same_calls_one_by_one(pool: asyncpg.Pool) -> None:
+    """Any run of schedule and cancel calls, from any starting state (absent, pending,
+    fired, cancelled), leaves each timer as the single calls would, in one statement."""
+    rng = random.Random(15)
+    one_by_one, batched = f"t1-{uuid.uuid4().hex[:8]}", f"t2-{uuid.uuid4().hex[:8]}"
+    for round_ in range(60):
+        ids = [f"r{round_}-{n}" for n in range(4)]
+        starts = {
+            timer_id: rng.choice(["absent", "pending", "fired", "cancelled"]) for timer_id in ids
+        }
+        for service in (one_by_one, batched):
+            async with pool.acquire() as connection:
+                for timer_id, start in starts.items():
+                    if start == "absent":
+                        continue
+                    await timers.schedule(connection, service, _timer(timer_id, 0))
+                    if start == "fired":
+                        await connection.execute(
+                            "UPDATE timers SET fired_at = now()"
+                            " WHERE service = $1 AND timer_id = $2",
+                            service,
+                            timer_id,
+                        )
+                    elif start == "cancelled":
+                        await timers.cancel(connection, service, timer_id)
+        calls = [
+            (rng.choice(["schedule", "cancel"]), rng.choice(ids), rng.randint(1, 5))
+            for _ in range(rng.randint(1, 8))
+        ]
+        changes = TimerChanges()
+        async with pool.acquire() as connection, connection.transaction():
+            for verb, timer_id, hours in calls:
+                if verb == "schedule":
+                    await timers.schedule(connection, one_by_one, _timer(timer_id, hours))
+                    changes.schedule(_timer(timer_id, hours))
+                else:
+                    await timers.cancel(connection, one_by_one, timer_id)
+                    changes.cancel(timer_id)
+            await changes.write(connection, batched)
+        assert await _timer_rows(pool, batched) == await _timer_rows(pool, one_by_one), calls
+
+
+def _timer(timer_id: str, hours: int) -> Timer:
+    return Timer(timer_id, "acknowledge", "S", NOW + timedelta(hours=hours), {"h": hours})
+
+
+@pytest.mark.integration
+async def test_one_outbox_statement_keeps_the_records_order(pool: asyncpg.Pool) -> None:
+    """The relay publishes by id: ids must follow the order the records were written in."""
+    service = f"o-{uuid.uuid4().hex[:8]}"
+    records = [
+        OutgoingRecord(
+            "civicpulse.complaints", f"k{n % 7}".encode(), str(n).encode(), {"n": str(n)}
+        )
+        for n in range(1500)
+    ]
+    async with pool.acquire() as connection, connection.transaction():
+        await enqueue_records(connection, service, records)
+    rows = await pool.fetch(
+        "SELECT value, headers FROM outbox WHERE service = $1 ORDER BY id", service
+    )
+    assert [bytes(r["value"]) for r in rows] == [r.value for r in records]
+    assert [json.loads(r["headers"])["n"] for r in rows] == [str(n) for n in range(1500)]
+
+
+# -- complaints: batches against the per-action path ---------------------------------------
+
+KINDS = ["open", "acknowledge", "respond", "request_escalation", "extend", "withdraw", "close"]
+
+
+def action_stream(rng: random.Random, prefix: str) -> list[Action]:
+    """Actions on three complaints over a few weeks, about a third of them sent again."""
+    sent: list[Action] = []
+    day = date(2026, 1, 5)
+    for n in range(90):
+        if sent and rng.random() < 0.3:
+            sent.append(rng.choice(sent))  # the same record again: same action_id
+            continue
+        day += timedelta(days=rng.choice([0, 0, 1]))
+        kind = rng.choice(KINDS)
+        fields: dict[str, Any] = {}
+        if kind == "respond":
+            fields["responder"] = f"officer-{rng.randint(1, 2)}"
+        if kind == "extend":
+            fields["days"] = 5
+        if kind == "close":
+            fields["reason"] = "resolved by phone"
+        complaint_id = f"{prefix}-{rng.randint(0, 2)}"
+        sent.append(action(kind, complaint_id, f"a{n}", london_at(day), **fields))
+    return sent
+
+
+def describe(outcome: Outcome) -> str:
+    if isinstance(outcome, Refusal):
+        return f"refused:{outcome.reason.value}"
+    return type(outcome).__name__
+
+
+def complaints_handler(store: ComplaintsStore) -> ComplaintsHandler:
+    return ComplaintsHandler(
+        store=store,
+        calendar=WorkingDayCalendar(),
+        policy=Policy(),
+        metrics=ComplaintsMetrics(CollectorRegistry()),
+        clock=lambda: NOW,
+    )
+
+
+async def complaint_effects(store: ComplaintsStore, complaint_ids: Sequence[str]) -> Any:
+    """Each complaint's state, its events in order and its pending timers."""
+    states = {c: (await store.get(c)) for c in complaint_ids}
+    if isinstance(store, FakeComplaintsStore):
+        events = [(e.complaint_id, e.event_type) for e in store.outbox]
+        pending = {(t.timer_id, t.due_at) for t in store.pending_timers().values()}
+    else:
+        rows = await store.pool.fetch(
+            "SELECT key, value FROM outbox"
+            " WHERE service = $1 AND key = ANY($2::bytea[]) ORDER BY id",
+            COMPLAINTS,
+            [c.encode() for c in complaint_ids],
+        )
+        events = [(bytes(r["key"]).decode(), json.loads(r["value"])["event_type"]) for r in rows]
+        timer_rows = await store.pool.fetch(
+            """
+            SELECT timer_id, due_at FROM timers WHERE service = $1 AND subject = ANY($2::text[])
+              AND fired_at IS NULL AND cancelled_at IS NULL
+            """,
+            COMPLAINTS,
+            list(complaint_ids),
+        )
+        pending = {(r["timer_id"], r["due_at"]) for r in timer_rows}
+    dumped = {c: s.model_dump() if s else None for c, s in states.items()}
+    return dumped, events, sorted(pending)
+
+
+@pytest.fixture(params=["fake", pytest.param("postgres", marks=pytest.mark.integration)])
+def complaint_stores(request: pytest.FixtureRequest) -> tuple[ComplaintsStore, ComplaintsStore]:
+    """Two stores with nothing in common: one for batches, one for the per-action path."""
+    if request.param == "fake":
+        return FakeComplaintsStore(), FakeComplaintsStore()
+    shared: asyncpg.Pool = request.getfixturevalue("pool")
+    return ComplaintsStore(shared), ComplaintsStore(shared)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_action_batches_with_duplicates_apply_each_action_once_as_one_by_one(
+    complaint_stores: tuple[ComplaintsStore, ComplaintsStore], seed: int
+) -> None:
+    """Complaint Handling Code 5.1-6.x as `decide` implements them; an action_id sent
+    again is applied once (services/complaints/actions.py), whether the copy is in the
+    same batch or a later one, and a refused action leaves no record."""
+    rng = random.Random(seed)
+    prefix = f"CMP-{uuid.uuid4().hex[:8]}"
+    batched_store, single_store = complaint_stores
+    if isinstance(batched_store, ComplaintsStore) and not isinstance(
+        batched_store, FakeComplaintsStore
+    ):
+        # One database for both: the per-action path works on its own complaint ids.
+        single_prefix = prefix + "s"
+    else:
+        single_prefix = prefix
+    stream = action_stream(rng, prefix)
+    batched, single = complaints_handler(batched_store), complaints_handler(single_store)
+
+    batch_outcomes: list[str] = []
+    for batch in split(stream, rng):
+        faults = await batched.handle_actions(batch)
+        batch_outcomes += ["refused" if f is not None else "-" for f in faults]
+    single_outcomes: list[Outcome] = []
+    for item in stream:
+        renamed = item.model_copy(
+            update={"complaint_id": item.complaint_id.replace(prefix, single_prefix)}
+        )
+        single_outcomes.append(await single.apply(renamed))
+
+    assert batch_outcomes == ["refused" if isinstance(o, Refusal) else "-" for o in single_outcomes]
+    ids = [f"{prefix}-{n}" for n in range(3)]
+    batched_effects = await complaint_effects(batched_store, ids)
+    single_effects = await complaint_effects(
+        single_store, [i.replace(prefix, single_prefix) for i in ids]
+    )
+    assert _normal(single_effects, single_prefix, prefix) == _normal(batched_effects)
+    # The ledger: each distinct action key applied at most once, and as often as one by one.
+    applied = [
+        action_key(a)
+        for a, o in zip(stream, single_outcomes, strict=True)
+        if isinstance(o, Applied)
+    ]
+    assert len(applied) == len(set(applied))
+    assert len(applied) > 5  # the stream exercised the lifecycle, not only refusals
+
+
+def _normal(value: Any, old: str = "", new: str = "") -> Any:
+    """JSON-comparable, with one complaint-id prefix put for another."""
+    text = json.dumps(value, default=str)
+    return json.loads(text.replace(old, new) if old else text)
