@@ -27,13 +27,24 @@ from services.complaints.settings import SERVICE as COMPLAINTS
 from services.complaints.store import MIGRATIONS as COMPLAINTS_MIGRATIONS
 from services.complaints.store import ComplaintsStore
 from services.complaints.working_days import WorkingDayCalendar
+from services.feedback.handlers import FeedbackHandler, FeedbackMetrics, NotifyTemplates, policy_of
+from services.feedback.links import AnswerLinks
+from services.feedback.notifications import ContactRoute
 from shared import timers
+from shared.events import ComplaintWithdrawn, ComplaintWithdrawnPayload, Event
+from shared.events.vocabulary import CaseType
 from shared.kafka import OutgoingRecord
 from shared.outbox import enqueue_records
 from shared.postgres import create_pool, migrate
 from shared.timers import Timer, TimerChanges
 from tests.support.complaints import action, london_at
 from tests.support.fake_complaints_store import FakeComplaintsStore
+from tests.support.fake_feedback_store import (
+    FakeFeedbackBackend,
+    FeedbackBackend,
+    PostgresFeedbackBackend,
+)
+from tests.support.feedback import DELAY, EXPIRY, TOKEN_SECRET, complaint_events, contact_resolved
 
 NOW = datetime(2026, 3, 2, 9, tzinfo=UTC)
 
@@ -271,3 +282,195 @@ def _normal(value: Any, old: str = "", new: str = "") -> Any:
     """JSON-comparable, with one complaint-id prefix put for another."""
     text = json.dumps(value, default=str)
     return json.loads(text.replace(old, new) if old else text)
+
+
+# -- feedback: decision and send batches against single-record batches ------------------
+
+RESOLVED_AT = NOW - timedelta(hours=2)
+CUSTOMERS = ["K0", "K1", "K2", "K3"]  # K3 has no contact route
+
+
+def resolution_stream(rng: random.Random, prefix: str) -> list[Event]:
+    """Contacts resolved (some twice), complaints opened on them, closed or withdrawn, for
+    four customers within the quiet period; about a quarter sent again (same event id)."""
+    sent: list[Event] = []
+    for n in range(70):
+        if sent and rng.random() < 0.25:
+            sent.append(rng.choice(sent))
+            continue
+        customer = f"{prefix}{rng.choice(CUSTOMERS)}"
+        at = RESOLVED_AT + timedelta(minutes=n)
+        contact = f"{prefix}-c{rng.randint(0, 9)}"
+        roll = rng.random()
+        if roll < 0.5:
+            sent.append(contact_resolved(contact, customer, at))
+            continue
+        complaint = f"{prefix}-m{rng.randint(0, 4)}"
+        opened, _, _, closed = complaint_events(complaint, customer, contact, at)
+        if roll < 0.7:
+            sent.append(opened)
+        elif roll < 0.9:
+            sent.append(closed.model_copy(update={"occurred_at": at}))
+        else:
+            sent.append(
+                ComplaintWithdrawn(
+                    complaint_id=complaint,
+                    occurred_at=at,
+                    source="civicpulse-complaints",
+                    payload=ComplaintWithdrawnPayload(service_area="waste", stage=1),
+                )
+            )
+    return sent
+
+
+def feedback_handler(backend: FeedbackBackend) -> FeedbackHandler:
+    return FeedbackHandler(
+        backend.store,
+        policy=policy_of(DELAY.total_seconds() / 3600, EXPIRY.days, 30),
+        links=AnswerLinks(TOKEN_SECRET),
+        public_url="http://feedback.test",
+        templates=NotifyTemplates(email="email-template", sms="sms-template"),
+        metrics=FeedbackMetrics(CollectorRegistry()),
+        clock=lambda: NOW,
+    )
+
+
+@pytest.fixture
+async def second_feedback_database(infrastructure: Any) -> AsyncIterator[asyncpg.Pool]:
+    from civicpulse.infra import scratch_database
+
+    name = f"civicpulse_test_{uuid.uuid4().hex[:12]}"
+    async with scratch_database(infrastructure.database_url, name) as url:
+        pool = await create_pool(url)
+        try:
+            yield pool
+        finally:
+            await pool.close()
+
+
+@pytest.fixture(params=["fake", pytest.param("postgres", marks=pytest.mark.integration)])
+def feedback_backends(request: pytest.FixtureRequest) -> tuple[FeedbackBackend, FeedbackBackend]:
+    """Two stores with nothing in common: one for batches, one for single records."""
+    if request.param == "fake":
+        return FakeFeedbackBackend(), FakeFeedbackBackend()
+    return (
+        PostgresFeedbackBackend(request.getfixturevalue("store_pool")),
+        PostgresFeedbackBackend(request.getfixturevalue("second_feedback_database")),
+    )
+
+
+@pytest.mark.parametrize("seed", [4, 5, 6])
+async def test_resolution_batches_with_duplicates_decide_as_one_by_one_and_send_once(
+    feedback_backends: tuple[FeedbackBackend, FeedbackBackend], seed: int
+) -> None:
+    """DOMAIN.md, "Satisfaction": one request per case after the delay, unless opted out,
+    without a contact route or within the quiet period; never two for one case. Every
+    resolution sent leaves exactly one decision (a request or a suppression), however
+    often it was delivered and however the batches were cut."""
+    rng = random.Random(seed)
+    prefix = f"F{uuid.uuid4().hex[:6]}"
+    stream = resolution_stream(rng, prefix)
+    batched_backend, single_backend = feedback_backends
+    results = []
+    for backend, batches in (
+        (batched_backend, split(stream, rng)),
+        (single_backend, [[event] for event in stream]),
+    ):
+        await backend.reset()
+        handler = feedback_handler(backend)
+        for customer in CUSTOMERS[:3]:
+            await backend.store.put_contact_route(
+                f"{prefix}{customer}", ContactRoute(email="r@example.org"), NOW
+            )
+        for batch in batches:
+            await handler.handle(batch)
+        decided = await decisions_of(backend, prefix)
+        timers_before = await backend.pending_timers()
+        fired = await backend.fire_due(handler, NOW + DELAY + timedelta(days=1))
+        fired_again = await backend.fire_due(handler, NOW + DELAY + timedelta(days=1))
+        messages = sorted(m.reference for m in await backend.notifications())
+        requested = [
+            e for e in await backend.outbox_events() if e.event_type == "SatisfactionRequested"
+        ]
+        results.append(
+            (decided, [(t.timer_id, t.due_at, t.payload) for t in timers_before], messages)
+        )
+        # The ledger: what was sent, not what arrived.
+        deciding = {
+            e.event_id for e in stream if e.event_type in ("ContactResolved", "ComplaintClosed")
+        }
+        causes = [t.payload.get("causation_id") for t in timers_before]
+        traces = [str(event_id) for event_id in decided["suppressed"]] + [str(c) for c in causes]
+        assert sorted(traces) == sorted(str(event_id) for event_id in deciding)
+        assert len(requested) == len(messages) == fired == len(timers_before)
+        assert fired_again == 0
+        assert len(set(messages)) == len(messages)
+    assert results[0] == results[1]
+    assert results[0][0]["requests"], "the stream scheduled nothing: it tests nothing"
+
+
+async def decisions_of(backend: FeedbackBackend, prefix: str) -> dict[str, Any]:
+    """Every request (by case) and every suppression (by event) the backend holds."""
+    requests: dict[tuple[str, str], Any] = {}
+    suppressed: dict[Any, str] = {}
+    for case_type, names in ((CaseType.CONTACT, "c"), (CaseType.COMPLAINT, "m")):
+        for n in range(10):
+            case_id = f"{prefix}-{names}{n}"
+            request = await backend.store.request_for_case(case_type, case_id)
+            if request is not None:
+                requests[(case_type.value, case_id)] = (
+                    request.request_id,
+                    request.customer_ref,
+                    request.send_at,
+                    request.resolved_at,
+                )
+    suppressed = await _suppressions(backend, prefix)
+    return {"requests": requests, "suppressed": suppressed}
+
+
+async def _suppressions(backend: FeedbackBackend, prefix: str) -> dict[Any, str]:
+    if isinstance(backend, FakeFeedbackBackend):
+        return {
+            event_id: reason
+            for event_id, ((_, case_id), reason, _) in backend.store.state.suppressions.items()
+            if case_id.startswith(prefix)
+        }
+    rows = await backend.pool.fetch(
+        "SELECT event_id, reason FROM feedback_suppressions WHERE case_id LIKE $1 || '%'", prefix
+    )
+    return {row["event_id"]: row["reason"] for row in rows}
+
+
+@pytest.mark.integration
+async def test_a_failing_timer_batch_is_undone_and_fired_timer_by_timer(pool: asyncpg.Pool) -> None:
+    """The batch callback's effects roll back with its savepoint; the timers then fire one
+    by one, each effect once, and only the bad timer waits for its next attempt."""
+    service = f"f-{uuid.uuid4().hex[:8]}"
+    await pool.execute("CREATE TABLE IF NOT EXISTS batch_effects (service text, timer_id text)")
+    async with pool.acquire() as connection:
+        for n in range(20):
+            subject = "poison" if n == 7 else f"s{n}"
+            await timers.schedule(connection, service, Timer(f"t{n}", "k", subject, NOW, {}))
+
+    async def effect(connection: Any, timer: Timer) -> None:
+        await connection.execute(
+            "INSERT INTO batch_effects VALUES ($1, $2)", service, timer.timer_id
+        )
+        if timer.subject == "poison":
+            raise ValueError("a timer no retry will fix")
+
+    async def effects(connection: Any, due: Sequence[Timer]) -> None:
+        for timer in due:
+            await effect(connection, timer)
+
+    scheduler = timers.TimerScheduler(pool, service, effect, fire_batch=effects, batch_size=50)
+    fired = await scheduler.fire_due(NOW)
+
+    rows = await pool.fetch("SELECT timer_id FROM batch_effects WHERE service = $1", service)
+    assert fired == 19
+    assert sorted(r["timer_id"] for r in rows) == sorted(f"t{n}" for n in range(20) if n != 7)
+    waiting = await pool.fetchval(
+        "SELECT attempts FROM timers WHERE service = $1 AND timer_id = 't7' AND fired_at IS NULL",
+        service,
+    )
+    assert waiting == 1
