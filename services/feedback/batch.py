@@ -43,8 +43,9 @@ class NotBatchedError(RuntimeError):
 class BatchConflictError(RuntimeError):
     """A request the batch decided to insert was inserted meanwhile by another writer.
 
-    Raised so that the consumer retries the batch record by record, where each
-    decision sees the other writer's request.
+    Raised before anything else is written, so that the batch is decided again
+    record by record (the consumer's retry), where each decision sees the other
+    writer's request; a batch of one is decided again at once by the handler.
     """
 
 
@@ -119,17 +120,21 @@ class DecisionBatch(FeedbackStore):
         return batch
 
     async def write(self) -> None:
-        """Write what the batch decided: one statement per table."""
-        facts = [
-            self._complaints[complaint_id]
-            for complaint_id in sorted(self._remembered.keys() | self._withdrawn)
-        ]
-        await self._store.remember_complaints(facts)
+        """Write what the batch decided: one statement per table.
+
+        The requests go first: if another writer inserted one meanwhile, nothing
+        else is written before `BatchConflictError` says so.
+        """
         inserted = await self._store.insert_requests(self._requests)
         if len(inserted) != len(self._requests):
             raise BatchConflictError(
                 f"{len(self._requests) - len(inserted)} requests were inserted meanwhile"
             )
+        facts = [
+            self._complaints[complaint_id]
+            for complaint_id in sorted(self._remembered.keys() | self._withdrawn)
+        ]
+        await self._store.remember_complaints(facts)
         await self._store.record_suppressions(self._suppressions)
         await self._store.write_timers(self._timers)
 

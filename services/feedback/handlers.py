@@ -15,7 +15,7 @@ from uuid import UUID
 
 from prometheus_client import CollectorRegistry, Counter
 
-from services.feedback.batch import DecisionBatch, SendBatch
+from services.feedback.batch import BatchConflictError, DecisionBatch, SendBatch
 from services.feedback.domain import (
     CustomerHistory,
     Policy,
@@ -164,13 +164,25 @@ class FeedbackHandler:
                     if type(event) in self._on_event:
                         todo.append(event)
             if todo:
-                batch = await DecisionBatch.load(store, todo)
-                for event in todo:
-                    await self._on_event[type(event)](batch, event, outcomes)
-                await batch.write()
+                outcomes = await self._decide_batch(store, todo)
         self._metrics.scheduled.inc(outcomes.scheduled)
         for reason in outcomes.suppressed:
             self._metrics.suppressed.labels(reason).inc()
+
+    async def _decide_batch(self, store: FeedbackStore, events: Sequence[Event]) -> _Outcomes:
+        outcomes = _Outcomes()
+        batch = await DecisionBatch.load(store, events)
+        for event in events:
+            await self._on_event[type(event)](batch, event, outcomes)
+        try:
+            await batch.write()
+        except BatchConflictError:
+            if len(events) > 1:
+                raise  # the consumer decides them again one by one
+            # Nothing was written: decide it again on the store, seeing the other request.
+            outcomes = _Outcomes()
+            await self._on_event[type(events[0])](store, events[0], outcomes)
+        return outcomes
 
     async def remember_complaint(
         self, store: FeedbackStore, event: ComplaintOpened, _: _Outcomes

@@ -320,7 +320,7 @@ class FakeFeedbackBackend:
         self.store.state = FeedbackState()
 
     async def fire_due(self, handler: FeedbackHandler, now: datetime) -> int:
-        """Fire what is due at `now`, in due order, in one transaction (as the scheduler's batch)."""
+        """Fire what is due at `now`, in due order, in one transaction (a scheduler batch)."""
         due = sorted(
             (t for t in self.store.state.timers.values() if t.pending and t.timer.due_at <= now),
             key=lambda t: t.timer.due_at,

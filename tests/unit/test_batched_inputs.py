@@ -27,6 +27,7 @@ from services.complaints.settings import SERVICE as COMPLAINTS
 from services.complaints.store import MIGRATIONS as COMPLAINTS_MIGRATIONS
 from services.complaints.store import ComplaintsStore
 from services.complaints.working_days import WorkingDayCalendar
+from services.feedback.batch import BatchConflictError
 from services.feedback.handlers import FeedbackHandler, FeedbackMetrics, NotifyTemplates, policy_of
 from services.feedback.links import AnswerLinks
 from services.feedback.notifications import ContactRoute
@@ -474,3 +475,51 @@ async def test_a_failing_timer_batch_is_undone_and_fired_timer_by_timer(pool: as
         service,
     )
     assert waiting == 1
+
+
+@pytest.fixture(params=["fake", pytest.param("postgres", marks=pytest.mark.integration)])
+def feedback_backend(request: pytest.FixtureRequest) -> FeedbackBackend:
+    if request.param == "fake":
+        return FakeFeedbackBackend()
+    return PostgresFeedbackBackend(request.getfixturevalue("store_pool"))
+
+
+async def test_a_request_another_writer_inserted_meanwhile_is_never_a_second_one(
+    feedback_backend: FeedbackBackend,
+) -> None:
+    """DOMAIN.md, "Satisfaction": never two requests for one case. A batch whose loaded
+    view missed a request inserted meanwhile writes nothing and says so; alone, the
+    resolution is decided again and suppressed as already requested."""
+    backend = feedback_backend
+    await backend.reset()
+    blind_store = _blind_to_requests(backend.store)
+    backend.store = blind_store
+    handler = feedback_handler(backend)
+    for customer in ("K0", "K1", "K2"):
+        await blind_store.put_contact_route(customer, ContactRoute(email="r@example.org"), NOW)
+    first = contact_resolved("c-1", "K0", RESOLVED_AT)
+    await handler.handle([first])  # the other writer's request, from an earlier batch
+    # The same contact under another customer: no quiet period hides the case's request.
+    again = contact_resolved("c-1", "K2", RESOLVED_AT + timedelta(minutes=1))
+    other = contact_resolved("c-2", "K1", RESOLVED_AT)
+
+    with pytest.raises(BatchConflictError):
+        await handler.handle([other, again])
+    await handler.handle([again])
+
+    assert (await backend.store.request_for_case(CaseType.CONTACT, "c-2")) is None  # undone
+    suppressed = await backend.store.suppressions_for(CaseType.CONTACT, "c-1")
+    assert [reason for reason, _ in suppressed] == ["already_requested"]
+    assert len(await backend.pending_timers()) == 1
+
+
+def _blind_to_requests(store: Any) -> Any:
+    """The same store, but a batch's load sees no earlier requests (as if loaded before)."""
+
+    class Blind(type(store)):  # type: ignore[misc]
+        async def requested_cases(self, case_keys: Any) -> set[Any]:
+            return set()
+
+    blind = Blind.__new__(Blind)
+    blind.__dict__.update(store.__dict__)
+    return blind
