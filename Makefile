@@ -41,6 +41,7 @@ infra-down: ## stop local Kafka and PostgreSQL
 bench: bootstrap ## run the benchmarks (they print their figures; about 10 minutes)
 	$(PYTHON) -m bench.intake_throughput
 	$(PYTHON) -m bench.complaint_timers
+	$(PYTHON) -m bench.complaints_throughput
 	$(PYTHON) -m bench.feedback_decisions
 	$(PYTHON) -m bench.kpi_latency
 	$(PYTHON) -m bench.pipeline

@@ -5,10 +5,13 @@ in batches of 500 events per transaction, as the consumer hands them over:
 
 - anchor: per event, the processed-event record plus one plain INSERT, in one
   transaction per batch. The floor for any idempotent consumer on this database.
-- decide: `FeedbackHandler.handle` (processed-event record, customer lock, opt-out,
-  route, case and quiet-period look-ups, request row, send timer).
+- decide: `FeedbackHandler.handle` (processed-event records, customer locks, opt-out,
+  route, case and quiet-period look-ups, request rows, send timers), set-based: a
+  fixed number of statements per batch. Beside it, on its own events in the same run,
+  `per_event`: the path it replaced, every look-up and write per event.
 - send: `TimerScheduler.fire_due` after the delay: each request's SatisfactionRequested
-  and Notify message into the outbox, a signed link, an expiry timer.
+  and Notify message into the outbox, a signed link, an expiry timer; batched
+  (`FeedbackHandler.fire_many`) and per timer (a savepoint each, the fallback).
 
 Kafka is not involved (the outbox is not relayed), so the figures are the database
 work per event. Uses `CIVICPULSE_DATABASE_URL` (with `CIVICPULSE_KAFKA_BOOTSTRAP`) when
@@ -19,6 +22,7 @@ set, else starts a throwaway stack; either way it works in a scratch database:
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import time
@@ -31,7 +35,13 @@ from prometheus_client import CollectorRegistry
 
 from bench.support import infrastructure, print_summary, say
 from civicpulse.infra import scratch_database
-from services.feedback.handlers import FeedbackHandler, FeedbackMetrics, NotifyTemplates, policy_of
+from services.feedback.handlers import (
+    FeedbackHandler,
+    FeedbackMetrics,
+    NotifyTemplates,
+    _Outcomes,
+    policy_of,
+)
 from services.feedback.links import AnswerLinks
 from services.feedback.notifications import ContactRoute
 from services.feedback.settings import SERVICE
@@ -76,7 +86,23 @@ async def _anchor(pool: asyncpg.Pool, events: Sequence[Event]) -> float:
     return len(events) / (time.perf_counter() - started)
 
 
-async def _one_run(pool: asyncpg.Pool, count: int) -> tuple[float, float, float]:
+async def _decide_per_event(
+    handler: FeedbackHandler, store: FeedbackStore, batch: Sequence[Event]
+) -> None:
+    """The path batches replaced: per event its processed record and every look-up."""
+    outcomes = _Outcomes()
+    async with store.transaction() as bound:
+        for event in batch:
+            assert isinstance(event, ContactResolved)
+            if await bound.first_time(event.event_id):
+                await handler.survey_contact(bound, event, outcomes)
+
+
+Figures = dict[str, float]
+
+
+async def _one_run(pool: asyncpg.Pool, count: int, batched_first: bool) -> Figures:
+    """Both ways on their own events, in one run; which goes first alternates by run."""
     run = uuid.uuid4().hex[:8]
     now = datetime.now(UTC)
     clock = [now]
@@ -90,32 +116,43 @@ async def _one_run(pool: asyncpg.Pool, count: int) -> tuple[float, float, float]
         metrics=FeedbackMetrics(CollectorRegistry()),
         clock=lambda: clock[0],
     )
-    events = _events(run, count, now)
+    ways = ["batched", "per_event"] if batched_first else ["per_event", "batched"]
+    # Each way's resolutions an hour apart, so its send timers fall due on their own.
+    resolved = {way: now + timedelta(hours=n) for n, way in enumerate(ways)}
+    events = {way: _events(f"{run}{way[0]}", count, resolved[way]) for way in ways}
     async with store.transaction() as routes:
-        for event in events:
+        for event in events["batched"] + events["per_event"]:
             assert isinstance(event, ContactResolved)
             assert event.payload.customer_ref is not None
             await routes.put_contact_route(
                 event.payload.customer_ref, ContactRoute(email="r@example.org"), now
             )
-    anchor = await _anchor(pool, _events(run + "a", count, now))
+    figures: Figures = {"anchor": await _anchor(pool, _events(run + "a", count, now))}
 
-    started = time.perf_counter()
-    for batch in _batches(events):
-        await handler.handle(batch)
-    decide = count / (time.perf_counter() - started)
+    for way in ways:
+        started = time.perf_counter()
+        for batch in _batches(events[way]):
+            if way == "batched":
+                await handler.handle(batch)
+            else:
+                await _decide_per_event(handler, store, batch)
+        figures[f"decide_{way}"] = count / (time.perf_counter() - started)
 
-    clock[0] = now + POLICY_DELAY + timedelta(minutes=1)
-    scheduler = TimerScheduler(pool, SERVICE, handler.fire, clock=lambda: clock[0])
-    started = time.perf_counter()
-    fired = await scheduler.fire_due()
-    send = fired / (time.perf_counter() - started)
-    assert fired == count, f"fired {fired} of {count}"
+    for way in ways:
+        clock[0] = resolved[way] + POLICY_DELAY + timedelta(minutes=1)
+        batch_fire = handler.fire_many if way == "batched" else None
+        scheduler = TimerScheduler(
+            pool, SERVICE, handler.fire, clock=lambda: clock[0], fire_batch=batch_fire
+        )
+        started = time.perf_counter()
+        fired = await scheduler.fire_due()
+        figures[f"send_{way}"] = fired / (time.perf_counter() - started)
+        assert fired == count, f"{way}: fired {fired} of {count}"
     await pool.execute("DELETE FROM outbox WHERE service = $1", SERVICE)
-    return anchor, decide, send
+    return figures
 
 
-async def measure(base: str, events: int, runs: int) -> list[tuple[float, float, float]]:
+async def measure(base: str, events: int, runs: int) -> list[Figures]:
     name = f"bench_feedback_{uuid.uuid4().hex[:8]}"
     async with scratch_database(base, name) as url:
         pool = await create_pool(url)
@@ -123,34 +160,56 @@ async def measure(base: str, events: int, runs: int) -> list[tuple[float, float,
             await migrate(pool, SERVICE, MIGRATIONS)
             results = []
             for n in range(runs):
-                say(f"run {n + 1}/{runs}: {events} events")
-                results.append(await _one_run(pool, events))
+                say(f"run {n + 1}/{runs}: {events} events each way")
+                results.append(await _one_run(pool, events, batched_first=n % 2 == 0))
         finally:
             await pool.close()
     return results
 
 
+COLUMNS = ["anchor", "decide_batched", "decide_per_event", "send_batched", "send_per_event"]
+
+
 def main(events: int, runs: int) -> int:
+    load_before = os.getloadavg()
     with infrastructure() as endpoints:
         results = asyncio.run(measure(endpoints.database_url, events, runs))
-    print(f"{'run':>4} {'anchor/s':>10} {'decide/s':>10} {'send/s':>10} {'decide/anchor':>14}")
-    for n, (anchor, decide, send) in enumerate(results, 1):
-        print(f"{n:>4} {anchor:>10.0f} {decide:>10.0f} {send:>10.0f} {decide / anchor:>14.2f}")
-    ratios = [decide / anchor for anchor, decide, _ in results]
-    print(f"median decide/anchor: {statistics.median(ratios):.2f}")
+    load_after = os.getloadavg()
+    print(f"{'run':>4} " + " ".join(f"{c + '/s':>17}" for c in COLUMNS))
+    for n, figures in enumerate(results, 1):
+        print(f"{n:>4} " + " ".join(f"{figures[c]:>17.0f}" for c in COLUMNS))
+
+    def median(top: str, bottom: str) -> float:
+        return statistics.median(r[top] / r[bottom] for r in results)
+
+    ratios = {
+        "decide_batched_over_anchor": median("decide_batched", "anchor"),
+        "decide_batched_over_per_event": median("decide_batched", "decide_per_event"),
+        "send_batched_over_per_timer": median("send_batched", "send_per_event"),
+    }
+    for ratio_name, ratio in ratios.items():
+        print(f"median {ratio_name}: {ratio:.2f}")
+    print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}")
     print_summary(
         "feedback_decisions",
         {
             "events": events,
             "runs": [
                 {
-                    "anchor_per_s": round(a, 1),
-                    "decide_per_s": round(d, 1),
-                    "send_per_s": round(x, 1),
+                    "anchor_per_s": round(r["anchor"], 1),
+                    "decide_per_s": round(r["decide_batched"], 1),
+                    "decide_per_event_per_s": round(r["decide_per_event"], 1),
+                    "send_per_s": round(r["send_batched"], 1),
+                    "send_per_timer_per_s": round(r["send_per_event"], 1),
                 }
-                for a, d, x in results
+                for r in results
             ],
-            "median_decide_over_anchor": round(statistics.median(ratios), 3),
+            "median_decide_over_anchor": round(ratios["decide_batched_over_anchor"], 3),
+            "median_decide_batched_over_per_event": round(
+                ratios["decide_batched_over_per_event"], 3
+            ),
+            "median_send_batched_over_per_timer": round(ratios["send_batched_over_per_timer"], 3),
+            "load_average": [round(load_before[0], 2), round(load_after[0], 2)],
         },
     )
     return 0
@@ -160,5 +219,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench.feedback_decisions", description=__doc__)
     parser.add_argument("--events", type=int, default=5000, help="resolutions per run")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="1,000 resolutions, 2 runs")
     args = parser.parse_args()
-    sys.exit(main(args.events, args.runs))
+    sys.exit(main(*((1000, 2) if args.quick else (args.events, args.runs))))

@@ -175,7 +175,8 @@ async def send_dead_letter(
 
 
 def is_transient(error: BaseException) -> bool:
-    """An outage of Kafka or PostgreSQL, not a fault of the record.
+    """An outage of Kafka or PostgreSQL (or a deadlock between transactions), not a fault
+    of the record.
 
     Such errors are not counted against a record: dead-lettering everything
     during an outage would be wrong, so the batch is redelivered instead.
@@ -190,7 +191,10 @@ def is_transient(error: BaseException) -> bool:
         | asyncpg.PostgresConnectionError
         | asyncpg.InterfaceError
         | asyncpg.exceptions.OperatorInterventionError  # shutdown, restart, cannot connect now
-        | asyncpg.TooManyConnectionsError,
+        | asyncpg.TooManyConnectionsError
+        # A deadlock or serialization failure between two transactions (a consumer's
+        # batch and a timer batch locking the same complaints): running it again works.
+        | asyncpg.exceptions.TransactionRollbackError,
     )
 
 

@@ -63,11 +63,26 @@ async def enqueue_records(
     """
     if not records:
         return
-    await connection.executemany(
-        "INSERT INTO outbox (service, topic, key, value, headers) VALUES ($1, $2, $3, $4, $5)",
-        [(service, r.topic, r.key, r.value, json.dumps(r.headers)) for r in records],
+    # One statement for any number of rows; ids follow the records' order
+    # (WITH ORDINALITY), which is the order the relay publishes them in.
+    await connection.execute(
+        """
+        WITH written AS (
+            INSERT INTO outbox (service, topic, key, value, headers)
+            SELECT $1, topic, key, value, headers
+            FROM unnest($2::text[], $3::bytea[], $4::bytea[], $5::jsonb[])
+                WITH ORDINALITY AS r(topic, key, value, headers, position)
+            ORDER BY position
+        )
+        SELECT pg_notify($6, '')
+        """,
+        service,
+        [r.topic for r in records],
+        [r.key for r in records],
+        [r.value for r in records],
+        [json.dumps(r.headers) for r in records],
+        outbox_channel(service),
     )
-    await connection.execute("SELECT pg_notify($1, '')", outbox_channel(service))
 
 
 class OutboxMetrics:

@@ -26,7 +26,7 @@ from shared.outbox import OutboxMetrics, OutboxRelay
 from shared.parked import RetryPolicy
 from shared.postgres import create_pool, migrate, migrate_as_owner
 from shared.settings import ServiceSettings
-from shared.timers import FireTimer, TimerMetrics, TimerScheduler
+from shared.timers import FireTimer, FireTimers, TimerMetrics, TimerScheduler
 from shared.topics import ALL_TOPICS
 
 S = TypeVar("S", bound=ServiceSettings)
@@ -81,7 +81,12 @@ class Wiring(Generic[S]):
         )
 
     def timer_scheduler(
-        self, pool: asyncpg.Pool, fire: FireTimer, *, poll_seconds: float | None = None
+        self,
+        pool: asyncpg.Pool,
+        fire: FireTimer,
+        *,
+        poll_seconds: float | None = None,
+        fire_batch: FireTimers | None = None,
     ) -> TimerScheduler:
         """The service's durable timers, on its clock, with the shared retry and parking rules;
         polled every `poll_seconds`, else CIVICPULSE_TIMER_POLL_SECONDS."""
@@ -95,6 +100,7 @@ class Wiring(Generic[S]):
             else self.settings.timer_poll_seconds,
             retry=RetryPolicy.for_timers(self.settings),
             metrics=self.timer_metrics,
+            fire_batch=fire_batch,
         )
 
     async def open_pool(self, migrations: Path) -> asyncpg.Pool:

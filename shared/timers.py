@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -39,6 +39,9 @@ class Timer:
 
 
 FireTimer = Callable[[Connection, Timer], Awaitable[None]]
+# Fires a claimed batch at once (set-based); the scheduler falls back to `FireTimer`
+# timer by timer when it fails, so one bad timer is parked alone.
+FireTimers = Callable[[Connection, Sequence[Timer]], Awaitable[None]]
 
 
 async def schedule(connection: Connection, service: str, timer: Timer) -> None:
@@ -70,6 +73,95 @@ async def cancel(connection: Connection, service: str, timer_id: str) -> None:
         service,
         timer_id,
     )
+
+
+@dataclass(slots=True)
+class _Change:
+    """What a run of `schedule`/`cancel` calls on one timer does, as one change.
+
+    Followed on each starting state: from absent, the row to insert (`insert`,
+    cancelled if a cancel came after it); from pending, the time and payload
+    it moves to (`move_to`) and whether it ends cancelled. Fired and cancelled
+    timers never change, as with the single calls.
+    """
+
+    insert: Timer | None = None
+    insert_cancelled: bool = False
+    move_to: Timer | None = None
+    cancel: bool = False
+
+
+class TimerChanges:
+    """`schedule` and `cancel` calls buffered for a batch, written in one statement.
+
+    The result is the one the same calls would have had one by one, in order:
+    a timer scheduled, cancelled and scheduled again stays cancelled.
+    """
+
+    def __init__(self) -> None:
+        self._changes: dict[str, _Change] = {}
+        # The calls in order (a Timer was scheduled, a str is the id cancelled), for fakes.
+        self.calls: list[Timer | str] = []
+
+    def __bool__(self) -> bool:
+        return bool(self._changes)
+
+    def schedule(self, timer: Timer) -> None:
+        self.calls.append(timer)
+        change = self._changes.setdefault(timer.timer_id, _Change())
+        if not change.insert_cancelled:
+            change.insert = timer
+        if not change.cancel:
+            change.move_to = timer
+
+    def cancel(self, timer_id: str) -> None:
+        self.calls.append(timer_id)
+        change = self._changes.setdefault(timer_id, _Change())
+        change.insert_cancelled = change.insert is not None
+        change.cancel = True
+
+    async def write(self, connection: Connection, service: str) -> None:
+        """Apply the changes: pending timers first, then the absent ones are inserted."""
+        if not self._changes:
+            return
+        ids = list(self._changes)
+        changes = [self._changes[timer_id] for timer_id in ids]
+        inserts = [(c.insert, c.insert_cancelled) for c in changes if c.insert is not None]
+        await connection.execute(
+            """
+            WITH change AS (
+                SELECT * FROM unnest($2::text[], $3::boolean[], $4::timestamptz[], $5::jsonb[])
+                    AS c(timer_id, cancel, due_at, payload)
+            ), changed AS (
+                UPDATE timers t
+                SET cancelled_at = CASE WHEN c.cancel THEN now() END,
+                    due_at = coalesce(c.due_at, t.due_at),
+                    payload = coalesce(c.payload, t.payload)
+                FROM change c
+                WHERE t.service = $1 AND t.timer_id = c.timer_id
+                  AND t.fired_at IS NULL AND t.cancelled_at IS NULL
+            )
+            INSERT INTO timers (service, timer_id, kind, subject, due_at, payload, cancelled_at)
+            SELECT $1, i.timer_id, i.kind, i.subject, i.due_at, i.payload,
+                   CASE WHEN i.cancelled THEN now() END
+            FROM unnest($6::text[], $7::text[], $8::text[], $9::timestamptz[], $10::jsonb[],
+                        $11::boolean[]) AS i(timer_id, kind, subject, due_at, payload, cancelled)
+            ON CONFLICT (service, timer_id) DO NOTHING
+            """,
+            service,
+            ids,
+            [c.cancel for c in changes],
+            [c.move_to.due_at if c.move_to else None for c in changes],
+            [json.dumps(c.move_to.payload) if c.move_to else None for c in changes],
+            [t.timer_id for t, _ in inserts],
+            [t.kind for t, _ in inserts],
+            [t.subject for t, _ in inserts],
+            [t.due_at for t, _ in inserts],
+            [json.dumps(t.payload) for t, _ in inserts],
+            [cancelled for _, cancelled in inserts],
+        )
+        self._changes.clear()
+        self.calls.clear()
 
 
 async def pending_for(connection: Connection, service: str, subject: str) -> list[Timer]:
@@ -119,10 +211,12 @@ class TimerScheduler:
         poll_seconds: float = 1.0,
         retry: RetryPolicy | None = None,
         metrics: TimerMetrics | None = None,
+        fire_batch: FireTimers | None = None,
     ) -> None:
         self._pool = pool
         self._service = service
         self._fire = fire
+        self._fire_batch_callback = fire_batch
         self._clock = clock
         self._batch_size = batch_size
         self._poll_seconds = poll_seconds
@@ -156,7 +250,7 @@ class TimerScheduler:
                 now,
                 self._batch_size,
             )
-            fired = [row["timer_id"] for row in rows if await self._fire_one(connection, row)]
+            fired = await self._fire_all(connection, rows)
             await connection.execute(
                 "UPDATE timers SET fired_at = $3 WHERE service = $1 AND timer_id = ANY($2::text[])",
                 self._service,
@@ -164,6 +258,23 @@ class TimerScheduler:
                 now,
             )
         return len(rows), len(fired)
+
+    async def _fire_all(self, connection: Connection, rows: Sequence[asyncpg.Record]) -> list[str]:
+        """The batch callback first, in one savepoint; on failure, timer by timer."""
+        if self._fire_batch_callback is not None and rows:
+            claimed = [_timer(row) for row in rows]
+            try:
+                async with connection.transaction():
+                    await self._fire_batch_callback(connection, claimed)
+            except Exception as error:
+                if is_transient(error):
+                    raise
+                log.warning(
+                    "timer batch of %s failed (%r); firing timer by timer", self._service, error
+                )
+            else:
+                return [timer.timer_id for timer in claimed]
+        return [row["timer_id"] for row in rows if await self._fire_one(connection, row)]
 
     async def _fire_one(self, connection: Connection, row: asyncpg.Record) -> bool:
         """Fire one timer in a savepoint; a failure is undone alone and counted."""

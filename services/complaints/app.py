@@ -98,7 +98,10 @@ def create_app(
         )
         await handler.recalculate_deadlines()
         scheduler = wiring.timer_scheduler(
-            pool, handler.fire_timer, poll_seconds=settings.complaints_timer_poll_seconds
+            pool,
+            handler.fire_timer,
+            poll_seconds=settings.complaints_timer_poll_seconds,
+            fire_batch=handler.fire_timers,
         )
         relay = wiring.outbox_relay(pool)
         app.state.complaints = Running(pool, handler, scheduler, relay)

@@ -33,7 +33,7 @@ from services.complaints.domain import (
 )
 from services.complaints.procedures import Policy
 from services.complaints.settings import SERVICE
-from services.complaints.store import ComplaintsStore, WorklistQuery
+from services.complaints.store import ComplaintsStore, WorklistQuery, note_timers
 from services.complaints.working_days import WorkingDayCalendar, local_date
 from shared import timers
 from shared.consumer import (
@@ -201,6 +201,66 @@ class ComplaintsHandler:
         self._count(action, outcome)
         return outcome
 
+    # -- a batch of inputs: set-based -------------------------------------------------
+
+    async def _apply_batch(
+        self, connection: Connection, inputs: Sequence[tuple[Action, UUID]]
+    ) -> list[Outcome]:
+        """Apply inputs in order with a fixed number of statements, whatever their count.
+
+        The same outcomes as `_apply_in` one after another: the processed-input
+        records, the complaints (loaded and locked at once) and the decisions in
+        order in memory, then one write per table. An input applied earlier, in
+        this batch or before, is a duplicate; a refused one leaves no record, so
+        it may be applied when sent again (as a refused savepoint would).
+        """
+        claimed = await self._store.first_times(
+            connection, list(dict.fromkeys(k for _, k in inputs))
+        )
+        complaints = await self._store.load_many(
+            connection, sorted({action.complaint_id for action, _ in inputs})
+        )
+        applied: set[UUID] = set()
+        refused: set[UUID] = set()
+        changed: dict[str, Complaint] = {}
+        changes = timers.TimerChanges()
+        events: list[ComplaintEvent] = []
+        context = self._context()
+        outcomes: list[Outcome] = []
+        for action, key in inputs:
+            current = complaints.get(action.complaint_id)
+            if key not in claimed or key in applied:
+                outcomes.append(Duplicate(current))
+                continue
+            outcome = decide(current, action, context)
+            if isinstance(outcome, Refusal):
+                refused.add(key)
+                outcomes.append(outcome)
+                continue
+            applied.add(key)
+            refused.discard(key)
+            complaints[action.complaint_id] = changed[action.complaint_id] = outcome.complaint
+            note_timers(changes, current, outcome.complaint)
+            events.extend(outcome.events)
+            outcomes.append(Applied(outcome.complaint, outcome.events))
+        await self._write_batch(connection, list(changed.values()), changes, events)
+        await self._store.forget(connection, sorted(refused))
+        return outcomes
+
+    async def _write_batch(
+        self,
+        connection: Connection,
+        complaints: Sequence[Complaint],
+        changes: timers.TimerChanges,
+        events: Sequence[ComplaintEvent],
+    ) -> None:
+        await self._store.save_many(connection, complaints)
+        await self._store.write_timers(connection, changes)
+        await self._store.enqueue(connection, events)
+        for event in events:
+            if isinstance(event, ComplaintDeadlineBreached):
+                self._count_breach(event)
+
     # -- contacts -----------------------------------------------------------------
 
     async def handle_contact_events(self, events: Sequence[Event]) -> None:
@@ -212,12 +272,10 @@ class ComplaintsHandler:
         ]
         if not opens:
             return
+        actions = [action for _, action in opens]
         async with self._pool.acquire() as connection, connection.transaction():
-            outcomes = [
-                (action, await self._apply_in(connection, action, event_id))
-                for event_id, action in opens
-            ]
-        for action, outcome in outcomes:
+            outcomes = await self._apply_batch(connection, [(a, e) for e, a in opens])
+        for action, outcome in zip(actions, outcomes, strict=True):
             self._count(action, outcome)
             if isinstance(outcome, Refusal):
                 # The same contact delivered again under a new event id: already open.
@@ -240,9 +298,9 @@ class ComplaintsHandler:
     async def handle_actions(self, actions: Sequence[Action]) -> list[Fault | None]:
         """Apply a batch of actions in one transaction; a refusal is its action's fault."""
         async with self._pool.acquire() as connection, connection.transaction():
-            outcomes = [
-                await self._apply_in(connection, action, action_key(action)) for action in actions
-            ]
+            outcomes = await self._apply_batch(
+                connection, [(action, action_key(action)) for action in actions]
+            )
         faults: list[Fault | None] = []
         for action, outcome in zip(actions, outcomes, strict=True):
             self._count(action, outcome)
@@ -263,17 +321,7 @@ class ComplaintsHandler:
         if complaint is None:
             log.error("timer %s names unknown complaint %s", timer.timer_id, timer.subject)
             return
-        now = self._clock()
-        if timer.kind == WINDOW_TIMER_KIND:
-            decision = lapse(complaint, now=max(now, timer.due_at), recorded_at=now)
-        else:
-            decision = breach(
-                complaint,
-                int(timer.payload["stage"]),
-                DeadlineKind(timer.kind),
-                now=max(now, timer.due_at),
-                recorded_at=now,
-            )
+        decision = _timer_decision(complaint, timer, self._clock())
         if decision is None:  # met or moved in the same instant: nothing is late
             return
         # Only the firing timer changes, and the scheduler marks it fired.
@@ -281,6 +329,26 @@ class ComplaintsHandler:
         await self._store.enqueue(connection, decision.events)
         self._count_breaches(decision)
         log.info("complaint %s: timer %s fired", complaint.complaint_id, timer.timer_id)
+
+    async def fire_timers(self, connection: Connection, due: Sequence[timers.Timer]) -> None:
+        """`fire_timer` for a claimed batch, in due order: one load and one write per table."""
+        complaints = await self._store.load_many(connection, sorted({t.subject for t in due}))
+        now = self._clock()
+        changed: dict[str, Complaint] = {}
+        events: list[ComplaintEvent] = []
+        for timer in due:
+            complaint = complaints.get(timer.subject)
+            if complaint is None:
+                log.error("timer %s names unknown complaint %s", timer.timer_id, timer.subject)
+                continue
+            decision = _timer_decision(complaint, timer, now)
+            if decision is None:
+                continue
+            complaints[timer.subject] = changed[timer.subject] = decision.complaint
+            events.extend(decision.events)
+        # Only the firing timers change, and the scheduler marks them fired.
+        await self._write_batch(connection, list(changed.values()), timers.TimerChanges(), events)
+        log.info("complaints: %d timers fired, %d complaints changed", len(due), len(changed))
 
     def _count_breach(self, event: ComplaintDeadlineBreached) -> None:
         payload = event.payload
@@ -326,6 +394,19 @@ class ComplaintsHandler:
         self._metrics.learning_actions_overdue.set(
             await self._store.learning_actions_overdue(today)
         )
+
+
+def _timer_decision(complaint: Complaint, timer: timers.Timer, now: datetime) -> Decision | None:
+    """What a timer's day ending does to its complaint; None when nothing is late."""
+    if timer.kind == WINDOW_TIMER_KIND:
+        return lapse(complaint, now=max(now, timer.due_at), recorded_at=now)
+    return breach(
+        complaint,
+        int(timer.payload["stage"]),
+        DeadlineKind(timer.kind),
+        now=max(now, timer.due_at),
+        recorded_at=now,
+    )
 
 
 def decode_action(record: InboundRecord) -> Action:

@@ -23,7 +23,7 @@ from shared import timers
 from shared.events.complaints import ComplaintEvent
 from shared.outbox import enqueue
 from shared.postgres import Connection
-from shared.processed_events import first_time
+from shared.processed_events import first_time, first_times
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 _SETTLED = [status.value for status in SETTLED]
@@ -80,6 +80,18 @@ def wanted_timers(complaint: Complaint) -> dict[str, timers.Timer]:
             payload={"stage": window.stage, "due_date": window.ends.isoformat()},
         )
     return wanted
+
+
+def note_timers(changes: timers.TimerChanges, before: Complaint | None, after: Complaint) -> None:
+    """Buffer the timer changes from `before` to `after`: started, moved or cancelled."""
+    earlier = wanted_timers(before) if before else {}
+    wanted = wanted_timers(after)
+    for timer_id, timer in wanted.items():
+        if earlier.get(timer_id) != timer:
+            changes.schedule(timer)
+    for timer_id in earlier.keys() - wanted.keys():
+        # A no-op for a timer that has fired: the breach stays recorded.
+        changes.cancel(timer_id)
 
 
 class ComplaintsStore:
@@ -141,6 +153,68 @@ class ComplaintsStore:
         for timer_id in earlier.keys() - wanted.keys():
             # A no-op for a timer that has fired: the breach stays recorded.
             await timers.cancel(connection, SERVICE, timer_id)
+
+    # -- a batch's reads and writes, one statement each -------------------------------
+
+    async def first_times(self, connection: Connection, input_ids: Sequence[UUID]) -> set[UUID]:
+        """`first_time` for a batch: the ids not processed before, now recorded."""
+        return await first_times(connection, SERVICE, input_ids)
+
+    async def forget(self, connection: Connection, input_ids: Sequence[UUID]) -> None:
+        """Undo `first_times` for refused inputs, as a refused input's savepoint would."""
+        if input_ids:
+            await connection.execute(
+                "DELETE FROM processed_events WHERE service = $1 AND event_id = ANY($2::uuid[])",
+                SERVICE,
+                list(input_ids),
+            )
+
+    async def load_many(
+        self, connection: Connection, complaint_ids: Sequence[str]
+    ) -> dict[str, Complaint]:
+        """The complaints that exist, locked in id order (two batches never deadlock)."""
+        rows = await connection.fetch(
+            """
+            SELECT complaint_id, state FROM complaints WHERE complaint_id = ANY($1::text[])
+            ORDER BY complaint_id FOR UPDATE
+            """,
+            list(complaint_ids),
+        )
+        return {row["complaint_id"]: Complaint.model_validate_json(row["state"]) for row in rows}
+
+    async def save_many(self, connection: Connection, complaints: Sequence[Complaint]) -> None:
+        """`save` for a batch: one upsert from arrays, one row per complaint."""
+        if not complaints:
+            return
+        await connection.execute(
+            """
+            INSERT INTO complaints (complaint_id, procedure, statutory, service_area, channel,
+                                    stage, status, next_deadline, next_due_date, state,
+                                    received_at)
+            SELECT * FROM unnest($1::text[], $2::text[], $3::boolean[], $4::text[], $5::text[],
+                                 $6::int[], $7::text[], $8::date[], $9::date[], $10::jsonb[],
+                                 $11::timestamptz[])
+            ON CONFLICT (complaint_id) DO UPDATE
+                SET stage = EXCLUDED.stage, status = EXCLUDED.status,
+                    next_deadline = EXCLUDED.next_deadline,
+                    next_due_date = EXCLUDED.next_due_date, state = EXCLUDED.state,
+                    updated_at = now()
+            """,
+            [c.complaint_id for c in complaints],
+            [c.procedure.value for c in complaints],
+            [c.statutory for c in complaints],
+            [c.service_area for c in complaints],
+            [c.channel.value for c in complaints],
+            [c.stage for c in complaints],
+            [c.status.value for c in complaints],
+            [c.next_deadline() for c in complaints],
+            [c.next_due_date() for c in complaints],
+            [c.model_dump_json() for c in complaints],
+            [c.received_at for c in complaints],
+        )
+
+    async def write_timers(self, connection: Connection, changes: timers.TimerChanges) -> None:
+        await changes.write(connection, SERVICE)
 
     async def enqueue(self, connection: Connection, events: Sequence[ComplaintEvent]) -> None:
         """Outgoing events, in the transaction of the state that caused them."""

@@ -124,7 +124,7 @@ def create_app(settings: FeedbackSettings | None = None, **options: Unpack[AppOp
             settings=ConsumerSettings.of(settings),
             max_records=settings.feedback_max_batch,
         )
-        scheduler = wiring.timer_scheduler(pool, handler.fire)
+        scheduler = wiring.timer_scheduler(pool, handler.fire, fire_batch=handler.fire_many)
         relay = wiring.outbox_relay(pool)
         running["customers"] = CustomerHandler(store, links=links, metrics=metrics, clock=clock)
         app.state.feedback = RunningFeedback(handler, scheduler, relay)

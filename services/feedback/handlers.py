@@ -15,6 +15,7 @@ from uuid import UUID
 
 from prometheus_client import CollectorRegistry, Counter
 
+from services.feedback.batch import BatchConflictError, DecisionBatch, SendBatch
 from services.feedback.domain import (
     CustomerHistory,
     Policy,
@@ -147,17 +148,41 @@ class FeedbackHandler:
     # Resolutions in: one transaction per batch
 
     async def handle(self, events: Sequence[Event]) -> None:
+        """Decide a batch in one transaction, with a fixed number of statements.
+
+        The processed-event records are written for the batch at once; the
+        per-event methods below then run in order on a `DecisionBatch`, which
+        loaded their reads for the whole batch and writes their effects at the end.
+        """
         outcomes = _Outcomes()
         async with self._store.transaction() as store:
-            await store.lock_customers(await _customers_named(store, events))
+            fresh = await store.first_times(list(dict.fromkeys(e.event_id for e in events)))
+            todo: list[Event] = []
             for event in events:
-                if await store.first_time(event.event_id):
-                    on_event = self._on_event.get(type(event))
-                    if on_event is not None:
-                        await on_event(store, event, outcomes)
+                if event.event_id in fresh:
+                    fresh.discard(event.event_id)  # a later copy in this batch is a duplicate
+                    if type(event) in self._on_event:
+                        todo.append(event)
+            if todo:
+                outcomes = await self._decide_batch(store, todo)
         self._metrics.scheduled.inc(outcomes.scheduled)
         for reason in outcomes.suppressed:
             self._metrics.suppressed.labels(reason).inc()
+
+    async def _decide_batch(self, store: FeedbackStore, events: Sequence[Event]) -> _Outcomes:
+        outcomes = _Outcomes()
+        batch = await DecisionBatch.load(store, events)
+        for event in events:
+            await self._on_event[type(event)](batch, event, outcomes)
+        try:
+            await batch.write()
+        except BatchConflictError:
+            if len(events) > 1:
+                raise  # the consumer decides them again one by one
+            # Nothing was written: decide it again on the store, seeing the other request.
+            outcomes = _Outcomes()
+            await self._on_event[type(events[0])](store, events[0], outcomes)
+        return outcomes
 
     async def remember_complaint(
         self, store: FeedbackStore, event: ComplaintOpened, _: _Outcomes
@@ -312,6 +337,16 @@ class FeedbackHandler:
         if request is not None and on_timer is not None:
             await on_timer(store, request, timer)
 
+    async def fire_many(self, connection: Connection, due: Sequence[timers.Timer]) -> None:
+        """`fire` for a claimed batch, in due order: one statement per read and per table."""
+        batch = await SendBatch.load(self._store.joining(connection), due)
+        for timer in due:
+            request = batch.request(timer.subject)
+            on_timer = self._on_timer.get(timer.kind)
+            if request is not None and on_timer is not None:
+                await on_timer(batch, request, timer)
+        await batch.write()
+
     async def expire_request(
         self, store: FeedbackStore, request: SurveyRequest, _: timers.Timer
     ) -> None:
@@ -402,25 +437,3 @@ def policy_of(delay_hours: float, expiry_days: int, quiet_period_days: int) -> P
         expiry=timedelta(days=expiry_days),
         quiet_period=timedelta(days=quiet_period_days),
     )
-
-
-async def _customers_named(store: FeedbackStore, events: Sequence[Event]) -> list[str]:
-    """The customers a batch's decisions will lock: those of the contacts it resolves, and
-    those of the complaints it closes or answers that feedback already knows."""
-    customers = {
-        event.payload.customer_ref
-        for event in events
-        if (
-            isinstance(event, ContactResolved)
-            or (isinstance(event, ContactReceived) and event.payload.resolved_at_first_contact)
-        )
-        and event.payload.customer_ref
-    }
-    complaints = [
-        event.complaint_id
-        for event in events
-        if isinstance(event, ComplaintClosed | ComplaintResponded)
-    ]
-    if complaints:
-        customers |= await store.customers_of_complaints(complaints)
-    return sorted(customers)

@@ -9,7 +9,6 @@ holds (the timer scheduler's). Unbound, each call runs on a pooled connection.
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Self
@@ -17,11 +16,20 @@ from uuid import UUID
 
 import asyncpg
 
+from services.feedback.batch_store import DecisionQueries
 from services.feedback.notifications import MESSAGE_TYPE_HEADER, ContactRoute, NotifyMessage
+from services.feedback.records import (
+    ComplaintFacts,
+    CustomerState,
+    Suppression,
+    SurveyRequest,
+    complaint_facts,
+    survey_request,
+)
 from services.feedback.settings import SERVICE
 from shared import timers
 from shared.events import Event
-from shared.events.vocabulary import CaseType, Channel, ComplaintProcedure
+from shared.events.vocabulary import CaseType
 from shared.kafka import OutgoingRecord
 from shared.outbox import enqueue, enqueue_records
 from shared.postgres import Connection
@@ -29,43 +37,17 @@ from shared.processed_events import first_time
 from shared.topics import NOTIFICATIONS
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+__all__ = [
+    "MIGRATIONS",
+    "ComplaintFacts",
+    "CustomerState",
+    "FeedbackStore",
+    "Suppression",
+    "SurveyRequest",
+]
 
 
-@dataclass(frozen=True, slots=True)
-class SurveyRequest:
-    request_id: str
-    case_type: CaseType
-    case_id: str
-    customer_ref: str
-    service_area: str
-    channel: Channel
-    resolved_at: datetime
-    send_at: datetime
-    status: str
-    requested_at: datetime | None = None
-    expires_at: datetime | None = None
-    answered_at: datetime | None = None
-    cancel_reason: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ComplaintFacts:
-    complaint_id: str
-    customer_ref: str | None
-    channel: Channel
-    service_area: str
-    procedure: ComplaintProcedure
-    contact_id: str | None
-    withdrawn: bool
-
-
-def _request(row: asyncpg.Record) -> SurveyRequest:
-    return SurveyRequest(
-        **{**dict(row), "case_type": CaseType(row["case_type"]), "channel": Channel(row["channel"])}
-    )
-
-
-class FeedbackStore:
+class FeedbackStore(DecisionQueries):
     def __init__(self, pool: asyncpg.Pool, *, connection: Connection | None = None) -> None:
         self._pool = pool
         self._connection = connection
@@ -179,26 +161,6 @@ class FeedbackStore:
         """Serialise decisions about one customer across replicas (the quiet period)."""
         await self.lock_customers([customer_ref])
 
-    async def lock_customers(self, customer_refs: Sequence[str]) -> None:
-        """`lock_customer` for many, in sorted order: two replicas' batches naming the same
-        customers then queue behind each other instead of deadlocking. (A lock already
-        held by this transaction is taken again at no cost.)"""
-        await self._transaction.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended('feedback:' || ref, 0))"
-            " FROM unnest($1::text[]) WITH ORDINALITY AS refs(ref, position) ORDER BY position",
-            sorted(set(customer_refs)),
-        )
-
-    async def customers_of_complaints(self, complaint_ids: Sequence[str]) -> set[str]:
-        rows = await self._db.fetch(
-            "SELECT customer_ref FROM feedback_complaints"
-            " WHERE complaint_id = ANY($1::text[]) AND customer_ref IS NOT NULL",
-            list(complaint_ids),
-        )
-        return {row["customer_ref"] for row in rows}
-
-    # Complaints: the facts later complaint events do not repeat
-
     async def remember_complaint(self, facts: ComplaintFacts) -> None:
         await self._db.execute(
             """
@@ -224,17 +186,7 @@ class FeedbackStore:
         row = await self._db.fetchrow(
             "SELECT * FROM feedback_complaints WHERE complaint_id = $1", complaint_id
         )
-        if row is None:
-            return None
-        return ComplaintFacts(
-            complaint_id=row["complaint_id"],
-            customer_ref=row["customer_ref"],
-            channel=Channel(row["channel"]),
-            service_area=row["service_area"],
-            procedure=ComplaintProcedure(row["procedure"]),
-            contact_id=row["contact_id"],
-            withdrawn=row["withdrawn"],
-        )
+        return None if row is None else complaint_facts(row)
 
     async def complaints_from_contact(self, contact_id: str) -> list[str]:
         rows = await self._db.fetch(
@@ -294,7 +246,7 @@ class FeedbackStore:
         row = await self._db.fetchrow(
             f"SELECT * FROM feedback_requests WHERE request_id = $1{lock}", request_id
         )
-        return None if row is None else _request(row)
+        return None if row is None else survey_request(row)
 
     async def request_for_case(self, case_type: CaseType, case_id: str) -> SurveyRequest | None:
         row = await self._db.fetchrow(
@@ -302,7 +254,7 @@ class FeedbackStore:
             case_type.value,
             case_id,
         )
-        return None if row is None else _request(row)
+        return None if row is None else survey_request(row)
 
     async def mark_requested(self, request_id: str, now: datetime, expires_at: datetime) -> None:
         await self._db.execute(
@@ -390,18 +342,27 @@ class FeedbackStore:
     # Notifications: not catalogue events, so written to the outbox table directly
 
     async def enqueue_notification(self, message: NotifyMessage) -> None:
-        """Queue the message in the shared outbox, in the caller's transaction.
+        """Queue the message in the shared outbox, in the caller's transaction."""
+        await self.enqueue_notifications([message])
+
+    async def enqueue_notifications(self, messages: Sequence[NotifyMessage]) -> None:
+        """Queue messages in the shared outbox, in order, in one statement.
 
         `customer_ref` in the headers lets erasure find an unsent message.
         """
-        headers = {
-            MESSAGE_TYPE_HEADER: message.notification_type,
-            "customer_ref": message.customer_ref,
-        }
-        record = OutgoingRecord(
-            NOTIFICATIONS.name, message.reference.encode(), message.to_bytes(), headers
-        )
-        await enqueue_records(self._transaction, SERVICE, [record])
+        records = [
+            OutgoingRecord(
+                NOTIFICATIONS.name,
+                message.reference.encode(),
+                message.to_bytes(),
+                {
+                    MESSAGE_TYPE_HEADER: message.notification_type,
+                    "customer_ref": message.customer_ref,
+                },
+            )
+            for message in messages
+        ]
+        await enqueue_records(self._transaction, SERVICE, records)
 
     # The sender's record of what GOV.UK Notify accepted
 

@@ -134,6 +134,37 @@ class FakeComplaintsStore(ComplaintsStore):
             if existing is not None and existing.pending:
                 existing.cancelled = True
 
+    async def first_times(self, connection: Connection, input_ids: Sequence[UUID]) -> set[UUID]:
+        return {i for i in input_ids if await self.first_time(connection, i)}
+
+    async def forget(self, connection: Connection, input_ids: Sequence[UUID]) -> None:
+        self.state.processed.difference_update(input_ids)
+
+    async def load_many(
+        self, connection: Connection, complaint_ids: Sequence[str]
+    ) -> dict[str, Complaint]:
+        found = {i: self.state.complaints.get(i) for i in complaint_ids}
+        return {i: c for i, c in found.items() if c is not None}
+
+    async def save_many(self, connection: Connection, complaints: Sequence[Complaint]) -> None:
+        for complaint in complaints:
+            await self.save(connection, complaint)
+
+    async def write_timers(self, connection: Connection, changes: timers.TimerChanges) -> None:
+        """The buffered calls replayed one by one, with the single calls' rules."""
+        for call in changes.calls:
+            if isinstance(call, str):
+                existing = self.state.timers.get(call)
+                if existing is not None and existing.pending:
+                    existing.cancelled = True
+                continue
+            existing = self.state.timers.get(call.timer_id)
+            if existing is None:
+                self.state.timers[call.timer_id] = FakeTimer(call)
+            elif existing.pending:
+                existing.timer = call
+        changes.calls.clear()
+
     async def enqueue(self, connection: Connection, events: Sequence[ComplaintEvent]) -> None:
         self.state.outbox.extend(events)
 

@@ -21,7 +21,14 @@ import asyncpg
 from services.feedback.handlers import FeedbackHandler
 from services.feedback.notifications import ContactRoute, NotifyMessage
 from services.feedback.settings import SERVICE
-from services.feedback.store import MIGRATIONS, ComplaintFacts, FeedbackStore, SurveyRequest
+from services.feedback.store import (
+    MIGRATIONS,
+    ComplaintFacts,
+    CustomerState,
+    FeedbackStore,
+    Suppression,
+    SurveyRequest,
+)
 from shared import timers
 from shared.events import Event
 from shared.events.catalogue import parse_event
@@ -98,6 +105,72 @@ class FakeFeedbackStore(FeedbackStore):
         if existing is not None and existing.pending:
             existing.cancelled = True
 
+    # A batch of decisions: the set-based queries, each as its single calls would do
+
+    async def first_times(self, event_ids: Sequence[UUID]) -> set[UUID]:
+        return {event_id for event_id in event_ids if await self.first_time(event_id)}
+
+    async def complaints_for(
+        self, complaint_ids: Sequence[str], contact_ids: Sequence[str]
+    ) -> list[ComplaintFacts]:
+        return [
+            c
+            for c in self.state.complaints.values()
+            if c.complaint_id in complaint_ids or c.contact_id in contact_ids
+        ]
+
+    async def lock_customers(self, customer_refs: Sequence[str]) -> None:
+        return  # as `lock_customer`
+
+    async def customer_states(self, customer_refs: Sequence[str]) -> dict[str, CustomerState]:
+        return {
+            c: CustomerState(
+                await self.is_opted_out(c),
+                await self.contact_route(c),
+                list(await self.surveyed_resolutions(c)),
+            )
+            for c in customer_refs
+        }
+
+    async def requested_cases(self, case_keys: Sequence[CaseKey]) -> set[CaseKey]:
+        return {key for key in case_keys if await self.any_request_for([key])}
+
+    async def remember_complaints(self, facts: Sequence[ComplaintFacts]) -> None:
+        for fact in facts:
+            await self.remember_complaint(fact)
+            if fact.withdrawn:
+                await self.mark_withdrawn(fact.complaint_id)
+
+    async def insert_requests(self, requests: Sequence[SurveyRequest]) -> set[str]:
+        return {r.request_id for r in requests if await self.insert_request(r)}
+
+    async def record_suppressions(self, suppressions: Sequence[Suppression]) -> None:
+        for s in suppressions:
+            await self.record_suppression(
+                s.event_id, s.case_type, s.case_id, s.reason, s.decided_at
+            )
+
+    async def write_timers(self, changes: timers.TimerChanges) -> None:
+        """The buffered calls replayed one by one, with the single calls' rules."""
+        for call in changes.calls:
+            if isinstance(call, str):
+                await self.cancel_timer(call)
+            else:
+                await self.schedule_timer(call)
+        changes.calls.clear()
+
+    async def survey_requests(self, request_ids: Sequence[str]) -> dict[str, SurveyRequest]:
+        return {i: self.state.requests[i] for i in request_ids if i in self.state.requests}
+
+    async def update_requests(self, requests: Sequence[SurveyRequest]) -> None:
+        for request in requests:
+            if request.request_id in self.state.requests:
+                self.state.requests[request.request_id] = request
+
+    async def enqueue_notifications(self, messages: Sequence[NotifyMessage]) -> None:
+        for message in messages:
+            await self.enqueue_notification(message)
+
     # Contact routes and opt-outs
 
     async def put_contact_route(
@@ -126,17 +199,6 @@ class FakeFeedbackStore(FeedbackStore):
 
     async def lock_customer(self, customer_ref: str) -> None:
         return  # one process, one transaction at a time: nothing to serialise
-
-    async def lock_customers(self, customer_refs: Sequence[str]) -> None:
-        return
-
-    async def customers_of_complaints(self, complaint_ids: Sequence[str]) -> set[str]:
-        return {
-            facts.customer_ref
-            for complaint_id in complaint_ids
-            if (facts := self.state.complaints.get(complaint_id)) is not None
-            and facts.customer_ref is not None
-        }
 
     # Complaints
 
@@ -258,14 +320,14 @@ class FakeFeedbackBackend:
         self.store.state = FeedbackState()
 
     async def fire_due(self, handler: FeedbackHandler, now: datetime) -> int:
-        """Fire what is due at `now`, in due order, each in a transaction (as the scheduler)."""
+        """Fire what is due at `now`, in due order, in one transaction (a scheduler batch)."""
         due = sorted(
             (t for t in self.store.state.timers.values() if t.pending and t.timer.due_at <= now),
             key=lambda t: t.timer.due_at,
         )
-        for pending in due:
-            async with self.store.transaction():
-                await handler.fire(_NO_CONNECTION, pending.timer)
+        async with self.store.transaction():
+            await handler.fire_many(_NO_CONNECTION, [pending.timer for pending in due])
+            for pending in due:
                 pending.fired = True
         return len(due)
 
@@ -302,7 +364,10 @@ class PostgresFeedbackBackend:
             await self.pool.execute(f"DELETE FROM {table} WHERE service = $1", SERVICE)
 
     async def fire_due(self, handler: FeedbackHandler, now: datetime) -> int:
-        return await timers.TimerScheduler(self.pool, SERVICE, handler.fire).fire_due(now)
+        scheduler = timers.TimerScheduler(
+            self.pool, SERVICE, handler.fire, fire_batch=handler.fire_many
+        )
+        return await scheduler.fire_due(now)
 
     async def _outbox(self, *, notifications: bool) -> list[bytes]:
         comparison = "=" if notifications else "<>"

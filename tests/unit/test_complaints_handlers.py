@@ -94,11 +94,17 @@ class Backend:
         self.clock.now = now
         if isinstance(self.store, FakeComplaintsStore):
             fake = self.store
-            for timer in fake.due_timers(now):
-                await self.handler.fire_timer(fake.connection(), timer)
+            due = fake.due_timers(now)
+            await self.handler.fire_timers(fake.connection(), due)
+            for timer in due:
                 fake.mark_fired(timer.timer_id, now)
             return
-        await TimerScheduler(self.store.pool, SERVICE, self.handler.fire_timer).fire_due(now)
+        await TimerScheduler(
+            self.store.pool,
+            SERVICE,
+            self.handler.fire_timer,
+            fire_batch=self.handler.fire_timers,
+        ).fire_due(now)
 
     async def published(self, complaint_id: str) -> list[str]:
         """Event types in the outbox for one complaint, in order."""

@@ -197,6 +197,8 @@ async def test_a_transient_error_after_a_failed_attempt_is_raised_as_it_is() -> 
         KafkaTimeoutError(),
         UnknownTopicOrPartitionError(),
         asyncpg.TooManyConnectionsError(),
+        asyncpg.exceptions.DeadlockDetectedError(),
+        asyncpg.exceptions.SerializationError(),
     ],
     ids=lambda error: type(error).__name__,
 )
