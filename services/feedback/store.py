@@ -116,7 +116,12 @@ class FeedbackStore:
             VALUES ($1, $2, $3, $4)
             ON CONFLICT (customer_ref) DO UPDATE
                 SET email = EXCLUDED.email, mobile = EXCLUDED.mobile,
-                    updated_at = EXCLUDED.updated_at
+                    updated_at = EXCLUDED.updated_at,
+                    -- a permanent failure's mark stays on its address until it changes
+                    email_bad_at = CASE WHEN feedback_contact_routes.email = EXCLUDED.email
+                        THEN feedback_contact_routes.email_bad_at END,
+                    mobile_bad_at = CASE WHEN feedback_contact_routes.mobile = EXCLUDED.mobile
+                        THEN feedback_contact_routes.mobile_bad_at END
             """,
             customer_ref,
             route.email,
