@@ -189,6 +189,11 @@ class SenderMetrics:
             ["error_type"],
             registry=registry,
         )
+        self.held = Counter(
+            "feedback_notify_messages_held",
+            "Messages put back untouched because the sender is stopped (a refused key).",
+            registry=registry,
+        )
         self.stopped = Gauge(
             "feedback_notify_sender_stopped",
             "1 while the sender is stopped because Notify refused its API key, by reason.",
@@ -245,6 +250,7 @@ class NotifySender:
         an outage and `NotifyKeyRefusedError` once the key was refused.
         """
         if self._stopped is not None:
+            self._metrics.held.inc()
             raise NotifyKeyRefusedError(self._stopped, "stopped earlier; not calling Notify")
         if message.recipient is None:
             raise ValueError(f"a {message.notification_type} message without its address")

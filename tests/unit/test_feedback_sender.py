@@ -1,12 +1,9 @@
 """The sender hands messages to GOV.UK Notify with the official client, once each."""
 
 import asyncio
-import json
 import socket
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import pytest
@@ -39,11 +36,8 @@ from shared.dead_letters import SourcePosition, is_transient
 from shared.kafka import make_broker
 from shared.topics import NOTIFICATIONS
 from tests.support.fake_deliveries import MemoryDeliveries
+from tests.support.fake_notify import API_KEY, FakeNotify, serving_fake_notify
 from tests.support.feedback import TOKEN_SECRET
-
-SERVICE_ID = "26785a09-ab16-4eb0-8407-a37497a57506"
-# Notify keys are `<name>-<service id>-<secret>`; this one opens nothing.
-API_KEY = f"test-{SERVICE_ID}-3d844edf-8d35-48ac-975b-e847b4f122b0"
 
 
 def message(**route: str) -> NotifyMessage:
@@ -59,65 +53,16 @@ def message(**route: str) -> NotifyMessage:
     )
 
 
-def routes(**route: str) -> MemoryDeliveries:
+def routes(*, email: str | None = None, mobile: str | None = None) -> MemoryDeliveries:
     """The deliveries log, with CUST-1's current route in feedback's table."""
-    return MemoryDeliveries(routes={"CUST-1": RouteState(**route)})
-
-
-class FakeNotify:
-    """Stands in for GOV.UK Notify: records calls, or answers with a status.
-
-    `statuses`, if set, is the status of each next call in turn, then `status`.
-    """
-
-    def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.status = 201
-        self.statuses: list[int] = []
-        self.headers: dict[str, str] = {}
-
-    def record(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        self.requests.append({"path": path, **body})
-        status = self.statuses.pop(0) if self.statuses else self.status
-        if status >= 400:
-            return status, {"errors": [{"message": "refused"}], "status_code": status}
-        return status, {"id": f"notify-{len(self.requests)}", "reference": body["reference"]}
-
-    @property
-    def references(self) -> list[str]:
-        return [request["reference"] for request in self.requests]
+    return MemoryDeliveries(routes={"CUST-1": RouteState(email=email, mobile=mobile)})
 
 
 @pytest.fixture
 def notify() -> Iterator[tuple[FakeNotify, str]]:
     """A stub Notify API on a loopback port, so the real client is what is tested."""
-    fake = FakeNotify()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            assert self.headers["Authorization"].startswith("Bearer ")
-            status, answer = fake.record(self.path, body)
-            payload = json.dumps(answer).encode()
-            self.send_response(status)
-            for name, value in fake.headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, *_: Any) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    try:
-        yield fake, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving_fake_notify() as served:
+        yield served
 
 
 def sender(
@@ -142,6 +87,7 @@ async def test_an_email_goes_to_notify_with_template_personalisation_and_referen
     assert outcome == "sent"
     assert fake.requests == [
         {
+            "answered": 201,
             "path": "/v2/notifications/email",
             "email_address": "resident@example.org",
             "template_id": "email-template",
