@@ -27,7 +27,6 @@ import random
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
 from fastapi import FastAPI
@@ -35,7 +34,7 @@ from notifications_python_client.errors import HTTPError
 from notifications_python_client.notifications import NotificationsAPIClient
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import ValidationError
-from requests import RequestException, Response
+from requests import RequestException
 
 from services.feedback.delivery_store import DeliveryStore
 from services.feedback.handlers import NotifyTemplates
@@ -44,6 +43,13 @@ from services.feedback.notifications import (
     NotifyMessage,
     RouteState,
     readdressed,
+)
+from services.feedback.notify_failures import (
+    STOP_REASONS,
+    MessageRefusedError,
+    NotifyKeyRefusedError,
+    NotifyUnavailableError,
+    notify_failure,
 )
 from services.feedback.settings import SERVICE, FeedbackSettings
 from services.feedback.store import MIGRATIONS
@@ -58,7 +64,6 @@ from shared.consumer import (
     RecordRejectedError,
     subscribe_records,
 )
-from shared.dead_letters import DependencyUnavailableError
 from shared.events.envelope import utc_now
 from shared.http import add_operational_routes
 from shared.kafka import make_broker
@@ -67,8 +72,6 @@ from shared.topics import NOTIFICATIONS, dead_letter_twin
 
 log = logging.getLogger(__name__)
 NOTIFICATIONS_DEAD_LETTER = dead_letter_twin(NOTIFICATIONS)
-# Notify's answers that mean the key, not the message, is wrong.
-STOP_REASONS = {401: "unauthorized", 403: "forbidden"}
 
 
 class NotifyClient(Protocol):
@@ -115,51 +118,6 @@ class Deliveries(Protocol):
     def for_customer(
         self, customer_ref: str
     ) -> AbstractAsyncContextManager[CustomerDeliveries]: ...
-
-
-class MessageRefusedError(Exception):
-    """Notify refused the message for a reason a retry will not fix."""
-
-
-class NotifyUnavailableError(DependencyUnavailableError):
-    """Notify is down, unreachable or rate-limiting: redeliver the batch later."""
-
-
-class NotifyKeyRefusedError(DependencyUnavailableError):
-    """Notify refused the API key (401 or 403): the sender stops until restarted."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(f"Notify refused the API key ({reason}): {message}")
-        self.reason = reason
-
-
-def retry_after_seconds(response: Response | None, now: datetime) -> float | None:
-    """HTTP Retry-After (seconds, or a date), if the response has a readable one."""
-    value = None if response is None else response.headers.get("Retry-After")
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return max(0.0, (when - now).total_seconds())
-
-
-def notify_failure(error: HTTPError, now: datetime) -> Exception:
-    """What one of Notify's errors means for the sender (the client gives network errors 503)."""
-    code = error.status_code
-    if code in STOP_REASONS:
-        return NotifyKeyRefusedError(STOP_REASONS[code], str(error))
-    if code == 429 or code >= 500:
-        return NotifyUnavailableError(
-            str(error), retry_after_seconds=retry_after_seconds(error.response, now)
-        )
-    return MessageRefusedError(str(error))
 
 
 class SenderMetrics:
@@ -294,19 +252,22 @@ class NotifySender:
         try:
             # The official client is synchronous (requests): keep the event loop free.
             return await asyncio.to_thread(self._call, message)
-        except HTTPError as error:
+        except HTTPError as error:  # the client reports network errors as 503 too
             failure = notify_failure(error, self._clock())
+            self._count(failure, error.status_code)
+            raise failure from error
         except RequestException as error:
             failure = NotifyUnavailableError(str(error))
+            self._count(failure, 0)
+            raise failure from error
+
+    def _count(self, failure: Exception, status_code: int) -> None:
         if isinstance(failure, NotifyKeyRefusedError):
             self._stop(failure.reason, str(failure))
         elif isinstance(failure, NotifyUnavailableError):
-            self._metrics.unavailable.labels(
-                str(getattr(failure.__cause__, "status_code", 0))
-            ).inc()
+            self._metrics.unavailable.labels(str(status_code)).inc()
         else:
             self._metrics.delivered.labels("refused").inc()
-        raise failure
 
     def _stop(self, reason: str, detail: str) -> None:
         if self._stopped is None:

@@ -13,15 +13,17 @@ from requests import Response
 
 from services.feedback.handlers import NotifyTemplates
 from services.feedback.notifications import ContactRoute, NotifyMessage, RouteState, notify_message
-from services.feedback.sender import (
+from services.feedback.notify_failures import (
     MessageRefusedError,
     NotifyKeyRefusedError,
-    NotifySender,
     NotifyUnavailableError,
+    retry_after_seconds,
+)
+from services.feedback.sender import (
+    NotifySender,
     SenderMetrics,
     create_sender_app,
     official_client,
-    retry_after_seconds,
 )
 from services.feedback.settings import FeedbackSettings
 from shared.consumer import (
