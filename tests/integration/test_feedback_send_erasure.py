@@ -157,7 +157,13 @@ async def test_an_erased_customer_gets_nothing_even_from_a_message_already_on_th
     delivered, even one already on the topic". Others' messages go exactly once."""
     fake, base_url = notify
     erased, kept, other = customer("erased"), customer("kept"), customer("other")
-    addresses = {erased: "erased@example.org", kept: "kept@example.org", other: "o@example.org"}
+    opted = customer("opted")
+    addresses = {
+        erased: "erased@example.org",
+        kept: "kept@example.org",
+        other: "o@example.org",
+        opted: "opted@example.org",
+    }
     for ref, email in addresses.items():
         await put_route(feedback, ref, email)
     messages = [
@@ -165,6 +171,7 @@ async def test_an_erased_customer_gets_nothing_even_from_a_message_already_on_th
         survey_message(kept, addresses[kept]),
         survey_message(erased, addresses[erased]),
         survey_message(other, addresses[other]),
+        survey_message(opted, addresses[opted]),
     ]
     settings = await sender_settings(kafka_bootstrap, database_url)
     # Queued while the customer was still known: the redelivered one twice.
@@ -172,16 +179,21 @@ async def test_an_erased_customer_gets_nothing_even_from_a_message_already_on_th
 
     response = await feedback.client.delete(f"/v1/customers/{erased}")
     assert response.status_code == 200, response.text
+    opting_out = await feedback.client.post(f"/v1/customers/{opted}/opt-out")
+    assert opting_out.status_code == 200, opting_out.text
     async with running_sender(settings, base_url):
         await all_consumed(kafka_bootstrap, settings.feedback_sender_group_id)
 
-    expected = Counter(m.reference for m in messages if m.customer_ref != erased)
+    expected = Counter(m.reference for m in messages if m.customer_ref in (kept, other))
     assert Counter(r["reference"] for r in fake.accepted) == expected
-    assert addresses[erased] not in {r["email_address"] for r in fake.requests}
+    called = {r["email_address"] for r in fake.requests}
+    assert called.isdisjoint({addresses[erased], addresses[opted]})
     erased_references = [m.reference for m in messages if m.customer_ref == erased]
-    assert await suppressed_reasons(pool, erased_references) == dict.fromkeys(
-        erased_references, "erased"
-    )
+    [opted_reference] = [m.reference for m in messages if m.customer_ref == opted]
+    assert await suppressed_reasons(pool, [*erased_references, opted_reference]) == {
+        **dict.fromkeys(erased_references, "erased"),
+        opted_reference: "opted_out",
+    }
 
 
 async def test_an_erasure_racing_a_send_waits_for_it_and_no_delivery_commits_after_it(
@@ -236,6 +248,68 @@ async def test_an_erasure_racing_a_send_waits_for_it_and_no_delivery_commits_aft
 
     assert [r["reference"] for r in fake.accepted] == [in_flight.reference, unrelated.reference]
     assert await suppressed_reasons(pool, [after.reference]) == {after.reference: "erased"}
+
+
+async def test_erasures_running_while_the_sender_works_commit_no_delivery_after_them(
+    feedback: RunningService,
+    pool: asyncpg.Pool,
+    notify: tuple[FakeNotify, str],
+    kafka_bootstrap: str,
+    database_url: str,
+) -> None:
+    """Issue 12, item 7, as a race: customers are erased at several points while their
+    messages are being sent. What was delivered for an erased customer when the erasure
+    answered is all that ever is: no later commit, no later call to Notify."""
+    fake, base_url = notify
+    customers = [customer(f"race{n}") for n in range(6)]
+    doomed = customers[:3]
+    for ref in customers:
+        await put_route(feedback, ref, f"{ref.lower()}@example.org")
+    # Calls for the erased customers are slow, so each erasure lands while one of
+    # their messages is with Notify: the window a missing lock would let through.
+    fake.slow_for = {f"{ref.lower()}@example.org": 0.3 for ref in doomed}
+    messages = [
+        survey_message(ref, f"{ref.lower()}@example.org") for _ in range(4) for ref in customers
+    ]
+    settings = await sender_settings(kafka_bootstrap, database_url)
+
+    async def delivered_for(ref: str) -> set[str]:
+        rows = await pool.fetch(
+            "SELECT reference FROM feedback_sent_notifications"
+            " WHERE customer_ref = $1 AND suppressed_reason IS NULL",
+            ref,
+        )
+        return {row["reference"] for row in rows}
+
+    async def erase_after(ref: str, accepted: int) -> set[str]:
+        mine = {m.reference for m in messages if m.customer_ref == ref}
+        assert await eventually(lambda: len(fake.accepted) >= accepted, within_seconds=60)
+        # Not a timed wait: polls until one of this customer's messages is with Notify.
+        assert await eventually(
+            lambda: bool(fake.in_flight & mine), within_seconds=60, interval=0.005
+        )
+        response = await feedback.client.delete(f"/v1/customers/{ref}")
+        assert response.status_code == 200, response.text
+        return await delivered_for(ref)  # what had committed when the erasure answered
+
+    async with running_sender(settings, base_url):
+        await produce(kafka_bootstrap, *messages)
+        at_erasure = await asyncio.gather(
+            *(erase_after(ref, accepted) for ref, accepted in zip(doomed, (0, 3, 6), strict=True))
+        )
+        await all_consumed(kafka_bootstrap, settings.feedback_sender_group_id)
+
+    sent_to = Counter(r["reference"] for r in fake.accepted)
+    for ref, snapshot in zip(doomed, at_erasure, strict=True):
+        mine = {m.reference for m in messages if m.customer_ref == ref}
+        assert await delivered_for(ref) == snapshot  # nothing committed after the erasure
+        assert {r for r in sent_to if r in mine} == snapshot  # Notify got nothing more
+        assert await suppressed_reasons(pool, sorted(mine - snapshot)) == dict.fromkeys(
+            mine - snapshot, "erased"
+        )
+    kept = [m.reference for m in messages if m.customer_ref not in doomed]
+    assert Counter({r: n for r, n in sent_to.items() if r in kept}) == Counter(kept)
+    assert all(n == 1 for n in sent_to.values())
 
 
 async def test_a_refused_key_stops_the_sender_and_a_good_key_resumes_each_message_once(

@@ -8,6 +8,7 @@ until the test lets it go (a slow Notify, for races).
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,6 +32,10 @@ class FakeNotify:
     status: int = 201
     statuses: list[int] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
+    delay_seconds: float = 0.0  # a slow Notify: each call takes this long
+    # Slower still for some recipients (address to seconds), for races.
+    slow_for: dict[str, float] = field(default_factory=dict)
+    in_flight: set[str] = field(default_factory=set)  # references being answered now
     held: dict[str, threading.Event] = field(default_factory=dict)
     entered: dict[str, threading.Event] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -44,9 +49,15 @@ class FakeNotify:
 
     def record(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         reference = str(body.get("reference"))
-        if reference in self.held:
-            self.entered[reference].set()
-            self.held[reference].wait(timeout=60)
+        recipient = str(body.get("email_address") or body.get("phone_number"))
+        self.in_flight.add(reference)
+        try:
+            if reference in self.held:
+                self.entered[reference].set()
+                self.held[reference].wait(timeout=60)
+            time.sleep(self.slow_for.get(recipient, self.delay_seconds))
+        finally:
+            self.in_flight.discard(reference)
         with self._lock:
             status = self.statuses.pop(0) if self.statuses else self.status
             self.requests.append({"path": path, **body, "answered": status})
