@@ -391,23 +391,3 @@ class FeedbackStore:
             NOTIFICATIONS.name, message.reference.encode(), message.to_bytes(), headers
         )
         await enqueue_records(self._transaction, SERVICE, [record])
-
-    # The sender's record of what GOV.UK Notify accepted
-
-    async def already_sent(self, reference: str) -> bool:
-        return bool(
-            await self._db.fetchval(
-                "SELECT true FROM feedback_sent_notifications WHERE reference = $1", reference
-            )
-        )
-
-    async def record_sent(self, reference: str, notification_id: str | None, now: datetime) -> None:
-        await self._db.execute(
-            """
-            INSERT INTO feedback_sent_notifications (reference, notification_id, sent_at)
-            VALUES ($1, $2, $3) ON CONFLICT (reference) DO NOTHING
-            """,
-            reference,
-            notification_id,
-            now,
-        )
