@@ -79,10 +79,11 @@ def service_environment(
         },
         "complaints": {
             "CIVICPULSE_COMPLAINTS_API_KEYS": json.dumps(
-                {
-                    CASE_MANAGER: hash_api_key(credentials.case_manager_key),
-                    DASHBOARD: hash_api_key(credentials.dashboard_key),
-                }
+                {CASE_MANAGER: hash_api_key(credentials.case_manager_key)}
+            ),
+            # The dashboard only reads the worklist: a read-only key, 403 on every write.
+            "CIVICPULSE_COMPLAINTS_READ_API_KEYS": json.dumps(
+                {DASHBOARD: hash_api_key(credentials.dashboard_key)}
             ),
             "CIVICPULSE_COMPLAINTS_TIMER_POLL_SECONDS": "1",
         },

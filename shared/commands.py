@@ -61,6 +61,8 @@ class ApiKeys:
     variable: str
     caller: str
     example: str
+    # Where the service also has read-only keys: `new-api-key --read-only` prints for it.
+    read_only_variable: str | None = None
 
 
 def service_main(
@@ -126,9 +128,17 @@ def service_main(
 def _new_api_key_command(keys: ApiKeys) -> OfflineCommand:
     def add_source(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("source", help=f"the system's name, e.g. {keys.example}")
+        if keys.read_only_variable is not None:
+            parser.add_argument(
+                "--read-only",
+                action="store_true",
+                help=f"a key that may only read (its hash goes in {keys.read_only_variable})",
+            )
 
     def make_key(args: argparse.Namespace) -> int:
-        print(new_api_key(args.source, keys.variable))
+        read_only = getattr(args, "read_only", False)
+        variable = keys.read_only_variable if read_only else keys.variable
+        print(new_api_key(args.source, variable or keys.variable))
         return 0
 
     return OfflineCommand(

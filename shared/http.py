@@ -312,4 +312,8 @@ def serve(app: FastAPI, settings: ServiceSettings) -> None:
         port=settings.http_port,
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=30,
+        # The client address (access log, feedback's rate limit) comes from a proxy's
+        # X-Forwarded-For only when the proxy is one of these.
+        proxy_headers=True,
+        forwarded_allow_ips=settings.http_forwarded_allow_ips,
     )

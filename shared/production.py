@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 # Secrets published in .env.example and as development defaults: anyone can
 # read them, so they authenticate nobody. A unit test keeps this list in step
 # with .env.example.
-DEMO_KEYS = ("demo-crm-key-change-me",)
+DEMO_KEYS = ("demo-crm-key-change-me", "demo-dashboard-key-change-me")
 DEMO_SECRETS = (
     "demo-postgres-password-change-me",
     "demo-grafana-password-change-me",
@@ -144,13 +144,15 @@ def database_problems(settings: "ServiceSettings") -> list[str]:
     ]
 
 
-def secret_strength_problems(field: str, secret: str) -> list[str]:
+def secret_strength_problems(field: str, secret: str, *, which: str = "") -> list[str]:
+    """`which` tells apart the secrets of a list setting, e.g. " (secret 2 of 3)"."""
+    name = env_name(field) + which
     if len(secret) < 32:
-        return [f"{env_name(field)} is shorter than 32 characters"]
+        return [f"{name} is shorter than 32 characters"]
     bits = estimated_bits(secret)
     if bits < MINIMUM_SECRET_BITS:
         return [
-            f"{env_name(field)} has low entropy (about {bits:.0f} bits, at least "
+            f"{name} has low entropy (about {bits:.0f} bits, at least "
             f"{MINIMUM_SECRET_BITS} needed): make one with "
             "`python -m services.feedback new-token-secret`"
         ]

@@ -36,6 +36,10 @@ class ServiceSettings(BaseSettings):
     """Address the HTTP server binds."""
     http_port: int = Field(default=8000, ge=1, le=65535)
     """HTTP port (per service)."""
+    http_forwarded_allow_ips: str = "127.0.0.1"
+    """Proxies whose `X-Forwarded-For` and `X-Forwarded-Proto` are believed (comma separated
+    addresses or networks, uvicorn's `forwarded_allow_ips`): the client address then is the
+    nearest one in `X-Forwarded-For` that is not itself a trusted proxy."""
     http_max_body_bytes: int = Field(default=16_384, ge=1_024, le=64 * 1024 * 1024)
     """Largest request body accepted; a larger one is refused with 413 before it is read whole (per
     service)."""

@@ -18,6 +18,7 @@ main = service_main(
         "CIVICPULSE_COMPLAINTS_API_KEYS",
         caller="a case-management system",
         example="case-manager",
+        read_only_variable="CIVICPULSE_COMPLAINTS_READ_API_KEYS",
     ),
 )
 

@@ -10,11 +10,12 @@ from datetime import date
 from typing import Annotated, Any, Literal, Unpack
 
 import asyncpg
-from fastapi import Depends, FastAPI, Query, Request, status
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker
 from pydantic import ValidationError
 
+from services.complaints.access import Access
 from services.complaints.actions import ACTION_ADAPTER
 from services.complaints.domain import Refusal, RefusalReason
 from services.complaints.handlers import Applied, ComplaintsHandler, ComplaintsMetrics
@@ -31,7 +32,6 @@ from services.complaints.views import (
     worklist_row,
 )
 from services.complaints.working_days import WorkingDayCalendar, local_date
-from shared.api_keys import authenticated_source
 from shared.consumer import (
     ConsumerSettings,
     DeadLetterTopics,
@@ -106,7 +106,7 @@ def create_app(
         subscribe_inputs(broker, handler, settings)
         lag = KafkaPositions(settings.kafka)
         if not settings.complaints_api_keys:
-            log.warning("no CIVICPULSE_COMPLAINTS_API_KEYS set: every HTTP caller will get 401")
+            log.warning("no CIVICPULSE_COMPLAINTS_API_KEYS set: no system can post case actions")
         await broker.start()
         await lag.start()
         loops = Supervisor(SERVICE)
@@ -139,7 +139,19 @@ def create_app(
         lifespan=lifespan,
     )
     action_schema, action_definitions = openapi_body_schema(ACTION_ADAPTER)
-    caller = authenticated_source(settings.complaints_api_keys)
+    access = Access(settings)
+
+    def running_handler() -> ComplaintsHandler:
+        """The lifespan's handler; before it has started, 503 (as metrics answers)."""
+        handler: ComplaintsHandler | None = state.get("handler")
+        if handler is None:
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="starting")
+        return handler
+
+    read_refusals: dict[int | str, dict[str, Any]] = {
+        401: {"description": "Missing or unknown API key or access token."},
+        403: {"description": "Signed in, but without a complaints role."},
+    }
 
     @app.post(
         "/v1/complaints/{complaint_id}/actions",
@@ -159,7 +171,10 @@ def create_app(
         response_model=ActionAccepted,
         responses={
             401: {"description": "Missing or unknown API key."},
-            403: {"description": "The body's `source` is not the API key's system."},
+            403: {
+                "description": "A read-only API key, or the body's `source` is not the API "
+                "key's system."
+            },
             404: {"model": ActionRefused, "description": "No such complaint (open it first)."},
             409: {"model": ActionRefused, "description": "Not allowed in the current state."},
             422: {"description": "Invalid action; the failing fields are listed."},
@@ -172,7 +187,7 @@ def create_app(
         },
     )
     async def post_action(
-        complaint_id: str, request: Request, source: Annotated[str, Depends(caller)]
+        complaint_id: str, request: Request, source: Annotated[str, Depends(access.writer)]
     ) -> ActionAccepted | JSONResponse:
         try:
             body = parse_json_body(await request.body())
@@ -196,7 +211,7 @@ def create_app(
                 {"detail": error.errors(include_url=False, include_context=False)},
                 status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
             )
-        handler: ComplaintsHandler = state["handler"]
+        handler = running_handler()
         outcome = await handler.apply(action)
         if isinstance(outcome, Refusal):
             code = (
@@ -216,15 +231,12 @@ def create_app(
         "/v1/complaints/{complaint_id}",
         response_model=ComplaintView,
         summary="A complaint's state, stage, every deadline and its history",
-        responses={
-            401: {"description": "Missing or unknown API key."},
-            404: {"description": "No such complaint."},
-        },
+        responses=read_refusals | {404: {"description": "No such complaint."}},
     )
     async def get_complaint(
-        complaint_id: str, _: Annotated[str, Depends(caller)]
+        complaint_id: str, _: Annotated[str, Depends(access.reader)]
     ) -> ComplaintView | JSONResponse:
-        handler: ComplaintsHandler = state["handler"]
+        handler = running_handler()
         complaint = await handler.get(complaint_id)
         if complaint is None:
             return JSONResponse(
@@ -245,13 +257,11 @@ def create_app(
             "Each row gives the working days left (negative when overdue). An unknown filter "
             "value or a malformed date is 422 naming the parameter."
         ),
-        responses={
-            401: {"description": "Missing or unknown API key."},
-            422: {"description": "A query parameter is invalid; it is named in `loc`."},
-        },
+        responses=read_refusals
+        | {422: {"description": "A query parameter is invalid; it is named in `loc`."}},
     )
     async def list_complaints(
-        _: Annotated[str, Depends(caller)],
+        _: Annotated[str, Depends(access.reader)],
         state_filter: Annotated[Literal["open", "closed", "all"], Query(alias="state")] = "open",
         stage: Annotated[int | None, Query(ge=1, le=3)] = None,
         procedure: ComplaintProcedure | None = None,
@@ -268,7 +278,7 @@ def create_app(
             after = _read_cursor(cursor)
             if after is None:
                 return _invalid_query("cursor", "not a cursor this API gave")
-        handler: ComplaintsHandler = state["handler"]
+        handler = running_handler()
         today = local_date(clock())
         page = await handler.list_complaints(
             WorklistQuery(

@@ -1,13 +1,21 @@
 """The complaints service's settings (environment variables `CIVICPULSE_*`)."""
 
 from datetime import date
+from enum import StrEnum
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from shared.api_keys import ApiKeyHashes
 from shared.settings import ServiceSettings
 
 SERVICE = "complaints"
+
+
+class Role(StrEnum):
+    """What a signed-in person may do: read the worklist and complaints. Case actions come
+    from case-management systems, with their read-write API keys."""
+
+    READER = "reader"
 
 
 class ComplaintsSettings(ServiceSettings):
@@ -57,5 +65,46 @@ class ComplaintsSettings(ServiceSettings):
         default_factory=dict,
         description="JSON object mapping each case-management system to the SHA-256 hash of "
         'its API key, e.g. {"case-manager": "sha256:9f86d0…"}. Make one with '
-        "`python -m services.complaints new-api-key SOURCE`.",
+        "`python -m services.complaints new-api-key SOURCE`. These keys may read and post "
+        "case actions.",
     )
+    complaints_read_api_keys: ApiKeyHashes = Field(
+        default_factory=dict,
+        description="The same kind of JSON object for read-only callers (the metrics "
+        "dashboard): they may read the worklist and complaints, and get 403 on every write. "
+        "`python -m services.complaints new-api-key --read-only SOURCE` makes one.",
+    )
+    complaints_oidc_issuer: str = Field(
+        default="",
+        description="OIDC issuer whose access tokens people sign in to the worklist with, e.g. "
+        "https://login.microsoftonline.com/<tenant>/v2.0 (empty: API keys only).",
+    )
+    complaints_oidc_audience: str = Field(
+        default="", description="Audience (aud) the access tokens must name: the API's id."
+    )
+    complaints_oidc_jwks_url: str = Field(default="", description="The provider's JWKS address.")
+    complaints_oidc_roles_claim: str = Field(
+        default="roles", description="Claim holding the user's roles (Entra ID: roles)."
+    )
+    complaints_oidc_role_map: dict[str, Role] = Field(
+        default_factory=lambda: {"reader": Role.READER},
+        description="JSON object: value in the roles claim -> complaints role (reader), e.g. "
+        '{"CivicPulse.ComplaintsReader": "reader"}.',
+    )
+    complaints_oidc_algorithms: list[str] = Field(
+        default_factory=lambda: ["RS256"],
+        description="Signature algorithms accepted on access tokens.",
+    )
+    complaints_oidc_leeway_seconds: float = Field(
+        default=60, ge=0, le=300, description="Clock skew allowed on exp and nbf."
+    )
+
+    @model_validator(mode="after")
+    def _one_scope_per_key(self) -> "ComplaintsSettings":
+        both = set(self.complaints_api_keys.values()) & set(self.complaints_read_api_keys.values())
+        if both:
+            raise ValueError(
+                "a key is in both CIVICPULSE_COMPLAINTS_API_KEYS (read-write) and "
+                "CIVICPULSE_COMPLAINTS_READ_API_KEYS (read-only): keep it in one"
+            )
+        return self

@@ -10,6 +10,7 @@ from urllib.parse import parse_qs
 from fastapi import Depends, FastAPI, Path, Request, Response, status
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import TypeAdapter, ValidationError
+from starlette.types import Scope
 
 from services.feedback import views
 from services.feedback.customers import CustomerHandler
@@ -30,7 +31,14 @@ from services.feedback.handlers import (
 )
 from services.feedback.links import AnswerLinks, LinkError
 from services.feedback.notifications import ContactRoute
-from services.feedback.pages import opted_out, problem, survey_form, thank_you
+from services.feedback.pages import (
+    PAGE_HEADERS,
+    opted_out,
+    problem,
+    survey_form,
+    thank_you,
+    too_many_requests,
+)
 from services.feedback.settings import SERVICE, FeedbackSettings
 from services.feedback.store import MIGRATIONS, FeedbackStore
 from services.feedback.views import (
@@ -57,6 +65,7 @@ from shared.http import (
     problem_schema,
 )
 from shared.outbox import OutboxRelay
+from shared.page_guards import guard_pages, parse_rate_limit
 from shared.startup import AppOptions, Wiring
 from shared.supervisor import Supervisor
 from shared.timers import TimerScheduler
@@ -75,8 +84,9 @@ LINK_TITLES = {
     "already_answered": "You have already answered this survey",
     "expired": "This survey has closed",
 }
-# Answer links carry a secret: keep them out of caches and Referer headers.
-PRIVATE_PAGE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+# Where answer links lead: the residents' pages and their JSON twin. These paths get
+# the pages' security headers (`pages.PAGE_HEADERS`) and the per-address rate limit.
+LINK_PATHS = ("/surveys/", "/v1/surveys/")
 
 CustomerRefPath = Annotated[
     str, Path(pattern=CUSTOMER_REF_PATTERN, description="Pseudonymous customer reference.")
@@ -97,7 +107,7 @@ def create_app(settings: FeedbackSettings | None = None, **options: Unpack[AppOp
     settings, broker = wiring.settings, wiring.broker
     registry, clock = wiring.registry, wiring.clock
     metrics = FeedbackMetrics(registry)
-    links = AnswerLinks(settings.feedback_token_secret.get_secret_value())
+    links = AnswerLinks(settings.link_secrets, accept_sha1=settings.feedback_accept_sha1_links)
     delivery_metrics = DeliveryStatusMetrics(registry)
     running: dict[str, Any] = {}  # filled by the lifespan
 
@@ -281,15 +291,18 @@ def create_app(settings: FeedbackSettings | None = None, **options: Unpack[AppOp
             reference=receipt.reference, status=receipt.status, outcome=outcome.value
         )
 
+    limited = "Over CIVICPULSE_FEEDBACK_RATE_LIMIT from this address; `Retry-After` says "
     link_responses: dict[int | str, dict[str, Any]] = {
         code: {"model": LinkRefused, "description": f"Link refused: `{name}`."}
         for name, code in LINK_STATUS.items()
     }
+    link_responses[429] = {"description": limited + "when to retry.", "content": _PROBLEM}
     html = {"text/html": {"schema": {"type": "string"}}}
     link_pages: dict[int | str, dict[str, Any]] = {
         code: {"description": f"Link refused: `{name}` (a page saying why).", "content": html}
         for name, code in LINK_STATUS.items()
     }
+    link_pages[429] = {"description": limited + "when to retry (a page).", "content": html}
     form_pages: dict[int | str, dict[str, Any]] = link_pages | {
         413: {
             "description": "Over CIVICPULSE_HTTP_MAX_BODY_BYTES: a page for browsers, "
@@ -304,9 +317,7 @@ def create_app(settings: FeedbackSettings | None = None, **options: Unpack[AppOp
 
     def link_problem(error: LinkError) -> JSONResponse:
         body = LinkRefused(detail=LinkProblem(code=error.code, message=error.message))
-        return JSONResponse(
-            body.model_dump(), status_code=LINK_STATUS[error.code], headers=PRIVATE_PAGE
-        )
+        return JSONResponse(body.model_dump(), status_code=LINK_STATUS[error.code])
 
     @app.get(
         "/v1/surveys/{token}",
@@ -344,7 +355,7 @@ def create_app(settings: FeedbackSettings | None = None, **options: Unpack[AppOp
         return AnswerAccepted(request_id=request.request_id)
 
     def page(html: str, status_code: int = status.HTTP_200_OK) -> HTMLResponse:
-        return HTMLResponse(html, status_code=status_code, headers=PRIVATE_PAGE)
+        return HTMLResponse(html, status_code=status_code)
 
     def link_page(error: LinkError) -> HTMLResponse:
         return page(problem(LINK_TITLES[error.code], error.message), LINK_STATUS[error.code])
@@ -403,4 +414,23 @@ def create_app(settings: FeedbackSettings | None = None, **options: Unpack[AppOp
         settings.http_max_body_bytes,
         html_page=lambda: problem("Your answers are too long", "Please shorten your comment."),
     )
+    guard_pages(
+        app,
+        paths=LINK_PATHS,
+        headers=PAGE_HEADERS,
+        rate_limit=parse_rate_limit(settings.feedback_rate_limit),
+        refused=_too_many_requests,
+    )
     return app
+
+
+_PROBLEM = {"application/json": {"schema": problem_schema()}}
+
+
+def _too_many_requests(scope: Scope, wait_seconds: int) -> Response:
+    """A page for residents' browsers; the JSON API's callers get a problem."""
+    code = status.HTTP_429_TOO_MANY_REQUESTS
+    if scope["path"].startswith("/v1/"):
+        detail = f"too many requests from this address: retry after {wait_seconds} s"
+        return JSONResponse({"detail": detail}, status_code=code)
+    return HTMLResponse(too_many_requests(wait_seconds), status_code=code)

@@ -5,6 +5,9 @@ error summary at the top (focusable, linking to each field) and beside the
 field, as the GOV.UK Design System does, so screen readers announce them.
 """
 
+import hashlib
+import math
+from base64 import b64encode
 from collections.abc import Mapping, Sequence
 from html import escape
 
@@ -34,6 +37,24 @@ button:focus,input:focus,textarea:focus,a:focus{outline:3px solid #fd0;outline-o
 .visually-hidden{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}
 .panel{background:#00703c;color:#fff;padding:25px;text-align:center;margin-bottom:20px}
 """
+
+
+# The pages' one stylesheet is inline, allowed by its hash: nothing else may load, run,
+# frame the page or be a form's target elsewhere.
+STYLE_HASH = b64encode(hashlib.sha256(STYLE.encode()).digest()).decode()
+CONTENT_SECURITY_POLICY = (
+    f"default-src 'none'; style-src 'sha256-{STYLE_HASH}'; form-action 'self'; "
+    "base-uri 'none'; frame-ancestors 'none'"
+)
+# Every response under the answer links' paths, pages and API alike. The token in the
+# URL is a live answer link, so no Referer may carry it to another site (no-referrer),
+# and no cache may keep it.
+PAGE_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
 
 
 def _page(title: str, body: str, *, has_errors: bool = False) -> str:
@@ -157,6 +178,20 @@ def thank_you() -> str:
         "<p>You do not need to do anything else.</p>"
     )
     return _page("Thank you for your feedback", body)
+
+
+def too_many_requests(wait_seconds: int) -> str:
+    wait = (
+        f"{wait_seconds} seconds"
+        if wait_seconds < 120
+        else f"{math.ceil(wait_seconds / 60)} minutes"
+    )
+    return problem(
+        "Sorry, there have been too many attempts",
+        f"There have been too many requests from your internet connection. Wait {wait}, "
+        "then open the link in your message again. If you were sending answers, they have "
+        "not been recorded.",
+    )
 
 
 def problem(title: str, message: str) -> str:

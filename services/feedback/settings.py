@@ -1,10 +1,14 @@
 """Feedback's settings (environment variables `CIVICPULSE_*`)."""
 
+import json
 import re
+from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import NoDecode
 
 from shared.api_keys import ApiKeyHashes
+from shared.page_guards import parse_rate_limit
 from shared.production import callback_token_problems, secret_strength_problems
 from shared.settings import (
     ServiceSettings,
@@ -25,6 +29,24 @@ class DefaultSecretError(ValueError):
     pass
 
 
+def _secret_list(value: Any) -> Any:
+    """One secret (the original form of the setting), or a JSON list of them, newest first."""
+    if isinstance(value, str | SecretStr):
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if not text.lstrip().startswith("["):
+            return [text]
+        try:
+            return json.loads(text)
+        except ValueError as error:
+            raise ValueError(f"a JSON list of secrets, newest first: {error}") from None
+    return value
+
+
+# Newest first: the first signs new answer links, every one verifies (docs/production.md,
+# "Rotating the answer-link secret"). NoDecode: a plain secret is not JSON.
+LinkSecrets = Annotated[list[SecretStr], NoDecode, BeforeValidator(_secret_list)]
+
+
 class FeedbackSettings(ServiceSettings):
     http_port: int = port_field(8003)
     feedback_group_id: str = group_field("civicpulse-feedback", consuming="the resolution consumer")
@@ -35,10 +57,19 @@ class FeedbackSettings(ServiceSettings):
     """Days a request can be answered once sent."""
     feedback_quiet_period_days: int = Field(default=30, ge=0, le=365)
     """A customer surveyed within this many days is not surveyed again."""
-    feedback_token_secret: SecretStr = SecretStr(DEV_TOKEN_SECRET)
-    """Secret that signs answer links (at least 32 characters)."""
+    feedback_token_secret: LinkSecrets = Field(
+        default_factory=lambda: [SecretStr(DEV_TOKEN_SECRET)], min_length=1, max_length=10
+    )
+    """Secret that signs answer links (at least 32 characters), or a JSON list of secrets,
+    newest first: the newest signs, any listed one verifies."""
+    feedback_accept_sha1_links: bool = True
+    """Also accept answer links signed with HMAC-SHA1 (issued before HMAC-SHA256) until they
+    expire; none is issued any more."""
     feedback_allow_dev_secret: bool = False
     """Allow the built-in development token secret (never in production)."""
+    feedback_rate_limit: str = "20/minute"
+    """Requests per client address on the answer links' pages and API (`/surveys/...`,
+    `/v1/surveys/...`), e.g. `20/minute` or `20/minute;200/hour`; counted per process."""
     feedback_public_url: str = "http://127.0.0.1:8003"
     """Base URL residents reach the survey pages at (used in answer links)."""
     feedback_api_keys: ApiKeyHashes = api_keys_field(
@@ -66,26 +97,41 @@ class FeedbackSettings(ServiceSettings):
             raise ValueError("give an http(s) URL, e.g. https://feedback.example.gov.uk")
         return url.rstrip("/")
 
+    @field_validator("feedback_rate_limit")
+    @classmethod
+    def _a_rate_limit(cls, text: str) -> str:
+        parse_rate_limit(text)  # ValueError names what is wrong
+        return text
+
+    @property
+    def link_secrets(self) -> list[str]:
+        """The answer-link secrets, newest first."""
+        return [secret.get_secret_value() for secret in self.feedback_token_secret]
+
     @model_validator(mode="after")
     def _refuse_the_dev_secret(self) -> "FeedbackSettings":
+        secrets = self.link_secrets
+        if len(set(secrets)) != len(secrets):
+            raise ValueError("CIVICPULSE_FEEDBACK_TOKEN_SECRET lists a secret twice")
         if self.environment == "production":
             return self  # production_problems lists these with every other problem
-        secret = self.feedback_token_secret.get_secret_value()
-        if secret == DEV_TOKEN_SECRET and not self.feedback_allow_dev_secret:
+        if DEV_TOKEN_SECRET in secrets and not self.feedback_allow_dev_secret:
             raise DefaultSecretError(
                 "CIVICPULSE_FEEDBACK_TOKEN_SECRET is the development default: set a secret "
                 "of at least 32 random characters (or CIVICPULSE_FEEDBACK_ALLOW_DEV_SECRET=true "
                 "on a development machine)"
             )
-        if len(secret) < 32:
+        if any(len(secret) < 32 for secret in secrets):
             raise ValueError("CIVICPULSE_FEEDBACK_TOKEN_SECRET must be at least 32 characters")
         return self
 
     def production_problems(self) -> list[str]:
         problems = super().production_problems()
-        problems += secret_strength_problems(
-            "feedback_token_secret", self.feedback_token_secret.get_secret_value()
-        )
+        secrets = self.link_secrets
+        for number, secret in enumerate(secrets, start=1):
+            # Every listed secret verifies links, so each must be as strong as the newest.
+            which = "" if len(secrets) == 1 else f" (secret {number} of {len(secrets)})"
+            problems += secret_strength_problems("feedback_token_secret", secret, which=which)
         if self.feedback_notify_api_key is not None:
             problems += self.template_problems()
         problems += callback_token_problems(

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Unpack
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, status
 
 from services.metrics.applier import BatchApplier, ConsumerMetrics, LiveConsumer
-from services.metrics.auth import OidcVerifier, role_checker
+from services.metrics.auth import metrics_oidc, role_checker
 from services.metrics.complaints_report import add_complaints_report_route
 from services.metrics.dashboard import DashboardContext, dashboard_router
 from services.metrics.dashboard.committee_page import CommitteeDocument
@@ -142,7 +142,7 @@ def create_app(settings: MetricsSettings | None = None, **options: Unpack[AppOpt
         "whose role may not see the resource is 403.",
         lifespan=lifespan,
     )
-    requires = role_checker(settings.metrics_api_tokens, OidcVerifier.of(settings))
+    requires = role_checker(settings.metrics_api_tokens, metrics_oidc(settings))
     manager_or_ops = Depends(requires(Role.MANAGER))
     ops_only = Depends(requires(Role.OPS))
 

@@ -3,63 +3,27 @@ its role may not see the resource.
 
 Two kinds of bearer token are accepted: static tokens for machine clients
 (configured as hashes), and OIDC access tokens for people signed in with the
-council's identity provider (Entra ID and the like). An access token's
-signature is checked against the provider's JWKS (fetched and cached by
-PyJWT's `PyJWKClient`), then its issuer, audience, expiry and not-before; its
-roles come from a configurable claim.
+council's identity provider (Entra ID and the like), checked by
+`shared.oidc` against CIVICPULSE_METRICS_OIDC_*.
 """
 
 import secrets
-from collections.abc import Callable, Mapping, Sequence
-from typing import Annotated, Any
+from collections.abc import Callable, Mapping
+from typing import Annotated
 
-import jwt
 from fastapi import Depends, HTTPException, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from services.metrics.settings import ApiToken, MetricsSettings, Role
 from shared.api_keys import hash_api_key
+from shared.oidc import OidcConfig, OidcVerifier, signed_in_roles
 
 
-class SignInRefusedError(Exception):
-    """An access token that proves nothing: the reason goes in the 401."""
-
-
-class NoRoleError(Exception):
-    """A valid access token whose user holds no CivicPulse role: 403."""
-
-
-class OidcVerifier:
-    def __init__(
-        self,
-        *,
-        issuer: str,
-        audience: str,
-        jwks_url: str,
-        roles_claim: str = "roles",
-        role_map: Mapping[str, Role],
-        algorithms: Sequence[str] = ("RS256",),
-        leeway_seconds: float = 60,
-    ) -> None:
-        self._issuer = issuer
-        self._audience = audience
-        self._roles_claim = roles_claim
-        self._role_map = dict(role_map)
-        self._algorithms = list(algorithms)
-        self._leeway = leeway_seconds
-        # Keys are cached; an unknown key id refetches the set (provider key rollover).
-        self._keys = jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=300, timeout=5)
-
-    @classmethod
-    def of(cls, settings: MetricsSettings) -> "OidcVerifier | None":
-        if not settings.metrics_oidc_issuer:
-            return None
-        if not settings.metrics_oidc_audience or not settings.metrics_oidc_jwks_url:
-            raise ValueError(
-                "CIVICPULSE_METRICS_OIDC_ISSUER needs CIVICPULSE_METRICS_OIDC_AUDIENCE and "
-                "CIVICPULSE_METRICS_OIDC_JWKS_URL"
-            )
-        return cls(
+def metrics_oidc(settings: MetricsSettings) -> OidcVerifier[Role] | None:
+    """The verifier of people's access tokens, if CIVICPULSE_METRICS_OIDC_ISSUER is set."""
+    return OidcVerifier.of(
+        OidcConfig(
+            service="metrics",
             issuer=settings.metrics_oidc_issuer,
             audience=settings.metrics_oidc_audience,
             jwks_url=settings.metrics_oidc_jwks_url,
@@ -68,33 +32,12 @@ class OidcVerifier:
             algorithms=settings.metrics_oidc_algorithms,
             leeway_seconds=settings.metrics_oidc_leeway_seconds,
         )
+    )
 
-    def role_of(self, token: str) -> Role:
-        """The role an access token carries; `SignInRefusedError` or `NoRoleError` otherwise."""
-        try:
-            key = self._keys.get_signing_key_from_jwt(token)
-            claims: dict[str, Any] = jwt.decode(
-                token,
-                key,
-                algorithms=self._algorithms,
-                audience=self._audience,
-                issuer=self._issuer,
-                leeway=self._leeway,
-                options={"require": ["exp", "iss", "aud"]},
-            )
-        except jwt.PyJWKClientConnectionError as error:
-            raise SignInRefusedError(
-                f"the identity provider's keys are unreachable: {error}"
-            ) from error
-        except (jwt.PyJWTError, jwt.PyJWKClientError) as error:
-            raise SignInRefusedError(f"access token refused: {error}") from error
-        values = claims.get(self._roles_claim, [])
-        held = {self._role_map.get(v) for v in ([values] if isinstance(values, str) else values)}
-        # Ops sees everything a manager sees, so it wins when both are held.
-        for role in (Role.OPS, Role.MANAGER):
-            if role in held:
-                return role
-        raise NoRoleError(f"the token's {self._roles_claim!r} claim holds no CivicPulse role")
+
+def strongest(roles: frozenset[Role]) -> Role:
+    """Ops sees everything a manager sees, so it wins when both are held."""
+    return Role.OPS if Role.OPS in roles else Role.MANAGER
 
 
 # Which roles may use which views: ops sees everything managers see.
@@ -107,7 +50,7 @@ bearer = HTTPBearer(auto_error=False, description="An API token (role manager or
 
 
 def role_checker(
-    tokens: Mapping[str, ApiToken], oidc: OidcVerifier | None = None
+    tokens: Mapping[str, ApiToken], oidc: OidcVerifier[Role] | None = None
 ) -> Callable[[Role], Callable[..., Role]]:
     roles_by_hash = {token.hash: token.role for token in tokens.values()}
 
@@ -117,8 +60,9 @@ def role_checker(
             credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
         ) -> Role:
             role = _role_of(credentials, roles_by_hash)
-            if role is None and oidc is not None and credentials is not None:
-                role = _signed_in_role(oidc, credentials)
+            if role is None and oidc is not None:
+                signed_in = signed_in_roles(oidc, credentials)
+                role = None if signed_in is None else strongest(signed_in)
             if role is None:
                 raise HTTPException(
                     status.HTTP_401_UNAUTHORIZED,
@@ -147,25 +91,6 @@ def _role_of(
         if secrets.compare_digest(known, presented):
             return role
     return None
-
-
-def _looks_like_jwt(token: str) -> bool:
-    return token.count(".") == 2 and token.startswith("eyJ")
-
-
-def _signed_in_role(oidc: OidcVerifier, credentials: HTTPAuthorizationCredentials) -> Role | None:
-    if credentials.scheme.lower() != "bearer" or not _looks_like_jwt(credentials.credentials):
-        return None
-    try:
-        return oidc.role_of(credentials.credentials)
-    except SignInRefusedError as error:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            detail=str(error),
-            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-        ) from error
-    except NoRoleError as error:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=str(error)) from error
 
 
 # The dashboard's browser session: the same API token, kept in an HttpOnly cookie

@@ -72,13 +72,19 @@ def page_shows(driver: webdriver.Chrome, selector: str) -> None:
     )
 
 
-def answer_in_the_browser(link: str) -> tuple[str, list[str], str, str]:
-    """Submit once empty (to see the errors), then answer; returns what the resident saw."""
+def answer_in_the_browser(link: str) -> tuple[str, list[str], str, str, str]:
+    """Submit once empty (to see the errors), then answer; returns what the resident saw,
+    and the header's colour: the stylesheet applied under the page's CSP."""
     with tempfile.TemporaryDirectory() as profile:
         driver = chromium(profile)
         try:
             driver.get(link)
             title = driver.find_element(By.TAG_NAME, "h1").text
+            header_colour = str(
+                driver.execute_script(
+                    "return getComputedStyle(document.querySelector('header')).backgroundColor"
+                )
+            )
             driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
             # A click does not wait for the page it submits to: wait for the answer.
             page_shows(driver, ".error-summary li")
@@ -92,7 +98,8 @@ def answer_in_the_browser(link: str) -> tuple[str, list[str], str, str]:
             driver.find_element(By.ID, "comment").send_keys("The bin was collected the next day")
             driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
             page_shows(driver, ".panel h1")
-            return title, errors, driver.find_element(By.TAG_NAME, "h1").text, driver.title
+            final = driver.find_element(By.TAG_NAME, "h1").text
+            return title, errors, final, driver.title, header_colour
         finally:
             driver.quit()
 
@@ -119,7 +126,7 @@ async def test_a_resident_answers_the_survey_in_a_browser_and_sees_the_thank_you
         NotifyMessage.model_validate_json(r.value) for r in records if r.key == request_id.encode()
     ]
 
-    first_title, errors, final_title, page_title = await asyncio.to_thread(
+    first_title, errors, final_title, page_title, header_colour = await asyncio.to_thread(
         answer_in_the_browser, message.personalisation.survey_link
     )
     await feedback.publish_outbox()
@@ -127,6 +134,8 @@ async def test_a_resident_answers_the_survey_in_a_browser_and_sees_the_thank_you
     assert message.notification_type == "sms"
     assert message.phone_number == "07700900123"
     assert first_title == "Tell us about your recent contact with us"
+    # The inline stylesheet is allowed by its hash in the CSP: GOV.UK black (#0b0c0c).
+    assert header_colour == "rgb(11, 12, 12)"
     assert errors == [
         "Select how satisfied you are overall, from 1 to 5",
         "Select how easy it was, from 1 to 7",

@@ -93,6 +93,9 @@ def feedback_settings(bootstrap: str, database_url: str, group_id: str) -> Feedb
         feedback_expiry_days=EXPIRY.days,
         feedback_quiet_period_days=30,
         feedback_public_url="http://feedback.test",
+        # Module-scoped services open many links from one address; the limit's own
+        # tests (test_feedback_page_guards, test_feedback_residents_pages) set theirs.
+        feedback_rate_limit="100000/minute",
         feedback_notify_email_template_id="11111111-2222-3333-4444-555555555555",
         feedback_notify_sms_template_id="66666666-7777-8888-9999-000000000000",
         feedback_notify_callback_token=CALLBACK_TOKEN,

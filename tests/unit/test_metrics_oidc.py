@@ -9,58 +9,25 @@ audience, wrong issuer and wrong signature each give 401, a wrong role 403.
 The JWKS is served on loopback by the test.
 """
 
-import json
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
-import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
-from jwt.algorithms import RSAAlgorithm
 
 from services.metrics.app import create_app
-from services.metrics.auth import OidcVerifier
+from services.metrics.auth import metrics_oidc
 from services.metrics.settings import MetricsSettings, Role
 from tests.support.metrics import MANAGER, OPS, TOKENS
-
-ISSUER = "https://login.example.test/tenant-1/v2.0"
-AUDIENCE = "api://civicpulse-metrics"
-KEY_ID = "key-1"
-PROVIDER_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-FORGER_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-class JwksServer:
-    """The provider's JWKS endpoint on loopback; counts fetches to show caching."""
-
-    def __init__(self) -> None:
-        jwk = json.loads(RSAAlgorithm.to_jwk(PROVIDER_KEY.public_key()))
-        body = json.dumps({"keys": [jwk | {"kid": KEY_ID, "use": "sig", "alg": "RS256"}]})
-        self.fetches = 0
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                outer.fetches += 1
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(body.encode())
-
-            def log_message(self, *_: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/keys"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+from tests.support.oidc import (
+    AUDIENCE,
+    FORGER_KEY,
+    ISSUER,
+    JwksServer,
+    access_token,
+    bearer,
+)
 
 
 @pytest.fixture(scope="module")
@@ -68,22 +35,6 @@ def jwks() -> Iterator[JwksServer]:
     server = JwksServer()
     yield server
     server.close()
-
-
-def access_token(key: rsa.RSAPrivateKey = PROVIDER_KEY, **overrides: Any) -> str:
-    now = int(time.time())
-    claims: dict[str, Any] = {
-        "iss": ISSUER,
-        "aud": AUDIENCE,
-        "sub": "officer-1",
-        "iat": now,
-        "nbf": now,
-        "exp": now + 600,
-        "roles": ["CivicPulse.Manager"],
-    }
-    claims |= overrides
-    claims = {name: value for name, value in claims.items() if value is not None}
-    return jwt.encode(claims, key, algorithm="RS256", headers={"kid": KEY_ID})
 
 
 def settings(jwks: JwksServer) -> MetricsSettings:
@@ -104,10 +55,6 @@ async def client(jwks: JwksServer) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=create_app(settings(jwks)))
     async with httpx.AsyncClient(transport=transport, base_url="http://metrics") as client:
         yield client
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def test_a_valid_access_token_signs_a_manager_in(client: httpx.AsyncClient) -> None:
@@ -162,15 +109,15 @@ async def test_static_tokens_still_work_for_machine_clients(client: httpx.AsyncC
 
 
 def test_the_keys_are_fetched_once_and_cached(jwks: JwksServer) -> None:
-    verifier = OidcVerifier.of(settings(jwks))
+    verifier = metrics_oidc(settings(jwks))
     assert verifier is not None
     before = jwks.fetches
-    roles = [verifier.role_of(access_token(roles=["CivicPulse.Ops"])) for _ in range(5)]
+    roles = [verifier.roles_of(access_token(roles=["CivicPulse.Ops"])) for _ in range(5)]
 
-    assert roles == [Role.OPS] * 5
+    assert roles == [{Role.OPS}] * 5
     assert jwks.fetches - before == 1
 
 
 def test_an_issuer_without_audience_or_keys_is_a_configuration_error() -> None:
     with pytest.raises(ValueError, match="CIVICPULSE_METRICS_OIDC_AUDIENCE"):
-        OidcVerifier.of(MetricsSettings(metrics_oidc_issuer=ISSUER))
+        metrics_oidc(MetricsSettings(metrics_oidc_issuer=ISSUER))

@@ -205,6 +205,32 @@ def test_short_token_secret_is_refused_in_the_same_list() -> None:
     assert problems == ["CIVICPULSE_FEEDBACK_TOKEN_SECRET is shorter than 32 characters"]
 
 
+def test_every_listed_answer_link_secret_is_checked() -> None:
+    """Every secret in the rotation list verifies links, so each is held to the same rules."""
+    strong = secrets.token_urlsafe(48)
+    problems = safe_feedback(
+        feedback_token_secret=[strong, "abcd" * 10, "short"]
+    ).production_problems()
+    assert len(problems) == 2
+    assert problems[0].startswith(
+        "CIVICPULSE_FEEDBACK_TOKEN_SECRET (secret 2 of 3) has low entropy"
+    )
+    assert problems[1] == (
+        "CIVICPULSE_FEEDBACK_TOKEN_SECRET (secret 3 of 3) is shorter than 32 characters"
+    )
+
+
+def test_a_demo_secret_kept_as_an_older_answer_link_secret_is_refused() -> None:
+    demo = "demo-token-secret-change-me-0123456789abcdef"
+    problems = safe_feedback(
+        feedback_token_secret=[secrets.token_urlsafe(48), demo]
+    ).production_problems()
+    assert problems == [
+        "CIVICPULSE_FEEDBACK_TOKEN_SECRET holds a demo secret published in .env.example or "
+        "as the development default: replace it with a random one"
+    ]
+
+
 def test_every_problem_is_listed_at_once(capsys: pytest.CaptureFixture[str]) -> None:
     settings = FeedbackSettings(
         environment="production",

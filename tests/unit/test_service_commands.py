@@ -65,6 +65,15 @@ def test_new_api_key_prints_a_key_and_the_settings_entry_with_its_hash(
     assert f'add to {variable}: {{"crm": "sha256:' in shown
 
 
+def test_complaints_makes_a_read_only_key_for_the_read_only_setting(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main_of("complaints")(["new-api-key", "--read-only", "metrics-dashboard"]) == 0
+
+    shown = capsys.readouterr().out
+    assert 'add to CIVICPULSE_COMPLAINTS_READ_API_KEYS: {"metrics-dashboard": "sha256:' in shown
+
+
 def test_metrics_makes_a_token_for_a_role(capsys: pytest.CaptureFixture[str]) -> None:
     assert main_of("metrics")(["new-api-token", "finance-team", "manager"]) == 0
 
