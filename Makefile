@@ -44,6 +44,7 @@ bench: bootstrap ## run the benchmarks (they print their figures; about 10 minut
 	$(PYTHON) -m bench.feedback_decisions
 	$(PYTHON) -m bench.kpi_latency
 	$(PYTHON) -m bench.pipeline
+	$(PYTHON) -m bench.replicas
 	$(PYTHON) -m bench.metrics_throughput
 	$(PYTHON) -m bench.rebuild
 	$(PYTHON) -m bench.import_throughput

@@ -4,13 +4,14 @@ Produces `--events` ContactReceived events (enquiries on the non-phone channels,
 30 days, 15 service areas and a pool of customers, so that re-contacts happen) to
 `civicpulse.contacts`, then applies them twice into one scratch database:
 
-- plain: written here. aiokafka `getmany` batches of 500, `json.loads`, and per batch
-  one transaction: processed-event ids (insert-returning, so a redelivery counts once),
-  the contact facts, the FCR re-contact check (candidates of the batch's customers and
+- plain: written here. aiokafka `getmany` batches of 500 (`--plain-batch`), `json.loads`,
+  and per batch one transaction: processed-event ids (insert-returning, so a redelivery
+  counts once), the contact facts, the FCR re-contact check (candidates of the batch's customers and
   areas with a later contact within 7 days, marked lost once), and the counters per
   day, area and channel (contacts received, FCR eligible, FCR first time, FCR lost),
   upserted once with `unnest` arrays.
-- service: `python -m services.metrics` as operators run it, its consumer group placed
+- service: `python -m services.metrics` as operators run it (its batches take up to
+  CIVICPULSE_METRICS_MAX_BATCH events, whatever has arrived), its consumer group placed
   where the events start; timed through its own topic-progress rows.
 
 Both rates run from the first batch committed to the last, so start-up and group
@@ -24,6 +25,7 @@ and the ratio service/plain is printed against the issue's target (0.8).
 import argparse
 import asyncio
 import json
+import os
 import random
 import secrets
 import sys
@@ -53,6 +55,7 @@ from bench.support import (
 )
 from civicpulse.infra import pick_free_port, scratch_database
 from civicpulse.processes import ServiceProcess
+from services.metrics.settings import MetricsSettings
 from shared.api_keys import hash_api_key
 from shared.events import ContactReceived, ContactReceivedPayload
 from shared.events.vocabulary import Channel, ContactKind
@@ -62,7 +65,8 @@ from shared.topics import ALL_TOPICS, CANONICAL_TOPICS, CONTACTS
 from shared.vocabulary import load_service_areas
 
 TARGET_RATIO = 0.8
-BATCH = 500  # the service's default CIVICPULSE_METRICS_MAX_BATCH
+PLAIN_BATCH = 500  # the plain loop's batch, as the bench was first written (--plain-batch)
+SERVICE_BATCH = MetricsSettings.model_fields["metrics_max_batch"].default
 FCR_WINDOW = timedelta(days=7)  # the service's default CIVICPULSE_METRICS_FCR_WINDOW_DAYS
 LONDON = ZoneInfo("Europe/London")
 CHANNELS = [c for c in Channel if c is not Channel.PHONE]  # phone adds call counters
@@ -210,7 +214,9 @@ async def apply_plain(connection: asyncpg.Connection, documents: Sequence[dict[s
     return len(batch)
 
 
-async def run_plain(bootstrap: str, database_url: str, start: Offsets, end: Offsets) -> Rate:
+async def run_plain(
+    bootstrap: str, database_url: str, start: Offsets, end: Offsets, batch: int
+) -> Rate:
     connection = await asyncpg.connect(database_url)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
@@ -222,7 +228,7 @@ async def run_plain(bootstrap: str, database_url: str, start: Offsets, end: Offs
                 consumer.seek(partition, offset)
         applied, first_at, first_count = 0, 0.0, 0
         while any([await consumer.position(p) < offset for p, offset in end.items()]):
-            batches = await consumer.getmany(timeout_ms=100, max_records=BATCH)
+            batches = await consumer.getmany(timeout_ms=100, max_records=batch)
             documents = [
                 json.loads(r.value or b"") for records in batches.values() for r in records
             ]
@@ -316,7 +322,9 @@ async def compare(database_url: str) -> dict[str, tuple[float, float]]:
     return {m: (float(service.get(m, 0)), float(plain.get(m, 0))) for m in MEASURES}
 
 
-async def bench(endpoints: Endpoints, events: int, customers: int) -> dict[str, Any]:
+async def bench(
+    endpoints: Endpoints, events: int, customers: int, plain_batch: int
+) -> dict[str, Any]:
     bootstrap = endpoints.kafka_bootstrap
     await ensure_topics(bootstrap, ALL_TOPICS)
     run = uuid.uuid4().hex[:8]
@@ -327,7 +335,7 @@ async def bench(endpoints: Endpoints, events: int, customers: int) -> dict[str, 
         await produce(bootstrap, make_events(events, customers, random.randrange(10**9)))
         end = await end_offsets(bootstrap, [CONTACTS.name])
         say("plain aiokafka + asyncpg loop…")
-        plain = await run_plain(bootstrap, url, start, end)
+        plain = await run_plain(bootstrap, url, start, end, plain_batch)
         say(f"  {plain.per_second:,.0f} events/s")
         say("metrics service (python -m services.metrics)…")
         service = await run_service(endpoints, url, start, events, logs)
@@ -336,6 +344,9 @@ async def bench(endpoints: Endpoints, events: int, customers: int) -> dict[str, 
     same = all(s == p for s, p in totals.values())
     return {
         "events": events,
+        "plain_batch": plain_batch,
+        "service_max_batch": SERVICE_BATCH,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "plain_events_per_s": round(plain.per_second, 1),
         "service_events_per_s": round(service.per_second, 1),
         "ratio": round(service.per_second / plain.per_second, 3),
@@ -352,11 +363,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=20_000, help="events to apply (20,000)")
     parser.add_argument("--customers", type=int, default=5_000, help="customer pool (5,000)")
     parser.add_argument("--quick", action="store_true", help="5,000 events")
+    parser.add_argument(
+        "--plain-batch",
+        type=int,
+        default=PLAIN_BATCH,
+        help=f"the plain loop's most records per batch ({PLAIN_BATCH}; the service's"
+        f" CIVICPULSE_METRICS_MAX_BATCH default is {SERVICE_BATCH})",
+    )
     args = parser.parse_args(argv)
     events = 5_000 if args.quick else args.events
     try:
         with infrastructure() as endpoints:
-            figures = asyncio.run(bench(endpoints, events, args.customers))
+            figures = asyncio.run(bench(endpoints, events, args.customers, args.plain_batch))
     except BenchError as error:
         say(f"failed: {error}")
         return 1

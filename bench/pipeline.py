@@ -49,6 +49,7 @@ import httpx
 from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.stages import contacts_end, trace_stages
 from bench.support import (
     Percentiles,
     end_offsets,
@@ -103,6 +104,8 @@ class Step:
     never_seen: int
     achieved: float
     latency: Percentiles
+    poll_sweep: Percentiles  # one pass of the bench's poll: how late a count can be seen
+    stages: dict[str, Percentiles] = field(default_factory=dict)  # with --trace
 
     @property
     def complete(self) -> bool:
@@ -121,12 +124,27 @@ class Step:
 class Tracking:
     published_at: dict[date, float] = field(default_factory=dict)  # checkpoint day → when
     seen_at: dict[date, float] = field(default_factory=dict)
+    # For --trace: each checkpoint's contact id, and its publish and seen times on the
+    # wall clock (the services' timestamps are wall-clock).
+    contact_of: dict[date, str] = field(default_factory=dict)
+    published_wall: dict[date, float] = field(default_factory=dict)
+    seen_wall: dict[date, float] = field(default_factory=dict)
+    sweeps: list[float] = field(default_factory=list)  # how long each poll sweep took
     bulk_published: int = 0
     bulk_counted: int = 0
     last_counted_at: float = 0.0
 
 
-def record(run: str, n: int, occurred: datetime, customer: str, rng: random.Random) -> bytes:
+def record(
+    run: str,
+    n: int,
+    occurred: datetime,
+    customer: str,
+    rng: random.Random,
+    *,
+    service_area: str = "planning",
+    resolved_share: float = 0.7,
+) -> bytes:
     return json.dumps(
         {
             "record_type": "contact_received",
@@ -135,11 +153,11 @@ def record(run: str, n: int, occurred: datetime, customer: str, rng: random.Rand
             "contact_id": f"pipebench-{run}-{n}",
             "occurred_at": occurred.isoformat(),
             "channel": "phone",
-            "service_area": "planning",
+            "service_area": service_area,
             "kind": "enquiry",
             "customer_ref": customer,
-            "answered_by_team": "planning",
-            "resolved_at_first_contact": rng.random() < 0.7,
+            "answered_by_team": service_area,
+            "resolved_at_first_contact": rng.random() < resolved_share,
             "wait_seconds": round(rng.uniform(0, 120), 1),
         }
     ).encode()
@@ -165,6 +183,8 @@ async def publish(bootstrap: str, plan: Plan, tracking: Tracking) -> None:
                     day = plan.first_day + timedelta(days=sent // plan.every)
                     occurred = datetime.combine(day, datetime.min.time(), UTC) + timedelta(hours=12)
                     tracking.published_at[day] = time.perf_counter()
+                    tracking.published_wall[day] = time.time()
+                    tracking.contact_of[day] = f"pipebench-{run}-{sent}"
                 else:
                     occurred = datetime.now(UTC)
                     tracking.bulk_published += 1
@@ -218,17 +238,25 @@ async def poll(
     give_up_at = time.perf_counter() + plan.seconds + GIVE_UP_AFTER_S
     blocks = checkpoint_days(plan)
     while time.perf_counter() < give_up_at:
+        sweep_began = time.perf_counter()
         for window in blocks:
-            if all(day in tracking.seen_at for day in window):
+            # Only the days published and not yet seen: a narrower series costs the
+            # metrics process (which also consumes) less per poll.
+            waiting = [
+                d for d in window if d in tracking.published_at and d not in tracking.seen_at
+            ]
+            if not waiting:
                 continue
-            counts = await day_counts(client, window)
+            counts = await day_counts(client, [waiting[0], waiting[-1]])
             now = time.perf_counter()
             for day, value in counts.items():
                 one_more = value >= before.get(day, 0.0) + 1
                 if one_more and day in tracking.published_at and day not in tracking.seen_at:
                     tracking.seen_at[day] = now
+                    tracking.seen_wall[day] = time.time()
                     tracking.last_counted_at = now
         counted = await contacts_today(client, today) - baseline
+        tracking.sweeps.append(time.perf_counter() - sweep_began)
         if counted > tracking.bulk_counted:
             tracking.bulk_counted = counted
             tracking.last_counted_at = time.perf_counter()
@@ -242,9 +270,10 @@ async def poll(
         await asyncio.sleep(0.02)
 
 
-async def measure_step(system: RunningSystem, plan: Plan) -> Step:
+async def measure_step(system: RunningSystem, plan: Plan, *, trace: bool = False) -> Step:
     headers = {"Authorization": f"Bearer {system.credentials.manager_token}"}
     tracking = Tracking()
+    since = await contacts_end(system.infra.kafka_bootstrap) if trace else {}
     async with httpx.AsyncClient(
         base_url=system.url("metrics"), headers=headers, timeout=30
     ) as client:
@@ -262,6 +291,16 @@ async def measure_step(system: RunningSystem, plan: Plan) -> Step:
     ]
     counted = tracking.bulk_counted + len(tracking.seen_at)
     elapsed = max(tracking.last_counted_at - started, 1e-9)
+    stages = {}
+    if trace:
+        stages = await trace_stages(
+            system.infra.kafka_bootstrap,
+            system.infra.database_url,
+            since,
+            tracking.contact_of,
+            tracking.published_wall,
+            tracking.seen_wall,
+        )
     return Step(
         rate=plan.rate,
         records=plan.records,
@@ -270,6 +309,8 @@ async def measure_step(system: RunningSystem, plan: Plan) -> Step:
         never_seen=plan.checkpoints - len(tracking.seen_at),
         achieved=counted / elapsed,
         latency=percentiles(latencies),
+        poll_sweep=percentiles(tracking.sweeps),
+        stages=stages,
     )
 
 
@@ -353,6 +394,16 @@ def report(steps: Sequence[Step], memory: dict[str, int | None], raw_rate: float
         )
     sustained = max((s.rate for s in steps if s.sustained), default=0)
     lines.append(f"sustained rate with end-to-end p99 < 1 s: {sustained} contacts/s")
+    for s in steps:
+        lines.append(
+            f"{s.rate}/s: one poll sweep p50 {s.poll_sweep.p50_ms:.0f} ms,"
+            f" p99 {s.poll_sweep.p99_ms:.0f} ms"
+        )
+        for stage, figures in s.stages.items():
+            lines.append(
+                f"  {stage:<34} p50 {figures.p50_ms:>6.0f} ms  p99 {figures.p99_ms:>6.0f} ms"
+                f"  ({figures.count} checkpoints)"
+            )
     for name, rss in memory.items():
         lines.append(f"memory {name:<11} {rss / 2**20 if rss else float('nan'):.0f} MiB resident")
     lines.append(f"raw broker (ProducerPerformance, 400-byte records): {raw_rate:,.0f} records/s")
@@ -415,6 +466,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--quick", action="store_true", help="rates 200,400 for 10 s, 50,000 broker records"
     )
+    parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="per-stage p50/p99 of the checkpoints (bench/stages.py says what each stage is)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.rates, args.seconds, args.perf_records = "200,400", 10.0, 50_000
@@ -436,7 +492,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 plan = Plan(rate, args.seconds, first_day)
                 first_day += timedelta(days=plan.checkpoints)  # steps' days never collide
                 say(f"step {index + 1}/{len(rates)}: {rate} contacts/s for {args.seconds:.0f} s…")
-                step = asyncio.run(measure_step(system, plan))
+                step = asyncio.run(measure_step(system, plan, trace=args.trace))
                 say(
                     f"  counted {step.counted}/{step.records}, {step.never_seen} checkpoints never"
                     f" seen, achieved {step.achieved:.0f}/s, p50 {step.latency.p50_ms:.0f} ms,"

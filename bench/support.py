@@ -17,7 +17,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,16 +53,24 @@ class Percentiles:
     p50_ms: float
     p99_ms: float
     max_ms: float
+    p95_ms: float = float("nan")
 
 
 def percentiles(samples: Sequence[float]) -> Percentiles:
-    """p50, p99 and max of durations in seconds, as milliseconds."""
+    """p50, p95, p99 and max of durations in seconds, as milliseconds."""
     ordered = sorted(samples)
     if not ordered:
         return Percentiles(0, float("nan"), float("nan"), float("nan"))
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+    def rank(share: float) -> float:
+        return ordered[min(len(ordered) - 1, int(len(ordered) * share))] * 1000
+
     return Percentiles(
-        len(ordered), statistics.median(ordered) * 1000, p99 * 1000, ordered[-1] * 1000
+        len(ordered),
+        statistics.median(ordered) * 1000,
+        rank(0.99),
+        ordered[-1] * 1000,
+        p95_ms=rank(0.95),
     )
 
 
@@ -149,3 +157,177 @@ async def place_group(bootstrap: str, group_id: str, offsets: Offsets) -> None:
         await client.commit(offsets)
     finally:
         await client.stop()
+
+
+# -- where the CPU goes ---------------------------------------------------------------
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat after the command name (which may hold spaces), or None."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2 :].split()
+
+
+def cpu_seconds(pid: int, *, with_reaped_children: bool = False) -> float | None:
+    """User + system CPU seconds of a process (Linux /proc), None when it is gone.
+
+    `with_reaped_children` adds the children it has waited for: PostgreSQL's
+    postmaster reaps its backends, so their CPU stays counted after they exit.
+    """
+    fields = _stat_fields(pid)
+    if fields is None:
+        return None
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime
+    if with_reaped_children:
+        ticks += int(fields[13]) + int(fields[14])  # cutime, cstime
+    return ticks / CLOCK_TICKS
+
+
+def children_of(parent: int) -> list[int]:
+    try:  # Linux keeps each thread's children; the main thread's are the process's
+        listed = Path(f"/proc/{parent}/task/{parent}/children").read_text()
+        return [int(pid) for pid in listed.split()]
+    except OSError:
+        pass
+    children: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _stat_fields(int(entry.name))
+            if fields is not None and int(fields[1]) == parent:  # ppid
+                children.append(int(entry.name))
+    return children
+
+
+def listening_pid(port: int) -> int | None:
+    """The process listening on a loopback TCP port (Kafka's, PostgreSQL's), via /proc."""
+    from civicpulse.processes import listening_socket_inodes
+
+    inodes = listening_socket_inodes(port)
+    if not inodes:
+        return None
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            for fd in (entry / "fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if str(fd.readlink()) in inodes:
+                        return int(entry.name)
+    return None
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, every core and process."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]  # idle, iowait
+    return (sum(values) - idle) / CLOCK_TICKS, sum(values) / CLOCK_TICKS
+
+
+@dataclass
+class CpuAccount:
+    """CPU seconds per role ("intake#1", "kafka", ...) between `start()` and `stop()`."""
+
+    seconds: dict[str, float]
+    wall_seconds: float
+    machine_busy_seconds: float
+    machine_capacity_seconds: float
+    load_average: tuple[float, float, float]
+
+
+class CpuSampler:
+    """Samples the CPU of named processes every `interval` seconds in a thread.
+
+    A role's processes may change during a phase (a replica killed and started
+    again): each pid's last sample counts, from zero for a pid first seen
+    after the start (its CPU began at its fork). The CPU a process spends after
+    its last sample (at most `interval`) is missed.
+    """
+
+    def __init__(self, interval: float = 0.5) -> None:
+        import threading
+
+        self._interval = interval
+        self._roles: dict[str, Callable[[], list[tuple[int, bool]]]] = {}
+        self._first: dict[tuple[str, int], float] = {}
+        self._last: dict[tuple[str, int], float] = {}
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._started = 0.0
+        self._machine_start = (0.0, 0.0)
+
+    def track(self, role: str, pids: Callable[[], list[tuple[int, bool]]]) -> None:
+        """`pids()` gives the role's current (pid, with_reaped_children) pairs."""
+        self._roles[role] = pids
+
+    def _sample(self, *, first: bool) -> None:
+        for role, pids in self._roles.items():
+            for pid, with_children in pids():
+                seconds = cpu_seconds(pid, with_reaped_children=with_children)
+                if seconds is None:
+                    continue
+                with self._lock:
+                    if first:
+                        self._first[(role, pid)] = seconds
+                    else:
+                        self._first.setdefault((role, pid), 0.0)
+                    self._last[(role, pid)] = seconds
+
+    def _run(self) -> None:
+        while not self._stopping.wait(self._interval):
+            self._sample(first=False)
+
+    def start(self) -> None:
+        import threading
+
+        self._first.clear()
+        self._last.clear()
+        self._stopping.clear()
+        self._started = time.monotonic()
+        self._machine_start = machine_cpu()
+        self._sample(first=True)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> CpuAccount:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join()
+        self._sample(first=False)
+        busy, total = machine_cpu()
+        per_role: dict[str, float] = dict.fromkeys(self._roles, 0.0)
+        with self._lock:
+            for (role, pid), last in self._last.items():
+                per_role[role] += last - self._first.get((role, pid), 0.0)
+        return CpuAccount(
+            seconds=per_role,
+            wall_seconds=time.monotonic() - self._started,
+            machine_busy_seconds=busy - self._machine_start[0],
+            machine_capacity_seconds=total - self._machine_start[1],
+            load_average=os.getloadavg(),
+        )
+
+
+def infrastructure_pids(endpoints: Endpoints) -> dict[str, Callable[[], list[tuple[int, bool]]]]:
+    """CPU roles for Kafka (its listening JVM) and PostgreSQL (postmaster and backends)."""
+    from urllib.parse import urlsplit
+
+    kafka_port = int(endpoints.kafka_bootstrap.split(",")[0].rsplit(":", 1)[1])
+    kafka = listening_pid(kafka_port)
+    postmaster = listening_pid(urlsplit(endpoints.database_url).port or 5432)
+    roles: dict[str, Callable[[], list[tuple[int, bool]]]] = {}
+    if kafka is not None:
+        roles["kafka"] = lambda: [(kafka, False)]
+    if postmaster is not None:
+        roles["postgresql"] = lambda: [
+            # Not the postmaster's reaped children: a backend's CPU is already
+            # sampled live, and would count twice when it exits.
+            (postmaster, False),
+            *((child, False) for child in children_of(postmaster)),
+        ]
+    return roles

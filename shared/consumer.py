@@ -28,7 +28,7 @@ to a cap, so a long outage is waited out, not spun on.
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 from faststream.kafka import KafkaBroker
@@ -47,7 +47,7 @@ from shared.dead_letters import (
 )
 from shared.events.catalogue import parse_event
 from shared.events.envelope import Event
-from shared.kafka import batch_consumer_options
+from shared.kafka import ClientTuning, batch_consumer_options
 from shared.settings import ServiceSettings
 from shared.topics import TopicSpec, dead_letter_twin
 
@@ -261,6 +261,7 @@ class ConsumerSettings:
     retry_backoff_seconds: float = 0.2
     outage_backoff_seconds: float = 0.5
     outage_backoff_max_seconds: float = 30.0
+    tuning: ClientTuning = field(default_factory=ClientTuning)  # how the subscription fetches
 
     @classmethod
     def of(cls, settings: ServiceSettings) -> "ConsumerSettings":
@@ -269,6 +270,7 @@ class ConsumerSettings:
             retry_backoff_seconds=settings.dead_letter_retry_backoff_seconds,
             outage_backoff_seconds=settings.outage_backoff_seconds,
             outage_backoff_max_seconds=settings.outage_backoff_max_seconds,
+            tuning=settings.kafka_tuning,
         )
 
 
@@ -320,7 +322,7 @@ def subscribe_records(
         decoder=undecoded,
         title=title,
         description=description,
-        **batch_consumer_options(group_id, max_records=max_records),
+        **batch_consumer_options(group_id, max_records=max_records, tuning=settings.tuning),
     )(consume_records)
 
 

@@ -303,9 +303,10 @@ def configure_logging(level: str) -> None:
 def serve(app: FastAPI, settings: ServiceSettings) -> None:
     """Run until SIGTERM/SIGINT; the lifespan then stops in the common order
     (`shared.supervisor`): consuming, then the outbox relay, then the producers."""
-    from shared.operational import prepare_for_serving
+    from shared.operational import prepare_for_serving, tune_garbage_collector
 
     prepare_for_serving(app, settings)
+    tune_garbage_collector()
     uvicorn.run(
         app,
         host=settings.http_host,

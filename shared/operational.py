@@ -6,8 +6,11 @@
   `CIVICPULSE_API_DOCS_IN_PRODUCTION=true`;
 - survey tokens are redacted from the access log: a token in a log is a live
   answer link for whoever reads the log.
+
+It also tunes the process's garbage collector (`tune_garbage_collector`).
 """
 
+import gc
 import logging
 import re
 
@@ -49,6 +52,23 @@ def _without(app: FastAPI, paths: frozenset[str]) -> None:
         route for route in app.router.routes if getattr(route, "path", None) not in paths
     ]
     app.router.routes[:] = kept
+
+
+# Container objects allocated before a young-generation collection (CPython: 700).
+# A consumer batch allocates a few hundred thousand short-lived ones (records,
+# models, dicts, futures) that live until the batch is committed: at 700 each
+# batch's objects were traversed many times and promoted, and full collections
+# of the whole heap followed. bench.intake_throughput measured intake at 135 us
+# of CPU a record with CPython's default and 106 us with this, for a young
+# generation of at most a few megabytes.
+YOUNG_GENERATION_THRESHOLD = 20_000
+OLDER_GENERATION_THRESHOLDS = (20, 20)
+
+
+def tune_garbage_collector() -> None:
+    """Collect the young generation less often (see above); process-wide, so called by
+    the service's own process at serving time, and by the benchmarks."""
+    gc.set_threshold(YOUNG_GENERATION_THRESHOLD, *OLDER_GENERATION_THRESHOLDS)
 
 
 def prepare_for_serving(app: FastAPI, settings: ServiceSettings) -> None:

@@ -14,9 +14,16 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.kafka import KafkaConnection, SaslMechanism, SecurityProtocol
+from shared.kafka import (
+    ClientTuning,
+    Compression,
+    KafkaConnection,
+    SaslMechanism,
+    SecurityProtocol,
+)
 
 DEFAULT_VOCABULARY_FILE = Path(__file__).with_name("vocabulary.yaml")
+DEFAULT_TUNING = ClientTuning()
 
 
 class ServiceSettings(BaseSettings):
@@ -61,6 +68,15 @@ class ServiceSettings(BaseSettings):
     """Attempts at firing one durable timer before it is parked with its error."""
     outbox_max_attempts: int = Field(default=5, ge=1, le=100)
     """Attempts at publishing one outbox row before it is parked with its error."""
+    outbox_batch_size: int = Field(default=500, ge=1, le=10_000)
+    """Outbox rows the relay publishes per round; while rows are pending it starts the next round
+    at once."""
+    outbox_idle_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    """Longest wait of an idle outbox relay: a commit that writes the outbox wakes it at once
+    (NOTIFY), so this only bounds a missed wake-up."""
+    timer_poll_seconds: float = Field(default=1.0, gt=0, le=300)
+    """How often a service looks for due durable timers (feedback's survey sends; complaints has
+    CIVICPULSE_COMPLAINTS_TIMER_POLL_SECONDS); a pass that fills its batch looks again at once."""
     retry_backoff_seconds: float = Field(default=2.0, gt=0, le=3600)
     """First wait before a failed timer or outbox row is tried again; it doubles with each attempt,
     up to the maximum."""
@@ -116,6 +132,34 @@ class ServiceSettings(BaseSettings):
         default=None, description="PEM private key of the client certificate (optional)."
     )
 
+    kafka_linger_ms: int = Field(
+        default=DEFAULT_TUNING.linger_ms,
+        ge=0,
+        le=1000,
+        description="How long a producer waits for more records to a partition before sending "
+        "(latency paid only under light traffic; docs/production.md).",
+    )
+    kafka_batch_bytes: int = Field(
+        default=DEFAULT_TUNING.batch_bytes,
+        ge=16_384,
+        le=1024 * 1024,
+        description="Largest producer batch per partition, before compression; at most the "
+        "topics' 1 MiB message limit.",
+    )
+    kafka_compression: Compression = Field(
+        default=DEFAULT_TUNING.compression,
+        description="Producer compression: none, gzip, lz4 or zstd.",
+    )
+
+    @property
+    def kafka_tuning(self) -> ClientTuning:
+        """How this service's producers batch and compress (`shared.kafka.ClientTuning`)."""
+        return ClientTuning(
+            linger_ms=self.kafka_linger_ms,
+            batch_bytes=self.kafka_batch_bytes,
+            compression=self.kafka_compression,
+        )
+
     @property
     def kafka(self) -> KafkaConnection:
         """How this service's Kafka clients connect: address, TLS and SASL identity."""
@@ -131,6 +175,7 @@ class ServiceSettings(BaseSettings):
             ca_file=self.kafka_ssl_ca_file,
             cert_file=self.kafka_ssl_cert_file,
             key_file=self.kafka_ssl_key_file,
+            tuning=self.kafka_tuning,
         )
 
     def production_problems(self) -> list[str]:

@@ -75,19 +75,24 @@ class Wiring(Generic[S]):
             self.broker,
             self.service,
             metrics=self.outbox_metrics,
+            batch_size=self.settings.outbox_batch_size,
+            idle_poll_seconds=self.settings.outbox_idle_poll_seconds,
             retry=RetryPolicy.for_outbox(self.settings),
         )
 
     def timer_scheduler(
-        self, pool: asyncpg.Pool, fire: FireTimer, *, poll_seconds: float = 1.0
+        self, pool: asyncpg.Pool, fire: FireTimer, *, poll_seconds: float | None = None
     ) -> TimerScheduler:
-        """The service's durable timers, on its clock, with the shared retry and parking rules."""
+        """The service's durable timers, on its clock, with the shared retry and parking rules;
+        polled every `poll_seconds`, else CIVICPULSE_TIMER_POLL_SECONDS."""
         return TimerScheduler(
             pool,
             self.service,
             fire,
             clock=self.clock,
-            poll_seconds=poll_seconds,
+            poll_seconds=poll_seconds
+            if poll_seconds is not None
+            else self.settings.timer_poll_seconds,
             retry=RetryPolicy.for_timers(self.settings),
             metrics=self.timer_metrics,
         )

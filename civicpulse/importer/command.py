@@ -31,7 +31,7 @@ from civicpulse.importer.senders import (
 from civicpulse.importer.transform import Prepared, RecordBuilder, Refused, RouteBuilder
 from services.intake.domain import Vocabulary
 from shared.events.envelope import utc_now
-from shared.kafka import kafka_client_options
+from shared.kafka import producer_options
 from shared.settings import ServiceSettings
 from shared.vocabulary import VocabularyError, load_service_areas
 
@@ -77,10 +77,8 @@ async def _target(
         if not mapping.source:
             raise MappingError("the raw topic needs `source` in the mapping")
         producer = AIOKafkaProducer(
-            **kafka_client_options(ServiceSettings().kafka),  # the CRM principal, say
+            **producer_options(ServiceSettings().kafka),  # the CRM principal, say
             client_id="civicpulse-import",
-            enable_idempotence=True,
-            linger_ms=5,
         )
         await producer.start()
         try:

@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaProducer
 
 from civicpulse.simulation.case_manager import CaseManager
 from civicpulse.simulation.plan import Outgoing, Route
-from shared.kafka import Kafka, kafka_client_options
+from shared.kafka import Kafka, producer_options
 from shared.topics import CONTACTS_RAW
 
 HTTP_BATCH = 100
@@ -109,9 +109,7 @@ async def send_plan(
     report = SendReport()
     progress = Progress(len(records), quiet=quiet)
     producer = AIOKafkaProducer(
-        **kafka_client_options(target.kafka),
-        enable_idempotence=True,
-        linger_ms=5,
+        **producer_options(target.kafka),
         request_timeout_ms=120_000,  # ride out a broker restart rather than fail the send
     )
     await producer.start()

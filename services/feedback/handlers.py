@@ -149,6 +149,7 @@ class FeedbackHandler:
     async def handle(self, events: Sequence[Event]) -> None:
         outcomes = _Outcomes()
         async with self._store.transaction() as store:
+            await store.lock_customers(await _customers_named(store, events))
             for event in events:
                 if await store.first_time(event.event_id):
                     on_event = self._on_event.get(type(event))
@@ -401,3 +402,25 @@ def policy_of(delay_hours: float, expiry_days: int, quiet_period_days: int) -> P
         expiry=timedelta(days=expiry_days),
         quiet_period=timedelta(days=quiet_period_days),
     )
+
+
+async def _customers_named(store: FeedbackStore, events: Sequence[Event]) -> list[str]:
+    """The customers a batch's decisions will lock: those of the contacts it resolves, and
+    those of the complaints it closes or answers that feedback already knows."""
+    customers = {
+        event.payload.customer_ref
+        for event in events
+        if (
+            isinstance(event, ContactResolved)
+            or (isinstance(event, ContactReceived) and event.payload.resolved_at_first_contact)
+        )
+        and event.payload.customer_ref
+    }
+    complaints = [
+        event.complaint_id
+        for event in events
+        if isinstance(event, ComplaintClosed | ComplaintResponded)
+    ]
+    if complaints:
+        customers |= await store.customers_of_complaints(complaints)
+    return sorted(customers)

@@ -182,9 +182,25 @@ class FeedbackStore:
 
     async def lock_customer(self, customer_ref: str) -> None:
         """Serialise decisions about one customer across replicas (the quiet period)."""
+        await self.lock_customers([customer_ref])
+
+    async def lock_customers(self, customer_refs: Sequence[str]) -> None:
+        """`lock_customer` for many, in sorted order: two replicas' batches naming the same
+        customers then queue behind each other instead of deadlocking. (A lock already
+        held by this transaction is taken again at no cost.)"""
         await self._transaction.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended('feedback:' || $1, 0))", customer_ref
+            "SELECT pg_advisory_xact_lock(hashtextextended('feedback:' || ref, 0))"
+            " FROM unnest($1::text[]) WITH ORDINALITY AS refs(ref, position) ORDER BY position",
+            sorted(set(customer_refs)),
         )
+
+    async def customers_of_complaints(self, complaint_ids: Sequence[str]) -> set[str]:
+        rows = await self._db.fetch(
+            "SELECT customer_ref FROM feedback_complaints"
+            " WHERE complaint_id = ANY($1::text[]) AND customer_ref IS NOT NULL",
+            list(complaint_ids),
+        )
+        return {row["customer_ref"] for row in rows}
 
     # Complaints: the facts later complaint events do not repeat
 

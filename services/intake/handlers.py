@@ -20,17 +20,15 @@ from prometheus_client import CollectorRegistry, Counter
 from services.intake.domain import (
     PERSONAL_DATA_FIELDS,
     Accepted,
-    Classified,
     Rejected,
     RejectionReason,
     TimestampBounds,
     Vocabulary,
-    classify,
-    decode_json,
-    identity_of,
+    read_raw_record,
     read_record,
     reject,
 )
+from services.intake.identity import Classified, classify, identity_of
 from services.intake.store import AcceptedRecord, IdempotencyStore
 from shared.consumer import (
     ConsumerSettings,
@@ -39,11 +37,14 @@ from shared.consumer import (
     RecordConsumer,
     RecordRejectedError,
 )
-from shared.events.contacts import CONTACT_EVENTS, ContactEvent
+from shared.events.contacts import CONTACT_EVENTS
+from shared.kafka import OutgoingRecord, event_record
+from shared.topics import CONTACTS
 
 log = logging.getLogger(__name__)
 
-PublishEvents = Callable[[Sequence[ContactEvent]], Awaitable[None]]
+# Sends records and waits until the broker has all of them (`shared.kafka.publish_records`).
+PublishRecords = Callable[[Sequence[OutgoingRecord]], Awaitable[None]]
 Clock = Callable[[], datetime]
 
 
@@ -122,24 +123,22 @@ class IntakeHandler:
         self,
         *,
         store: IdempotencyStore,
-        publish_events: PublishEvents,
+        publish_records: PublishRecords,
         vocabulary: Vocabulary,
         metrics: IntakeMetrics,
         clock: Clock,
         timestamps: TimestampBounds = TimestampBounds(),  # noqa: B008 (frozen, so shareable)
     ) -> None:
         self._store = store
-        self._publish_events = publish_events
+        self._publish_records = publish_records
         self._vocabulary = vocabulary
         self._metrics = metrics
         self._clock = clock
         self._timestamps = timestamps
 
-    def _read(self, document: Any, source: str | None, via: Via) -> Accepted | Rejected:
+    def _read_http(self, document: Any, source: str) -> Accepted | Rejected:
         outcome: Accepted | Rejected
-        if isinstance(document, Rejected):
-            outcome = document
-        elif not isinstance(document, dict):
+        if not isinstance(document, dict):
             outcome = reject(RejectionReason.INVALID_JSON, "", "a record must be a JSON object")
         else:
             outcome = read_record(
@@ -150,7 +149,7 @@ class IntakeHandler:
                 timestamps=self._timestamps,
             )
         if isinstance(outcome, Rejected):
-            self._metrics.rejected.labels(via.value, outcome.reason.value).inc()
+            self._metrics.rejected.labels(Via.HTTP.value, outcome.reason.value).inc()
         return outcome
 
     async def _classify(self, accepted: Sequence[Accepted]) -> Classified:
@@ -160,7 +159,10 @@ class IntakeHandler:
     async def _publish_new(self, new: Sequence[Accepted], via: Via) -> None:
         if not new:
             return
-        await self._publish_events([item.event for item in new])
+        # Each event goes out as the bytes its fingerprint was taken from.
+        await self._publish_records(
+            [event_record(item.event, CONTACTS, value=item.value) for item in new]
+        )
         await self._store.record(
             [
                 AcceptedRecord(a.source, a.idempotency_key, a.event.event_id, a.fingerprint)
@@ -190,8 +192,14 @@ class IntakeHandler:
 
     def decode_raw(self, record: InboundRecord) -> Accepted:
         """Read one raw record; raises `RecordRejectedError` with the reason it is refused."""
-        outcome = self._read(decode_json(record.value), None, Via.KAFKA)
+        outcome = read_raw_record(
+            record.value,
+            self._vocabulary,
+            recorded_at=self._clock(),
+            timestamps=self._timestamps,
+        )
         if isinstance(outcome, Rejected):
+            self._metrics.rejected.labels(Via.KAFKA.value, outcome.reason.value).inc()
             raise RecordRejectedError(outcome)
         return outcome
 
@@ -215,7 +223,7 @@ class IntakeHandler:
         self, documents: Sequence[Any], source: str
     ) -> list[HttpResult] | list[HttpRejection]:
         """All or nothing: with any bad record, nothing is published."""
-        outcomes = [self._read(document, source, Via.HTTP) for document in documents]
+        outcomes = [self._read_http(document, source) for document in documents]
         rejections = [
             HttpRejection(index, outcome)
             for index, outcome in enumerate(outcomes)

@@ -22,7 +22,9 @@ async def _rebuild(settings: MetricsSettings) -> None:
     try:
         await migrate(pool, SERVICE, MIGRATIONS)
         applier = BatchApplier(rules=settings.rules, clock=utc_now, publish_surges=False)
-        await rebuild(pool, settings.kafka, applier, progress=print)
+        await rebuild(
+            pool, settings.kafka, applier, progress=print, batch=settings.metrics_rebuild_batch
+        )
     finally:
         await pool.close()
 

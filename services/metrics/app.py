@@ -1,11 +1,13 @@
 """The metrics service's wiring: consumer, outbox relay, gauges, HTTP API and lifespan."""
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import date, timedelta
 from typing import Annotated, Any, Unpack
 
+import asyncpg
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, status
 
 from services.metrics.applier import BatchApplier, ConsumerMetrics, LiveConsumer
@@ -17,6 +19,7 @@ from services.metrics.dashboard.worklist import worklist_of
 from services.metrics.domain import KPIS_BY_NAME, Kpi
 from services.metrics.domain.report_kpis import REPORT_KPIS_BY_NAME
 from services.metrics.gauges import GaugeRefresher, KpiGauges
+from services.metrics.kpi_cache import KpiTotalsCache
 from services.metrics.periods import (
     FIRST_DAY,
     LAST_DAY,
@@ -33,7 +36,7 @@ from services.metrics.periods import (
     periods_back,
     ranges_between,
 )
-from services.metrics.queries import Filters, committee_groups, kpi_figures, series_points
+from services.metrics.queries import Filters, committee_groups, kpi_view, series_points
 from services.metrics.report import Judging
 from services.metrics.settings import SERVICE, MetricsSettings, Role
 from services.metrics.store import MIGRATIONS, MetricsStore
@@ -55,6 +58,7 @@ from shared.consumer import ConsumerSettings, subscribe_events
 from shared.consumer_lag import KafkaPositions
 from shared.events.vocabulary import Channel
 from shared.http import add_operational_routes, document_problems, limit_request_bodies
+from shared.postgres import create_pool
 from shared.startup import AppOptions, Wiring
 from shared.supervisor import Supervisor
 from shared.topics import CANONICAL_TOPICS
@@ -62,6 +66,13 @@ from shared.vocabulary import load_service_areas
 
 log = logging.getLogger(__name__)
 MAX_SERIES_POINTS = 400
+
+
+async def read_only_reset(connection: asyncpg.Connection) -> None:
+    """The API pool's reset of a released connection: nothing. Its connections only run
+    single statements, never SET, LISTEN, cursors or session locks, so asyncpg's default
+    reset (one more round trip per request) has nothing to undo; asyncpg still rolls back
+    a transaction left open before it calls this."""
 
 
 def _unprocessable(field: str, message: str) -> HTTPException:
@@ -85,6 +96,8 @@ def create_app(settings: MetricsSettings | None = None, **options: Unpack[AppOpt
     )
     consumer_metrics = ConsumerMetrics(registry)
     gauges = KpiGauges(registry)
+    # Repeated reads between batches cost one small query (kpi_cache.py says why it is exact).
+    kpi_cache = KpiTotalsCache()
     state: dict[str, Any] = {}
 
     @asynccontextmanager
@@ -115,18 +128,32 @@ def create_app(settings: MetricsSettings | None = None, **options: Unpack[AppOpt
             clock=clock,
             interval_seconds=settings.metrics_refresh_seconds,
         )
-        state.update(pool=pool, store=store)
+        # The API reads on a pool of its own, opened whole at start: a reader never waits
+        # behind the consumer's batches for a connection, nor for a first connect.
+        read_pool = await create_pool(
+            settings.database_url,
+            min_size=settings.metrics_api_pool_size,
+            max_size=settings.metrics_api_pool_size,
+            reset=read_only_reset,
+        )
+        state.update(pool=pool, store=MetricsStore(read_pool))
         if not settings.metrics_api_tokens:
             log.warning("no CIVICPULSE_METRICS_API_TOKENS set: every API caller will get 401")
         await broker.start()
         await kafka.start()
+        # What start-up made (modules, schemas, this app) lives as long as the process:
+        # frozen, it is left out of the collections that batches of events set off.
+        gc.collect()
+        gc.freeze()
         loops = Supervisor(SERVICE)
         loops.start_relay(relay)  # first: what waits in the outbox goes before new work
         loops.start("gauge refresher", refresher.run, refresher.stop)
         log.info("metrics ready: consuming %s", ", ".join(t.name for t in CANONICAL_TOPICS))
         # On the way out: stop consuming, drain the relay, stop the producer.
         async with loops.serving(
-            consumers=[broker], producers=[broker.stop], then_close=[kafka.stop, wiring.close_pool]
+            consumers=[broker],
+            producers=[broker.stop],
+            then_close=[kafka.stop, read_pool.close, wiring.close_pool],
         ):
             yield
 
@@ -250,20 +277,15 @@ def create_app(settings: MetricsSettings | None = None, **options: Unpack[AppOpt
         span = resolve_range(first, last, period)
         whole_period = last is None
         comparison = fair_comparison(span, period if whole_period else None, today())
-        store = ready_store()
-        generation = await store.live_generation()
         filters = Filters(area, channel.value if channel else None)
-        rows = await kpi_figures(
-            store,
-            generation,
+        view = await kpi_view(
+            ready_store(),
             comparison,
             filters=filters,
             today=today(),
             judging=judging,
             kpis=named,
-        )
-        open_now = await store.open_complaints(
-            generation, service_area=area, channel=filters.channel
+            cache=kpi_cache,
         )
         return KpisResponse(
             period=period if whole_period else None,
@@ -278,11 +300,11 @@ def create_app(settings: MetricsSettings | None = None, **options: Unpack[AppOpt
             previous_end=comparison.previous.end,
             service_area=area,
             channel=channel,
-            generation=generation,
+            generation=view.generation,
             service_level_seconds=settings.metrics_service_level_seconds,
             service_level_method=SERVICE_LEVEL_METHOD,
-            kpis=[KpiValue.model_validate(row) for row in rows],
-            open_complaints=[OpenComplaintsCount.model_validate(o) for o in open_now],
+            kpis=[KpiValue.model_validate(row) for row in view.rows],
+            open_complaints=[OpenComplaintsCount.model_validate(o) for o in view.open_complaints],
         )
 
     @app.get(

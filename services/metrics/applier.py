@@ -42,6 +42,7 @@ from services.metrics.store import (
     MetricsStore,
     OutcomeKey,
     OutcomeRow,
+    RecordedSurge,
     TopicProgress,
 )
 from shared.events import Event
@@ -108,18 +109,19 @@ class BatchApplier:
         totals: dict[tuple[Cell, str], float] = defaultdict(float)
 
         def add(increments: Sequence[Increment]) -> None:
-            for increment in increments:
-                totals[(increment.cell, increment.measure)] += increment.amount
+            for cell, measure, amount in increments:
+                totals[(cell, measure)] += amount
 
         # Facts first, for the whole batch: a transfer or a re-contact may
         # arrive in the same batch as the contact it is about.
         add(await self._record_contacts(batch, fresh))
         await self._record_transfers(batch, fresh)
         await self._record_complaints(batch, fresh)
+        handlers = HANDLERS
         for event in fresh:
-            handler = HANDLERS.get(type(event))
+            handler = handlers.get(type(event))
             if handler is not None:
-                add(await handler(batch, event))
+                add(handler(batch, event))
         await store.update_complaints(
             generation,
             [
@@ -127,15 +129,19 @@ class BatchApplier:
                 for complaint_id, (stage, open_) in batch.complaint_changes.items()
             ],
         )
+        await store.record_deadline_progress(generation, batch.deadline_progress)
+        await store.record_comments(generation, batch.comments)
         await store.add_to_aggregates(generation, totals)
+        await store.add_to_rollups(generation, totals)  # its own statement: store/rollups.py
         await store.record_complaint_notes(
             generation, [note for event in fresh for note in complaint_notes(event)]
         )
         await self._check_surges(batch, totals)
-        await store.record_progress(generation, _progress(fresh))
+        progress = _progress(fresh)
+        await store.record_progress(generation, progress)
         if self._metrics:
-            for event in fresh:
-                self._metrics.processed.labels(topic_for(type(event)).name).inc()
+            for topic in progress:
+                self._metrics.processed.labels(topic.topic).inc(topic.events)
         return len(fresh)
 
     async def _record_contacts(self, batch: Batch, events: Sequence[Event]) -> list[Increment]:
@@ -220,20 +226,28 @@ class BatchApplier:
             last,
         )
         known = await batch.store.surge_ids(batch.generation, window_keys(touched, rule))
-        today = local_day(self._clock())
-        for surge in find_surges(touched, counts, known, rule):
-            await batch.store.record_surge(
-                batch.generation,
-                surge.key,
-                surge.surge_id,
-                count=surge.check.count,
-                baseline=surge.check.baseline,
-                threshold=surge.check.threshold,
-            )
-            # The event id derives from the surge id, so even a second raising
-            # (another replica, a replay) is one event to consumers.
-            if self._publish_surges and raises_alert(surge, today):
-                await batch.store.enqueue([surge_event(surge, self._clock())])
+        found = find_surges(touched, counts, known, rule)
+        await batch.store.record_surges(
+            batch.generation,
+            [
+                RecordedSurge(
+                    surge.key,
+                    surge.surge_id,
+                    count=surge.check.count,
+                    baseline=surge.check.baseline,
+                    threshold=surge.check.threshold,
+                )
+                for surge in found
+            ],
+        )
+        # The event id derives from the surge id, so even a second raising
+        # (another replica, a replay) is one event to consumers.
+        if self._publish_surges:
+            now = self._clock()
+            today = local_day(now)
+            raised = [surge_event(s, now) for s in found if raises_alert(s, today)]
+            if raised:
+                await batch.store.enqueue(raised)
 
 
 def surge_event(surge: FoundSurge, now: datetime) -> SurgeDetected:

@@ -7,9 +7,10 @@ the outbox) is `services.metrics.applier`.
 """
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from uuid import UUID
 
 from services.metrics.domain import Rules
 from services.metrics.domain.measures import (
@@ -78,8 +79,13 @@ class Batch:
     transfers_added: dict[str, int] = field(default_factory=dict)  # contact id → transfers
     transferred: dict[str, TransferredContact] = field(default_factory=dict)
     new_outcomes: set[OutcomeKey] = field(default_factory=set)  # first outcomes, not counted yet
-    # Written for the whole batch after the handlers ran: complaint id → (stage, open).
+    # Written for the whole batch after the handlers ran (one statement each):
+    # complaint id → (stage, open);
     complaint_changes: dict[str, tuple[int | None, bool | None]] = field(default_factory=dict)
+    # (complaint id, stage, deadline) → (breached, done), each seen in the batch or before;
+    deadline_progress: dict[OutcomeKey, tuple[bool, bool]] = field(default_factory=dict)
+    # survey answers' comments, by the answer's event id.
+    comments: dict[UUID, SurveyComment] = field(default_factory=dict)
 
     def change_complaint(
         self, complaint_id: str, *, stage: int | None = None, open_: bool | None = None
@@ -91,16 +97,23 @@ class Batch:
             old_open if open_ is None else open_,
         )
 
+    def progress_deadline(self, key: OutcomeKey, *, done: bool) -> None:
+        """A deadline met (`done`) or breached; both flags only ever turn on, in any order."""
+        breached, was_done = self.deadline_progress.get(key, (False, False))
+        self.deadline_progress[key] = (breached or not done, was_done or done)
 
-Handler = Callable[[Batch, Any], Awaitable[list[Increment]]]
+
+# Handlers run no I/O: what they need was read for the whole batch before them, and what
+# they record beyond counters is kept on the batch and written once after them.
+Handler = Callable[[Batch, Any], list[Increment]]
 
 
-async def count_event(batch: Batch, event: Event) -> list[Increment]:
+def count_event(batch: Batch, event: Event) -> list[Increment]:
     """Events whose counters need no memory: they add what the event says."""
     return stateless_increments(event, service_level_seconds=batch.rules.service_level_seconds)
 
 
-async def count_transfer(batch: Batch, event: ContactTransferred) -> list[Increment]:
+def count_transfer(batch: Batch, event: ContactTransferred) -> list[Increment]:
     """More transfers of a known contact: maybe a transferred call, maybe FCR lost.
 
     The batch's transfers of one contact were recorded together; they count at its first.
@@ -120,67 +133,55 @@ async def count_transfer(batch: Batch, event: ContactTransferred) -> list[Increm
     return increments
 
 
-async def record_answer(batch: Batch, event: SatisfactionResponded) -> list[Increment]:
+def record_answer(batch: Batch, event: SatisfactionResponded) -> list[Increment]:
     """A survey answer's counters, and its comment (if any) for the dashboard."""
     comment = (event.payload.comment or "").strip()
     if comment:
-        await batch.store.record_comment(
-            batch.generation,
-            event.event_id,
-            SurveyComment(
-                answered_at=event.occurred_at,
-                service_area=event.payload.service_area,
-                channel=event.payload.channel.value,
-                overall=event.payload.overall,
-                comment=comment,
-            ),
+        batch.comments[event.event_id] = SurveyComment(
+            answered_at=event.occurred_at,
+            service_area=event.payload.service_area,
+            channel=event.payload.channel.value,
+            overall=event.payload.overall,
+            comment=comment,
         )
-    return await count_event(batch, event)
+    return count_event(batch, event)
 
 
 def _channel(batch: Batch, event: ComplaintEvent) -> str:
     return batch.complaint_channels.get(event.complaint_id, NO_CHANNEL)
 
 
-async def count_complaint(batch: Batch, event: ComplaintEvent) -> list[Increment]:
+def count_complaint(batch: Batch, event: ComplaintEvent) -> list[Increment]:
     """Complaint events that only add to counters (the opening's fact is recorded first)."""
     return complaint_increments(event, _channel(batch, event))
 
 
-async def escalate_complaint(batch: Batch, event: ComplaintEscalated) -> list[Increment]:
+def escalate_complaint(batch: Batch, event: ComplaintEscalated) -> list[Increment]:
     batch.change_complaint(event.complaint_id, stage=event.payload.to_stage, open_=True)
     return complaint_increments(event, _channel(batch, event))
 
 
-async def reopen_complaint(batch: Batch, event: ComplaintEscalationRequested) -> list[Increment]:
+def reopen_complaint(batch: Batch, event: ComplaintEscalationRequested) -> list[Increment]:
     """Asked inside the window: a case closed by hand is open again."""
     batch.change_complaint(event.complaint_id, open_=True)
     return complaint_increments(event, _channel(batch, event))
 
 
-async def close_complaint(
-    batch: Batch, event: ComplaintClosed | ComplaintWithdrawn
-) -> list[Increment]:
+def close_complaint(batch: Batch, event: ComplaintClosed | ComplaintWithdrawn) -> list[Increment]:
     batch.change_complaint(event.complaint_id, open_=False)
     return complaint_increments(event, _channel(batch, event))
 
 
-async def record_deadline_outcome(batch: Batch, event: DeadlineEvent) -> list[Increment]:
+def record_deadline_outcome(batch: Batch, event: DeadlineEvent) -> list[Increment]:
     """The event's own counters, and its deadline's outcome if it is the first one."""
     channel = _channel(batch, event)
     increments = complaint_increments(event, channel)
     outcome = deadline_outcome(event)
     if outcome is None:
         return increments
-    # The dashboard's overdue list: every deadline event moves its deadline's progress.
-    await batch.store.record_deadline_progress(
-        batch.generation,
-        event.complaint_id,
-        outcome.stage,
-        outcome.deadline.value,
-        done=outcome.on_time,
-    )
     key = (event.complaint_id, outcome.stage, outcome.deadline.value)
+    # The dashboard's overdue list: every deadline event moves its deadline's progress.
+    batch.progress_deadline(key, done=outcome.on_time)
     if key in batch.new_outcomes:  # recorded first by this event (see `_record_complaints`)
         batch.new_outcomes.discard(key)
         increments += outcome_increments(event, outcome, channel)

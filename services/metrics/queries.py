@@ -9,8 +9,10 @@ elapsed days of the one before, never with the whole of it).
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
+from functools import partial
 
 from services.metrics.domain import Kpi, Standing, series
+from services.metrics.kpi_cache import KpiTotalsCache
 from services.metrics.periods import (
     Comparison,
     DateRange,
@@ -27,7 +29,7 @@ from services.metrics.report import (
     is_provisional,
     kpi_rows,
 )
-from services.metrics.store import MetricsStore
+from services.metrics.store import MetricsStore, OpenComplaints
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +84,50 @@ async def kpi_figures(
         judging=judging,
         **({} if kpis is None else {"kpis": kpis}),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class KpiView:
+    """What `GET /v1/kpis` shows: the figures, the generation they come from, and the
+    complaints open now."""
+
+    generation: int
+    rows: list[KpiRow]
+    open_complaints: list[OpenComplaints]
+
+
+async def kpi_view(
+    store: MetricsStore,
+    comparison: Comparison,
+    *,
+    filters: Filters,
+    today: date,
+    judging: Judging,
+    kpis: Iterable[Kpi] | None = None,
+    cache: KpiTotalsCache | None = None,
+) -> KpiView:
+    """`kpi_figures` and the open complaints, read in one statement from one snapshot.
+
+    With a `cache`: the applied mark first (one small round trip), and the statement only
+    when nothing was read under that mark before.
+    """
+    read = store.kpi_totals if cache is None else partial(cache.kpi_totals, store)
+    totals = await read(
+        comparison.counted,
+        comparison.previous,
+        service_area=filters.service_area,
+        channel=filters.channel,
+    )
+    rows = kpi_rows(
+        totals.current,
+        totals.previous,
+        span=comparison.period,
+        service_area=filters.service_area,
+        today=today,
+        judging=judging,
+        **({} if kpis is None else {"kpis": kpis}),
+    )
+    return KpiView(totals.generation, rows, totals.open_complaints)
 
 
 def series_buckets(end: date, period: Period, count: int) -> list[DateRange]:

@@ -15,6 +15,7 @@ interrupted rebuild is discarded by the next one.
 """
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -165,7 +166,7 @@ async def rebuild(
     progress: Progress = print,
     topics: Sequence[TopicSpec] = CANONICAL_TOPICS,
     start_offsets: Mapping[TopicPartition, int] | None = None,
-    batch: int = 2000,
+    batch: int = 20_000,
 ) -> RebuildResult:
     """Replay `topics` into a new generation and switch readers to it when caught up.
 
@@ -173,6 +174,27 @@ async def rebuild(
     (tests use it to replay only their own session on a long-lived broker).
     """
     started = time.monotonic()
+    # The replay holds two batches of parsed events at a time, and collections run
+    # often while it allocates them: what exists already (modules, schemas) is
+    # frozen for the while, so that they do not walk it again each time.
+    gc.collect()
+    gc.freeze()
+    try:
+        return await _rebuild(pool, kafka, applier, progress, topics, start_offsets, batch, started)
+    finally:
+        gc.unfreeze()
+
+
+async def _rebuild(
+    pool: asyncpg.Pool,
+    kafka: Kafka,
+    applier: BatchApplier,
+    progress: Progress,
+    topics: Sequence[TopicSpec],
+    start_offsets: Mapping[TopicPartition, int] | None,
+    batch: int,
+    started: float,
+) -> RebuildResult:
     store = MetricsStore(pool)
     generation = await store.start_generation()
     consumer = AIOKafkaConsumer(

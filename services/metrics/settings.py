@@ -31,7 +31,16 @@ class MetricsSettings(ServiceSettings):
         default="civicpulse-metrics", description="Consumer group of the canonical topics."
     )
     metrics_max_batch: int = Field(
-        default=1000, ge=1, le=10_000, description="Events applied, and committed, per batch."
+        default=5000,
+        ge=1,
+        le=20_000,
+        description="Most events applied, and committed, per batch (fewer when fewer wait).",
+    )
+    metrics_rebuild_batch: int = Field(
+        default=20_000,
+        ge=100,
+        le=100_000,
+        description="Events a rebuild applies per transaction.",
     )
     metrics_api_tokens: dict[str, ApiToken] = Field(
         default_factory=dict,
@@ -100,6 +109,13 @@ class MetricsSettings(ServiceSettings):
     )
     metrics_refresh_seconds: float = Field(
         default=5.0, gt=0, le=300, description="How often the Prometheus gauges re-read the state."
+    )
+    metrics_api_pool_size: int = Field(
+        default=8,
+        ge=1,
+        le=100,
+        description="PostgreSQL connections kept open for the HTTP API's reads, apart from "
+        "the consumer's.",
     )
     metrics_complaints_url: str | None = Field(
         default=None,

@@ -126,6 +126,17 @@ class FakeFeedbackStore(FeedbackStore):
     async def lock_customer(self, customer_ref: str) -> None:
         return  # one process, one transaction at a time: nothing to serialise
 
+    async def lock_customers(self, customer_refs: Sequence[str]) -> None:
+        return
+
+    async def customers_of_complaints(self, complaint_ids: Sequence[str]) -> set[str]:
+        return {
+            facts.customer_ref
+            for complaint_id in complaint_ids
+            if (facts := self.state.complaints.get(complaint_id)) is not None
+            and facts.customer_ref is not None
+        }
+
     # Complaints
 
     async def remember_complaint(self, facts: ComplaintFacts) -> None:

@@ -23,11 +23,13 @@ from services.metrics.store import (
     ComplaintChange,
     ComplaintOpening,
     ContactFact,
+    KpiTotals,
     MetricsStore,
     NotInTransactionError,
     OpenComplaints,
     OutcomeKey,
     OutcomeRow,
+    RecordedSurge,
     Surge,
     SurveyComment,
     TopicProgress,
@@ -166,6 +168,12 @@ class FakeMetricsStore(MetricsStore):
         for (cell, measure), value in totals.items():
             key = (generation, cell.day, str(measure), cell.service_area, cell.channel)
             self.state.aggregates[key] += value
+
+    async def add_to_rollups(
+        self, generation: int, totals: Mapping[tuple[Cell, str], float]
+    ) -> None:
+        # The fake's reads sum the cells themselves: what the rollups hold, by definition.
+        self._writing()
 
     async def record_contacts(self, generation: int, facts: Sequence[ContactFact]) -> None:
         self._writing()
@@ -311,6 +319,17 @@ class FakeMetricsStore(MetricsStore):
             (generation, *key), Surge(surge_id, area, measure, day, count, baseline, threshold)
         )
 
+    async def record_surges(self, generation: int, surges: Sequence[RecordedSurge]) -> None:
+        for s in surges:
+            await self.record_surge(
+                generation,
+                s.key,
+                s.surge_id,
+                count=s.count,
+                baseline=s.baseline,
+                threshold=s.threshold,
+            )
+
     async def enqueue(self, events: Sequence[Event]) -> None:
         self._writing()
         self.state.outbox.extend(events)
@@ -392,6 +411,30 @@ class FakeMetricsStore(MetricsStore):
                 days[day][measure] = days[day].get(measure, 0.0) + value
         return dict(days)
 
+    async def applied_mark(self) -> tuple[int, int]:
+        generation = self.state.current
+        return generation, sum(
+            p.events for (g, _), p in self.state.progress.items() if g == generation
+        )
+
+    async def kpi_totals(
+        self,
+        current: DateRange,
+        previous: DateRange,
+        *,
+        service_area: str | None = None,
+        channel: str | None = None,
+    ) -> KpiTotals:
+        generation, applied = await self.applied_mark()
+        filters = {"service_area": service_area, "channel": channel}
+        return KpiTotals(
+            generation,
+            applied,
+            await self.totals(generation, current, **filters),
+            await self.totals(generation, previous, **filters),
+            await self.open_complaints(generation, **filters),
+        )
+
     async def open_complaints(
         self,
         generation: int,
@@ -423,16 +466,20 @@ class FakeMetricsStore(MetricsStore):
         return dict(sorted(counts.items()))
 
     async def record_deadline_progress(
-        self, generation: int, complaint_id: str, stage: int, deadline: str, *, done: bool
+        self, generation: int, progress: Mapping[OutcomeKey, tuple[bool, bool]]
     ) -> None:
         self._writing()
-        key = (generation, complaint_id, stage, deadline)
-        breached, was_done = self.state.deadlines.get(key, (False, False))
-        self.state.deadlines[key] = (breached or not done, was_done or done)
+        for (complaint_id, stage, deadline), (breached, done) in progress.items():
+            key = (generation, complaint_id, stage, deadline)
+            was_breached, was_done = self.state.deadlines.get(key, (False, False))
+            self.state.deadlines[key] = (was_breached or breached, was_done or done)
 
-    async def record_comment(self, generation: int, event_id: UUID, comment: SurveyComment) -> None:
+    async def record_comments(
+        self, generation: int, comments: Mapping[UUID, SurveyComment]
+    ) -> None:
         self._writing()
-        self.state.comments.setdefault((generation, event_id), comment)
+        for event_id, comment in comments.items():
+            self.state.comments.setdefault((generation, event_id), comment)
 
     async def latest_comments(
         self, generation: int, limit: int, *, service_area: str | None = None

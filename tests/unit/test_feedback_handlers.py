@@ -8,11 +8,13 @@ opted out, gave no contact route, or was surveyed within the quiet period;
 never two for one case.
 """
 
+import asyncio
 import inspect
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
+import asyncpg
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -350,3 +352,32 @@ def test_the_fake_store_overrides_every_public_store_method() -> None:
         assert list(inspect.signature(real).parameters) == list(
             inspect.signature(fake).parameters
         ), name
+
+
+@pytest.mark.integration
+async def test_two_replicas_deciding_about_the_same_customers_in_opposite_orders_do_not_deadlock(
+    store_pool: asyncpg.Pool,
+) -> None:
+    """DOMAIN.md, "Satisfaction": never two requests for one customer's cases within the
+    quiet period, with two replicas of the service consuming one topic between them.
+
+    Each decision locks its customer for the batch's transaction; two replicas whose
+    batches name the same customers in opposite orders used to deadlock, and one
+    batch then fell back to record-by-record retries. Each batch now takes its
+    customers' locks up front, in one order.
+    """
+    backend = PostgresFeedbackBackend(store_pool)
+    await backend.reset()
+    replicas = [Harness(backend), Harness(backend)]
+    customers = [f"CUST-{n:06d}" for n in range(40)]
+    for customer in customers:
+        await with_route(replicas[0], customer)
+    forward = [contact_resolved(f"a-{customer}", customer, RESOLVED_AT) for customer in customers]
+    backward = [
+        contact_resolved(f"b-{customer}", customer, RESOLVED_AT) for customer in reversed(customers)
+    ]
+
+    await asyncio.gather(replicas[0].handler.handle(forward), replicas[1].handler.handle(backward))
+
+    requests = await store_pool.fetch("SELECT customer_ref FROM feedback_requests")
+    assert sorted(row["customer_ref"] for row in requests) == customers

@@ -1,6 +1,7 @@
 """Intake's rules: a raw contact record becomes a canonical event, or a reasoned rejection."""
 
 import json
+import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -16,13 +17,19 @@ from services.intake.domain import (
     RejectionReason,
     TimestampBounds,
     Vocabulary,
-    classify,
     decode_json,
-    event_id_for,
-    fingerprint,
     fold,
+    read_raw_record,
     read_record,
     strip_personal_data,
+)
+from services.intake.identity import (
+    EVENT_ID_NAMESPACE,
+    classify,
+    event_id_for,
+    fingerprint,
+    fingerprint_of_json,
+    name_uuid,
 )
 from services.intake.settings import IntakeSettings
 from shared.events.catalogue import parse_event
@@ -904,6 +911,92 @@ def test_a_valid_record_is_accepted_and_its_event_parses_back(document: dict[str
     assert accepted.stripped_fields == tuple(sorted(PERSONAL_DATA_FIELDS.intersection(document)))
     assert b"Jane Smith" not in accepted.event.to_bytes()
     assert accepted.event.event_id == event_id_for(document["source"], accepted.idempotency_key)
+
+
+def read_the_long_way(raw: bytes) -> Accepted | Rejected:
+    """What intake did with a raw-topic record before the one-pass fast path."""
+    document = decode_json(raw)
+    return document if isinstance(document, Rejected) else read(document)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    document=valid_records() | arbitrary_documents | damaged_records(),
+    spacing=st.sampled_from([None, 2]),
+)
+def test_raw_bytes_read_in_one_pass_as_the_long_way_reads_them(
+    document: dict[str, Any], spacing: int | None
+) -> None:
+    """The fast path (pydantic's JSON parser, then the same rules) may change the
+    cost of a record, never its outcome: the same event, fingerprint and bytes,
+    or the same reason and fields."""
+    raw = json.dumps(document, indent=spacing).encode()
+
+    outcome = read_raw_record(raw, VOCABULARY, recorded_at=RECORDED_AT)
+
+    assert outcome == read_the_long_way(raw)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    raw=st.binary(max_size=200)
+    | st.sampled_from(
+        [
+            json.dumps(record()).encode().replace(b'"contact-0042"', b'"\\ud800"'),
+            json.dumps(record()).encode().replace(b'"contact-0042"', b'"\xed\xa0\x80"'),
+            json.dumps(record()).encode().replace(b'"phone"', b'"phone\t"'),
+            json.dumps(record()).encode().replace(b'"crm"', b'"\xff"'),
+            json.dumps(record()).encode().replace(b"42.5", b"NaN"),
+            json.dumps(record()).encode().replace(b"42.5", b"1e999"),
+            json.dumps(record()).encode().replace(b"1,", b"1" + b"0" * 5000 + b","),
+            json.dumps(record()).encode().replace(b"{", b'{"source": "other", ', 1),
+            b"\xef\xbb\xbf" + json.dumps(record()).encode(),
+            json.dumps(record()).encode("utf-16"),
+            json.dumps(record()).encode(),
+        ]
+    )
+)
+def test_hostile_bytes_read_in_one_pass_as_the_long_way_reads_them(raw: bytes) -> None:
+    """Bytes `json.loads` refuses or reads unlike pydantic's parser (lone
+    surrogates, a byte order mark, UTF-16, control characters, NaN, 5,000 digits,
+    duplicate keys) end as they always did."""
+    outcome = read_raw_record(raw, VOCABULARY, recorded_at=RECORDED_AT)
+
+    assert outcome == read_the_long_way(raw)
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(document=valid_records(), recorded_at=st.sampled_from([RECORDED_AT, LATER, SUMMER]))
+def test_the_event_is_serialised_once_and_fingerprinted_from_those_bytes(
+    document: dict[str, Any], recorded_at: datetime
+) -> None:
+    """The published bytes are the event's own JSON, and the fingerprint cut from
+    them is the one stored for records accepted before (all but recorded_at)."""
+    accepted = accept(document, recorded_at=recorded_at)
+
+    assert accepted.value == accepted.event.to_bytes()
+    assert accepted.fingerprint == fingerprint(accepted.event)
+    assert fingerprint_of_json(accepted.value) == fingerprint(accepted.event)
+
+
+@given(name=st.text())
+def test_name_uuids_are_the_standard_uuid5_in_intakes_namespace(name: str) -> None:
+    """Event and correlation ids must never change: consumers deduplicate on them."""
+    try:
+        expected = uuid.uuid5(EVENT_ID_NAMESPACE, name)
+    except UnicodeEncodeError:
+        with pytest.raises(UnicodeEncodeError):
+            name_uuid(name)
+        return
+
+    assert name_uuid(name) == expected
+
+
+def test_event_ids_are_what_they_always_were() -> None:
+    """The id intake gave this record before the fast uuid (main at 0ee2a9f)."""
+    before = uuid.UUID("87fba9b1-67f1-55fd-8176-0ac2ecfe40b3")
+
+    assert event_id_for("crm", "crm-rec-0001") == before
 
 
 def test_the_timestamp_bounds_come_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -16,7 +16,7 @@ from aiokafka.errors import KafkaConnectionError
 from prometheus_client import CollectorRegistry
 
 import shared.dead_letters
-from services.intake.domain import Rejected, RejectionReason, Vocabulary, event_id_for, reject
+from services.intake.domain import Rejected, RejectionReason, Vocabulary, reject
 from services.intake.handlers import (
     HttpRejection,
     HttpResult,
@@ -24,10 +24,14 @@ from services.intake.handlers import (
     IntakeMetrics,
     RecordStatus,
 )
+from services.intake.identity import event_id_for
 from services.intake.store import AcceptedRecord, IdempotencyStore
 from shared.consumer import ConsumerSettings, Fault, InboundRecord
 from shared.dead_letters import SHARED_ERROR_TYPES, SourcePosition
+from shared.events.catalogue import parse_event
 from shared.events.contacts import ContactEvent, ContactReceived
+from shared.kafka import OutgoingRecord
+from shared.topics import CONTACTS
 from tests.support.fake_intake_store import (
     FakeIdempotencyStore,
     FakeIntakeBackend,
@@ -89,7 +93,7 @@ class Harness:
         self.metrics = IntakeMetrics(self.registry)
         self.handler = IntakeHandler(
             store=self.store,
-            publish_events=self.publish_events,
+            publish_records=self.publish_records,
             vocabulary=VOCABULARY,
             metrics=self.metrics,
             clock=lambda: NOW,
@@ -98,11 +102,17 @@ class Harness:
             self.dead_letter, ConsumerSettings(max_attempts=MAX_ATTEMPTS)
         )
 
-    async def publish_events(self, events: Sequence[ContactEvent]) -> None:
+    async def publish_records(self, records: Sequence[OutgoingRecord]) -> None:
         self.publish_calls += 1
         if self.publish_failure is not None:
             raise self.publish_failure
-        self.published.extend(events)
+        # Read back from the bytes that would go to Kafka, as a consumer would.
+        for record in records:
+            assert record.topic == CONTACTS.name
+            event = parse_event(record.value)
+            assert isinstance(event, ContactEvent)
+            assert record.key == event.key.encode()
+            self.published.append(event)
 
     async def dead_letter(self, record: InboundRecord, fault: Fault, attempts: int) -> str:
         # The shared consumer's own faults (processing_failed, ...) read as intake's.

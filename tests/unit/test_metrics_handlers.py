@@ -57,6 +57,7 @@ APPLIER = BatchApplier(rules=RULES, clock=lambda: NOW, publish_surges=False)
 METRICS_TABLES = (
     "metrics_aggregates",
     "metrics_monthly",
+    "metrics_rollups",
     "metrics_contact_facts",
     "metrics_complaint_facts",
     "metrics_complaint_outcomes",

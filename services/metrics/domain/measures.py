@@ -15,6 +15,7 @@ the rules that turn them into counters are here too.
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
+from typing import NamedTuple
 
 from services.metrics.periods import local_day
 from shared.events import Event
@@ -171,15 +172,15 @@ FCR_KINDS = frozenset({ContactKind.ENQUIRY, ContactKind.SERVICE_REQUEST})
 SURGE_MEASURES = (Measure.CONTACTS_RECEIVED, Measure.COMPLAINTS_OPENED)
 
 
-@dataclass(frozen=True, slots=True)
-class Cell:
+# Named tuples, not dataclasses: a batch makes and hashes a few of these per event,
+# and a tuple's hash and equality run in C.
+class Cell(NamedTuple):
     day: date
     service_area: str
     channel: str
 
 
-@dataclass(frozen=True, slots=True)
-class Increment:
+class Increment(NamedTuple):
     cell: Cell
     measure: str
     amount: float = 1.0

@@ -129,6 +129,9 @@ def find_surges(
         key = (area, measure, day)
         if key in surges:
             continue  # this day already raised (or continued) its surge
+        count = counts.get(key, 0.0)
+        if count <= rule.minimum:
+            continue  # the threshold is never below the minimum: no need to work it out
         history = baseline(
             [
                 (counts.get(past, 0.0), past in surges)
@@ -136,7 +139,9 @@ def find_surges(
                 for past in [(area, measure, day - timedelta(days=back))]
             ]
         )
-        check = check_surge(counts.get(key, 0.0), history, rule)
+        if count <= statistics.fmean(history) * rule.ratio:
+            continue  # nor below mean * ratio (the costly spread is left out)
+        check = check_surge(count, history, rule)
         if not check.surging:
             continue
         previous = surges.get((area, measure, day - timedelta(days=1)))

@@ -8,6 +8,7 @@ plain sight, one module per job:
 - `facts`: what a batch writes (counters, contact and complaint facts, progress);
 - `surges`: the daily counts a surge is judged on, and the surges recorded;
 - `reads`: the aggregates read back for the API and the gauges;
+- `rollups`: the counters summed across areas and channels, and which rows a read sums;
 - `notes`: what the annual complaints report lists (reasons, decisions, learning actions).
 """
 
@@ -27,13 +28,14 @@ from services.metrics.store.facts import (
 )
 from services.metrics.store.generations import Generations, processed_service
 from services.metrics.store.notes import Notes
-from services.metrics.store.reads import OpenComplaints, Reads, Surge, TopicState
-from services.metrics.store.surges import Surges
+from services.metrics.store.reads import KpiTotals, OpenComplaints, Reads, Surge, TopicState
+from services.metrics.store.rollups import Rollups
+from services.metrics.store.surges import RecordedSurge, Surges
 
 MIGRATIONS = Path(__file__).parent.parent / "migrations"
 
 
-class MetricsStore(Generations, Facts, Surges, Reads, Notes):
+class MetricsStore(Generations, Facts, Rollups, Surges, Reads, Notes):
     """Everything the handlers, the rebuild, the gauges and the API ask PostgreSQL."""
 
 
@@ -42,11 +44,13 @@ __all__ = [
     "ComplaintChange",
     "ComplaintOpening",
     "ContactFact",
+    "KpiTotals",
     "MetricsStore",
     "NotInTransactionError",
     "OpenComplaints",
     "OutcomeKey",
     "OutcomeRow",
+    "RecordedSurge",
     "Surge",
     "SurveyComment",
     "TopicProgress",

@@ -15,6 +15,10 @@ from services.metrics.store.base import StoreBase
 from shared.events import Event
 from shared.outbox import enqueue
 
+# Advisory locks of the re-contact check: (class, bucket) pairs, bucket < BUCKETS.
+CUSTOMER_LOCK_CLASS = 0x6D657472  # "metr"
+CUSTOMER_LOCK_BUCKETS = 1024  # a power of two (the bucket is a bit mask of the hash)
+
 
 @dataclass(frozen=True, slots=True)
 class ContactFact:
@@ -149,14 +153,22 @@ class Facts(StoreBase):
     async def lock_customers(self, keys: Iterable[str]) -> None:
         """Serialise re-contact checks per customer and area across replicas.
 
-        Taken in sorted order, so two batches never deadlock on each other.
+        Keys are hashed into `CUSTOMER_LOCK_BUCKETS` locks (the two-key form, a
+        space of its own), so a batch of any size holds at most that many: one lock
+        per key filled PostgreSQL's shared lock table (max_locks_per_transaction x
+        max_connections, 6,400 by default) once a rebuild's batch of 20,000 and a
+        live batch ran together. Taken in order, so batches never deadlock.
         """
         ordered = sorted(set(keys))
         if ordered:
             await self._tx.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended('metrics:' || k, 0))"
-                " FROM unnest($1::text[]) AS k ORDER BY k",
+                "SELECT pg_advisory_xact_lock($2, b) FROM ("
+                "  SELECT DISTINCT (hashtextextended('metrics:' || k, 0) & ($3 - 1))::int AS b"
+                "  FROM unnest($1::text[]) AS k"
+                ") AS buckets ORDER BY b",
                 ordered,
+                CUSTOMER_LOCK_CLASS,
+                CUSTOMER_LOCK_BUCKETS,
             )
 
     async def mark_recontacted(
@@ -274,39 +286,51 @@ class Facts(StoreBase):
         )
 
     async def record_deadline_progress(
-        self, generation: int, complaint_id: str, stage: int, deadline: str, *, done: bool
+        self, generation: int, progress: Mapping[OutcomeKey, tuple[bool, bool]]
     ) -> None:
-        """A deadline was met (`done`) or breached; either may come first."""
+        """Deadlines met or breached, (complaint, stage, deadline) → (breached, done);
+        either may come first, and neither flag turns off again."""
+        if not progress:
+            return
+        keys = sorted(progress)  # rows locked in key order: batches never deadlock
         await self._tx.execute(
             """
             INSERT INTO metrics_complaint_deadlines AS d
                 (generation, complaint_id, stage, deadline, breached, done)
-            VALUES ($1, $2, $3, $4, NOT $5, $5)
+            SELECT $1, * FROM unnest($2::text[], $3::int[], $4::text[], $5::bool[], $6::bool[])
             ON CONFLICT (generation, complaint_id, stage, deadline) DO UPDATE
             SET breached = d.breached OR EXCLUDED.breached, done = d.done OR EXCLUDED.done
             """,
             generation,
-            complaint_id,
-            stage,
-            deadline,
-            done,
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+            [k[2] for k in keys],
+            [progress[k][0] for k in keys],
+            [progress[k][1] for k in keys],
         )
 
-    async def record_comment(self, generation: int, event_id: UUID, comment: SurveyComment) -> None:
+    async def record_comments(
+        self, generation: int, comments: Mapping[UUID, SurveyComment]
+    ) -> None:
+        """Survey comments by their answer's event id (one already kept stays)."""
+        if not comments:
+            return
+        rows = list(comments.items())
         await self._tx.execute(
             """
             INSERT INTO metrics_survey_comments
                 (generation, event_id, answered_at, service_area, channel, overall, comment)
-            VALUES ($1, $2, $3, $4, $5, $6, $7)
+            SELECT $1, * FROM unnest($2::uuid[], $3::timestamptz[], $4::text[], $5::text[],
+                                     $6::int[], $7::text[])
             ON CONFLICT (generation, event_id) DO NOTHING
             """,
             generation,
-            event_id,
-            comment.answered_at,
-            comment.service_area,
-            comment.channel,
-            comment.overall,
-            comment.comment,
+            [event_id for event_id, _ in rows],
+            [c.answered_at for _, c in rows],
+            [c.service_area for _, c in rows],
+            [c.channel for _, c in rows],
+            [c.overall for _, c in rows],
+            [c.comment for _, c in rows],
         )
 
     async def complaint_channels(

@@ -15,6 +15,7 @@ from shared.processed_events import first_times
 GENERATION_TABLES = (
     "metrics_aggregates",
     "metrics_monthly",
+    "metrics_rollups",
     "metrics_contact_facts",
     "metrics_complaint_facts",
     "metrics_complaint_outcomes",

@@ -5,9 +5,19 @@ whose counts raised the surge.
 """
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date
 
 from services.metrics.store.base import StoreBase
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedSurge:
+    key: tuple[str, str, date]  # (service area, measure, local day)
+    surge_id: str
+    count: float
+    baseline: float
+    threshold: float
 
 
 class Surges(StoreBase):
@@ -52,6 +62,28 @@ class Surges(StoreBase):
         )
         return {(row["service_area"], row["measure"], row["day"]): row["surge_id"] for row in rows}
 
+    async def record_surges(self, generation: int, surges: Sequence[RecordedSurge]) -> None:
+        """Record surge days found by a batch (a day already recorded keeps its first)."""
+        if not surges:
+            return
+        await self._tx.execute(
+            """
+            INSERT INTO metrics_surges
+                (generation, service_area, measure, day, surge_id, count, baseline, threshold)
+            SELECT $1, * FROM unnest($2::text[], $3::text[], $4::date[], $5::text[],
+                                     $6::float8[], $7::float8[], $8::float8[])
+            ON CONFLICT DO NOTHING
+            """,
+            generation,
+            [s.key[0] for s in surges],
+            [s.key[1] for s in surges],
+            [s.key[2] for s in surges],
+            [s.surge_id for s in surges],
+            [s.count for s in surges],
+            [s.baseline for s in surges],
+            [s.threshold for s in surges],
+        )
+
     async def record_surge(
         self,
         generation: int,
@@ -62,17 +94,7 @@ class Surges(StoreBase):
         baseline: float,
         threshold: float,
     ) -> None:
-        await self._tx.execute(
-            """
-            INSERT INTO metrics_surges
-                (generation, service_area, measure, day, surge_id, count, baseline, threshold)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-            ON CONFLICT DO NOTHING
-            """,
-            generation,
-            *key,
-            surge_id,
-            count,
-            baseline,
-            threshold,
+        """One surge day (`record_surges` for one)."""
+        await self.record_surges(
+            generation, [RecordedSurge(key, surge_id, count, baseline, threshold)]
         )
