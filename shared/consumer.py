@@ -39,6 +39,7 @@ from shared.dead_letters import (
     PROCESSING_FAILED,
     UNDECODABLE,
     AttemptsExhaustedError,
+    DependencyUnavailableError,
     SourcePosition,
     is_transient,
     send_dead_letter,
@@ -212,17 +213,40 @@ def _described(error: BaseException) -> str:
     return f"{UNDECODABLE}: {type(error).__name__}: {text}"
 
 
-class OutageBackoff:
-    """Waits before an outage's batch is redelivered: doubling from `initial`, up to `maximum`."""
+# The longest Retry-After honoured: the wait happens before the batch is
+# rewound, so it must stay well below the consumer's five-minute poll interval.
+MAX_RETRY_AFTER_SECONDS = 240.0
 
-    def __init__(self, *, initial_seconds: float, maximum_seconds: float) -> None:
+
+class OutageBackoff:
+    """Waits before an outage's batch is redelivered: doubling from `initial`, up to `maximum`.
+
+    With `jitter` (a source of numbers in [0, 1), e.g. `random.random`) each
+    wait is drawn from the upper half of its step ("equal jitter"), so replicas
+    that failed together do not retry together, yet never retry at once. An
+    outside service's Retry-After (`at_least`) is honoured up to
+    `MAX_RETRY_AFTER_SECONDS`.
+    """
+
+    def __init__(
+        self,
+        *,
+        initial_seconds: float,
+        maximum_seconds: float,
+        jitter: Callable[[], float] | None = None,
+    ) -> None:
         self._initial = initial_seconds
         self._maximum = maximum_seconds
+        self._jitter = jitter
         self._failures = 0
 
-    def next_delay(self) -> float:
+    def next_delay(self, at_least: float | None = None) -> float:
         delay = min(self._maximum, self._initial * 2.0**self._failures)
         self._failures = min(self._failures + 1, 62)
+        if self._jitter is not None:
+            delay = delay / 2 + delay / 2 * self._jitter()
+        if at_least is not None:
+            delay = max(delay, min(at_least, MAX_RETRY_AFTER_SECONDS))
         return delay
 
     def reset(self) -> None:
@@ -259,17 +283,21 @@ def subscribe_records(
     max_records: int = 500,
     title: str,
     description: str | None = None,
+    jitter: Callable[[], float] | None = None,
+    sleep: Callable[[float], Awaitable[None]] | None = None,
 ) -> None:
     """Subscribe one group to `consumers`' topics; each batch is split by topic, in order.
 
     Whatever escapes a batch (an outage) rewinds it; the redelivery waits for
-    the outage backoff first, so a broker or database that is down is polled
-    at a falling rate, not in a tight loop.
+    the outage backoff first, so a broker, database or outside service that is
+    down is polled at a falling rate, not in a tight loop (`OutageBackoff` for
+    `jitter`; `sleep` is for tests).
     """
     by_name = {topic.name: consumer for topic, consumer in consumers.items()}
     backoff = OutageBackoff(
         initial_seconds=settings.outage_backoff_seconds,
         maximum_seconds=settings.outage_backoff_max_seconds,
+        jitter=jitter,
     )
 
     async def consume_records(_: Any, message: KafkaMessage) -> None:
@@ -280,9 +308,12 @@ def subscribe_records(
                 if batch:
                     await consumer.consume(batch)
         except Exception as error:
-            delay = backoff.next_delay()
+            asked = (
+                error.retry_after_seconds if isinstance(error, DependencyUnavailableError) else None
+            )
+            delay = backoff.next_delay(asked)
             log.warning("%s: batch redelivered in %.1f s after %r", title, delay, error)
-            await asyncio.sleep(delay)
+            await (sleep or asyncio.sleep)(delay)
             raise
         backoff.reset()
 

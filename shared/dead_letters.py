@@ -174,9 +174,23 @@ async def send_dead_letter(
     return letter
 
 
+class DependencyUnavailableError(Exception):
+    """An outside service the consumer needs (GOV.UK Notify) cannot take work now.
+
+    Not the record's fault: like an outage of Kafka or PostgreSQL, the batch
+    is rewound and redelivered after the outage backoff. `retry_after_seconds`,
+    when the service said how long to wait (HTTP Retry-After), is the least
+    the consumer waits.
+    """
+
+    def __init__(self, message: str, *, retry_after_seconds: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+
+
 def is_transient(error: BaseException) -> bool:
-    """An outage of Kafka or PostgreSQL (or a deadlock between transactions), not a fault
-    of the record.
+    """An outage of Kafka, PostgreSQL or an outside service (or a deadlock between
+    transactions), not a fault of the record.
 
     Such errors are not counted against a record: dead-lettering everything
     during an outage would be wrong, so the batch is redelivered instead.
@@ -186,6 +200,7 @@ def is_transient(error: BaseException) -> bool:
     return isinstance(
         error,
         ConnectionError
+        | DependencyUnavailableError
         | TimeoutError
         | socket.gaierror
         | asyncpg.PostgresConnectionError

@@ -23,6 +23,9 @@ class Health(BaseModel):
     status: str
     kafka: bool
     postgres: bool
+    problem: str | None = Field(
+        default=None, description="Why the service is not ready though both answer."
+    )
 
 
 def add_operational_routes(
@@ -31,24 +34,38 @@ def add_operational_routes(
     broker: KafkaBroker,
     registry: CollectorRegistry,
     pool: Callable[[], asyncpg.Pool | None],
+    problem: Callable[[], str | None] | None = None,
 ) -> None:
+    """`/healthz` and `/metrics`; `problem`, if given, names a reason to report not ready
+    (the Notify sender stopped on a refused key)."""
     app.state.prometheus_registry = registry  # for a separate metrics port (shared.operational)
 
     @app.get(
         "/healthz",
         response_model=Health,
+        response_model_exclude_none=True,
         tags=["operations"],
         summary="Ready when Kafka and PostgreSQL both answer",
-        responses={503: {"model": Health, "description": "Kafka or PostgreSQL unreachable."}},
+        responses={
+            503: {
+                "model": Health,
+                "description": "Kafka or PostgreSQL unreachable, or the service stopped "
+                "(`problem` says why).",
+            }
+        },
     )
     async def healthz(response: Response) -> Health:
         kafka_ok = broker.running and await broker.ping(timeout=HEALTH_TIMEOUT_SECONDS)
         postgres_ok = await _postgres_answers(pool())
-        healthy = kafka_ok and postgres_ok
+        stopped = None if problem is None else problem()
+        healthy = kafka_ok and postgres_ok and stopped is None
         if not healthy:
             response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
         return Health(
-            status="ok" if healthy else "unavailable", kafka=kafka_ok, postgres=postgres_ok
+            status="ok" if healthy else "unavailable",
+            kafka=kafka_ok,
+            postgres=postgres_ok,
+            problem=stopped,
         )
 
     @app.get(

@@ -159,6 +159,23 @@ def secret_strength_problems(field: str, secret: str, *, which: str = "") -> lis
     return []
 
 
+def callback_token_problems(field: str, token: SecretStr | None, *, required: bool) -> list[str]:
+    """A bearer token an outside service (GOV.UK Notify) calls us with.
+
+    Required where its sender runs, since without it delivery receipts are
+    refused; when set, as strong as any other secret (demo values are caught
+    by `demo_value_problems` with every field).
+    """
+    if token is None:
+        if not required:
+            return []
+        return [
+            f"{env_name(field)} is not set: GOV.UK Notify's delivery-status callbacks would be "
+            "refused, so permanent failures would never mark a contact route bad"
+        ]
+    return secret_strength_problems(field, token.get_secret_value())
+
+
 def metrics_port_problems(settings: "ServiceSettings") -> list[str]:
     if settings.metrics_port is None:
         return [

@@ -9,10 +9,19 @@ from urllib.parse import parse_qs
 
 from fastapi import Depends, FastAPI, Path, Request, Response, status
 from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import TypeAdapter, ValidationError
 from starlette.types import Scope
 
 from services.feedback import views
 from services.feedback.customers import CustomerHandler
+from services.feedback.delivery_status import (
+    DeliveryReceipt,
+    DeliveryStatusHandler,
+    DeliveryStatusMetrics,
+    ReceiptOutcome,
+    notify_callback_token,
+)
+from services.feedback.delivery_store import DeliveryStore
 from services.feedback.domain import InvalidAnswersError
 from services.feedback.handlers import (
     FeedbackHandler,
@@ -35,6 +44,7 @@ from services.feedback.store import MIGRATIONS, FeedbackStore
 from services.feedback.views import (
     AnswerAccepted,
     CaseDecisions,
+    DeliveryStatusRecorded,
     Erased,
     LinkProblem,
     LinkRefused,
@@ -46,8 +56,12 @@ from shared.api_keys import authenticated_source
 from shared.consumer import ConsumerSettings, subscribe_events
 from shared.events.vocabulary import CUSTOMER_REF_PATTERN, CaseType
 from shared.http import (
+    MalformedBodyError,
+    add_component_schemas,
     document_problems,
     limit_request_bodies,
+    openapi_body_schema,
+    parse_json_body,
     problem_schema,
 )
 from shared.outbox import OutboxRelay
@@ -94,7 +108,8 @@ def create_app(settings: FeedbackSettings | None = None, **options: Unpack[AppOp
     registry, clock = wiring.registry, wiring.clock
     metrics = FeedbackMetrics(registry)
     links = AnswerLinks(settings.link_secrets, accept_sha1=settings.feedback_accept_sha1_links)
-    running: dict[str, CustomerHandler] = {}  # filled by the lifespan
+    delivery_metrics = DeliveryStatusMetrics(registry)
+    running: dict[str, Any] = {}  # filled by the lifespan
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -127,6 +142,9 @@ def create_app(settings: FeedbackSettings | None = None, **options: Unpack[AppOp
         scheduler = wiring.timer_scheduler(pool, handler.fire, fire_batch=handler.fire_many)
         relay = wiring.outbox_relay(pool)
         running["customers"] = CustomerHandler(store, links=links, metrics=metrics, clock=clock)
+        running["deliveries"] = DeliveryStatusHandler(
+            DeliveryStore(pool), metrics=delivery_metrics, clock=clock
+        )
         app.state.feedback = RunningFeedback(handler, scheduler, relay)
         if not settings.feedback_api_keys:
             log.warning("no CIVICPULSE_FEEDBACK_API_KEYS set: customer endpoints will get 401")
@@ -161,7 +179,8 @@ def create_app(settings: FeedbackSettings | None = None, **options: Unpack[AppOp
     caller = authenticated_source(settings.feedback_api_keys)
 
     def customers() -> CustomerHandler:
-        return running["customers"]
+        handler: CustomerHandler = running["customers"]
+        return handler
 
     @app.put(
         "/v1/customers/{customer_ref}/contact-route",
@@ -218,6 +237,59 @@ def create_app(settings: FeedbackSettings | None = None, **options: Unpack[AppOp
     ) -> CaseDecisions:
         request, suppressions = await customers().case_decisions(case_type, case_id)
         return views.case_decisions(case_type, case_id, request, suppressions)
+
+    receipt_schema, receipt_definitions = openapi_body_schema(TypeAdapter(DeliveryReceipt))
+    notify_caller = notify_callback_token(settings.feedback_notify_callback_token)
+
+    @app.post(
+        "/v1/notify/delivery-status",
+        tags=["notify"],
+        summary="GOV.UK Notify's delivery-status callback (one receipt per message)",
+        description="Set this URL and CIVICPULSE_FEEDBACK_NOTIFY_CALLBACK_TOKEN as the "
+        "service's delivery-receipt callback in GOV.UK Notify. Keeps the latest status per "
+        "request (`reference`): repeats and receipts older than a final status change "
+        "nothing. `permanent-failure` marks the address bad: no further message goes to it "
+        "until the CRM puts a different one.",
+        response_model=DeliveryStatusRecorded,
+        responses={
+            401: {"description": "Missing or wrong bearer token."},
+            404: {"description": "No survey request has this reference."},
+            422: {"description": "Not a delivery receipt; the failing fields are listed."},
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": receipt_schema}},
+            }
+        },
+    )
+    async def notify_delivery_status(
+        request: Request, _: Annotated[None, Depends(notify_caller)]
+    ) -> DeliveryStatusRecorded | JSONResponse:
+        try:
+            body = parse_json_body(await request.body())
+        except MalformedBodyError as error:
+            return JSONResponse({"detail": str(error)}, status_code=status.HTTP_400_BAD_REQUEST)
+        try:
+            receipt = DeliveryReceipt.model_validate(body)
+        except ValidationError as error:
+            return JSONResponse(
+                {"detail": error.errors(include_url=False, include_context=False)},
+                status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+            )
+        if receipt.reference is None:
+            detail = [{"loc": ["reference"], "msg": "not a CivicPulse request", "type": "missing"}]
+            return JSONResponse({"detail": detail}, status_code=422)
+        handler: DeliveryStatusHandler = running["deliveries"]
+        outcome = await handler.record(receipt.reference, receipt)
+        if outcome is ReceiptOutcome.UNKNOWN_REFERENCE:
+            return JSONResponse(
+                {"detail": f"no survey request {receipt.reference!r}"},
+                status_code=status.HTTP_404_NOT_FOUND,
+            )
+        return DeliveryStatusRecorded(
+            reference=receipt.reference, status=receipt.status, outcome=outcome.value
+        )
 
     limited = "Over CIVICPULSE_FEEDBACK_RATE_LIMIT from this address; `Retry-After` says "
     link_responses: dict[int | str, dict[str, Any]] = {
@@ -335,6 +407,7 @@ def create_app(settings: FeedbackSettings | None = None, **options: Unpack[AppOp
         return page(opted_out())
 
     wiring.add_operational_routes(app)
+    add_component_schemas(app, receipt_definitions)
     document_problems(app)
     limit_request_bodies(
         app,

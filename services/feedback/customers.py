@@ -97,6 +97,9 @@ class CustomerHandler:
 
     async def erase_customer(self, customer_ref: str) -> int:
         async with self._store.transaction() as store:
+            # The sender's lock (services.feedback.sender): a send in flight commits
+            # first; one after this commits finds no route and sends nothing.
+            await store.lock_customer(customer_ref)
             return await store.erase_customer(customer_ref)
 
     async def opt_out_by_link(self, token: str) -> bool:

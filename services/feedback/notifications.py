@@ -8,6 +8,7 @@ the event topics.
 """
 
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
@@ -78,6 +79,11 @@ class NotifyMessage(BaseModel):
     def to_bytes(self) -> bytes:
         return self.model_dump_json(exclude_none=True).encode()
 
+    @property
+    def recipient(self) -> str | None:
+        """The address this message's type needs, if it has one."""
+        return self.email_address if self.notification_type == "email" else self.phone_number
+
 
 def notify_message(
     route: ContactRoute,
@@ -111,3 +117,57 @@ def notify_message(
     return NotifyMessage(
         notification_type="sms", template_id=sms_template_id, phone_number=route.mobile, **common
     )
+
+
+# Why the sender sends nothing for a message, found when it is about to send.
+ERASED = "erased"  # the contact route was deleted (DELETE /v1/customers/{ref})
+OPTED_OUT = "opted_out"
+ROUTE_BAD = "route_bad"  # Notify reported a permanent failure for every address held
+SUPPRESSION_REASONS = (ERASED, OPTED_OUT, ROUTE_BAD)
+
+
+@dataclass(frozen=True, slots=True)
+class RouteState:
+    """A customer's contact route as it stands when a message is about to go."""
+
+    email: str | None = None
+    mobile: str | None = None
+    email_bad: bool = False
+    mobile_bad: bool = False
+    opted_out: bool = False
+
+
+def readdressed(
+    message: NotifyMessage, state: RouteState, *, email_template_id: str, sms_template_id: str
+) -> NotifyMessage | str:
+    """The message to the customer's current address, or the reason nothing goes.
+
+    The address on the topic is the one the route had when the request was
+    made; the table is the truth now. Email is preferred, as when the message
+    was made, unless Notify has reported it permanently failing.
+    """
+    if state.opted_out:
+        return OPTED_OUT
+    if state.email is None and state.mobile is None:
+        return ERASED
+    if state.email is not None and not state.email_bad:
+        template = message.template_id if message.notification_type == "email" else None
+        return message.model_copy(
+            update={
+                "notification_type": "email",
+                "template_id": template or email_template_id,
+                "email_address": state.email,
+                "phone_number": None,
+            }
+        )
+    if state.mobile is not None and not state.mobile_bad:
+        template = message.template_id if message.notification_type == "sms" else None
+        return message.model_copy(
+            update={
+                "notification_type": "sms",
+                "template_id": template or sms_template_id,
+                "email_address": None,
+                "phone_number": state.mobile,
+            }
+        )
+    return ROUTE_BAD

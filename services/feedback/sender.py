@@ -2,32 +2,57 @@
 
 Runs only with a Notify API key (`python -m services.feedback send`); without
 one the topic itself is the hand-off to whatever the council uses, and nothing
-claims to have been sent. A message whose reference (the request id) Notify
-already accepted is not sent again, so a redelivered batch sends no duplicate.
-Notify's 4xx answers (a bad address or template) are dead-lettered with the
-reason; 429, 5xx and network errors leave the batch to be redelivered. The
-loop itself is the shared one (`shared.consumer`): a message that fails in an
-unexpected way is tried up to the attempt cap, then dead-lettered.
+claims to have been sent. Each message is decided once, in a transaction that
+holds the customer's lock (the one erasure takes, see docs/feedback.md,
+"Sending with GOV.UK Notify"): the route is read again from feedback's table,
+so an erased or opted-out customer gets nothing (suppressed, with the reason),
+and the current address is used, not the one on the topic. A reference Notify
+already accepted is never sent again.
+
+What Notify answers decides the rest (`notify_failure`):
+- 400 and other 4xx (a bad address or template): the message is dead-lettered;
+- 429, 5xx and network errors: the batch is rewound and redelivered after the
+  shared consumer's outage backoff, with jitter and at least Notify's
+  Retry-After; nothing is dead-lettered for it;
+- 401 or 403 (a revoked or wrong key): the sender stops. It stays up, reports
+  itself not ready on /healthz, sets `feedback_notify_sender_stopped{reason}`
+  to 1 (the CivicPulseNotifySenderStopped alert) and never calls Notify again:
+  every redelivery of the held batch is put back untouched, so no offset moves
+  past the last message delivered. A restart with a good key resumes there.
 """
 
 import asyncio
 import logging
+import random
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
 from typing import Any, Protocol
 
-import asyncpg
 from fastapi import FastAPI
 from notifications_python_client.errors import HTTPError
 from notifications_python_client.notifications import NotificationsAPIClient
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import ValidationError
 from requests import RequestException
 
-from services.feedback.notifications import NotifyMessage
+from services.feedback.delivery_store import DeliveryStore
+from services.feedback.handlers import NotifyTemplates
+from services.feedback.notifications import (
+    SUPPRESSION_REASONS,
+    NotifyMessage,
+    RouteState,
+    readdressed,
+)
+from services.feedback.notify_failures import (
+    STOP_REASONS,
+    MessageRefusedError,
+    NotifyKeyRefusedError,
+    NotifyUnavailableError,
+    notify_failure,
+)
 from services.feedback.settings import SERVICE, FeedbackSettings
-from services.feedback.store import MIGRATIONS, FeedbackStore
+from services.feedback.store import MIGRATIONS
 from shared.consumer import (
     ConsumerSettings,
     DeadLetterSink,
@@ -69,37 +94,51 @@ class NotifyClient(Protocol):
     ) -> dict[str, Any]: ...
 
 
-class SentLog(Protocol):
-    async def already_sent(self, reference: str) -> bool: ...
-    async def record(self, reference: str, notification_id: str | None) -> None: ...
+class CustomerDeliveries(Protocol):
+    """One customer's deliveries, inside the transaction that holds their lock."""
+
+    async def decided(self, reference: str) -> bool: ...
+    async def route_state(self, customer_ref: str) -> RouteState: ...
+    async def record_sent(
+        self,
+        reference: str,
+        customer_ref: str,
+        notification_type: str,
+        notification_id: str | None,
+        now: datetime,
+    ) -> None: ...
+    async def record_suppressed(
+        self, reference: str, customer_ref: str, reason: str, now: datetime
+    ) -> None: ...
 
 
-class PostgresSentLog:
-    def __init__(self, pool: asyncpg.Pool, clock: Callable[[], datetime] = utc_now) -> None:
-        self._store = FeedbackStore(pool)
-        self._clock = clock
+class Deliveries(Protocol):
+    """`DeliveryStore`, or a test's in-memory twin."""
 
-    async def already_sent(self, reference: str) -> bool:
-        return await self._store.already_sent(reference)
-
-    async def record(self, reference: str, notification_id: str | None) -> None:
-        await self._store.record_sent(reference, notification_id, self._clock())
-
-
-class MessageRefusedError(Exception):
-    """Notify refused the message for a reason a retry will not fix."""
-
-
-class NotifyUnavailableError(ConnectionError):
-    """Notify is down or rate-limiting: redeliver the batch later."""
+    def for_customer(
+        self, customer_ref: str
+    ) -> AbstractAsyncContextManager[CustomerDeliveries]: ...
 
 
 class SenderMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.delivered = Counter(
             "feedback_notifications_delivered",
-            "Messages GOV.UK Notify accepted, by outcome (sent, duplicate, refused).",
+            "Messages handled by the sender, by outcome (sent, duplicate, suppressed, refused).",
             ["outcome"],
+            registry=registry,
+        )
+        self.suppressed = Counter(
+            "feedback_notifications_suppressed",
+            "Messages not sent because, at send time, the customer was erased, opted out or "
+            "had no working address, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.unavailable = Counter(
+            "feedback_notify_unavailable",
+            "Notify answers that held a batch for redelivery (429, 5xx, network), by status.",
+            ["status"],
             registry=registry,
         )
         self.dead_lettered = Counter(
@@ -108,6 +147,21 @@ class SenderMetrics:
             ["error_type"],
             registry=registry,
         )
+        self.held = Counter(
+            "feedback_notify_messages_held",
+            "Messages put back untouched because the sender is stopped (a refused key).",
+            registry=registry,
+        )
+        self.stopped = Gauge(
+            "feedback_notify_sender_stopped",
+            "1 while the sender is stopped because Notify refused its API key, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        for reason in SUPPRESSION_REASONS:
+            self.suppressed.labels(reason)
+        for reason in STOP_REASONS.values():
+            self.stopped.labels(reason).set(0)
 
 
 def official_client(api_key: str, base_url: str) -> NotifyClient:
@@ -118,29 +172,108 @@ def official_client(api_key: str, base_url: str) -> NotifyClient:
 
 
 class NotifySender:
-    def __init__(self, client: NotifyClient, sent: SentLog, metrics: SenderMetrics) -> None:
+    def __init__(
+        self,
+        client: NotifyClient,
+        deliveries: Deliveries,
+        metrics: SenderMetrics,
+        *,
+        templates: NotifyTemplates,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
         self._client = client
-        self._sent = sent
+        self._deliveries = deliveries
         self._metrics = metrics
+        self._templates = templates
+        self._clock = clock
+        self._stopped: str | None = None
+
+    @property
+    def stopped(self) -> str | None:
+        """Why the sender has stopped (`unauthorized`, `forbidden`), or None while it runs."""
+        return self._stopped
+
+    def health_problem(self) -> str | None:
+        if self._stopped is None:
+            return None
+        return (
+            f"stopped: GOV.UK Notify refused the API key ({self._stopped}); "
+            "set a valid CIVICPULSE_FEEDBACK_NOTIFY_API_KEY and restart"
+        )
 
     async def deliver(self, message: NotifyMessage) -> str:
-        """Send one message; returns `sent` or `duplicate`; raises on refusal or outage."""
-        if await self._sent.already_sent(message.reference):
-            self._metrics.delivered.labels("duplicate").inc()
-            return "duplicate"
+        """Send one message; returns `sent`, `duplicate` or `suppressed`.
+
+        Raises `MessageRefusedError` on a refusal, `NotifyUnavailableError` on
+        an outage and `NotifyKeyRefusedError` once the key was refused.
+        """
+        if self._stopped is not None:
+            self._metrics.held.inc()
+            raise NotifyKeyRefusedError(self._stopped, "stopped earlier; not calling Notify")
+        if message.recipient is None:
+            raise ValueError(f"a {message.notification_type} message without its address")
+        # The lock is held across the call to Notify: an erasure waiting for it
+        # commits after the message is recorded sent, and one that got it first
+        # has deleted the route this reads, so nothing goes.
+        async with self._deliveries.for_customer(message.customer_ref) as customer:
+            if await customer.decided(message.reference):
+                outcome = "duplicate"
+            else:
+                outcome = await self._decide(customer, message)
+        self._metrics.delivered.labels(outcome).inc()
+        return outcome
+
+    async def _decide(self, customer: CustomerDeliveries, message: NotifyMessage) -> str:
+        state = await customer.route_state(message.customer_ref)
+        outgoing = readdressed(
+            message,
+            state,
+            email_template_id=self._templates.email,
+            sms_template_id=self._templates.sms,
+        )
+        if isinstance(outgoing, str):
+            await customer.record_suppressed(
+                message.reference, message.customer_ref, outgoing, self._clock()
+            )
+            self._metrics.suppressed.labels(outgoing).inc()
+            log.info("request %s not sent: %s", message.reference, outgoing)
+            return "suppressed"
+        response = await self._send(outgoing)
+        await customer.record_sent(
+            message.reference,
+            message.customer_ref,
+            outgoing.notification_type,
+            str(response.get("id") or "") or None,
+            self._clock(),
+        )
+        return "sent"
+
+    async def _send(self, message: NotifyMessage) -> dict[str, Any]:
         try:
             # The official client is synchronous (requests): keep the event loop free.
-            response = await asyncio.to_thread(self._call, message)
-        except HTTPError as error:
-            if error.status_code == 429 or error.status_code >= 500:
-                raise NotifyUnavailableError(str(error)) from error
-            self._metrics.delivered.labels("refused").inc()
-            raise MessageRefusedError(str(error)) from error
+            return await asyncio.to_thread(self._call, message)
+        except HTTPError as error:  # the client reports network errors as 503 too
+            failure = notify_failure(error, self._clock())
+            self._count(failure, error.status_code)
+            raise failure from error
         except RequestException as error:
-            raise NotifyUnavailableError(str(error)) from error
-        await self._sent.record(message.reference, str(response.get("id") or "") or None)
-        self._metrics.delivered.labels("sent").inc()
-        return "sent"
+            failure = NotifyUnavailableError(str(error))
+            self._count(failure, 0)
+            raise failure from error
+
+    def _count(self, failure: Exception, status_code: int) -> None:
+        if isinstance(failure, NotifyKeyRefusedError):
+            self._stop(failure.reason, str(failure))
+        elif isinstance(failure, NotifyUnavailableError):
+            self._metrics.unavailable.labels(str(status_code)).inc()
+        else:
+            self._metrics.delivered.labels("refused").inc()
+
+    def _stop(self, reason: str, detail: str) -> None:
+        if self._stopped is None:
+            log.error("feedback sender stopped, nothing more is sent: %s", detail)
+        self._stopped = reason
+        self._metrics.stopped.labels(reason).set(1)
 
     def _call(self, message: NotifyMessage) -> dict[str, Any]:
         personalisation = message.personalisation.model_dump()
@@ -219,8 +352,16 @@ def create_sender_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = await create_pool(settings.database_url)
         await migrate(pool, SERVICE, MIGRATIONS)
-        sender = NotifySender(client, PostgresSentLog(pool), metrics)
-        state["pool"] = pool
+        sender = NotifySender(
+            client,
+            DeliveryStore(pool),
+            metrics,
+            templates=NotifyTemplates(
+                email=settings.feedback_notify_email_template_id,
+                sms=settings.feedback_notify_sms_template_id,
+            ),
+        )
+        state["pool"], state["sender"] = pool, sender
 
         consumer_settings = ConsumerSettings.of(settings)
         subscribe_records(
@@ -234,6 +375,7 @@ def create_sender_app(
             settings=consumer_settings,
             max_records=50,
             title="feedback-sender/notifications",
+            jitter=random.random,
         )
 
         await broker.start()
@@ -245,5 +387,16 @@ def create_sender_app(
             await pool.close()
 
     app = FastAPI(title="CivicPulse feedback sender", version="1.0.0", lifespan=lifespan)
-    add_operational_routes(app, broker=broker, registry=registry, pool=lambda: state.get("pool"))
+
+    def health_problem() -> str | None:
+        sender: NotifySender | None = state.get("sender")
+        return None if sender is None else sender.health_problem()
+
+    add_operational_routes(
+        app,
+        broker=broker,
+        registry=registry,
+        pool=lambda: state.get("pool"),
+        problem=health_problem,
+    )
     return app

@@ -9,7 +9,7 @@ from pydantic_settings import NoDecode
 
 from shared.api_keys import ApiKeyHashes
 from shared.page_guards import parse_rate_limit
-from shared.production import secret_strength_problems
+from shared.production import callback_token_problems, secret_strength_problems
 from shared.settings import (
     ServiceSettings,
     api_keys_field,
@@ -83,6 +83,9 @@ class FeedbackSettings(ServiceSettings):
     """GOV.UK Notify API key; only the sender process (`send`) uses it."""
     feedback_notify_base_url: str = "https://api.notifications.service.gov.uk"
     """GOV.UK Notify API address."""
+    feedback_notify_callback_token: SecretStr | None = None
+    """Bearer token GOV.UK Notify sends with its delivery-status callbacks
+    (`POST /v1/notify/delivery-status`); without it the endpoint answers 401."""
     feedback_sender_group_id: str = group_field(
         "civicpulse-feedback-sender", consuming="the sender process on the notifications topic"
     )
@@ -131,6 +134,11 @@ class FeedbackSettings(ServiceSettings):
             problems += secret_strength_problems("feedback_token_secret", secret, which=which)
         if self.feedback_notify_api_key is not None:
             problems += self.template_problems()
+        problems += callback_token_problems(
+            "feedback_notify_callback_token",
+            self.feedback_notify_callback_token,
+            required=self.feedback_notify_api_key is not None,
+        )
         return problems
 
     def sender_production_problems(self) -> list[str]:
@@ -138,6 +146,9 @@ class FeedbackSettings(ServiceSettings):
         problems = super().production_problems()
         if self.feedback_notify_api_key is None:
             problems.append("CIVICPULSE_FEEDBACK_NOTIFY_API_KEY is not set")
+        problems += callback_token_problems(
+            "feedback_notify_callback_token", self.feedback_notify_callback_token, required=True
+        )
         return [*problems, *self.template_problems()]
 
     def template_problems(self) -> list[str]:

@@ -98,7 +98,12 @@ class FeedbackStore(DecisionQueries):
             VALUES ($1, $2, $3, $4)
             ON CONFLICT (customer_ref) DO UPDATE
                 SET email = EXCLUDED.email, mobile = EXCLUDED.mobile,
-                    updated_at = EXCLUDED.updated_at
+                    updated_at = EXCLUDED.updated_at,
+                    -- a permanent failure's mark stays on its address until it changes
+                    email_bad_at = CASE WHEN feedback_contact_routes.email = EXCLUDED.email
+                        THEN feedback_contact_routes.email_bad_at END,
+                    mobile_bad_at = CASE WHEN feedback_contact_routes.mobile = EXCLUDED.mobile
+                        THEN feedback_contact_routes.mobile_bad_at END
             """,
             customer_ref,
             route.email,
@@ -363,23 +368,3 @@ class FeedbackStore(DecisionQueries):
             for message in messages
         ]
         await enqueue_records(self._transaction, SERVICE, records)
-
-    # The sender's record of what GOV.UK Notify accepted
-
-    async def already_sent(self, reference: str) -> bool:
-        return bool(
-            await self._db.fetchval(
-                "SELECT true FROM feedback_sent_notifications WHERE reference = $1", reference
-            )
-        )
-
-    async def record_sent(self, reference: str, notification_id: str | None, now: datetime) -> None:
-        await self._db.execute(
-            """
-            INSERT INTO feedback_sent_notifications (reference, notification_id, sent_at)
-            VALUES ($1, $2, $3) ON CONFLICT (reference) DO NOTHING
-            """,
-            reference,
-            notification_id,
-            now,
-        )

@@ -42,6 +42,17 @@ class AnswerAccepted(BaseModel):
     status: str = "answered"
 
 
+class DeliveryStatusRecorded(BaseModel):
+    """The answer to a Notify delivery-status callback."""
+
+    reference: str
+    status: str
+    outcome: str = Field(
+        description="`recorded` (now the request's latest status) or `kept_latest` "
+        "(a repeat, or older than the status held)."
+    )
+
+
 class LinkProblem(BaseModel):
     code: str = Field(description="`invalid_link`, `not_found`, `already_answered`, `expired`.")
     message: str

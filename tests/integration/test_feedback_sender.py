@@ -11,8 +11,10 @@ from aiokafka import AIOKafkaProducer
 
 from services.feedback.notifications import ContactRoute, notify_message
 from services.feedback.sender import create_sender_app
+from services.feedback.store import FeedbackStore
 from shared.dead_letters import DeadLetter
 from shared.events.envelope import utc_now
+from shared.postgres import create_pool
 from shared.topics import NOTIFICATIONS, dead_letter_twin
 from tests.support.feedback import feedback_settings
 from tests.support.kafka import eventually, new_group_at_end, read_topic
@@ -60,6 +62,13 @@ async def notify(
     )
     app = create_sender_app(settings, client=client)
     async with app.router.lifespan_context(app):
+        # The sender reads the route from feedback's table at send time (issue 12).
+        pool = await create_pool(database_url)
+        try:
+            route = ContactRoute(email="resident@example.org")
+            await FeedbackStore(pool).put_contact_route("CUST-1", route, utc_now())
+        finally:
+            await pool.close()
         yield client
 
 

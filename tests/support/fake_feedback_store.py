@@ -61,7 +61,6 @@ class FeedbackState:
     outbox_events: list[Event] = field(default_factory=list)
     outbox_notifications: list[NotifyMessage] = field(default_factory=list)
     timers: dict[str, _Timer] = field(default_factory=dict)
-    sent: dict[str, str | None] = field(default_factory=dict)
 
 
 class FakeFeedbackStore(FeedbackStore):
@@ -282,16 +281,10 @@ class FakeFeedbackStore(FeedbackStore):
         ]
         return sorted(found, key=lambda item: item[1])
 
-    # Notifications and the sender's record
+    # Notifications (the sender's record is services.feedback.delivery_store)
 
     async def enqueue_notification(self, message: NotifyMessage) -> None:
         self.state.outbox_notifications.append(message)
-
-    async def already_sent(self, reference: str) -> bool:
-        return reference in self.state.sent
-
-    async def record_sent(self, reference: str, notification_id: str | None, now: datetime) -> None:
-        self.state.sent.setdefault(reference, notification_id)
 
     # Helpers
 

@@ -36,6 +36,7 @@ from shared.events.catalogue import topic_for
 
 CRM_KEY = "test-feedback-crm-key-0123456789"
 TOKEN_SECRET = "test-secret-for-feedback-answer-links-0123456789"
+CALLBACK_TOKEN = "test-notify-callback-token-0123456789abcdef"
 DELAY = timedelta(hours=24)
 EXPIRY = timedelta(days=14)
 
@@ -97,6 +98,7 @@ def feedback_settings(bootstrap: str, database_url: str, group_id: str) -> Feedb
         feedback_rate_limit="100000/minute",
         feedback_notify_email_template_id="11111111-2222-3333-4444-555555555555",
         feedback_notify_sms_template_id="66666666-7777-8888-9999-000000000000",
+        feedback_notify_callback_token=CALLBACK_TOKEN,
     )
 
 

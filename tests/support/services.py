@@ -18,7 +18,7 @@ from shared.api_keys import hash_api_key
 from shared.topics import COMPLAINT_ACTIONS, COMPLAINTS, CONTACTS
 from tests.integration.conftest import CRM_API_KEY, RunningIntake
 from tests.support.complaints import SOURCE as CASE_MANAGER
-from tests.support.feedback import CRM_KEY, feedback_settings, running_feedback
+from tests.support.feedback import CALLBACK_TOKEN, CRM_KEY, feedback_settings, running_feedback
 from tests.support.kafka import new_group_at_end
 from tests.support.metrics import MANAGER, running_metrics
 
@@ -65,7 +65,11 @@ async def four_services(
         apps = {
             "intake": (intake.app, {"X-API-Key": CRM_API_KEY}),
             "complaints": (complaints, {"X-API-Key": COMPLAINTS_KEY}),
-            "feedback": (feedback.app, {"X-API-Key": CRM_KEY}),
+            # The CRM's key, and Notify's bearer token for the delivery-status callback.
+            "feedback": (
+                feedback.app,
+                {"X-API-Key": CRM_KEY, "Authorization": f"Bearer {CALLBACK_TOKEN}"},
+            ),
             "metrics": (metrics.app, MANAGER),
         }
         services = {}

@@ -52,6 +52,7 @@ def safe_feedback(**overrides: Any) -> FeedbackSettings:
         feedback_notify_api_key=SecretStr("key-" + secrets.token_hex(16)),
         feedback_notify_email_template_id="6f1b2c3d-email",
         feedback_notify_sms_template_id="7a8b9c0d-sms",
+        feedback_notify_callback_token=SecretStr(secrets.token_urlsafe(48)),
     )
     return FeedbackSettings(**(values | overrides))
 
@@ -122,6 +123,37 @@ def test_empty_notify_template_ids_are_refused_when_the_sender_runs() -> None:
     no_sender = safe_feedback(feedback_notify_api_key=None, feedback_notify_sms_template_id="")
     assert no_sender.production_problems() == []
     assert "CIVICPULSE_FEEDBACK_NOTIFY_API_KEY is not set" in no_sender.sender_production_problems()
+
+
+def test_a_missing_notify_callback_token_is_refused_when_the_sender_runs() -> None:
+    """Issue 12, item 8: Notify's callback "is accepted with its bearer token"."""
+    settings = safe_feedback(feedback_notify_callback_token=None)
+    expected = (
+        "CIVICPULSE_FEEDBACK_NOTIFY_CALLBACK_TOKEN is not set: GOV.UK Notify's "
+        "delivery-status callbacks would be refused, so permanent failures would never mark "
+        "a contact route bad"
+    )
+    assert settings.sender_production_problems() == [expected]
+    assert settings.production_problems() == [expected]  # the service holds a Notify key
+    handing_off = safe_feedback(
+        feedback_notify_callback_token=None, feedback_notify_api_key=None
+    ).production_problems()
+    assert handing_off == []  # no sender: no callbacks to take
+
+
+def test_a_weak_or_demo_notify_callback_token_is_refused() -> None:
+    weak = safe_feedback(feedback_notify_callback_token=SecretStr("ab" * 20))
+    demo = safe_feedback(
+        feedback_notify_callback_token=SecretStr("demo-token-secret-change-me-0123456789abcdef")
+    )
+
+    assert [p.split(" (")[0] for p in weak.sender_production_problems()] == [
+        "CIVICPULSE_FEEDBACK_NOTIFY_CALLBACK_TOKEN has low entropy"
+    ]
+    assert (
+        "CIVICPULSE_FEEDBACK_NOTIFY_CALLBACK_TOKEN holds a demo secret published in "
+        ".env.example or as the development default: replace it with a random one"
+    ) in demo.sender_production_problems()
 
 
 def test_plaintext_kafka_is_refused() -> None:
@@ -218,10 +250,11 @@ def test_every_problem_is_listed_at_once(capsys: pytest.CaptureFixture[str]) -> 
         "CIVICPULSE_FEEDBACK_NOTIFY_API_KEY is not set",
         "CIVICPULSE_FEEDBACK_NOTIFY_EMAIL_TEMPLATE_ID is empty",
         "CIVICPULSE_FEEDBACK_NOTIFY_SMS_TEMPLATE_ID is empty",
+        "CIVICPULSE_FEEDBACK_NOTIFY_CALLBACK_TOKEN is not set",
     ):
         assert variable in message
     assert "CIVICPULSE_METRICS_PORT is not set" in message
-    assert "9 problem(s)" in message
+    assert "10 problem(s)" in message
 
 
 def test_development_is_the_default_and_checks_nothing() -> None:
