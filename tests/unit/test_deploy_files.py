@@ -55,6 +55,9 @@ EXPECTED_ALERTS = (
 )
 # Every service's scrape job and port, in compose and locally.
 SERVICE_PORTS = {"intake": 8001, "complaints": 8002, "feedback": 8003, "metrics": 8004}
+# Compose services that run only under a profile (`civicpulse dev` never runs them), and
+# the command each runs instead of `python -m services.<name>`.
+PROFILE_COMMANDS = {"feedback-sender": ["python", "-m", "services.feedback", "send"]}
 INSTALL_PROMTOOL = (
     "promtool is not on PATH: install Debian's prometheus package "
     "(apt-get update && apt-get install -y prometheus); CI installs it"
@@ -121,11 +124,15 @@ def _seconds(duration: str) -> float:
 
 
 def _scrape_targets(config_file: Path) -> dict[str, list[str]]:
-    """Each scrape job's static targets."""
+    """Each scrape job's targets: static ones, and names found by DNS with their port."""
     targets: dict[str, list[str]] = {}
     for job in _load_yaml(config_file)["scrape_configs"]:
         targets[job["job_name"]] = [
             target for static in job.get("static_configs", []) for target in static["targets"]
+        ] + [
+            f"{name}:{dns['port']}"
+            for dns in job.get("dns_sd_configs", [])
+            for name in dns["names"]
         ]
     return targets
 
@@ -243,9 +250,11 @@ def test_intake_is_built_from_the_dockerfile() -> None:
 def test_built_service_runs_its_own_module_from_the_dockerfile(name: str) -> None:
     service = _built_services()[name]
 
+    expected = PROFILE_COMMANDS.get(name, ["python", "-m", f"services.{name}"])
+
     assert _build_source(service["build"]) == (".", "Dockerfile")
-    assert _command(service) == ["python", "-m", f"services.{name}"]
-    assert (REPO / "services" / name / "__main__.py").is_file()
+    assert _command(service) == expected
+    assert (REPO / expected[2].replace(".", "/") / "__main__.py").is_file()
 
 
 @pytest.mark.parametrize("name", BUILT_SERVICES)
@@ -283,7 +292,12 @@ def test_built_service_is_scraped_by_prometheus_in_compose_and_locally(name: str
     job = f"civicpulse-{name}"
 
     assert _scrape_targets(PROMETHEUS_COMPOSE_CONFIG)[job] == [f"{name}:{port}"]
-    assert _scrape_targets(PROMETHEUS_LOCAL_CONFIG)[job] == [f"127.0.0.1:{port}"]
+    if name in PROFILE_COMMANDS:
+        # Found by name, so an unused profile leaves no target down; not run locally.
+        assert _built_services()[name]["profiles"]
+        assert job not in _scrape_targets(PROMETHEUS_LOCAL_CONFIG)
+    else:
+        assert _scrape_targets(PROMETHEUS_LOCAL_CONFIG)[job] == [f"127.0.0.1:{port}"]
 
 
 def test_every_healthy_condition_waits_on_a_service_with_a_healthcheck() -> None:
