@@ -17,6 +17,7 @@ from uuid import UUID
 
 import asyncpg
 
+from services.feedback.comments_store import CommentsAndErasure
 from services.feedback.notifications import MESSAGE_TYPE_HEADER, ContactRoute, NotifyMessage
 from services.feedback.settings import SERVICE
 from shared import timers
@@ -65,7 +66,7 @@ def _request(row: asyncpg.Record) -> SurveyRequest:
     )
 
 
-class FeedbackStore:
+class FeedbackStore(CommentsAndErasure):
     def __init__(self, pool: asyncpg.Pool, *, connection: Connection | None = None) -> None:
         self._pool = pool
         self._connection = connection

@@ -26,7 +26,6 @@ from services.metrics.domain.measures import (
 from services.metrics.store import (
     MetricsStore,
     OutcomeKey,
-    SurveyComment,
     TransferredContact,
 )
 from shared.events import Event
@@ -120,24 +119,6 @@ async def count_transfer(batch: Batch, event: ContactTransferred) -> list[Increm
     return increments
 
 
-async def record_answer(batch: Batch, event: SatisfactionResponded) -> list[Increment]:
-    """A survey answer's counters, and its comment (if any) for the dashboard."""
-    comment = (event.payload.comment or "").strip()
-    if comment:
-        await batch.store.record_comment(
-            batch.generation,
-            event.event_id,
-            SurveyComment(
-                answered_at=event.occurred_at,
-                service_area=event.payload.service_area,
-                channel=event.payload.channel.value,
-                overall=event.payload.overall,
-                comment=comment,
-            ),
-        )
-    return await count_event(batch, event)
-
-
 def _channel(batch: Batch, event: ComplaintEvent) -> str:
     return batch.complaint_channels.get(event.complaint_id, NO_CHANNEL)
 
@@ -195,7 +176,7 @@ HANDLERS: dict[type[Event], Handler] = {
     MysteryShopAssessed: count_event,
     ContactTransferred: count_transfer,
     SatisfactionRequested: count_event,
-    SatisfactionResponded: record_answer,
+    SatisfactionResponded: count_event,  # its comment stays in feedback (comment_ref)
     SatisfactionExpired: count_event,
     SurgeDetected: count_event,
     ComplaintOpened: count_complaint,  # its fact is recorded for the whole batch first

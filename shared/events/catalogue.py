@@ -12,7 +12,11 @@ from pydantic import Discriminator, Tag, TypeAdapter
 from shared.events.complaints import COMPLAINT_EVENTS, ComplaintClosedV1, upcast_closed_v1_v2
 from shared.events.contacts import CONTACT_EVENTS
 from shared.events.envelope import Event
-from shared.events.feedback import FEEDBACK_EVENTS
+from shared.events.feedback import (
+    FEEDBACK_EVENTS,
+    SatisfactionRespondedV1,
+    upcast_responded_v1_v2,
+)
 from shared.events.metrics import METRICS_EVENTS
 from shared.topics import COMPLAINTS, CONTACTS, FEEDBACK, METRICS, TopicSpec
 
@@ -62,7 +66,10 @@ _ADAPTER: TypeAdapter[Event] = TypeAdapter(AnyEvent)
 
 # Old versions read from retained topics, turned into the current one, so that
 # handlers only ever see the current version of an event.
-UPCASTS: dict[type[Event], Callable[[Any], Event]] = {ComplaintClosedV1: upcast_closed_v1_v2}
+UPCASTS: dict[type[Event], Callable[[Any], Event]] = {
+    ComplaintClosedV1: upcast_closed_v1_v2,
+    SatisfactionRespondedV1: upcast_responded_v1_v2,
+}
 
 
 def upcast(event: Event) -> Event:

@@ -67,6 +67,8 @@ from shared.events.feedback import (
     SatisfactionRequestedPayload,
     SatisfactionResponded,
     SatisfactionRespondedPayload,
+    SatisfactionRespondedV1,
+    SatisfactionRespondedV1Payload,
     SurveyCase,
 )
 from shared.events.metrics import (
@@ -315,11 +317,18 @@ FACTORIES: dict[type[Event], Callable[[], Event]] = {
             expires_at=datetime(2026, 2, 12, 9, 30, tzinfo=UTC),
         ),
     ),
+    SatisfactionRespondedV1: lambda: SatisfactionRespondedV1(
+        **envelope(),
+        request_id=REQUEST_ID,
+        payload=SatisfactionRespondedV1Payload(
+            **survey_case(), overall=4, ease=6, resolved=Resolved.PARTLY, comment="Quick reply."
+        ),
+    ),
     SatisfactionResponded: lambda: SatisfactionResponded(
         **envelope(),
         request_id=REQUEST_ID,
         payload=SatisfactionRespondedPayload(
-            **survey_case(), overall=4, ease=6, resolved=Resolved.PARTLY, comment="Quick reply."
+            **survey_case(), overall=4, ease=6, resolved=Resolved.PARTLY, comment_ref=REQUEST_ID
         ),
     ),
     SatisfactionExpired: lambda: SatisfactionExpired(
@@ -410,6 +419,27 @@ def test_a_version_one_close_is_read_as_version_two_with_its_cause() -> None:
     assert read_with.payload.reason == "r"
     assert isinstance(read_without, ComplaintClosed)
     assert read_without.payload.closed_because is CloseReason.RESOLVED
+
+
+def test_a_version_one_answer_is_read_as_version_two_without_its_text() -> None:
+    """Issue 12, item 7: free text no longer travels on topics kept for ever; an old
+    answer read back (a rebuild) gives consumers only whether it had a comment."""
+    with_comment = FACTORIES[SatisfactionRespondedV1]()
+    assert isinstance(with_comment, SatisfactionRespondedV1)
+    without_comment = with_comment.model_copy(
+        update={"payload": with_comment.payload.model_copy(update={"comment": None})}
+    )
+
+    read_with = parse_event(with_comment.to_bytes())
+    read_without = parse_event(without_comment.to_bytes())
+
+    assert isinstance(read_with, SatisfactionResponded)
+    assert (read_with.schema_version, read_with.event_id) == (2, with_comment.event_id)
+    assert read_with.payload.comment_ref == with_comment.request_id
+    assert (read_with.payload.overall, read_with.payload.ease) == (4, 6)
+    assert "Quick reply." not in read_with.model_dump_json()
+    assert isinstance(read_without, SatisfactionResponded)
+    assert read_without.payload.comment_ref is None
 
 
 @every_event

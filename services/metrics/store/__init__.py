@@ -21,7 +21,6 @@ from services.metrics.store.facts import (
     Facts,
     OutcomeKey,
     OutcomeRow,
-    SurveyComment,
     TopicProgress,
     TransferredContact,
 )
@@ -48,7 +47,6 @@ __all__ = [
     "OutcomeKey",
     "OutcomeRow",
     "Surge",
-    "SurveyComment",
     "TopicProgress",
     "TopicState",
     "TransferredContact",

@@ -7,7 +7,6 @@ Every write takes the generation it fills and runs in the caller's transaction
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from uuid import UUID
 
 from services.metrics.domain.measures import Cell
 from services.metrics.settings import SERVICE
@@ -69,17 +68,6 @@ class TopicProgress:
     events: int
     last_occurred_at: datetime
     last_recorded_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class SurveyComment:
-    """A survey answer's comment, without who wrote it."""
-
-    answered_at: datetime
-    service_area: str
-    channel: str
-    overall: int
-    comment: str
 
 
 class Facts(StoreBase):
@@ -290,23 +278,6 @@ class Facts(StoreBase):
             stage,
             deadline,
             done,
-        )
-
-    async def record_comment(self, generation: int, event_id: UUID, comment: SurveyComment) -> None:
-        await self._tx.execute(
-            """
-            INSERT INTO metrics_survey_comments
-                (generation, event_id, answered_at, service_area, channel, overall, comment)
-            VALUES ($1, $2, $3, $4, $5, $6, $7)
-            ON CONFLICT (generation, event_id) DO NOTHING
-            """,
-            generation,
-            event_id,
-            comment.answered_at,
-            comment.service_area,
-            comment.channel,
-            comment.overall,
-            comment.comment,
         )
 
     async def complaint_channels(
