@@ -11,7 +11,15 @@ sent again with the same id (from the same source) is applied once.
 from datetime import date
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    field_validator,
+    model_validator,
+)
 
 from shared.events.complaints import (
     EscalationRefusalReason,
@@ -88,6 +96,15 @@ class RespondToComplaint(ActionRecord):
     outcome: ComplaintOutcome
     responder: StaffRef
     learning_actions: tuple[LearningAction, ...] = Field(default=(), max_length=20)
+
+    @field_validator("learning_actions")
+    @classmethod
+    def _redact_descriptions(
+        cls, actions: tuple[LearningAction, ...]
+    ) -> tuple[LearningAction, ...]:
+        """They travel on civicpulse.complaints and into the annual report: what the council
+        will improve, never about whom, so a resident's details typed in are removed."""
+        return tuple(a.model_copy(update={"description": redact(a.description)}) for a in actions)
 
 
 class RequestEscalation(ActionRecord):
