@@ -275,6 +275,19 @@ def _add_parked(subparsers: Subparsers) -> None:
     parser.set_defaults(handler=parked.run)
 
 
+def _add_erase(subparsers: Subparsers) -> None:
+    from civicpulse import erase
+
+    parser = subparsers.add_parser(
+        "erase",
+        help="erase a customer in every service and print one erasure receipt",
+        description=erase.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    erase.add_arguments(parser)
+    parser.set_defaults(handler=erase.run)
+
+
 # Each entry registers one top-level sub-command.
 SUBCOMMANDS: list[Callable[[Subparsers], None]] = [
     _add_infra,
@@ -283,6 +296,7 @@ SUBCOMMANDS: list[Callable[[Subparsers], None]] = [
     _add_import,
     _add_schemas,
     _add_parked,
+    _add_erase,
 ]
 
 

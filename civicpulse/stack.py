@@ -45,7 +45,7 @@ SERVICES = (
 SIMULATOR_SOURCE = "simulator"
 CASE_MANAGER = "case-manager"
 CRM = "crm"
-DASHBOARD = "metrics-dashboard"  # the metrics service reading the complaints worklist
+DASHBOARD = "metrics-dashboard"  # the metrics service reading the worklist and comments
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +88,12 @@ def service_environment(
             "CIVICPULSE_COMPLAINTS_TIMER_POLL_SECONDS": "1",
         },
         "feedback": {
-            "CIVICPULSE_FEEDBACK_API_KEYS": json.dumps({CRM: hash_api_key(credentials.crm_key)}),
+            "CIVICPULSE_FEEDBACK_API_KEYS": json.dumps(
+                {
+                    CRM: hash_api_key(credentials.crm_key),
+                    DASHBOARD: hash_api_key(credentials.dashboard_key),
+                }
+            ),
             "CIVICPULSE_FEEDBACK_TOKEN_SECRET": credentials.token_secret,
             "CIVICPULSE_FEEDBACK_PUBLIC_URL": f"http://127.0.0.1:{ports['feedback']}",
             "CIVICPULSE_FEEDBACK_DELAY_HOURS": "0",
@@ -102,6 +107,8 @@ def service_environment(
             ),
             "CIVICPULSE_METRICS_COMPLAINTS_URL": f"http://127.0.0.1:{ports['complaints']}",
             "CIVICPULSE_METRICS_COMPLAINTS_API_KEY": credentials.dashboard_key,
+            "CIVICPULSE_METRICS_FEEDBACK_URL": f"http://127.0.0.1:{ports['feedback']}",
+            "CIVICPULSE_METRICS_FEEDBACK_API_KEY": credentials.dashboard_key,
         },
     }
     return {

@@ -11,7 +11,15 @@ sent again with the same id (from the same source) is applied once.
 from datetime import date
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    field_validator,
+    model_validator,
+)
 
 from shared.events.complaints import (
     EscalationRefusalReason,
@@ -29,6 +37,7 @@ from shared.events.vocabulary import (
     Identifier,
     ServiceArea,
 )
+from shared.redaction import redact
 
 SourceName = Annotated[
     str,
@@ -40,6 +49,11 @@ SourceName = Annotated[
         examples=["case-manager"],
     ),
 ]
+
+
+# Officers' free text is kept with the case (and shown on the worklist and in reports),
+# never on the events: cleaned of residents' personal details as it is read, never longer.
+KeptReason = Annotated[Reason, AfterValidator(redact)]
 
 
 class ActionRecord(BaseModel):
@@ -83,6 +97,15 @@ class RespondToComplaint(ActionRecord):
     responder: StaffRef
     learning_actions: tuple[LearningAction, ...] = Field(default=(), max_length=20)
 
+    @field_validator("learning_actions")
+    @classmethod
+    def _redact_descriptions(
+        cls, actions: tuple[LearningAction, ...]
+    ) -> tuple[LearningAction, ...]:
+        """They travel on civicpulse.complaints and into the annual report: what the council
+        will improve, never about whom, so a resident's details typed in are removed."""
+        return tuple(a.model_copy(update={"description": redact(a.description)}) for a in actions)
+
 
 class RequestEscalation(ActionRecord):
     """The customer asks for the next stage; no reason is needed."""
@@ -100,7 +123,7 @@ class ExtendDeadline(ActionRecord):
         default=None, description="The new due date (a working day); or give `days`."
     )
     days: int | None = Field(default=None, ge=1, le=130, description="Working days to add.")
-    reason: Reason
+    reason: KeptReason
 
     @model_validator(mode="after")
     def _date_or_days(self) -> "ExtendDeadline":
@@ -128,7 +151,7 @@ class RefuseEscalation(ActionRecord):
 
     action: Literal["refuse_escalation"]
     reason: EscalationRefusalReason
-    detail: Reason | None = None
+    detail: KeptReason | None = None
 
     @model_validator(mode="after")
     def _other_needs_detail(self) -> "RefuseEscalation":
@@ -158,7 +181,7 @@ class RecordPanelReport(ActionRecord):
 
 class WithdrawComplaint(ActionRecord):
     action: Literal["withdraw"]
-    reason: Reason | None = None
+    reason: KeptReason | None = None
 
 
 class CloseComplaint(ActionRecord):
@@ -166,7 +189,7 @@ class CloseComplaint(ActionRecord):
     escalation is refused (for example a matter more than 12 months old)."""
 
     action: Literal["close"]
-    reason: Reason | None = None
+    reason: KeptReason | None = None
 
 
 Action = Annotated[

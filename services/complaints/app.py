@@ -10,7 +10,7 @@ from datetime import date
 from typing import Annotated, Any, Literal, Unpack
 
 import asyncpg
-from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, status
 from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker
 from pydantic import ValidationError
@@ -39,7 +39,8 @@ from shared.consumer import (
     subscribe_records,
 )
 from shared.consumer_lag import KafkaPositions
-from shared.events.vocabulary import ComplaintProcedure
+from shared.erasure import ErasureReceipt
+from shared.events.vocabulary import CUSTOMER_REF_PATTERN, ComplaintProcedure
 from shared.http import (
     MalformedBodyError,
     add_component_schemas,
@@ -246,6 +247,31 @@ def create_app(
                 {"detail": f"no complaint {complaint_id}"}, status_code=status.HTTP_404_NOT_FOUND
             )
         return complaint_view(complaint)
+
+    @app.delete(
+        "/v1/customers/{customer_ref}",
+        tags=["customers"],
+        summary="Erase a customer's personal data from their complaints; returns a receipt",
+        description="Officers' free text about the customer (extension, withdrawal and close "
+        "reasons, a refusal's detail) is replaced by `[erased]` in their complaints' state "
+        "and history. Dates, stages, outcomes and the pseudonymous reference stay, so the "
+        "case and every KPI read the same. The receipt lists what changed and the copies "
+        "left on topics, with the date retention removes them. `python -m civicpulse erase "
+        "<ref>` erases in every service at once.",
+        responses={
+            401: {"description": "Missing or unknown API key."},
+            422: {"description": "`customer_ref` is not a customer reference."},
+        },
+    )
+    async def erase_customer(
+        customer_ref: Annotated[
+            str,
+            Path(pattern=CUSTOMER_REF_PATTERN, description="Pseudonymous customer reference."),
+        ],
+        _: Annotated[str, Depends(access.writer)],
+    ) -> ErasureReceipt:
+        handler: ComplaintsHandler = state["handler"]
+        return await handler.erase_customer(customer_ref)
 
     @app.get(
         "/v1/complaints",

@@ -16,6 +16,7 @@ from uuid import UUID
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import ValidationError
 
+from services.complaints import erasure
 from services.complaints.actions import ACTION_ADAPTER, Action
 from services.complaints.domain import (
     WINDOW_TIMER_KIND,
@@ -46,6 +47,7 @@ from shared.consumer import (
     RecordRejectedError,
 )
 from shared.consumer_lag import consumer_lag_gauge
+from shared.erasure import ErasureReceipt
 from shared.events.complaints import ComplaintDeadlineBreached, ComplaintEvent
 from shared.events.contacts import ContactReceived
 from shared.events.envelope import Event
@@ -150,6 +152,14 @@ class ComplaintsHandler:
 
     async def get(self, complaint_id: str) -> Complaint | None:
         return await self._store.get(complaint_id)
+
+    async def erase_customer(self, customer_ref: str) -> ErasureReceipt:
+        """Officers' free text about the customer goes from their complaints; the receipt
+        says what was changed and what stays on topics until when."""
+        now = self._clock()
+        async with self._pool.acquire() as connection, connection.transaction():
+            cases = await self._store.erase_free_text(connection, customer_ref)
+        return erasure.receipt(customer_ref, cases, now)
 
     async def list_complaints(self, query: WorklistQuery) -> list[Complaint]:
         return await self._store.worklist(query)

@@ -10,13 +10,14 @@ same behaviour by tests/unit/test_complaints_store_contract.py.
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from uuid import UUID
 
 import asyncpg
 
 from services.complaints.domain import SETTLED, WINDOW_TIMER_KIND, Complaint, Deadline
+from services.complaints.domain.erasure import holds_free_text, without_free_text
 from services.complaints.settings import SERVICE
 from services.complaints.working_days import end_of_local_day
 from shared import timers
@@ -92,6 +93,16 @@ def note_timers(changes: timers.TimerChanges, before: Complaint | None, after: C
     for timer_id in earlier.keys() - wanted.keys():
         # A no-op for a timer that has fired: the breach stays recorded.
         changes.cancel(timer_id)
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerCases:
+    """What erasure found of one customer's complaints."""
+
+    complaints: int
+    scrubbed: int  # those whose officers' free text was removed
+    last_updated_at: datetime | None
+    published_before_v2: int
 
 
 class ComplaintsStore:
@@ -265,6 +276,30 @@ class ComplaintsStore:
                 return
             after = rows[-1]["complaint_id"]
             yield [Complaint.model_validate_json(row["state"]) for row in rows]
+
+    async def erase_free_text(self, connection: Connection, customer_ref: str) -> CustomerCases:
+        """Remove officers' free text from the customer's complaints, in the caller's
+        transaction (each complaint locked, as an action would lock it)."""
+        rows = await connection.fetch(
+            """
+            SELECT c.state, c.updated_at, b.complaint_id IS NOT NULL AS before_v2
+            FROM complaints c LEFT JOIN complaints_before_v2 b USING (complaint_id)
+            WHERE c.state->>'customer_ref' = $1 FOR UPDATE OF c
+            """,
+            customer_ref,
+        )
+        scrubbed = 0
+        for row in rows:
+            complaint = Complaint.model_validate_json(row["state"])
+            if holds_free_text(complaint):
+                await self.save(connection, without_free_text(complaint))
+                scrubbed += 1
+        return CustomerCases(
+            complaints=len(rows),
+            scrubbed=scrubbed,
+            last_updated_at=max((row["updated_at"] for row in rows), default=None),
+            published_before_v2=sum(row["before_v2"] for row in rows),
+        )
 
     # -- reads on their own connection ----------------------------------------------
 

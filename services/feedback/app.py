@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Unpack
 from urllib.parse import parse_qs
 
-from fastapi import Depends, FastAPI, Path, Request, Response, status
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, Response, status
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import TypeAdapter, ValidationError
 from starlette.types import Scope
@@ -44,6 +44,8 @@ from services.feedback.store import MIGRATIONS, FeedbackStore
 from services.feedback.views import (
     AnswerAccepted,
     CaseDecisions,
+    Comment,
+    Comments,
     DeliveryStatusRecorded,
     Erased,
     LinkProblem,
@@ -202,17 +204,52 @@ def create_app(settings: FeedbackSettings | None = None, **options: Unpack[AppOp
     @app.delete(
         "/v1/customers/{customer_ref}",
         tags=["customers"],
-        summary="Erase a customer's personal data (UK GDPR erasure)",
-        description="Deletes the contact route and any unsent survey message carrying it. "
-        "Requests and answers hold only the pseudonymous reference, so KPIs are unchanged; "
-        "a later resolution for this customer is suppressed with reason `no_contact_route`.",
+        summary="Erase a customer's personal data (UK GDPR erasure); returns a receipt",
+        description="Deletes the contact route, any unsent survey message carrying it, and "
+        "the text of the customer's survey comments. Requests and answers keep only the "
+        "pseudonymous reference and scores, so KPIs are unchanged; a later resolution for "
+        "this customer is suppressed with reason `no_contact_route`. The receipt lists rows "
+        "deleted per table and the copies left on topics, with the date retention removes "
+        "them. `python -m civicpulse erase <ref>` erases in every service at once.",
         responses={401: {"description": "Missing or unknown API key."}},
     )
     async def erase_customer(
         customer_ref: CustomerRefPath, _: Annotated[str, Depends(caller)]
     ) -> Erased:
-        rows = await customers().erase_customer(customer_ref)
-        return Erased(customer_ref=customer_ref, erased_rows=rows)
+        return await customers().erase_customer(customer_ref)
+
+    @app.get(
+        "/v1/comments",
+        tags=["comments"],
+        summary="The newest survey comments, redacted, without who wrote them",
+        description="Comments are kept here, not on civicpulse.feedback, so erasure can "
+        "delete them; the metrics dashboard reads them from this endpoint.",
+        responses={401: {"description": "Missing or unknown API key."}},
+    )
+    async def latest_comments(
+        _: Annotated[str, Depends(caller)],
+        limit: Annotated[int, Query(ge=1, le=500, description="How many, newest first.")] = 20,
+        service_area: Annotated[str | None, Query(max_length=64)] = None,
+    ) -> Comments:
+        kept = await customers().latest_comments(limit, service_area)
+        return Comments(comments=[views.comment(c) for c in kept])
+
+    @app.get(
+        "/v1/comments/{comment_ref}",
+        tags=["comments"],
+        summary="One survey comment by SatisfactionResponded's comment_ref",
+        responses={
+            401: {"description": "Missing or unknown API key."},
+            404: {"description": "No such comment, or erased."},
+        },
+    )
+    async def survey_comment(
+        comment_ref: Annotated[str, Path(max_length=128)], _: Annotated[str, Depends(caller)]
+    ) -> Comment:
+        kept = await customers().survey_comment(comment_ref)
+        if kept is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such comment (or erased)")
+        return views.comment(kept)
 
     @app.post(
         "/v1/customers/{customer_ref}/opt-out",

@@ -5,6 +5,8 @@ Events and timers are `services.feedback.handlers`' part."""
 from collections.abc import Callable, Mapping
 from datetime import datetime
 
+from services.feedback import erasure
+from services.feedback.comments_store import SurveyComment
 from services.feedback.domain import Answers, read_answers
 from services.feedback.handlers import EXPIRE, SOURCE, FeedbackMetrics, survey_case
 from services.feedback.links import (
@@ -16,6 +18,7 @@ from services.feedback.links import (
 )
 from services.feedback.notifications import ContactRoute
 from services.feedback.store import FeedbackStore, SurveyRequest
+from shared.erasure import ErasureReceipt
 from shared.events import (
     CustomerOptedOut,
     SatisfactionResponded,
@@ -70,6 +73,19 @@ class CustomerHandler:
                 self._check_open(await store.survey_request(request.request_id))
                 raise SurveyClosedError("request closed")
             await store.cancel_timer(f"{EXPIRE}:{request.request_id}")
+            if answers.comment:
+                # The text stays here, erasable; the event on the kept-for-ever topic
+                # carries only its reference (SatisfactionResponded v2).
+                await store.keep_comment(
+                    SurveyComment(
+                        request_id=request.request_id,
+                        answered_at=now,
+                        service_area=request.service_area,
+                        channel=request.channel.value,
+                        overall=answers.overall,
+                        comment=answers.comment,
+                    )
+                )
             await store.enqueue([self._responded(request, answers, now)])
         self._metrics.answered.inc()
         return request
@@ -86,21 +102,32 @@ class CustomerHandler:
                 overall=answers.overall,
                 ease=answers.ease,
                 resolved=answers.resolved,
-                comment=answers.comment,
+                comment_ref=request.request_id if answers.comment else None,
             ),
         )
+
+    async def latest_comments(self, limit: int, service_area: str | None) -> list[SurveyComment]:
+        return await self._store.latest_comments(limit, service_area=service_area)
+
+    async def survey_comment(self, comment_ref: str) -> SurveyComment | None:
+        return await self._store.survey_comment(comment_ref)
 
     # Customers: contact routes, erasure, opt-out
 
     async def put_contact_route(self, customer_ref: str, route: ContactRoute) -> None:
         await self._store.put_contact_route(customer_ref, route, self._clock())
 
-    async def erase_customer(self, customer_ref: str) -> int:
+    async def erase_customer(self, customer_ref: str) -> ErasureReceipt:
+        """Delete what feedback holds about the customer; the receipt says what stays."""
+        now = self._clock()
         async with self._store.transaction() as store:
             # The sender's lock (services.feedback.sender): a send in flight commits
             # first; one after this commits finds no route and sends nothing.
             await store.lock_customer(customer_ref)
-            return await store.erase_customer(customer_ref)
+            held = await store.customer_footprint(customer_ref)
+            await store.erase_customer(customer_ref)
+            await store.erase_comments(customer_ref)
+        return erasure.receipt(customer_ref, held, now)
 
     async def opt_out_by_link(self, token: str) -> bool:
         """The resident's own opt-out, from a genuine unexpired link (answered or not)."""

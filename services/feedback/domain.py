@@ -8,7 +8,6 @@ stage. The rules are checked in a fixed order and the first that applies is
 the recorded reason, so the suppression counts add up.
 """
 
-import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from shared.events.vocabulary import (
     ContactKind,
     Resolved,
 )
+from shared.redaction import redact
 
 # Namespace of request ids: one case always maps to the same request id, so a
 # replayed resolution can never mint a second request.
@@ -277,22 +277,4 @@ def read_answers(form: dict[str, str | None]) -> Answers:
     )
 
 
-# Answers are kept for ever on the feedback topic, which holds no personal
-# data; residents sometimes type their email or phone number into comments.
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
-_PHONE = re.compile(r"(?<!\w)(\+?\d[\d ()-]{8,}\d)(?!\w)")
-REDACTED = "[removed]"
-
-
-def redact(comment: str) -> str:
-    """`comment` without email addresses and phone numbers, and never longer than it was.
-
-    A match shorter than the marker (`a@b.co`) is masked with as many `*`, so a
-    comment within MAX_COMMENT_LENGTH still fits SatisfactionResponded's limit.
-    """
-    return _PHONE.sub(_mask, _EMAIL.sub(_mask, comment))
-
-
-def _mask(match: re.Match[str]) -> str:
-    found = match.group(0)
-    return REDACTED if len(found) >= len(REDACTED) else "*" * len(found)
+__all__ = ["redact"]  # the cleaning of comments: shared.redaction, kept importable here

@@ -17,6 +17,7 @@ from uuid import UUID
 import asyncpg
 
 from services.feedback.batch_store import DecisionQueries
+from services.feedback.comments_store import CommentsAndErasure
 from services.feedback.notifications import MESSAGE_TYPE_HEADER, ContactRoute, NotifyMessage
 from services.feedback.records import (
     ComplaintFacts,
@@ -47,7 +48,7 @@ __all__ = [
 ]
 
 
-class FeedbackStore(DecisionQueries):
+class FeedbackStore(DecisionQueries, CommentsAndErasure):
     def __init__(self, pool: asyncpg.Pool, *, connection: Connection | None = None) -> None:
         self._pool = pool
         self._connection = connection

@@ -4,8 +4,10 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from services.feedback.comments_store import SurveyComment
 from services.feedback.domain import MAX_COMMENT_LENGTH, QUESTIONS
 from services.feedback.store import SurveyRequest
+from shared.erasure import ErasureReceipt
 from shared.events.vocabulary import CaseType, Resolved
 
 
@@ -64,9 +66,34 @@ class LinkRefused(BaseModel):
     detail: LinkProblem
 
 
-class Erased(BaseModel):
-    customer_ref: str
-    erased_rows: int = Field(description="Rows of personal data deleted (0 if none was held).")
+# The erasure receipt: what was deleted per table, and what stays on which topic until when.
+Erased = ErasureReceipt
+
+
+class Comment(BaseModel):
+    """A survey comment, redacted, with where its case was; never who wrote it."""
+
+    comment_ref: str = Field(description="SatisfactionResponded's `comment_ref` (request id).")
+    answered_at: datetime
+    service_area: str
+    channel: str
+    overall: int
+    comment: str
+
+
+class Comments(BaseModel):
+    comments: list[Comment] = Field(description="Newest first.")
+
+
+def comment(kept: SurveyComment) -> Comment:
+    return Comment(
+        comment_ref=kept.request_id,
+        answered_at=kept.answered_at,
+        service_area=kept.service_area,
+        channel=kept.channel,
+        overall=kept.overall,
+        comment=kept.comment,
+    )
 
 
 class OptedOut(BaseModel):

@@ -14,6 +14,7 @@ from services.metrics.applier import BatchApplier, ConsumerMetrics, LiveConsumer
 from services.metrics.auth import metrics_oidc, role_checker
 from services.metrics.complaints_report import add_complaints_report_route
 from services.metrics.dashboard import DashboardContext, dashboard_router
+from services.metrics.dashboard.comments import comments_of
 from services.metrics.dashboard.committee_page import CommitteeDocument
 from services.metrics.dashboard.worklist import worklist_of
 from services.metrics.domain import KPIS_BY_NAME, Kpi
@@ -198,6 +199,7 @@ def create_app(settings: MetricsSettings | None = None, **options: Unpack[AppOpt
         today=today,
         fcr_window_days=settings.metrics_fcr_window_days,
         worklist=worklist_of(settings.metrics_complaints_url, settings.metrics_complaints_api_key),
+        comments=comments_of(settings.metrics_feedback_url, settings.metrics_feedback_api_key),
     )
     committee_document = CommitteeDocument(dashboard)
 

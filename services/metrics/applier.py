@@ -130,7 +130,6 @@ class BatchApplier:
             ],
         )
         await store.record_deadline_progress(generation, batch.deadline_progress)
-        await store.record_comments(generation, batch.comments)
         await store.add_to_aggregates(generation, totals)
         await store.add_to_rollups(generation, totals)  # its own statement: store/rollups.py
         await store.record_complaint_notes(

@@ -62,6 +62,9 @@ def to_csv(report: "ComplaintsReport") -> str:
     return out.getvalue()
 
 
+# Reasons are officers' free text about a person: the complaints service keeps them with
+# the case (erasable), and the events this report is built from no longer carry them.
+KEPT_WITH_CASE = "kept with the case (complaints service)"
 SECTION_TITLES = {
     "corporate": "Corporate complaints (Complaint Handling Code)",
     "adult_social_care": "Adult social care (2009 regulations)",
@@ -98,7 +101,8 @@ def to_html(report: "ComplaintsReport") -> str:
         for x in section.extension_reasons:
             parts.append(
                 f"<tr><td>{e(str(x['complaint_id']))}</td><td>{x['stage']}</td>"
-                f"<td>{e(str(x['deadline']))}</td><td>{e(str(x['reason']))}</td></tr>"
+                f"<td>{e(str(x['deadline']))}</td>"
+                f"<td>{e(str(x.get('reason', KEPT_WITH_CASE)))}</td></tr>"
             )
         parts.append(
             "</table><h3>Learning actions</h3><table><tr><th>Complaint</th>"

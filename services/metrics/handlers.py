@@ -10,7 +10,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from uuid import UUID
 
 from services.metrics.domain import Rules
 from services.metrics.domain.measures import (
@@ -27,7 +26,6 @@ from services.metrics.domain.measures import (
 from services.metrics.store import (
     MetricsStore,
     OutcomeKey,
-    SurveyComment,
     TransferredContact,
 )
 from shared.events import Event
@@ -84,8 +82,6 @@ class Batch:
     complaint_changes: dict[str, tuple[int | None, bool | None]] = field(default_factory=dict)
     # (complaint id, stage, deadline) → (breached, done), each seen in the batch or before;
     deadline_progress: dict[OutcomeKey, tuple[bool, bool]] = field(default_factory=dict)
-    # survey answers' comments, by the answer's event id.
-    comments: dict[UUID, SurveyComment] = field(default_factory=dict)
 
     def change_complaint(
         self, complaint_id: str, *, stage: int | None = None, open_: bool | None = None
@@ -131,20 +127,6 @@ def count_transfer(batch: Batch, event: ContactTransferred) -> list[Increment]:
     if transferred.fcr_lost_now:
         increments.append(Increment(transferred.cell, Measure.FCR_LOST))
     return increments
-
-
-def record_answer(batch: Batch, event: SatisfactionResponded) -> list[Increment]:
-    """A survey answer's counters, and its comment (if any) for the dashboard."""
-    comment = (event.payload.comment or "").strip()
-    if comment:
-        batch.comments[event.event_id] = SurveyComment(
-            answered_at=event.occurred_at,
-            service_area=event.payload.service_area,
-            channel=event.payload.channel.value,
-            overall=event.payload.overall,
-            comment=comment,
-        )
-    return count_event(batch, event)
 
 
 def _channel(batch: Batch, event: ComplaintEvent) -> str:
@@ -196,7 +178,7 @@ HANDLERS: dict[type[Event], Handler] = {
     MysteryShopAssessed: count_event,
     ContactTransferred: count_transfer,
     SatisfactionRequested: count_event,
-    SatisfactionResponded: record_answer,
+    SatisfactionResponded: count_event,  # its comment stays in feedback (comment_ref)
     SatisfactionExpired: count_event,
     SurgeDetected: count_event,
     ComplaintOpened: count_complaint,  # its fact is recorded for the whole batch first

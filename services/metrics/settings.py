@@ -128,6 +128,17 @@ class MetricsSettings(ServiceSettings):
         description="The dashboard's API key on the complaints service "
         "(one of CIVICPULSE_COMPLAINTS_API_KEYS).",
     )
+    metrics_feedback_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s/]+(/[^\s]*)?$",
+        description="Base URL of the feedback service, which keeps survey comments; the "
+        "dashboard's Satisfaction page reads the latest there.",
+    )
+    metrics_feedback_api_key: SecretStr | None = Field(
+        default=None,
+        description="The dashboard's API key on the feedback service "
+        "(one of CIVICPULSE_FEEDBACK_API_KEYS).",
+    )
 
     @field_validator("metrics_api_tokens")
     @classmethod

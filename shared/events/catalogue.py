@@ -9,23 +9,29 @@ from typing import Annotated, Any, Union
 
 from pydantic import Discriminator, Tag, TypeAdapter
 
-from shared.events.complaints import COMPLAINT_EVENTS, ComplaintClosedV1, upcast_closed_v1_v2
+from shared.events.complaint_versions import COMPLAINT_UPCASTS, OLD_COMPLAINT_EVENTS
+from shared.events.complaints import COMPLAINT_EVENTS
 from shared.events.contacts import CONTACT_EVENTS
 from shared.events.envelope import Event
-from shared.events.feedback import FEEDBACK_EVENTS
+from shared.events.feedback import (
+    FEEDBACK_EVENTS,
+    SatisfactionRespondedV1,
+    upcast_responded_v1_v2,
+)
 from shared.events.metrics import METRICS_EVENTS
 from shared.topics import COMPLAINTS, CONTACTS, FEEDBACK, METRICS, TopicSpec
 
 ALL_EVENTS: tuple[type[Event], ...] = (
     *CONTACT_EVENTS,
     *COMPLAINT_EVENTS,
+    *OLD_COMPLAINT_EVENTS,
     *FEEDBACK_EVENTS,
     *METRICS_EVENTS,
 )
 # Which canonical topic carries each family of events.
 EVENTS_BY_TOPIC: dict[TopicSpec, tuple[type[Event], ...]] = {
     CONTACTS: CONTACT_EVENTS,
-    COMPLAINTS: COMPLAINT_EVENTS,
+    COMPLAINTS: (*COMPLAINT_EVENTS, *OLD_COMPLAINT_EVENTS),
     FEEDBACK: FEEDBACK_EVENTS,
     METRICS: METRICS_EVENTS,
 }
@@ -62,7 +68,10 @@ _ADAPTER: TypeAdapter[Event] = TypeAdapter(AnyEvent)
 
 # Old versions read from retained topics, turned into the current one, so that
 # handlers only ever see the current version of an event.
-UPCASTS: dict[type[Event], Callable[[Any], Event]] = {ComplaintClosedV1: upcast_closed_v1_v2}
+UPCASTS: dict[type[Event], Callable[[Any], Event]] = {
+    **COMPLAINT_UPCASTS,
+    SatisfactionRespondedV1: upcast_responded_v1_v2,
+}
 
 
 def upcast(event: Event) -> Event:

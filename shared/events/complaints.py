@@ -143,15 +143,17 @@ class ComplaintEscalated(ComplaintEvent):
 
 
 class ComplaintDeadlineExtendedPayload(ComplaintFacts):
+    """Every extension has a reason (given to the customer); the complaints service keeps
+    its text with the case, erasable, rather than on this topic, kept for ever."""
+
     stage: Stage
     deadline: DeadlineKind
     new_due_date: date
-    reason: Reason
 
 
 class ComplaintDeadlineExtended(ComplaintEvent):
     event_type: Literal["ComplaintDeadlineExtended"] = "ComplaintDeadlineExtended"
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     payload: ComplaintDeadlineExtendedPayload
 
 
@@ -185,26 +187,19 @@ class ComplaintReferredToOmbudsman(ComplaintEvent):
 
 class ComplaintWithdrawnPayload(ComplaintFacts):
     stage: Stage
-    reason: Reason | None = None
+    reason_recorded: bool = Field(
+        default=False,
+        description="An officer gave a reason. Its text is kept with the complaint by the "
+        "complaints service (the case history, `GET /v1/complaints/{complaint_id}`), "
+        "redacted, and erased with the customer; it does not travel on this topic, which is "
+        "kept for ever.",
+    )
 
 
 class ComplaintWithdrawn(ComplaintEvent):
     event_type: Literal["ComplaintWithdrawn"] = "ComplaintWithdrawn"
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     payload: ComplaintWithdrawnPayload
-
-
-class ComplaintClosedV1Payload(ComplaintFacts):
-    final_stage: Stage
-    reason: Reason | None = None
-
-
-class ComplaintClosedV1(ComplaintEvent):
-    """Version 1: a free-text `reason` that, before a response, meant a refusal."""
-
-    event_type: Literal["ComplaintClosed"] = "ComplaintClosed"
-    schema_version: Literal[1] = 1
-    payload: ComplaintClosedV1Payload
 
 
 class ComplaintClosedPayload(ComplaintFacts):
@@ -217,37 +212,29 @@ class ComplaintClosedPayload(ComplaintFacts):
         "`officer_closed`: closed by hand before the window ended (the customer may still "
         "escalate inside it).",
     )
-    reason: Reason | None = None
+    reason_recorded: bool = Field(
+        default=False,
+        description="An officer gave a reason. Its text is kept with the complaint by the "
+        "complaints service (the case history, `GET /v1/complaints/{complaint_id}`), "
+        "redacted, and erased with the customer; it does not travel on this topic, which is "
+        "kept for ever.",
+    )
 
 
 class ComplaintClosed(ComplaintEvent):
     event_type: Literal["ComplaintClosed"] = "ComplaintClosed"
-    schema_version: Literal[2] = 2
+    schema_version: Literal[3] = 3
     payload: ComplaintClosedPayload
-
-
-def upcast_closed_v1_v2(event: ComplaintClosedV1) -> ComplaintClosed:
-    """Version 1 had no cause; a reason then meant the officer closed it with one."""
-    payload = event.payload
-    because = CloseReason.RESOLVED if payload.reason is None else CloseReason.OFFICER_CLOSED
-    return ComplaintClosed.model_validate(
-        {
-            **event.model_dump(exclude={"event_type", "schema_version", "payload"}),
-            "payload": {**payload.model_dump(), "closed_because": because},
-        }
-    )
 
 
 class ComplaintEscalationRefusedPayload(ComplaintFacts):
     stage: Stage = Field(description="The stage whose escalation was refused.")
     reason: EscalationRefusalReason
-    detail: Reason | None = Field(default=None, description="Required when reason is other.")
-
-    @model_validator(mode="after")
-    def _other_needs_detail(self) -> "ComplaintEscalationRefusedPayload":
-        if self.reason is EscalationRefusalReason.OTHER and not self.detail:
-            raise ValueError("a refusal for another reason needs its detail")
-        return self
+    detail_recorded: bool = Field(
+        default=False,
+        description="The officer wrote the detail (always, for reason `other`). Its text is "
+        "kept with the complaint by the complaints service, redacted and erasable.",
+    )
 
 
 class ComplaintEscalationRefused(ComplaintEvent):
@@ -255,7 +242,7 @@ class ComplaintEscalationRefused(ComplaintEvent):
     they may go to the Ombudsman."""
 
     event_type: Literal["ComplaintEscalationRefused"] = "ComplaintEscalationRefused"
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     payload: ComplaintEscalationRefusedPayload
 
 
@@ -325,7 +312,6 @@ COMPLAINT_EVENTS: tuple[type[ComplaintEvent], ...] = (
     ComplaintDeadlineBreached,
     ComplaintReferredToOmbudsman,
     ComplaintWithdrawn,
-    ComplaintClosedV1,
     ComplaintClosed,
     ComplaintEscalationRefused,
     ComplaintDeadlineBreachCorrected,

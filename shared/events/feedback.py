@@ -40,17 +40,51 @@ class SatisfactionRequested(SatisfactionEvent):
     payload: SatisfactionRequestedPayload
 
 
-class SatisfactionRespondedPayload(SurveyCase):
+class SatisfactionScores(SurveyCase):
     overall: int = Field(ge=1, le=5, description="Overall satisfaction, 1 (very poor) to 5.")
     ease: int = Field(ge=1, le=7, description="Customer effort, 1 very hard to 7 very easy.")
     resolved: Resolved
+
+
+class SatisfactionRespondedV1Payload(SatisfactionScores):
     comment: Annotated[str, Field(max_length=1000)] | None = None
+
+
+class SatisfactionRespondedV1(SatisfactionEvent):
+    """Version 1 carried the comment's text on a topic kept for ever; it could not be erased."""
+
+    event_type: Literal["SatisfactionResponded"] = "SatisfactionResponded"
+    schema_version: Literal[1] = 1
+    payload: SatisfactionRespondedV1Payload
+
+
+class SatisfactionRespondedPayload(SatisfactionScores):
+    comment_ref: Identifier | None = Field(
+        default=None,
+        description="The comment, if the resident left one: its text stays in the feedback "
+        "service (`GET /v1/comments/{comment_ref}`), redacted, and is deleted when the "
+        "customer is erased. The request id; null for no comment.",
+    )
 
 
 class SatisfactionResponded(SatisfactionEvent):
     event_type: Literal["SatisfactionResponded"] = "SatisfactionResponded"
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     payload: SatisfactionRespondedPayload
+
+
+def upcast_responded_v1_v2(event: SatisfactionRespondedV1) -> SatisfactionResponded:
+    """Version 1's text is dropped, not carried on: only whether there was a comment."""
+    payload = event.payload
+    return SatisfactionResponded.model_validate(
+        {
+            **event.model_dump(exclude={"event_type", "schema_version", "payload"}),
+            "payload": {
+                **payload.model_dump(exclude={"comment"}),
+                "comment_ref": event.request_id if payload.comment else None,
+            },
+        }
+    )
 
 
 class SatisfactionExpired(SatisfactionEvent):
@@ -73,6 +107,7 @@ class CustomerOptedOut(Event):
 
 FEEDBACK_EVENTS: tuple[type[Event], ...] = (
     SatisfactionRequested,
+    SatisfactionRespondedV1,
     SatisfactionResponded,
     SatisfactionExpired,
     CustomerOptedOut,

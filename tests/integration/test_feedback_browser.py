@@ -157,4 +157,6 @@ async def test_a_resident_answers_the_survey_in_a_browser_and_sees_the_thank_you
     ]
     assert (response.payload.overall, response.payload.ease) == (4, 6)
     assert response.payload.resolved == "partly"
-    assert response.payload.comment == "The bin was collected the next day"
+    assert response.payload.comment_ref == request_id  # the text stays in feedback
+    kept = await feedback.client.get(f"/v1/comments/{request_id}")
+    assert kept.json()["comment"] == "The bin was collected the next day"

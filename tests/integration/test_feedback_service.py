@@ -182,7 +182,12 @@ async def test_the_answer_link_round_trip_publishes_one_response_and_refuses_reu
     responses = [e for e in events if isinstance(e, SatisfactionResponded)]
     assert len(responses) == 1
     assert (responses[0].payload.overall, responses[0].payload.ease) == (4, 6)
-    assert responses[0].payload.comment == "Quick and helpful"
+    # The text stays in feedback, by reference (issue 12, item 7).
+    assert responses[0].payload.comment_ref == request_id
+    assert "Quick and helpful" not in responses[0].model_dump_json()
+    kept = await feedback.client.get(f"/v1/comments/{request_id}")
+    assert kept.status_code == 200, kept.text
+    assert kept.json()["comment"] == "Quick and helpful"
 
 
 async def test_erasure_removes_the_route_and_a_later_resolution_has_no_contact_route(
@@ -306,6 +311,7 @@ async def test_a_comment_that_grows_when_redacted_is_published_within_the_event_
     assert answered.status_code == 201, answered.text
     events = await feedback_events(kafka_bootstrap, request_id, SatisfactionResponded)
     [response] = [e for e in events if isinstance(e, SatisfactionResponded)]
-    assert response.payload.comment is not None
-    assert len(response.payload.comment) <= 1000
-    assert "a@b.co" not in response.payload.comment
+    assert response.payload.comment_ref == request_id
+    kept = (await feedback.client.get(f"/v1/comments/{request_id}")).json()["comment"]
+    assert len(kept) <= 1000
+    assert "a@b.co" not in kept

@@ -25,6 +25,7 @@ PATH_VALUES = {
     "case_id": "hostile-case-1",
     "token": "not-a-real-token",
     "kpi": "first_contact_resolution",
+    "comment_ref": "hostile-comment-1",
 }
 OVERFLOW = "9999-12-31T23:59:59-01:00"
 

@@ -22,7 +22,14 @@ from uuid import UUID
 import asyncpg
 
 from services.complaints.domain import SETTLED, WINDOW_TIMER_KIND, Complaint, Status
-from services.complaints.store import ComplaintsStore, OpenCount, WorklistQuery, wanted_timers
+from services.complaints.domain.erasure import holds_free_text, without_free_text
+from services.complaints.store import (
+    ComplaintsStore,
+    CustomerCases,
+    OpenCount,
+    WorklistQuery,
+    wanted_timers,
+)
 from services.complaints.working_days import end_of_local_day
 from shared import timers
 from shared.events.complaints import ComplaintEvent
@@ -115,6 +122,18 @@ class FakeComplaintsStore(ComplaintsStore):
 
     async def save(self, connection: Connection, complaint: Complaint) -> None:
         self.state.complaints[complaint.complaint_id] = complaint
+
+    async def erase_free_text(self, connection: Connection, customer_ref: str) -> CustomerCases:
+        theirs = [c for c in self.state.complaints.values() if c.customer_ref == customer_ref]
+        scrubbed = [c for c in theirs if holds_free_text(c)]
+        for complaint in scrubbed:
+            self.state.complaints[complaint.complaint_id] = without_free_text(complaint)
+        return CustomerCases(
+            complaints=len(theirs),
+            scrubbed=len(scrubbed),
+            last_updated_at=max((c.received_at for c in theirs), default=None),  # no save times
+            published_before_v2=0,  # the fake has always kept reasons apart
+        )
 
     async def sync_timers(
         self, connection: Connection, before: Complaint | None, after: Complaint

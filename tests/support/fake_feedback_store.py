@@ -18,6 +18,7 @@ from uuid import UUID
 
 import asyncpg
 
+from services.feedback.comments_store import CustomerFootprint, SurveyComment
 from services.feedback.handlers import FeedbackHandler
 from services.feedback.notifications import ContactRoute, NotifyMessage
 from services.feedback.settings import SERVICE
@@ -61,6 +62,7 @@ class FeedbackState:
     outbox_events: list[Event] = field(default_factory=list)
     outbox_notifications: list[NotifyMessage] = field(default_factory=list)
     timers: dict[str, _Timer] = field(default_factory=dict)
+    comments: dict[str, SurveyComment] = field(default_factory=dict)
 
 
 class FakeFeedbackStore(FeedbackStore):
@@ -186,6 +188,50 @@ class FakeFeedbackStore(FeedbackStore):
         messages = len(self.state.outbox_notifications) - len(kept)
         self.state.outbox_notifications = kept
         return routes + messages
+
+    # Survey comments and the erasure receipt (comments_store.py)
+
+    async def keep_comment(self, comment: SurveyComment) -> None:
+        self.state.comments.setdefault(comment.request_id, comment)
+
+    async def survey_comment(self, request_id: str) -> SurveyComment | None:
+        return self.state.comments.get(request_id)
+
+    async def latest_comments(
+        self, limit: int, *, service_area: str | None = None
+    ) -> list[SurveyComment]:
+        found = [c for c in self.state.comments.values() if service_area in (None, c.service_area)]
+        found.sort(key=lambda c: c.request_id)
+        found.sort(key=lambda c: c.answered_at, reverse=True)
+        return found[:limit]
+
+    def _customer_requests(self, customer_ref: str) -> list[SurveyRequest]:
+        return [r for r in self.state.requests.values() if r.customer_ref == customer_ref]
+
+    async def customer_footprint(self, customer_ref: str) -> CustomerFootprint:
+        requests = self._customer_requests(customer_ref)
+        ids = {r.request_id for r in requests}
+        requested = [r.requested_at for r in requests if r.requested_at is not None]
+        return CustomerFootprint(
+            rows={
+                "feedback_contact_routes": int(customer_ref in self.state.routes),
+                "feedback_comments": len(ids & set(self.state.comments)),
+                "outbox (unsent notifications)": sum(
+                    m.customer_ref == customer_ref for m in self.state.outbox_notifications
+                ),
+            },
+            requests=len(requests),
+            last_requested_at=max(requested, default=None),
+            answers_before_comments_kept_apart=0,  # the fake has always kept them apart
+        )
+
+    async def erase_comments(self, customer_ref: str) -> int:
+        ids = {r.request_id for r in self._customer_requests(customer_ref)} & set(
+            self.state.comments
+        )
+        for request_id in ids:
+            del self.state.comments[request_id]
+        return len(ids)
 
     async def opt_out(self, customer_ref: str, now: datetime) -> bool:
         if customer_ref in self.state.opt_outs:
@@ -351,7 +397,8 @@ class PostgresFeedbackBackend:
         await migrate(self.pool, SERVICE, MIGRATIONS)
         await self.pool.execute(
             "TRUNCATE feedback_contact_routes, feedback_opt_outs, feedback_complaints, "
-            "feedback_requests, feedback_suppressions, feedback_sent_notifications"
+            "feedback_requests, feedback_suppressions, feedback_sent_notifications, "
+            "feedback_comments"
         )
         for table in ("outbox", "timers", "processed_events"):
             await self.pool.execute(f"DELETE FROM {table} WHERE service = $1", SERVICE)

@@ -31,7 +31,6 @@ from services.metrics.store import (
     OutcomeRow,
     RecordedSurge,
     Surge,
-    SurveyComment,
     TopicProgress,
     TopicState,
     TransferredContact,
@@ -70,7 +69,6 @@ class State:
     outcomes: dict[tuple[int, str, int, str], bool] = field(default_factory=dict)
     surges: dict[tuple[int, str, str, date], Surge] = field(default_factory=dict)
     progress: dict[tuple[int, str], TopicState] = field(default_factory=dict)
-    comments: dict[tuple[int, UUID], SurveyComment] = field(default_factory=dict)
     deadlines: dict[tuple[int, str, int, str], tuple[bool, bool]] = field(default_factory=dict)
     notes: dict[tuple[int, UUID, str], ComplaintNote] = field(default_factory=dict)
     outbox: list[Event] = field(default_factory=list)
@@ -102,7 +100,6 @@ class FakeMetricsStore(MetricsStore):
         state.outcomes = _without(state.outcomes, generation)
         state.surges = _without(state.surges, generation)
         state.progress = _without(state.progress, generation)
-        state.comments = _without(state.comments, generation)
         state.deadlines = _without(state.deadlines, generation)
         state.notes = _without(state.notes, generation)
         state.processed.pop(processed_service(generation), None)
@@ -473,24 +470,6 @@ class FakeMetricsStore(MetricsStore):
             key = (generation, complaint_id, stage, deadline)
             was_breached, was_done = self.state.deadlines.get(key, (False, False))
             self.state.deadlines[key] = (was_breached or breached, was_done or done)
-
-    async def record_comments(
-        self, generation: int, comments: Mapping[UUID, SurveyComment]
-    ) -> None:
-        self._writing()
-        for event_id, comment in comments.items():
-            self.state.comments.setdefault((generation, event_id), comment)
-
-    async def latest_comments(
-        self, generation: int, limit: int, *, service_area: str | None = None
-    ) -> list[SurveyComment]:
-        found = [
-            (comment, event_id)
-            for (g, event_id), comment in self.state.comments.items()
-            if g == generation and service_area in (None, comment.service_area)
-        ]
-        found.sort(key=lambda pair: (-pair[0].answered_at.timestamp(), str(pair[1])))
-        return [comment for comment, _ in found[:limit]]
 
     async def surges_between(self, generation: int, span: DateRange) -> list[Surge]:
         found = [

@@ -220,7 +220,7 @@ class Events:
         area: str,
         overall: int,
         ease: int,
-        comment: str | None = None,
+        comment_ref: str | None = None,
     ) -> SatisfactionResponded:
         return SatisfactionResponded(
             request_id=self.id(name),
@@ -234,7 +234,7 @@ class Events:
                 overall=overall,
                 ease=ease,
                 resolved=Resolved.YES,
-                comment=comment,
+                comment_ref=comment_ref,
             ),
         )
 

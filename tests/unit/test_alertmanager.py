@@ -98,7 +98,7 @@ def test_a_service_down_inhibits_its_own_lag_alerts() -> None:
     scrape_services = {
         static["labels"]["service"]
         for job in yaml.safe_load(PROMETHEUS_COMPOSE_CONFIG.read_text())["scrape_configs"]
-        for static in job["static_configs"]
+        for static in job.get("static_configs", [])
         if "service" in static.get("labels", {})
     }
 

@@ -139,7 +139,12 @@ def test_one_extension_moves_the_response_deadline_by_working_days() -> None:
     assert types(decision) == ["ComplaintDeadlineExtended"]
     assert due(decision.complaint, 1, DeadlineKind.RESPOND) == date(2026, 2, 9)
     payload: Any = payload_of(decision)
-    assert (payload.new_due_date, payload.reason) == (date(2026, 2, 9), "site visit")
+    assert payload.new_due_date == date(2026, 2, 9)
+    # The reason is kept with the case, not on the event (issue 12, item 7).
+    assert "site visit" not in payload.model_dump_json()
+    [deadline] = [d for d in decision.complaint.deadlines if d.kind is DeadlineKind.RESPOND]
+    assert deadline.extension_reason == "site visit"
+    assert decision.complaint.history[-1].detail == "site visit"
 
 
 def test_an_extension_to_a_given_date_counts_the_working_days_added() -> None:
@@ -281,7 +286,8 @@ def test_refusing_an_escalation_closes_at_stage_one_with_the_reason() -> None:
     closed = apply(requested, "close", date(2026, 1, 27), reason="already decided by tribunal")
 
     payload: Any = payload_of(closed)
-    assert (payload.final_stage, payload.reason) == (1, "already decided by tribunal")
+    assert (payload.final_stage, payload.reason_recorded) == (1, True)
+    assert closed.complaint.refused == "already decided by tribunal"  # kept with the case
     assert not closed.complaint.pending_deadlines()
 
 

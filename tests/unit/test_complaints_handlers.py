@@ -391,3 +391,53 @@ async def test_learning_actions_past_due_and_not_done_are_counted_overdue(
     assert [a.completed_on for a in done] == [None, date(2026, 2, 2)]
     assert on_the_due_date <= baseline
     assert (both_overdue, one_overdue) == (baseline + 2, baseline + 1)
+
+
+# -- erasure ------------------------------------------------------------------------
+
+
+async def outbox_text(backend: Backend) -> str:
+    if isinstance(backend.store, FakeComplaintsStore):
+        return " ".join(event.model_dump_json() for event in backend.store.outbox)
+    rows = await backend.store.pool.fetch(
+        "SELECT convert_from(value, 'UTF8') AS value FROM outbox WHERE service = $1", SERVICE
+    )
+    return " ".join(row["value"] for row in rows)
+
+
+async def test_erasure_removes_officers_reasons_from_the_customer_s_complaints_only(
+    backend: Backend,
+) -> None:
+    """Issue 12, item 7: free text about a person (complaint reasons) is kept by its owner,
+    erasable, and never travels on civicpulse.complaints (kept for ever); the receipt says
+    what was changed and which topic copies stay until when."""
+    erased, kept = f"CUST-{uuid.uuid4().hex[:10]}", f"CUST-{uuid.uuid4().hex[:10]}"
+    theirs, other = backend.new_id(), backend.new_id()
+    # Letters only: a hex string can look like an NI number to the redaction.
+    word = uuid.uuid4().hex.translate(str.maketrans("0123456789", "ghijklmnop"))
+    secret = f"tenant {word} is away until March"
+    await backend.act("open", theirs, date(2026, 1, 12), customer_ref=erased)
+    await backend.act("acknowledge", theirs, date(2026, 1, 13))
+    await backend.act("extend", theirs, date(2026, 1, 14), days=5, reason=secret)
+    await backend.act("withdraw", theirs, date(2026, 1, 15), reason=f"withdrawn: {secret}")
+    await backend.act("open", other, date(2026, 1, 12), customer_ref=kept)
+    await backend.act("close", other, date(2026, 1, 13), reason=f"refused: {secret}")
+    assert secret in (await backend.state(theirs)).model_dump_json()
+    assert secret not in await outbox_text(backend)  # the events never carried it
+
+    receipt = await backend.handler.erase_customer(erased)
+
+    assert secret not in (await backend.state(theirs)).model_dump_json()
+    assert (await backend.state(theirs)).status is Status.WITHDRAWN  # the case reads the same
+    assert secret in (await backend.state(other)).model_dump_json()
+    assert [(d.table, d.rows) for d in receipt.deleted] == [
+        ("complaints (officers' free text removed)", 1)
+    ]
+    remaining = {copy.topic: copy for copy in receipt.remaining}
+    assert remaining["civicpulse.complaints"].until is None
+    assert remaining["civicpulse.complaints"].personal_data is False
+    assert remaining["civicpulse.complaints.actions"].retention == "30 days"
+    assert remaining["civicpulse.complaints.actions.dead-letter"].personal_data is True
+    again = await backend.handler.erase_customer(erased)
+    assert again.deleted[0].rows == 0
+    assert (await backend.handler.erase_customer("CUST-NOBODY")).remaining == []

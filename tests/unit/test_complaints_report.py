@@ -128,7 +128,11 @@ async def test_the_annual_report_counts_each_section_from_the_ledger() -> None:
     ack = corporate.timeliness_by_stage["1"]["acknowledge"]
     assert (ack["due"].value, ack["on_time"].value) == (2, 2)
     assert corporate.extensions_by_stage["1"].value == 1
-    assert [e["reason"] for e in corporate.extension_reasons] == ["awaiting the repair report"]
+    # Listed without its text, which stays with the case (issue 12, item 7).
+    assert [
+        (e["complaint_id"], e["stage"], e["deadline"]) for e in corporate.extension_reasons
+    ] == [("CMP-2", 1, "respond")]
+    assert "awaiting the repair report" not in report.model_dump_json()
     assert {k: f.value for k, f in corporate.refusals_by_reason.items()} == {"legal_proceedings": 1}
     assert corporate.refusals_by_reason["legal_proceedings"].source == {
         "endpoint": "/v1/kpis",
@@ -180,7 +184,16 @@ async def test_the_report_prints_as_csv_and_escaped_html() -> None:
         [
             ("open", date(2026, 5, 4), {"service_area": "waste", "channel": "web"}),
             ("acknowledge", date(2026, 5, 5), {}),
-            ("extend", date(2026, 5, 6), {"days": 1, "reason": "<script>alert(1)</script>"}),
+            (
+                "respond",
+                date(2026, 5, 6),
+                {
+                    "outcome": "upheld",
+                    "learning_actions": [
+                        {"description": "<script>alert(1)</script>", "owner_team": "waste-ops"}
+                    ],
+                },
+            ),
         ],
     )
     hostile_page = to_html(await report_of([*events, *hostile]))

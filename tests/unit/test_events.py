@@ -10,14 +10,25 @@ import pytest
 from pydantic import ValidationError
 
 from shared.events.catalogue import ALL_EVENTS, UPCASTS, parse_event, upcast
+from shared.events.complaint_versions import (
+    ComplaintClosedV1,
+    ComplaintClosedV1Payload,
+    ComplaintClosedV2,
+    ComplaintClosedV2Payload,
+    ComplaintDeadlineExtendedV1,
+    ComplaintDeadlineExtendedV1Payload,
+    ComplaintEscalationRefusedV1,
+    ComplaintEscalationRefusedV1Payload,
+    ComplaintWithdrawnV1,
+    ComplaintWithdrawnV1Payload,
+    upcast_closed_v1_v2,
+)
 from shared.events.complaints import (
     CloseReason,
     ComplaintAcknowledged,
     ComplaintAcknowledgedPayload,
     ComplaintClosed,
     ComplaintClosedPayload,
-    ComplaintClosedV1,
-    ComplaintClosedV1Payload,
     ComplaintDeadlineBreachCorrected,
     ComplaintDeadlineBreachCorrectedPayload,
     ComplaintDeadlineBreached,
@@ -67,6 +78,8 @@ from shared.events.feedback import (
     SatisfactionRequestedPayload,
     SatisfactionResponded,
     SatisfactionRespondedPayload,
+    SatisfactionRespondedV1,
+    SatisfactionRespondedV1Payload,
     SurveyCase,
 )
 from shared.events.metrics import (
@@ -208,6 +221,17 @@ FACTORIES: dict[type[Event], Callable[[], Event]] = {
         complaint_id=COMPLAINT_ID,
         payload=ComplaintEscalatedPayload(service_area="housing", to_stage=2),
     ),
+    ComplaintDeadlineExtendedV1: lambda: ComplaintDeadlineExtendedV1(
+        **envelope(),
+        complaint_id=COMPLAINT_ID,
+        payload=ComplaintDeadlineExtendedV1Payload(
+            service_area="housing",
+            stage=2,
+            deadline=DeadlineKind.RESPOND,
+            new_due_date=date(2026, 2, 20),
+            reason="Waiting for the contractor's report",
+        ),
+    ),
     ComplaintDeadlineExtended: lambda: ComplaintDeadlineExtended(
         **envelope(),
         complaint_id=COMPLAINT_ID,
@@ -216,7 +240,6 @@ FACTORIES: dict[type[Event], Callable[[], Event]] = {
             stage=2,
             deadline=DeadlineKind.RESPOND,
             new_due_date=date(2026, 2, 20),
-            reason="Waiting for the contractor's report",
         ),
     ),
     ComplaintDeadlineBreached: lambda: ComplaintDeadlineBreached(
@@ -236,6 +259,16 @@ FACTORIES: dict[type[Event], Callable[[], Event]] = {
             service_area="housing", ombudsman="housing", ombudsman_reference="HOS-123"
         ),
     ),
+    ComplaintWithdrawnV1: lambda: ComplaintWithdrawnV1(
+        **envelope(),
+        complaint_id=COMPLAINT_ID,
+        payload=ComplaintWithdrawnV1Payload(
+            service_area="adult_social_care",
+            procedure=ComplaintProcedure.ADULT_SOCIAL_CARE,
+            stage=1,
+            reason="Resolved informally",
+        ),
+    ),
     ComplaintWithdrawn: lambda: ComplaintWithdrawn(
         **envelope(),
         complaint_id=COMPLAINT_ID,
@@ -243,7 +276,7 @@ FACTORIES: dict[type[Event], Callable[[], Event]] = {
             service_area="adult_social_care",
             procedure=ComplaintProcedure.ADULT_SOCIAL_CARE,
             stage=1,
-            reason="Resolved informally",
+            reason_recorded=True,
         ),
     ),
     ComplaintClosedV1: lambda: ComplaintClosedV1(
@@ -251,10 +284,30 @@ FACTORIES: dict[type[Event], Callable[[], Event]] = {
         complaint_id=COMPLAINT_ID,
         payload=ComplaintClosedV1Payload(service_area="housing", final_stage=1, reason="r"),
     ),
+    ComplaintClosedV2: lambda: ComplaintClosedV2(
+        **envelope(),
+        complaint_id=COMPLAINT_ID,
+        payload=ComplaintClosedV2Payload(
+            service_area="housing",
+            final_stage=1,
+            closed_because=CloseReason.REFUSED,
+            reason="Already decided by the tribunal",
+        ),
+    ),
     ComplaintClosed: lambda: ComplaintClosed(
         **envelope(),
         complaint_id=COMPLAINT_ID,
         payload=ComplaintClosedPayload(service_area="housing", final_stage=2),
+    ),
+    ComplaintEscalationRefusedV1: lambda: ComplaintEscalationRefusedV1(
+        **envelope(),
+        complaint_id=COMPLAINT_ID,
+        payload=ComplaintEscalationRefusedV1Payload(
+            service_area="housing",
+            stage=1,
+            reason=EscalationRefusalReason.LEGAL_PROCEEDINGS,
+            detail="The tenant has issued a claim in the county court.",
+        ),
     ),
     ComplaintEscalationRefused: lambda: ComplaintEscalationRefused(
         **envelope(),
@@ -263,7 +316,7 @@ FACTORIES: dict[type[Event], Callable[[], Event]] = {
             service_area="housing",
             stage=1,
             reason=EscalationRefusalReason.LEGAL_PROCEEDINGS,
-            detail="The tenant has issued a claim in the county court.",
+            detail_recorded=True,
         ),
     ),
     ComplaintDeadlineBreachCorrected: lambda: ComplaintDeadlineBreachCorrected(
@@ -315,11 +368,18 @@ FACTORIES: dict[type[Event], Callable[[], Event]] = {
             expires_at=datetime(2026, 2, 12, 9, 30, tzinfo=UTC),
         ),
     ),
+    SatisfactionRespondedV1: lambda: SatisfactionRespondedV1(
+        **envelope(),
+        request_id=REQUEST_ID,
+        payload=SatisfactionRespondedV1Payload(
+            **survey_case(), overall=4, ease=6, resolved=Resolved.PARTLY, comment="Quick reply."
+        ),
+    ),
     SatisfactionResponded: lambda: SatisfactionResponded(
         **envelope(),
         request_id=REQUEST_ID,
         payload=SatisfactionRespondedPayload(
-            **survey_case(), overall=4, ease=6, resolved=Resolved.PARTLY, comment="Quick reply."
+            **survey_case(), overall=4, ease=6, resolved=Resolved.PARTLY, comment_ref=REQUEST_ID
         ),
     ),
     SatisfactionExpired: lambda: SatisfactionExpired(
@@ -401,15 +461,72 @@ def test_a_version_one_close_is_read_as_version_two_with_its_cause() -> None:
         update={"payload": with_reason.payload.model_copy(update={"reason": None})}
     )
 
+    as_v2 = upcast_closed_v1_v2(with_reason)
     read_with = parse_event(with_reason.to_bytes())
     read_without = parse_event(without_reason.to_bytes())
 
+    assert (as_v2.schema_version, as_v2.payload.reason) == (2, "r")
+    assert as_v2.payload.closed_because is CloseReason.OFFICER_CLOSED
     assert isinstance(read_with, ComplaintClosed)
-    assert (read_with.schema_version, read_with.event_id) == (2, with_reason.event_id)
+    assert (read_with.schema_version, read_with.event_id) == (3, with_reason.event_id)
     assert read_with.payload.closed_because is CloseReason.OFFICER_CLOSED
-    assert read_with.payload.reason == "r"
+    assert read_with.payload.reason_recorded is True
     assert isinstance(read_without, ComplaintClosed)
     assert read_without.payload.closed_because is CloseReason.RESOLVED
+    assert read_without.payload.reason_recorded is False
+
+
+@pytest.mark.parametrize(
+    ("old_class", "field", "text"),
+    [
+        (ComplaintDeadlineExtendedV1, "reason", "Waiting for the contractor's report"),
+        (ComplaintWithdrawnV1, "reason", "Resolved informally"),
+        (ComplaintClosedV2, "reason", "Already decided by the tribunal"),
+        (
+            ComplaintEscalationRefusedV1,
+            "detail",
+            "The tenant has issued a claim in the county court.",
+        ),
+    ],
+    ids=lambda v: v.__name__ if isinstance(v, type) else "",
+)
+def test_an_old_complaint_event_with_an_officer_s_text_is_read_without_it(
+    old_class: type[Event], field: str, text: str
+) -> None:
+    """Issue 12, item 7: officers' free text no longer travels on civicpulse.complaints
+    (kept for ever); an old version read back keeps its facts and only says there was one."""
+    old = FACTORIES[old_class]()
+    assert text in old.model_dump_json()
+
+    current = parse_event(old.to_bytes())
+
+    assert current.schema_version == old.schema_version + 1
+    assert text not in current.model_dump_json()
+    flags = current.payload.model_dump(include={"reason_recorded", "detail_recorded"})  # type: ignore[attr-defined]
+    assert all(flags.values())
+    old_facts = old.payload.model_dump(exclude={field})  # type: ignore[attr-defined]
+    assert current.payload.model_dump(exclude=set(flags)) == old_facts  # type: ignore[attr-defined]
+
+
+def test_a_version_one_answer_is_read_as_version_two_without_its_text() -> None:
+    """Issue 12, item 7: free text no longer travels on topics kept for ever; an old
+    answer read back (a rebuild) gives consumers only whether it had a comment."""
+    with_comment = FACTORIES[SatisfactionRespondedV1]()
+    assert isinstance(with_comment, SatisfactionRespondedV1)
+    without_comment = with_comment.model_copy(
+        update={"payload": with_comment.payload.model_copy(update={"comment": None})}
+    )
+
+    read_with = parse_event(with_comment.to_bytes())
+    read_without = parse_event(without_comment.to_bytes())
+
+    assert isinstance(read_with, SatisfactionResponded)
+    assert (read_with.schema_version, read_with.event_id) == (2, with_comment.event_id)
+    assert read_with.payload.comment_ref == with_comment.request_id
+    assert (read_with.payload.overall, read_with.payload.ease) == (4, 6)
+    assert "Quick reply." not in read_with.model_dump_json()
+    assert isinstance(read_without, SatisfactionResponded)
+    assert read_without.payload.comment_ref is None
 
 
 @every_event

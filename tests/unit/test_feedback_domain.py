@@ -23,7 +23,7 @@ from services.feedback.domain import (
     redact,
     request_id_for,
 )
-from shared.events.feedback import SatisfactionRespondedPayload
+from shared.events.feedback import SatisfactionRespondedV1Payload
 from shared.events.vocabulary import (
     CaseType,
     Channel,
@@ -209,7 +209,7 @@ def test_a_redacted_comment_at_the_limit_still_fits_the_event() -> None:
     assert answers.comment is not None
     assert len(answers.comment) <= MAX_COMMENT_LENGTH
     assert "a@b.co" not in answers.comment
-    SatisfactionRespondedPayload(
+    SatisfactionRespondedV1Payload(
         case_type=CaseType.CONTACT,
         case_id="C-1",
         service_area="waste",

@@ -225,7 +225,7 @@ async def test_the_send_timer_hands_the_message_to_notify_and_publishes_the_requ
 async def test_a_customer_erased_before_the_send_gets_no_message(harness: Harness) -> None:
     await with_route(harness)
     await harness.handler.handle([contact_resolved("contact-1", CUSTOMER, RESOLVED_AT)])
-    assert await harness.customers.erase_customer(CUSTOMER) == 1
+    assert (await harness.customers.erase_customer(CUSTOMER)).erased_rows == 1
 
     await harness.fire_at(RESOLVED_AT + DELAY)
 
@@ -241,7 +241,14 @@ async def test_erasure_also_deletes_a_message_not_yet_relayed(harness: Harness) 
     await harness.handler.handle([contact_resolved("contact-1", CUSTOMER, RESOLVED_AT)])
     await harness.fire_at(RESOLVED_AT + DELAY)
 
-    assert await harness.customers.erase_customer(CUSTOMER) == 2
+    receipt = await harness.customers.erase_customer(CUSTOMER)
+
+    assert {d.table: d.rows for d in receipt.deleted} == {
+        "feedback_contact_routes": 1,
+        "feedback_comments": 0,
+        "outbox (unsent notifications)": 1,
+    }
+    assert receipt.erased_rows == 2
 
     assert await harness.backend.notifications() == []
 
@@ -275,6 +282,80 @@ async def test_an_answer_is_recorded_once_and_stops_the_expiry(harness: Harness)
     assert isinstance(responded, SatisfactionResponded)
     assert (responded.request_id, responded.payload.overall) == (answered.request_id, 4)
     assert await harness.backend.pending_timers() == []
+
+
+async def test_a_comment_stays_in_feedback_and_the_event_carries_its_reference(
+    harness: Harness,
+) -> None:
+    """Issue 12, item 7: free text no longer travels on topics kept for ever; it is kept by
+    its owner, erasable, and the event carries a reference (SatisfactionResponded v2)."""
+    await with_route(harness)
+    await harness.handler.handle([contact_resolved("contact-1", CUSTOMER, RESOLVED_AT)])
+    await harness.fire_at(RESOLVED_AT + DELAY)
+    token = token_of(await harness.only_message())
+
+    comment = "Bins at 12 Acacia Avenue, SW1A 1AA, missed again"
+    answered = await harness.customers.answer(token, {**ANSWERS, "comment": comment})
+
+    [responded] = await harness.events_of(SatisfactionResponded)
+    assert isinstance(responded, SatisfactionResponded)
+    assert responded.payload.comment_ref == answered.request_id
+    assert "Bins" not in responded.model_dump_json()
+    kept = await harness.customers.survey_comment(answered.request_id)
+    assert kept is not None
+    assert kept.comment == "Bins at [removed], ********, missed again"
+    assert [c.request_id for c in await harness.customers.latest_comments(5, None)] == [
+        answered.request_id
+    ]
+
+
+async def test_erasure_deletes_the_comment_and_dates_the_copies_left_on_topics(
+    harness: Harness,
+) -> None:
+    """Issue 12, item 7: the receipt says what was deleted and which topic copies remain
+    until which date by retention (notifications 30 days, dead letters 90, plus one
+    7-day segment roll), and that the copy kept for ever holds no personal data."""
+    await with_route(harness)
+    await harness.handler.handle([contact_resolved("contact-1", CUSTOMER, RESOLVED_AT)])
+    await harness.fire_at(RESOLVED_AT + DELAY)
+    answered = await harness.customers.answer(
+        token_of(await harness.only_message()), {**ANSWERS, "comment": "Took three weeks"}
+    )
+    erased_at = harness.clock()
+
+    receipt = await harness.customers.erase_customer(CUSTOMER)
+
+    assert await harness.customers.survey_comment(answered.request_id) is None
+    assert {d.table: d.rows for d in receipt.deleted} == {
+        "feedback_contact_routes": 1,
+        "feedback_comments": 1,
+        "outbox (unsent notifications)": 1,  # the survey message, not relayed in this test
+    }
+    remaining = {copy.topic: copy for copy in receipt.remaining}
+    assert set(remaining) == {
+        "civicpulse.notifications",
+        "civicpulse.notifications.dead-letter",
+        "civicpulse.feedback",
+    }
+    assert remaining["civicpulse.notifications"].until == RESOLVED_AT + DELAY + timedelta(
+        days=30 + 7
+    )
+    assert remaining["civicpulse.notifications.dead-letter"].until == erased_at + timedelta(
+        days=90 + 7
+    )
+    kept_for_ever = remaining["civicpulse.feedback"]
+    assert (kept_for_ever.retention, kept_for_ever.until) == ("forever", None)
+    assert kept_for_ever.personal_data is False
+    assert all(remaining[t].personal_data for t in remaining if t != "civicpulse.feedback")
+
+
+async def test_erasing_an_unknown_customer_deletes_nothing_and_leaves_no_copies(
+    harness: Harness,
+) -> None:
+    receipt = await harness.customers.erase_customer("CUST-NEVER-SEEN")
+
+    assert receipt.erased_rows == 0
+    assert receipt.remaining == []
 
 
 async def test_a_link_past_its_expiry_is_refused(harness: Harness) -> None:
@@ -343,7 +424,14 @@ async def test_the_close_of_an_unknown_complaint_is_suppressed(harness: Harness)
 
 # Keep the fake honest: it must offer exactly the store's interface.
 def test_the_fake_store_overrides_every_public_store_method() -> None:
-    public = {name for name in vars(FeedbackStore) if not name.startswith("_")}
+    # The store's own methods and those it takes from its mixin (comments_store.py).
+    public = {
+        name
+        for cls in FeedbackStore.__mro__
+        if cls is not object
+        for name in vars(cls)
+        if not name.startswith("_")
+    }
 
     assert public <= set(vars(FakeFeedbackStore))
     for name in public:

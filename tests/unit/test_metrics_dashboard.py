@@ -5,6 +5,7 @@ tests/support/metrics.py, whose figures are worked out by hand in
 tests/integration/test_metrics_kpis.py (planning FCR 2 of 6, for example).
 """
 
+import dataclasses
 import re
 from collections.abc import AsyncIterator
 from datetime import date, datetime, time, timedelta
@@ -15,6 +16,7 @@ from fastapi import FastAPI
 
 from services.metrics.applier import BatchApplier, LiveConsumer
 from services.metrics.dashboard import DashboardContext, charts, dashboard_router
+from services.metrics.dashboard.comments import CommentSource, HttpComments, UnconfiguredComments
 from services.metrics.dashboard.committee_page import CommitteeDocument, largest_movements
 from services.metrics.dashboard.context import STATIC_FILES
 from services.metrics.domain import KPIS_BY_NAME, Rag, Standing, Trend
@@ -24,8 +26,9 @@ from services.metrics.queries import committee_groups
 from services.metrics.report import Judging, KpiRow, ServiceStanding
 from services.metrics.settings import MetricsSettings
 from services.metrics.targets import load_targets
+from shared.api_keys import HEADER
 from shared.events.complaints import ComplaintDeadlineBreached, ComplaintOpened
-from shared.events.vocabulary import CaseType, Channel, DeadlineKind
+from shared.events.vocabulary import Channel, DeadlineKind
 from shared.vocabulary import load_service_areas
 from tests.support.fake_metrics_store import FakeMetricsStore
 from tests.support.metrics import MANAGER, MANAGER_TOKEN, TOKENS, Events, known_day, utc_at
@@ -208,31 +211,73 @@ async def test_the_committee_page_has_summary_matrix_trends_and_units(
     assert "counter(page)" in page
 
 
-async def test_the_satisfaction_page_shows_the_latest_comments_escaped(
-    context: DashboardContext, client: httpx.AsyncClient
-) -> None:
-    answer = Events().survey_answered(
-        "commented",
-        datetime.combine(DAY, time(17), tzinfo=LONDON),
-        case="case",
-        case_type=CaseType.CONTACT,
-        channel=Channel.WEB,
-        area="waste",
-        overall=1,
-        ease=2,
-        comment="<b>Bins</b> missed",
-    )
-    settings = MetricsSettings()
-    applier = BatchApplier(
-        rules=settings.rules, clock=lambda: answer.occurred_at, publish_surges=False
-    )
-    await LiveConsumer(context.store(), applier).handle([answer])
+def feedback_comments(answer: httpx.Response | None = None) -> HttpComments:
+    """Feedback's GET /v1/comments, answering `answer` or one escaped-worthy comment."""
 
-    page = await client.get("/dashboard/satisfaction", headers=MANAGER)
+    def serve(request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/v1/comments"
+        assert request.headers[HEADER] == "dashboard-key"
+        assert request.url.params["limit"] == "20"
+        return answer or httpx.Response(
+            200,
+            json={
+                "comments": [
+                    {
+                        "comment_ref": "r-1",
+                        "answered_at": "2025-02-11T17:00:00Z",
+                        "service_area": "waste",
+                        "channel": "web",
+                        "overall": 1,
+                        "comment": "<b>Bins</b> missed",
+                    }
+                ]
+            },
+        )
+
+    return HttpComments(
+        "http://feedback:8003/", "dashboard-key", transport=httpx.MockTransport(serve)
+    )
+
+
+async def satisfaction_page(context: DashboardContext, comments: CommentSource) -> httpx.Response:
+    app = FastAPI()
+    app.include_router(dashboard_router(dataclasses.replace(context, comments=comments)))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://metrics") as http:
+        return await http.get("/dashboard/satisfaction", headers=MANAGER)
+
+
+async def test_the_satisfaction_page_shows_the_latest_comments_escaped(
+    context: DashboardContext,
+) -> None:
+    """Issue 12, item 7: the comments are the feedback service's (erasable there); the
+    page reads them from its API and keeps no copy."""
+    page = await satisfaction_page(context, feedback_comments())
 
     assert page.status_code == 200
     assert "<td>&lt;b&gt;Bins&lt;/b&gt; missed</td>" in page.text
     assert "<b>Bins</b>" not in page.text
+    assert "comments-problem" not in page.text
+
+
+@pytest.mark.parametrize(
+    ("source", "says"),
+    [
+        (UnconfiguredComments(), "CIVICPULSE_METRICS_FEEDBACK_URL"),
+        (feedback_comments(httpx.Response(401)), "API key (401)"),
+        (feedback_comments(httpx.Response(200, json={"rows": 1})), "not understood"),
+        (feedback_comments(httpx.Response(503)), "answered 503"),
+    ],
+)
+async def test_the_satisfaction_page_says_why_comments_are_missing_and_shows_the_rest(
+    context: DashboardContext, source: CommentSource, says: str
+) -> None:
+    page = await satisfaction_page(context, source)
+
+    assert page.status_code == 200
+    assert 'id="comments-problem"' in page.text
+    assert says in page.text
+    assert "Satisfaction by service area" in page.text
 
 
 async def test_the_banner_names_an_active_surge_and_the_complaints_overdue(

@@ -23,10 +23,10 @@ from services.metrics.periods import DateRange
 from services.metrics.store import MIGRATIONS, MetricsStore, NotInTransactionError
 from shared.events import Event
 from shared.events.catalogue import EVENTS_BY_TOPIC, parse_event
+from shared.events.complaint_versions import OLD_COMPLAINT_EVENTS
 from shared.events.complaints import (
     ComplaintAcknowledged,
     ComplaintClosed,
-    ComplaintClosedV1,
     ComplaintDeadlineBreached,
     ComplaintEscalated,
     ComplaintEscalationRequested,
@@ -36,7 +36,11 @@ from shared.events.complaints import (
     ComplaintResponded,
     ComplaintWithdrawn,
 )
-from shared.events.feedback import CustomerOptedOut
+from shared.events.feedback import (
+    CustomerOptedOut,
+    SatisfactionResponded,
+    SatisfactionRespondedV1,
+)
 from shared.events.metrics import KpiTargetMissed, SurgeDetected
 from shared.events.vocabulary import (
     CaseType,
@@ -63,7 +67,6 @@ METRICS_TABLES = (
     "metrics_complaint_outcomes",
     "metrics_surges",
     "metrics_topic_progress",
-    "metrics_survey_comments",
     "metrics_complaint_deadlines",
     "processed_events",
     "outbox",
@@ -667,13 +670,15 @@ async def test_an_open_complaint_is_overdue_from_its_breach_until_the_action_is_
 # -- survey comments -------------------------------------------------------------------
 
 
-async def test_a_survey_comment_is_kept_once_without_who_wrote_it(store: MetricsStore) -> None:
-    """DOMAIN.md: "Customer: referred to in events only by a pseudonymous customer_ref";
-    the dashboard shows managers comments (issue 13: "not personal data"), so a comment
-    is kept with its score and place, not with its case or customer."""
+async def test_a_survey_answer_counts_the_same_whether_its_comment_travelled_or_not(
+    store: MetricsStore,
+) -> None:
+    """Issue 12, item 7: comments stay in feedback (SatisfactionResponded v2 carries a
+    `comment_ref`); metrics keeps no copy, and an old version 1 answer with its text,
+    replayed from the topic, counts exactly as before."""
     events = Events()
-    said = events.survey_answered(
-        "said",
+    kept_apart = events.survey_answered(
+        "kept-apart",
         utc_at(DAY, 10),
         case="k",
         case_type=CaseType.CONTACT,
@@ -681,7 +686,7 @@ async def test_a_survey_comment_is_kept_once_without_who_wrote_it(store: Metrics
         area="waste",
         overall=2,
         ease=3,
-        comment="  Bins missed again ",
+        comment_ref="kept-apart",
     )
     silent = events.survey_answered(
         "silent",
@@ -693,30 +698,27 @@ async def test_a_survey_comment_is_kept_once_without_who_wrote_it(store: Metrics
         overall=5,
         ease=7,
     )
-    newer = events.survey_answered(
-        "newer",
-        utc_at(DAY, 12),
-        case="m",
-        case_type=CaseType.CONTACT,
-        channel=Channel.PHONE,
-        area="planning",
-        overall=4,
-        ease=6,
-        comment="Quick answer",
+    old = SatisfactionRespondedV1.model_validate(
+        {
+            **silent.model_dump(exclude={"schema_version", "payload", "event_id"}),
+            "request_id": events.id("old"),
+            "payload": {
+                **silent.payload.model_dump(exclude={"comment_ref"}),
+                "case_id": events.id("m"),
+                "overall": 4,
+                "comment": "Bins missed again",
+            },
+        }
     )
+    replayed = parse_event(old.to_bytes())
 
-    await apply(store, [said, silent], [said, newer])
+    await apply(store, [kept_apart, silent], [replayed])
 
-    comments = await store.latest_comments(1, 10)
-    assert [(c.service_area, c.overall, c.comment) for c in comments] == [
-        ("planning", 4, "Quick answer"),
-        ("waste", 2, "Bins missed again"),
-    ]
-    assert [c.comment for c in await store.latest_comments(1, 10, service_area="waste")] == [
-        "Bins missed again"
-    ]
-    assert len(await store.latest_comments(1, 1)) == 1
-    assert (await day_totals(store))["surveys_responded"] == 3
+    assert isinstance(replayed, SatisfactionResponded)
+    assert replayed.payload.comment_ref == old.request_id
+    totals = await day_totals(store)
+    assert (totals["surveys_responded"], totals["surveys_satisfied"]) == (3, 2)
+    assert totals["survey_ease_total"] == 3 + 7 + 7
 
 
 # -- reads and generations --------------------------------------------------------------
@@ -826,7 +828,8 @@ def test_every_canonical_event_has_a_handler_or_is_known_to_change_no_counter() 
     canonical = {cls for topic in CANONICAL_TOPICS for cls in EVENTS_BY_TOPIC[topic]}
     changes_nothing: set[type[Event]] = {
         ComplaintPanelStepRecorded,
-        ComplaintClosedV1,  # read as version 2 (parse_event upcasts it)
+        *OLD_COMPLAINT_EVENTS,  # read as their current versions (parse_event upcasts them)
+        SatisfactionRespondedV1,  # likewise
         CustomerOptedOut,
         KpiTargetMissed,
     }

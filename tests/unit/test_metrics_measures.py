@@ -149,7 +149,6 @@ def test_the_annual_report_counts_extensions_refusals_and_ombudsman_decisions() 
         stage=1,
         deadline=DeadlineKind.RESPOND,
         new_due_date=date(2026, 10, 1),
-        reason="agreed with the customer",
     )
     refused = EVENTS.complaint(
         "k",

@@ -95,8 +95,7 @@ def extend_deadline(t: Transition, action: ExtendDeadline) -> None:
             stage=stage,
             deadline=action.deadline,
             new_due_date=extended.due_date,
-            reason=action.reason,
-        ),
+        ),  # the reason stays with the case (the deadline and its history entry)
     )
 
 

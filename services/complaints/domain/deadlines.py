@@ -134,7 +134,6 @@ def lapse(complaint: Complaint, *, now: datetime, recorded_at: datetime) -> Deci
             procedure=complaint.procedure,
             final_stage=complaint.stage,
             closed_because=CloseReason.ESCALATION_WINDOW_LAPSED,
-            reason=CloseReason.ESCALATION_WINDOW_LAPSED.value,
         ),
     )
     entry = HistoryEntry(

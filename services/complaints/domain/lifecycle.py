@@ -250,11 +250,13 @@ def refuse_escalation(t: Transition, action: RefuseEscalation) -> None:
     t.cancel_pending()
     t.use_window()
     t.update(status=Status.CLOSED, refused=action.reason.value)
-    detail = action.detail or action.reason.value
     t.emit(
         ComplaintEscalationRefused,
         ComplaintEscalationRefusedPayload(
-            **t.facts(), stage=complaint.stage, reason=action.reason, detail=action.detail
+            **t.facts(),
+            stage=complaint.stage,
+            reason=action.reason,
+            detail_recorded=action.detail is not None,
         ),
     )
     t.emit(
@@ -263,7 +265,7 @@ def refuse_escalation(t: Transition, action: RefuseEscalation) -> None:
             **t.facts(),
             final_stage=complaint.stage,
             closed_because=CloseReason.ESCALATION_REFUSED,
-            reason=detail,
+            reason_recorded=True,  # the refusal's reason (and detail) stay with the case
         ),
     )
 
@@ -275,7 +277,9 @@ def withdraw_complaint(t: Transition, action: WithdrawComplaint) -> None:
     t.update(status=Status.WITHDRAWN)
     t.emit(
         ComplaintWithdrawn,
-        ComplaintWithdrawnPayload(**t.facts(), stage=t.complaint.stage, reason=action.reason),
+        ComplaintWithdrawnPayload(
+            **t.facts(), stage=t.complaint.stage, reason_recorded=action.reason is not None
+        ),
     )
 
 
@@ -314,7 +318,10 @@ def close_complaint(t: Transition, action: CloseComplaint) -> None:
     t.emit(
         ComplaintClosed,
         ComplaintClosedPayload(
-            **t.facts(), final_stage=complaint.stage, closed_because=because, reason=action.reason
+            **t.facts(),
+            final_stage=complaint.stage,
+            closed_because=because,
+            reason_recorded=action.reason is not None,
         ),
     )
 

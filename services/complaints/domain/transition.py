@@ -173,6 +173,10 @@ class Transition:
 
 
 def _detail(action: Action) -> str | None:
+    """What the case history keeps of the action: officers' free text (reasons, a refusal's
+    detail) is kept here, with the case, rather than on the events (erased with the customer)."""
+    if (detail := getattr(action, "detail", None)) is not None:
+        return f"{getattr(action, 'reason', '')}: {detail}"
     for name in ("reason", "outcome", "decision", "learning_action_id"):
         value = getattr(action, name, None)
         if value is not None:

@@ -9,6 +9,7 @@ from typing import Any
 import jinja2
 
 from services.metrics.dashboard import charts
+from services.metrics.dashboard.comments import CommentSource, UnconfiguredComments
 from services.metrics.dashboard.worklist import UnconfiguredWorklist, Worklist
 from services.metrics.domain import KPIS, KPIS_BY_NAME
 from services.metrics.formatting import (
@@ -49,6 +50,7 @@ class DashboardContext:
     fcr_window_days: int
     chromium: Path = Path("/usr/bin/chromium")
     worklist: Worklist = field(default_factory=UnconfiguredWorklist)  # complaints due
+    comments: CommentSource = field(default_factory=UnconfiguredComments)  # from feedback
 
 
 def environment() -> jinja2.Environment:

@@ -312,7 +312,7 @@ def dashboard_router(context: DashboardContext) -> APIRouter:
             wanted=wanted,
             tables=tables,
             csat_chart=csat_chart,
-            comments=await store.latest_comments(generation, LATEST_COMMENTS),
+            comments=await context.comments.latest(LATEST_COMMENTS),
             banner=await pages.banner(context, store, generation),
         )
 

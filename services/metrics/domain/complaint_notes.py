@@ -29,8 +29,8 @@ from shared.events.complaints import (
 
 class NoteKind(StrEnum):
     RESPONSE = "response"  # stage and outcome
-    EXTENSION = "extension"  # stage, deadline, reason
-    ESCALATION_REFUSED = "escalation_refused"  # reason, detail
+    EXTENSION = "extension"  # stage, deadline (its reason stays with the case)
+    ESCALATION_REFUSED = "escalation_refused"  # reason (its detail stays with the case)
     CLOSED = "closed"  # closed_because
     WITHDRAWN = "withdrawn"
     OMBUDSMAN_REFERRAL = "ombudsman_referral"  # ombudsman, reference, grounds
@@ -89,14 +89,11 @@ def complaint_notes(event: Event) -> list[ComplaintNote]:
             return notes
         case ComplaintDeadlineExtended(payload=p):
             return [
-                note(NoteKind.EXTENSION, p, p.stage, deadline=p.deadline.value, reason=p.reason)
+                # The reason's text stays with the case in the complaints service.
+                note(NoteKind.EXTENSION, p, p.stage, deadline=p.deadline.value)
             ]
         case ComplaintEscalationRefused(payload=p):
-            return [
-                note(
-                    NoteKind.ESCALATION_REFUSED, p, p.stage, reason=p.reason.value, detail=p.detail
-                )
-            ]
+            return [note(NoteKind.ESCALATION_REFUSED, p, p.stage, reason=p.reason.value)]
         case ComplaintClosed(payload=p):
             return [note(NoteKind.CLOSED, p, p.final_stage, closed_because=p.closed_because.value)]
         case ComplaintWithdrawn(payload=p):

@@ -22,7 +22,6 @@ from services.metrics.store.facts import (
     Facts,
     OutcomeKey,
     OutcomeRow,
-    SurveyComment,
     TopicProgress,
     TransferredContact,
 )
@@ -52,7 +51,6 @@ __all__ = [
     "OutcomeRow",
     "RecordedSurge",
     "Surge",
-    "SurveyComment",
     "TopicProgress",
     "TopicState",
     "TransferredContact",

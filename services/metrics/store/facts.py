@@ -7,7 +7,6 @@ Every write takes the generation it fills and runs in the caller's transaction
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from uuid import UUID
 
 from services.metrics.domain.measures import Cell
 from services.metrics.settings import SERVICE
@@ -73,17 +72,6 @@ class TopicProgress:
     events: int
     last_occurred_at: datetime
     last_recorded_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class SurveyComment:
-    """A survey answer's comment, without who wrote it."""
-
-    answered_at: datetime
-    service_area: str
-    channel: str
-    overall: int
-    comment: str
 
 
 class Facts(StoreBase):
@@ -307,30 +295,6 @@ class Facts(StoreBase):
             [k[2] for k in keys],
             [progress[k][0] for k in keys],
             [progress[k][1] for k in keys],
-        )
-
-    async def record_comments(
-        self, generation: int, comments: Mapping[UUID, SurveyComment]
-    ) -> None:
-        """Survey comments by their answer's event id (one already kept stays)."""
-        if not comments:
-            return
-        rows = list(comments.items())
-        await self._tx.execute(
-            """
-            INSERT INTO metrics_survey_comments
-                (generation, event_id, answered_at, service_area, channel, overall, comment)
-            SELECT $1, * FROM unnest($2::uuid[], $3::timestamptz[], $4::text[], $5::text[],
-                                     $6::int[], $7::text[])
-            ON CONFLICT (generation, event_id) DO NOTHING
-            """,
-            generation,
-            [event_id for event_id, _ in rows],
-            [c.answered_at for _, c in rows],
-            [c.service_area for _, c in rows],
-            [c.channel for _, c in rows],
-            [c.overall for _, c in rows],
-            [c.comment for _, c in rows],
         )
 
     async def complaint_channels(

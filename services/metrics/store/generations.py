@@ -21,7 +21,6 @@ GENERATION_TABLES = (
     "metrics_complaint_outcomes",
     "metrics_surges",
     "metrics_topic_progress",
-    "metrics_survey_comments",
     "metrics_complaint_deadlines",
     "metrics_complaint_notes",
 )

@@ -11,7 +11,6 @@ from datetime import date, datetime
 
 from services.metrics.periods import DateRange
 from services.metrics.store.base import StoreBase
-from services.metrics.store.facts import SurveyComment
 from services.metrics.store.rollups import ALL, Sql, breakdown_of, breakdown_rows, span_rows
 
 
@@ -228,22 +227,6 @@ class Reads(StoreBase):
             generation,
         )
         return {row["service_area"]: row["count"] for row in rows}
-
-    async def latest_comments(
-        self, generation: int, limit: int, *, service_area: str | None = None
-    ) -> list[SurveyComment]:
-        """The newest survey comments, newest first."""
-        where, values = _filters(service_area, None, 3)
-        rows = await self._db.fetch(
-            "SELECT answered_at, service_area, channel, overall, comment"
-            " FROM metrics_survey_comments WHERE generation = $1"
-            + where
-            + " ORDER BY answered_at DESC, event_id LIMIT $2",
-            generation,
-            limit,
-            *values,
-        )
-        return [SurveyComment(**dict(row)) for row in rows]
 
     async def surges_between(self, generation: int, span: DateRange) -> list[Surge]:
         rows = await self._db.fetch(
