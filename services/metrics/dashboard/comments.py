@@ -14,9 +14,7 @@ from typing import Protocol
 import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from shared.api_keys import HEADER
-
-TIMEOUT_SECONDS = 5.0
+from services.metrics.dashboard.peers import PeerService
 
 
 class SurveyComment(BaseModel):
@@ -52,24 +50,12 @@ class UnconfiguredComments:
         )
 
 
-class HttpComments:
+class HttpComments(PeerService):
     """`GET {url}/v1/comments?limit=…` with the dashboard's API key."""
-
-    def __init__(
-        self, url: str, api_key: str, *, transport: httpx.AsyncBaseTransport | None = None
-    ) -> None:
-        self._url = url.rstrip("/")
-        self._api_key = api_key
-        self._transport = transport
 
     async def latest(self, limit: int) -> LatestComments:
         try:
-            async with httpx.AsyncClient(
-                base_url=self._url,
-                headers={HEADER: self._api_key},
-                timeout=TIMEOUT_SECONDS,
-                transport=self._transport,
-            ) as http:
+            async with self.client() as http:
                 response = await http.get("/v1/comments", params={"limit": str(limit)})
         except httpx.HTTPError as error:
             return LatestComments(

@@ -14,11 +14,10 @@ from typing import Protocol
 import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from shared.api_keys import HEADER
+from services.metrics.dashboard.peers import PeerService
 
 PAGE_SIZE = 200  # the worklist's largest page
 MAX_PAGES = 5  # a thousand rows is more than a week's table should ever show
-TIMEOUT_SECONDS = 5.0
 
 
 class DueComplaint(BaseModel):
@@ -73,26 +72,14 @@ class UnconfiguredWorklist:
         )
 
 
-class HttpWorklist:
+class HttpWorklist(PeerService):
     """`GET {url}/v1/complaints?state=open&due_before=…` with the dashboard's API key."""
-
-    def __init__(
-        self, url: str, api_key: str, *, transport: httpx.AsyncBaseTransport | None = None
-    ) -> None:
-        self._url = url.rstrip("/")
-        self._api_key = api_key
-        self._transport = transport
 
     async def due_before(self, before: date) -> DueThisWeek:
         rows: list[DueComplaint] = []
         cursor: str | None = None
         try:
-            async with httpx.AsyncClient(
-                base_url=self._url,
-                headers={HEADER: self._api_key},
-                timeout=TIMEOUT_SECONDS,
-                transport=self._transport,
-            ) as http:
+            async with self.client() as http:
                 for _ in range(MAX_PAGES):
                     params = {
                         "state": "open",
