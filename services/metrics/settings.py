@@ -126,7 +126,7 @@ class MetricsSettings(ServiceSettings):
     metrics_complaints_api_key: SecretStr | None = Field(
         default=None,
         description="The dashboard's API key on the complaints service "
-        "(one of CIVICPULSE_COMPLAINTS_API_KEYS).",
+        "(a read-only key: one of CIVICPULSE_COMPLAINTS_READ_API_KEYS).",
     )
     metrics_feedback_url: str | None = Field(
         default=None,
