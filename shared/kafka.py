@@ -16,8 +16,11 @@ from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import MessageSizeTooLargeError, TopicAlreadyExistsError
 from aiokafka.helpers import create_ssl_context
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.producer.message_accumulator import BatchBuilder
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
@@ -316,7 +319,12 @@ class BulkProducer:
     """
 
     def __init__(self, kafka: Kafka, *, client_id: str) -> None:
-        self._producer = AIOKafkaProducer(**producer_options(kafka), client_id=f"{client_id}-bulk")
+        # Held so that `send_all` places each key where `send` would (murmur2).
+        self._partitioner = DefaultPartitioner()
+        self._producer = AIOKafkaProducer(
+            **producer_options(kafka), client_id=f"{client_id}-bulk", partitioner=self._partitioner
+        )
+        self._max_request_size = int(producer_options(kafka)["max_request_size"])
 
     async def start(self) -> None:
         await self._producer.start()
@@ -325,16 +333,53 @@ class BulkProducer:
         await self._producer.stop()  # flushes what is pending first
 
     async def send_all(self, records: Sequence[OutgoingRecord]) -> None:
-        sends = [
-            await self._producer.send(
-                record.topic,
-                record.value,
-                key=record.key,
-                headers=[(name, value.encode()) for name, value in record.headers.items()],
-            )
-            for record in records
-        ]
+        """Send records and wait until the broker has all of them.
+
+        Records are gathered into one aiokafka batch per partition (more when one
+        fills), in order, and each batch is sent whole: one future per batch
+        instead of one per record. Each key's partition is the one `send` would
+        choose, by the same partitioner over the same partition list, so a
+        subject's records stay in order whichever way they went out.
+        """
+        partitions: dict[str, list[int]] = {}
+        filling: dict[tuple[str, int], BatchBuilder] = {}
+        full: list[tuple[str, int, BatchBuilder]] = []
+        for record in records:
+            topic = record.topic
+            if (all_partitions := partitions.get(topic)) is None:
+                # As `AIOKafkaProducer._partition` lists them, for the partitioner.
+                all_partitions = partitions[topic] = list(
+                    await self._producer.partitions_for(topic)
+                )
+            partition = self._partitioner(record.key, all_partitions, all_partitions)
+            headers = [(name, value.encode()) for name, value in record.headers.items()]
+            self._check_size(record, headers)
+            batch = filling.get((topic, partition))
+            if (
+                batch is None
+                or batch.append(timestamp=None, key=record.key, value=record.value, headers=headers)
+                is None
+            ):
+                if batch is not None:
+                    full.append((topic, partition, batch))
+                batch = filling[topic, partition] = self._producer.create_batch()
+                # A new batch always takes its first record, whatever its size.
+                batch.append(timestamp=None, key=record.key, value=record.value, headers=headers)
+        full += [(topic, partition, batch) for (topic, partition), batch in filling.items()]
+        sends = []
+        for topic, partition, batch in full:
+            batch.close()  # nothing else joins it, and it goes without lingering
+            sends.append(await self._producer.send_batch(batch, topic, partition=partition))
         await asyncio.gather(*sends)
+
+    def _check_size(self, record: OutgoingRecord, headers: list[tuple[str, bytes]]) -> None:
+        """`send`'s own refusal of a record too large for one request."""
+        size = DefaultRecordBatchBuilder.estimate_size_in_bytes(record.key, record.value, headers)
+        if size > self._max_request_size:
+            raise MessageSizeTooLargeError(
+                f"a record of {size} bytes for {record.topic} is over the "
+                f"{self._max_request_size}-byte request limit"
+            )
 
 
 async def publish_records(

@@ -4,7 +4,10 @@ Order of effects, chosen so that a crash at any point loses nothing:
 publish the events and wait for the broker, then remember the idempotency
 keys, then (the caller) commit the consumed offsets. A crash before the keys
 are stored republishes the same events with the same deterministic
-`event_id`s, which every consumer deduplicates.
+`event_id`s, which every consumer deduplicates. The keys' rows are written
+while the broker is being waited for, in a transaction that commits only once
+it has the events (`IdempotencyStore.record_once_published`): until then they
+are not stored.
 """
 
 import logging
@@ -160,14 +163,13 @@ class IntakeHandler:
         if not new:
             return
         # Each event goes out as the bytes its fingerprint was taken from.
-        await self._publish_records(
-            [event_record(item.event, CONTACTS, value=item.value) for item in new]
-        )
-        await self._store.record(
+        records = [event_record(item.event, CONTACTS, value=item.value) for item in new]
+        await self._store.record_once_published(
             [
                 AcceptedRecord(a.source, a.idempotency_key, a.event.event_id, a.fingerprint)
                 for a in new
-            ]
+            ],
+            lambda: self._publish_records(records),
         )
         # Counted per batch: a labelled increment per record costs more than it tells.
         for event_type, count in Tally(item.event.event_type for item in new).items():

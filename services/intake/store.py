@@ -1,11 +1,16 @@
 """Intake's PostgreSQL state: which records were already accepted."""
 
-from collections.abc import Sequence
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from uuid import UUID
 
 import asyncpg
+from asyncpg.transaction import Transaction
+
+from shared.postgres import Connection
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -38,14 +43,51 @@ class IdempotencyStore:
         )
         return {(row["source"], row["idempotency_key"]): row["fingerprint"] for row in rows}
 
-    async def record(self, records: Sequence[AcceptedRecord]) -> None:
-        """Remember published records; a row already there (a racing replica) is kept."""
+    async def record_once_published(
+        self, records: Sequence[AcceptedRecord], publish: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Call `publish` (the records' publishing) and remember the records once it succeeds.
+
+        The rows are written while the records are published, in a transaction that
+        commits only after `publish` returns: the write overlaps the wait for the
+        broker, yet a key is never stored for a record the broker does not have. If
+        `publish` fails, the rows are rolled back and its error raised; if the write
+        fails, its error is raised once `publish` has returned. A row already there
+        (a racing replica) is kept.
+        """
         if not records:
+            await publish()
             return
-        await self._pool.execute(
+        async with self._pool.acquire() as connection:
+            transaction = connection.transaction()
+            writing = asyncio.create_task(self._write(connection, transaction, records))
+            await asyncio.sleep(0)  # the write is on its way before publishing takes the CPU
+            try:
+                await publish()
+                await writing
+            except BaseException:
+                await asyncio.wait([writing])
+                if not writing.cancelled():
+                    writing.exception()  # retrieved: the error raised is the first one
+                with contextlib.suppress(Exception):  # not begun, or the connection is gone
+                    await transaction.rollback()
+                raise
+            await transaction.commit()
+
+    @staticmethod
+    async def _write(
+        connection: Connection,
+        transaction: Transaction,
+        records: Sequence[AcceptedRecord],
+    ) -> None:
+        await transaction.start()
+        # Rows locked in key order: two transactions writing the same keys cannot deadlock.
+        await connection.execute(
             """
             INSERT INTO intake_accepted_records (source, idempotency_key, event_id, fingerprint)
             SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::text[])
+              AS r(source, idempotency_key, event_id, fingerprint)
+            ORDER BY source, idempotency_key
             ON CONFLICT (source, idempotency_key) DO NOTHING
             """,
             [r.source for r in records],

@@ -5,7 +5,7 @@ in step; `tests/unit/test_intake_handlers.py` proves it overrides every public
 method, and runs one test body against it and against PostgreSQL.
 """
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
 
@@ -25,7 +25,10 @@ class FakeIdempotencyStore(IdempotencyStore):
     async def fingerprints(self, keys: Sequence[Identity]) -> dict[Identity, str]:
         return {key: self.rows[key].fingerprint for key in keys if key in self.rows}
 
-    async def record(self, records: Sequence[AcceptedRecord]) -> None:
+    async def record_once_published(
+        self, records: Sequence[AcceptedRecord], publish: Callable[[], Awaitable[None]]
+    ) -> None:
+        await publish()
         for accepted in records:
             self.rows.setdefault((accepted.source, accepted.idempotency_key), accepted)
 

@@ -4,9 +4,10 @@ Each test runs twice: on the in-memory store (`tests/support/fake_intake_store.p
 and, marked `integration`, on PostgreSQL, so the fake cannot drift from the real store.
 """
 
+import asyncio
 import inspect
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -63,12 +64,18 @@ class InstrumentedStore(IdempotencyStore):
             raise self.lookup_failure
         return await self.inner.fingerprints(keys)
 
-    async def record(self, records: Sequence[AcceptedRecord]) -> None:
-        self.record_calls.append(list(records))
-        for accepted in records:
-            if accepted.idempotency_key in self.failures:
-                raise self.failures[accepted.idempotency_key]
-        await self.inner.record(records)
+    async def record_once_published(
+        self, records: Sequence[AcceptedRecord], publish: Callable[[], Awaitable[None]]
+    ) -> None:
+        async def published_then_stored() -> None:
+            # Failures are injected where the write's would surface: once publishing is done.
+            await publish()
+            self.record_calls.append(list(records))
+            for accepted in records:
+                if accepted.idempotency_key in self.failures:
+                    raise self.failures[accepted.idempotency_key]
+
+        await self.inner.record_once_published(records, published_then_stored)
 
 
 @dataclass
@@ -447,6 +454,27 @@ async def test_a_kafka_outage_while_publishing_propagates_and_nothing_is_dead_le
     assert harness.store.record_calls == []
 
 
+async def test_keys_are_stored_only_once_the_broker_has_the_events(harness: Harness) -> None:
+    """Order of effects (services/intake/handlers.py): publish and wait for the broker,
+    then store the keys. The store writes while publishing, but nothing is stored
+    until publishing has returned."""
+    stored_while_publishing: list[set[tuple[str, str]]] = []
+    publish = harness.publish_records
+
+    async def publish_and_look(records: Sequence[OutgoingRecord]) -> None:
+        await asyncio.sleep(0.05)  # the store's write, if any, is under way meanwhile
+        stored_while_publishing.append(await harness.stored_keys())
+        await publish(records)
+
+    harness.handler._publish_records = publish_and_look
+
+    await harness.consume(contact("good-1"), contact("good-2"))
+
+    assert stored_while_publishing == [set()]
+    assert await harness.stored_keys() == {("crm", "good-1"), ("crm", "good-2")}
+    assert harness.published_keys() == ["good-1", "good-2"]
+
+
 async def test_a_redelivered_batch_after_an_outage_is_published_once(harness: Harness) -> None:
     harness.publish_failure = KafkaConnectionError()
     with pytest.raises(KafkaConnectionError):
@@ -600,7 +628,7 @@ async def test_a_transient_error_in_an_http_batch_propagates(harness: Harness) -
 def test_the_fake_store_overrides_every_public_store_method(double: type) -> None:
     public = {name for name in vars(IdempotencyStore) if not name.startswith("_")}
 
-    assert public == {"fingerprints", "record"}
+    assert public == {"fingerprints", "record_once_published"}
     assert public <= set(vars(double))
     assert all(inspect.iscoroutinefunction(getattr(double, name)) for name in public)
 
