@@ -60,9 +60,13 @@ class IdempotencyStore:
             return
         async with self._pool.acquire() as connection:
             transaction = connection.transaction()
-            writing = asyncio.create_task(self._write(connection, transaction, records))
-            await asyncio.sleep(0)  # the write is on its way before publishing takes the CPU
+            begun = asyncio.get_running_loop().create_future()
+            writing = asyncio.create_task(self._write(connection, transaction, records, begun))
             try:
+                # Publishing keeps the CPU until it waits for the broker: once the
+                # transaction has begun the write is on its way, and PostgreSQL does it
+                # meanwhile.
+                await asyncio.wait([writing, begun], return_when=asyncio.FIRST_COMPLETED)
                 await publish()
                 await writing
             except BaseException:
@@ -79,8 +83,10 @@ class IdempotencyStore:
         connection: Connection,
         transaction: Transaction,
         records: Sequence[AcceptedRecord],
+        begun: "asyncio.Future[None]",
     ) -> None:
         await transaction.start()
+        begun.set_result(None)
         # Rows locked in key order: two transactions writing the same keys cannot deadlock.
         await connection.execute(
             """
