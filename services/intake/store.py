@@ -52,8 +52,8 @@ class IdempotencyStore:
         commits only after `publish` returns: the write overlaps the wait for the
         broker, yet a key is never stored for a record the broker does not have. If
         `publish` fails, the rows are rolled back and its error raised; if the write
-        fails, its error is raised once `publish` has returned. A row already there
-        (a racing replica) is kept.
+        fails, its error is raised, before publishing if it failed to begin, else once
+        `publish` has returned. A row already there (a racing replica) is kept.
         """
         if not records:
             await publish()
@@ -67,6 +67,8 @@ class IdempotencyStore:
                 # transaction has begun the write is on its way, and PostgreSQL does it
                 # meanwhile.
                 await asyncio.wait([writing, begun], return_when=asyncio.FIRST_COMPLETED)
+                if writing.done():
+                    await writing  # if it failed already, nothing is published
                 await publish()
                 await writing
             except BaseException:

@@ -101,7 +101,9 @@ class Event(FrozenModel):
         return str(getattr(self, self.key_field))
 
     def to_bytes(self) -> bytes:
-        return self.model_dump_json().encode()
+        """`model_dump_json().encode()`: the serialiser's own bytes, without its wrapper's
+        keyword handling and a round trip through `str` (half the cost of an event)."""
+        return self.__pydantic_serializer__.to_json(self)
 
     @classmethod
     def type_name(cls) -> str:

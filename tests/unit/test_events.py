@@ -446,6 +446,14 @@ def test_an_event_survives_the_round_trip_through_bytes(event_class: type[Event]
 
 
 @every_event
+def test_an_events_bytes_are_its_pydantic_json(event_class: type[Event]) -> None:
+    """`to_bytes` calls the serialiser directly: the same bytes as `model_dump_json`."""
+    event = FACTORIES[event_class]()
+
+    assert event.to_bytes() == event.model_dump_json().encode()
+
+
+@every_event
 def test_an_event_parses_from_a_json_string_too(event_class: type[Event]) -> None:
     event = FACTORIES[event_class]()
 
