@@ -115,22 +115,27 @@ async def undecoded(_: Any) -> None:
     return
 
 
-def peek_payload(record: InboundRecord, event_type: str) -> dict[str, Any] | None:
-    """The payload of a record whose header and body both name `event_type`, unvalidated.
+def peek_event(record: InboundRecord) -> tuple[str, dict[str, Any]] | None:
+    """A record's event type and payload, unvalidated, when its header and body agree.
 
-    For `ignore` predicates: None whenever unsure (another type, no header, JSON that
-    does not read as an event), so the record goes on to the full decoder.
+    For `ignore` predicates: None whenever unsure (no header, a header the body
+    contradicts, JSON that does not read as an event), so the record goes on to the
+    full decoder, which reads the body: a record is never passed over for a header
+    its body contradicts.
     """
-    if record.header("event_type") != event_type.encode():
+    header = record.header("event_type")
+    if header is None:
         return None
     try:
         body = from_json(record.value)
     except ValueError:
         return None
-    if not isinstance(body, dict) or body.get("event_type") != event_type:
+    if not isinstance(body, dict):
         return None
-    payload = body.get("payload")
-    return payload if isinstance(payload, dict) else None
+    event_type, payload = body.get("event_type"), body.get("payload")
+    if not isinstance(event_type, str) or event_type.encode() != header:
+        return None
+    return (event_type, payload) if isinstance(payload, dict) else None
 
 
 def inbound_records(message: KafkaMessage) -> list[InboundRecord]:

@@ -116,6 +116,24 @@ def test_feedback_skips_unresolved_contacts_and_types_it_never_surveys() -> None
     )
 
 
+def relabelled(event: Event, event_type: str) -> InboundRecord:
+    """The event's record under another `event_type` header, its body unchanged."""
+    record = inbound(event)
+    headers = tuple((k, event_type.encode() if k == "event_type" else v) for k, v in record.headers)
+    return InboundRecord(record.value, record.key, record.position, headers)
+
+
+def test_a_header_its_body_contradicts_is_never_trusted() -> None:
+    """Metrics reads the body: a complaint or a resolved contact under a transfer's header
+    is still a complaint or a resolved contact, so neither service may pass it over."""
+    transferred = transfer().event_type
+    assert not complaints_ignore(relabelled(received(ContactKind.COMPLAINT), transferred))
+    assert not feedback_ignore(
+        relabelled(received(ContactKind.ENQUIRY, resolved=True), transferred)
+    )
+    assert not feedback_ignore(relabelled(transfer(), received(ContactKind.ENQUIRY).event_type))
+
+
 class Recorder:
     def __init__(self) -> None:
         self.handled: list[Event] = []
