@@ -46,6 +46,8 @@ REPORT_EVERY_S = 2.0
 # Distinct (cell, measure) counters a replay carries before writing them: a year of a
 # large council's contacts makes about 150,000 (365 days x areas x channels x measures).
 CARRY_CELLS = 250_000
+READ_AHEAD = 2  # parsed batches waiting to be applied, beside the one being applied
+PARSE_SLICE = 1_000  # records parsed between chances for the batch being applied to go on
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,39 +121,50 @@ class Replay:
     async def _apply_until(
         self, targets: Mapping[TopicPartition, int], batch: int, remaining: int, bar: "tqdm[Any]"
     ) -> None:
-        """Read and parse the next batch while PostgreSQL applies this one.
+        """Read and parse the batches ahead while PostgreSQL applies the one in hand.
 
         Batches are still applied one after the other, in the order read: only the
-        reading overlaps, so the replay's result is the same as one batch at a time.
+        reading runs ahead (at most `READ_AHEAD` batches), so the replay's result is
+        the same as one batch at a time. Reading ahead by more than one batch keeps
+        the process busy while PostgreSQL works on a batch's statements.
         """
+        ready: asyncio.Queue[tuple[list[Event], int] | None] = asyncio.Queue(READ_AHEAD)
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._read_until(targets, batch, remaining, bar, ready))
+            while (item := await ready.get()) is not None:
+                await self._apply(*item, bar)
+
+    async def _read_until(
+        self,
+        targets: Mapping[TopicPartition, int],
+        batch: int,
+        remaining: int,
+        bar: "tqdm[Any]",
+        ready: "asyncio.Queue[tuple[list[Event], int] | None]",
+    ) -> None:
         last_report = time.monotonic()
-        applying: asyncio.Task[None] | None = None
-        try:
-            while remaining > 0:
-                now = time.monotonic()
-                if bar.disable and now - last_report >= REPORT_EVERY_S:
-                    last_report = now
-                    rate = self.read / max(now - self._started, 1e-9)
-                    self._progress(
-                        f"generation {self._generation}: {self.read:,} records read,"
-                        f" {remaining:,} to go ({rate:,.0f}/s,"
-                        f" about {remaining / max(rate, 1e-9):,.0f} s left)"
-                    )
-                events, read = await self._read(targets, batch)
-                if applying is not None:
-                    await applying
-                applying = asyncio.create_task(self._apply(events, read, bar))
-                remaining = await self._remaining(targets)
-            if applying is not None:
-                await applying
-        finally:
-            if applying is not None and not applying.done():
-                applying.cancel()
+        while remaining > 0:
+            now = time.monotonic()
+            if bar.disable and now - last_report >= REPORT_EVERY_S:
+                last_report = now
+                rate = self.read / max(now - self._started, 1e-9)
+                self._progress(
+                    f"generation {self._generation}: {self.read:,} records read,"
+                    f" {remaining:,} to go ({rate:,.0f}/s,"
+                    f" about {remaining / max(rate, 1e-9):,.0f} s left)"
+                )
+            await ready.put(await self._read(targets, batch))
+            remaining = await self._remaining(targets)
+        await ready.put(None)
 
     async def _read(
         self, targets: Mapping[TopicPartition, int], batch: int
     ) -> tuple[list[Event], int]:
-        """The next records before `targets`, parsed; and how many were read."""
+        """The next records before `targets`, parsed; and how many were read.
+
+        Parsing yields to the event loop every `PARSE_SLICE` records, so that the batch
+        being applied sends its next statement as soon as PostgreSQL answers.
+        """
         batches = await self._consumer.getmany(timeout_ms=500, max_records=batch)
         events: list[Event] = []
         read = 0
@@ -165,6 +178,8 @@ class Replay:
                     events.append(parse_event(record.value or b""))
                 except ValidationError:
                     self.skipped += 1  # the live consumer dead-lettered it
+                if read % PARSE_SLICE == 0:
+                    await asyncio.sleep(0)
             if records and records[-1].offset >= end:
                 self._consumer.seek(partition, end)
         self.read += read
