@@ -129,10 +129,13 @@ class Replay:
         the process busy while PostgreSQL works on a batch's statements.
         """
         ready: asyncio.Queue[tuple[list[Event], int] | None] = asyncio.Queue(READ_AHEAD)
-        async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(self._read_until(targets, batch, remaining, bar, ready))
-            while (item := await ready.get()) is not None:
+        reader = asyncio.create_task(self._read_until(targets, batch, remaining, bar, ready))
+        try:
+            while (item := await _next_batch(ready, reader)) is not None:
                 await self._apply(*item, bar)
+            await reader
+        finally:
+            reader.cancel()
 
     async def _read_until(
         self,
@@ -195,6 +198,20 @@ class Replay:
                     await self._applier.add_totals(tx, self._generation, self._carried)
                     self._carried.clear()
         bar.update(read)
+
+
+async def _next_batch(
+    ready: "asyncio.Queue[tuple[list[Event], int] | None]", reader: "asyncio.Task[None]"
+) -> tuple[list[Event], int] | None:
+    """The next batch read (None: all read), or the reader's error if it failed."""
+    getting = asyncio.ensure_future(ready.get())
+    try:
+        await asyncio.wait({getting, reader}, return_when=asyncio.FIRST_COMPLETED)
+        if not getting.done() and reader.done():
+            reader.result()  # raises what the reader raised; if it ended, its batches are queued
+        return await getting
+    finally:
+        getting.cancel()
 
 
 async def rebuild(
