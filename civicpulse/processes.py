@@ -53,18 +53,21 @@ class ServiceProcess:
 
     def wait_healthy(self, within_seconds: float = 60.0) -> None:
         deadline = time.monotonic() + within_seconds
-        while time.monotonic() < deadline:
-            if self._process is not None and self._process.poll() is not None:
-                raise RuntimeError(f"{self.module} exited early:\n{self.log_tail()}")
-            try:
-                # Healthy only if the answer is ours: a port picked free can be taken by
-                # another process before this one binds it (uvicorn binds after start-up).
-                healthy = httpx.get(f"{self.base_url}/healthz", timeout=2).status_code == 200
-                if healthy and self.listens_on_its_port() is not False:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
+        # One client for the whole wait: a client per poll costs a connection pool and
+        # TLS context each time, which showed in the benchmarks' CPU figures.
+        with httpx.Client(base_url=self.base_url, timeout=2) as client:
+            while time.monotonic() < deadline:
+                if self._process is not None and self._process.poll() is not None:
+                    raise RuntimeError(f"{self.module} exited early:\n{self.log_tail()}")
+                try:
+                    # Healthy only if the answer is ours: a port picked free can be taken by
+                    # another process before this one binds it (uvicorn binds after start-up).
+                    healthy = client.get("/healthz").status_code == 200
+                    if healthy and self.listens_on_its_port() is not False:
+                        return
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.2)
         raise TimeoutError(f"{self.module} not healthy in {within_seconds}s:\n{self.log_tail()}")
 
     def listens_on_its_port(self) -> bool | None:

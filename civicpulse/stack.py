@@ -261,11 +261,12 @@ def start_alerting(system: RunningSystem, run_dir: Path) -> str:
 
 
 def _wait_ready(url: str, attempts: int = 100) -> None:
-    for _ in range(attempts):
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
+    with httpx.Client(timeout=1) as client:
+        for _ in range(attempts):
+            try:
+                if client.get(url).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
     raise infra.InfraError(f"{url} did not become ready")

@@ -38,10 +38,13 @@ class Timer:
     payload: dict[str, Any]
 
 
-FireTimer = Callable[[Connection, Timer], Awaitable[None]]
+# What a firing counts once it has committed (its Prometheus counters): counted inside
+# the transaction, a batch that fails and is fired again timer by timer counts twice.
+OnCommit = Callable[[], None]
+FireTimer = Callable[[Connection, Timer], Awaitable[OnCommit | None]]
 # Fires a claimed batch at once (set-based); the scheduler falls back to `FireTimer`
 # timer by timer when it fails, so one bad timer is parked alone.
-FireTimers = Callable[[Connection, Sequence[Timer]], Awaitable[None]]
+FireTimers = Callable[[Connection, Sequence[Timer]], Awaitable[OnCommit | None]]
 
 
 async def schedule(connection: Connection, service: str, timer: Timer) -> None:
@@ -250,22 +253,27 @@ class TimerScheduler:
                 now,
                 self._batch_size,
             )
-            fired = await self._fire_all(connection, rows)
+            on_commit: list[OnCommit] = []
+            fired = await self._fire_all(connection, rows, on_commit)
             await connection.execute(
                 "UPDATE timers SET fired_at = $3 WHERE service = $1 AND timer_id = ANY($2::text[])",
                 self._service,
                 fired,
                 now,
             )
+        for committed in on_commit:
+            committed()
         return len(rows), len(fired)
 
-    async def _fire_all(self, connection: Connection, rows: Sequence[asyncpg.Record]) -> list[str]:
+    async def _fire_all(
+        self, connection: Connection, rows: Sequence[asyncpg.Record], on_commit: list[OnCommit]
+    ) -> list[str]:
         """The batch callback first, in one savepoint; on failure, timer by timer."""
         if self._fire_batch_callback is not None and rows:
             claimed = [_timer(row) for row in rows]
             try:
                 async with connection.transaction():
-                    await self._fire_batch_callback(connection, claimed)
+                    committed = await self._fire_batch_callback(connection, claimed)
             except Exception as error:
                 if is_transient(error):
                     raise
@@ -273,15 +281,21 @@ class TimerScheduler:
                     "timer batch of %s failed (%r); firing timer by timer", self._service, error
                 )
             else:
+                if committed is not None:
+                    on_commit.append(committed)
                 return [timer.timer_id for timer in claimed]
-        return [row["timer_id"] for row in rows if await self._fire_one(connection, row)]
+        return [row["timer_id"] for row in rows if await self._fire_one(connection, row, on_commit)]
 
-    async def _fire_one(self, connection: Connection, row: asyncpg.Record) -> bool:
+    async def _fire_one(
+        self, connection: Connection, row: asyncpg.Record, on_commit: list[OnCommit]
+    ) -> bool:
         """Fire one timer in a savepoint; a failure is undone alone and counted."""
         timer = _timer(row)
         try:
             async with connection.transaction():
-                await self._fire(connection, timer)
+                committed = await self._fire(connection, timer)
+            if committed is not None:
+                on_commit.append(committed)
         except Exception as error:
             if is_transient(error):
                 raise  # an outage: the whole batch waits for the next pass

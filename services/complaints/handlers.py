@@ -7,6 +7,7 @@ redelivered input therefore changes nothing, and an event leaves only once
 the state that caused it is committed.
 """
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -191,18 +192,24 @@ class ComplaintsHandler:
         await self._store.save(connection, decision.complaint)
         await self._store.sync_timers(connection, before, decision.complaint)
         await self._store.enqueue(connection, decision.events)
-        self._count_breaches(decision)
 
-    def _count_breaches(self, decision: Decision) -> None:
-        for event in decision.events:
+    def _count_breaches(self, events: Sequence[ComplaintEvent]) -> None:
+        """Prometheus's breach counter, called once the events' transaction has committed."""
+        for event in events:
             if isinstance(event, ComplaintDeadlineBreached):
-                self._count_breach(event)
+                payload = event.payload
+                self._metrics.breaches.labels(
+                    payload.procedure.value, str(payload.stage), payload.deadline.value
+                ).inc()
 
     def _count(self, action: Action, outcome: Outcome) -> None:
+        """Count an input's outcome once its transaction has committed."""
         result = {Applied: "applied", Duplicate: "duplicate", Refusal: "refused"}[type(outcome)]
         self._metrics.actions.labels(action.action, result).inc()
         if isinstance(outcome, Refusal):
             self._metrics.refused.labels(outcome.reason.value).inc()
+        elif isinstance(outcome, Applied):
+            self._count_breaches(outcome.events)
 
     async def apply(self, action: Action) -> Outcome:
         """Apply one action in its own transaction (the HTTP API)."""
@@ -267,9 +274,6 @@ class ComplaintsHandler:
         await self._store.save_many(connection, complaints)
         await self._store.write_timers(connection, changes)
         await self._store.enqueue(connection, events)
-        for event in events:
-            if isinstance(event, ComplaintDeadlineBreached):
-                self._count_breach(event)
 
     # -- contacts -----------------------------------------------------------------
 
@@ -322,7 +326,9 @@ class ComplaintsHandler:
 
     # -- deadlines ------------------------------------------------------------------
 
-    async def fire_timer(self, connection: Connection, timer: timers.Timer) -> None:
+    async def fire_timer(
+        self, connection: Connection, timer: timers.Timer
+    ) -> timers.OnCommit | None:
         """A deadline's or a window's day has ended (called by the scheduler).
 
         A deadline records its breach once; a window closes the complaint once.
@@ -330,17 +336,19 @@ class ComplaintsHandler:
         complaint = await self._store.load(connection, timer.subject, lock=True)
         if complaint is None:
             log.error("timer %s names unknown complaint %s", timer.timer_id, timer.subject)
-            return
+            return None
         decision = _timer_decision(complaint, timer, self._clock())
         if decision is None:  # met or moved in the same instant: nothing is late
-            return
+            return None
         # Only the firing timer changes, and the scheduler marks it fired.
         await self._store.save(connection, decision.complaint)
         await self._store.enqueue(connection, decision.events)
-        self._count_breaches(decision)
         log.info("complaint %s: timer %s fired", complaint.complaint_id, timer.timer_id)
+        return functools.partial(self._count_breaches, decision.events)
 
-    async def fire_timers(self, connection: Connection, due: Sequence[timers.Timer]) -> None:
+    async def fire_timers(
+        self, connection: Connection, due: Sequence[timers.Timer]
+    ) -> timers.OnCommit | None:
         """`fire_timer` for a claimed batch, in due order: one load and one write per table."""
         complaints = await self._store.load_many(connection, sorted({t.subject for t in due}))
         now = self._clock()
@@ -359,12 +367,7 @@ class ComplaintsHandler:
         # Only the firing timers change, and the scheduler marks them fired.
         await self._write_batch(connection, list(changed.values()), timers.TimerChanges(), events)
         log.info("complaints: %d timers fired, %d complaints changed", len(due), len(changed))
-
-    def _count_breach(self, event: ComplaintDeadlineBreached) -> None:
-        payload = event.payload
-        self._metrics.breaches.labels(
-            payload.procedure.value, str(payload.stage), payload.deadline.value
-        ).inc()
+        return functools.partial(self._count_breaches, events)
 
     async def recalculate_deadlines(self) -> int:
         """Recount open deadlines if the calendar changed since they were counted.

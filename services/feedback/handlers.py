@@ -94,7 +94,8 @@ class _Outcomes:
 
 # An event's handler: the store in the batch's transaction, the event, the tally.
 OnEvent = Callable[[FeedbackStore, Any, _Outcomes], Awaitable[None]]
-OnTimer = Callable[[FeedbackStore, SurveyRequest, timers.Timer], Awaitable[None]]
+# A timer's handler returns what to count once the firing commits (timers.OnCommit).
+OnTimer = Callable[[FeedbackStore, SurveyRequest, timers.Timer], Awaitable[timers.OnCommit | None]]
 # What the complaint facts copy from ComplaintOpened's payload, and a resolution
 # from a contact event's.
 COMPLAINT_FACT_FIELDS = {"customer_ref", "channel", "service_area", "procedure", "contact_id"}
@@ -329,29 +330,41 @@ class FeedbackHandler:
 
     # Timers: send after the delay, expire after the configured days
 
-    async def fire(self, connection: Connection, timer: timers.Timer) -> None:
+    async def fire(self, connection: Connection, timer: timers.Timer) -> timers.OnCommit | None:
         """The timer scheduler's callback, in its transaction."""
         store = self._store.joining(connection)
         request = await store.survey_request(timer.subject, for_update=True)
         on_timer = self._on_timer.get(timer.kind)
         if request is not None and on_timer is not None:
-            await on_timer(store, request, timer)
+            return await on_timer(store, request, timer)
+        return None
 
-    async def fire_many(self, connection: Connection, due: Sequence[timers.Timer]) -> None:
+    async def fire_many(
+        self, connection: Connection, due: Sequence[timers.Timer]
+    ) -> timers.OnCommit | None:
         """`fire` for a claimed batch, in due order: one statement per read and per table."""
         batch = await SendBatch.load(self._store.joining(connection), due)
+        counts: list[timers.OnCommit] = []
         for timer in due:
             request = batch.request(timer.subject)
             on_timer = self._on_timer.get(timer.kind)
-            if request is not None and on_timer is not None:
-                await on_timer(batch, request, timer)
+            if request is None or on_timer is None:
+                continue
+            if (count := await on_timer(batch, request, timer)) is not None:
+                counts.append(count)
         await batch.write()
+
+        def count_all() -> None:
+            for count in counts:
+                count()
+
+        return count_all
 
     async def expire_request(
         self, store: FeedbackStore, request: SurveyRequest, _: timers.Timer
-    ) -> None:
+    ) -> timers.OnCommit | None:
         if not await store.mark_expired(request.request_id):
-            return
+            return None
         await store.enqueue(
             [
                 SatisfactionExpired(
@@ -362,13 +375,13 @@ class FeedbackHandler:
                 )
             ]
         )
-        self._metrics.expired.inc()
+        return self._metrics.expired.inc
 
     async def send_request(
         self, store: FeedbackStore, request: SurveyRequest, timer: timers.Timer
-    ) -> None:
+    ) -> timers.OnCommit | None:
         if request.status != "scheduled":
-            return
+            return None
         # Checked again at sending: the customer may have opted out or been erased.
         opted_out = await store.is_opted_out(request.customer_ref)
         route = None if opted_out else await store.contact_route(request.customer_ref)
@@ -377,8 +390,7 @@ class FeedbackHandler:
                 SuppressionReason.OPTED_OUT if opted_out else SuppressionReason.NO_CONTACT_ROUTE
             )
             await store.cancel_request(request.request_id, reason.value)
-            self._metrics.cancelled.labels(reason.value).inc()
-            return
+            return self._metrics.cancelled.labels(reason.value).inc
         now = self._clock()
         expires_at = now + self._policy.expiry
         await store.mark_requested(request.request_id, now, expires_at)
@@ -408,7 +420,7 @@ class FeedbackHandler:
                 payload={},
             ),
         )
-        self._metrics.sent.inc()
+        return self._metrics.sent.inc
 
     async def _hand_to_notify(
         self,

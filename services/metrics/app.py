@@ -104,11 +104,9 @@ def create_app(settings: MetricsSettings | None = None, **options: Unpack[AppOpt
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = await wiring.open_pool(MIGRATIONS)
-        applier = BatchApplier(
-            rules=settings.rules, clock=clock, publish_surges=True, metrics=consumer_metrics
-        )
+        applier = BatchApplier(rules=settings.rules, clock=clock, publish_surges=True)
         store = MetricsStore(pool)
-        live = LiveConsumer(store, applier)
+        live = LiveConsumer(store, applier, consumer_metrics)
         subscribe_events(
             broker,
             CANONICAL_TOPICS,

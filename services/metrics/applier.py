@@ -7,8 +7,10 @@ outbox, in that same transaction. What each event counts is `handlers.py`.
 """
 
 import uuid
+from collections import Counter as Tally
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter
@@ -62,6 +64,18 @@ Clock = Callable[[], datetime]
 Totals = dict[tuple[Cell, str], float]  # counter increments: (cell, measure) → amount
 
 
+@dataclass(frozen=True, slots=True)
+class AppliedBatch:
+    """What one batch changed, reported to Prometheus only after its commit."""
+
+    progress: Sequence[TopicProgress] = ()
+    duplicates: Mapping[str, int] = field(default_factory=dict)  # events per topic
+
+    @property
+    def events(self) -> int:
+        return sum(topic.events for topic in self.progress)
+
+
 class ConsumerMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.processed = Counter(
@@ -77,6 +91,13 @@ class ConsumerMetrics:
             registry=registry,
         )
 
+    def count(self, applied: AppliedBatch) -> None:
+        """Count a batch whose transaction has committed (a rolled-back one counts nothing)."""
+        for topic in applied.progress:
+            self.processed.labels(topic.topic).inc(topic.events)
+        for topic_name, count in applied.duplicates.items():
+            self.duplicates.labels(topic_name).inc(count)
+
 
 class BatchApplier:
     """Applies batches of events to one generation's aggregates."""
@@ -87,12 +108,10 @@ class BatchApplier:
         rules: Rules,
         clock: Clock,
         publish_surges: bool,
-        metrics: ConsumerMetrics | None = None,
     ) -> None:
         self._rules = rules
         self._clock = clock
         self._publish_surges = publish_surges
-        self._metrics = metrics
 
     async def apply(
         self,
@@ -102,6 +121,17 @@ class BatchApplier:
         *,
         carry: Totals | None = None,
     ) -> int:
+        """Apply the events not applied before; returns how many were new."""
+        return (await self.apply_batch(store, generation, events, carry=carry)).events
+
+    async def apply_batch(
+        self,
+        store: MetricsStore,
+        generation: int,
+        events: Sequence[Event],
+        *,
+        carry: Totals | None = None,
+    ) -> AppliedBatch:
         """Apply the events not applied before (`store` is bound to the caller's transaction).
 
         With `carry`, the batch's counter increments are added to it instead of being
@@ -111,14 +141,15 @@ class BatchApplier:
         """
         fresh_ids = await store.first_times(generation, [e.event_id for e in events])
         fresh: list[Event] = []
+        duplicates: Tally[str] = Tally()
         for event in events:
             if event.event_id in fresh_ids:
                 fresh.append(event)
                 fresh_ids.discard(event.event_id)  # the same event twice in one batch
-            elif self._metrics:
-                self._metrics.duplicates.labels(topic_for(type(event)).name).inc()
+            else:
+                duplicates[topic_for(type(event)).name] += 1
         if not fresh:
-            return 0
+            return AppliedBatch(duplicates=duplicates)
         batch = Batch(store, generation, self._rules)
         totals: Totals = defaultdict(float)
 
@@ -154,10 +185,7 @@ class BatchApplier:
                 carry[key] = carry.get(key, 0.0) + value
         progress = _progress(fresh)
         await store.record_progress(generation, progress)
-        if self._metrics:
-            for topic in progress:
-                self._metrics.processed.labels(topic.topic).inc(topic.events)
-        return len(fresh)
+        return AppliedBatch(progress, duplicates)
 
     async def _record_contacts(self, batch: Batch, events: Sequence[Event]) -> list[Increment]:
         """Record the contacts received; FCR is lost for candidates re-contacted in the window."""
@@ -313,11 +341,17 @@ def _progress(events: Sequence[Event]) -> list[TopicProgress]:
 class LiveConsumer:
     """The live path: each batch goes to the current generation in one transaction."""
 
-    def __init__(self, store: MetricsStore, applier: BatchApplier) -> None:
+    def __init__(
+        self, store: MetricsStore, applier: BatchApplier, metrics: ConsumerMetrics | None = None
+    ) -> None:
         self._store = store
         self._applier = applier
+        self._metrics = metrics
 
     async def handle(self, events: Sequence[Event]) -> None:
         async with self._store.transaction() as tx:
             generation = await tx.live_generation(lock=True)
-            await self._applier.apply(tx, generation, events)
+            applied = await self._applier.apply_batch(tx, generation, events)
+        # After the commit: a batch that fails and is retried event by event counts once.
+        if self._metrics:
+            self._metrics.count(applied)

@@ -1,8 +1,9 @@
-"""The intake service running in-process against the real broker and database."""
+"""Shared fixtures of the integration tests: an in-process intake, and a database pool."""
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -11,6 +12,7 @@ from prometheus_client import CollectorRegistry
 from services.intake.app import create_app
 from services.intake.settings import IntakeSettings
 from shared.api_keys import hash_api_key
+from shared.postgres import create_pool
 from shared.topics import CONTACTS_RAW
 from tests.support.kafka import new_group_at_end
 
@@ -53,3 +55,14 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if ROWS:
         terminalreporter.section("fault table (also in .civicpulse/fault-table.md)")
         terminalreporter.write_line(TABLE_FILE.read_text())
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on the test database; a module that needs its service's tables first
+    defines its own `pool`, which applies the migrations."""
+    pool = await create_pool(database_url)
+    try:
+        yield pool
+    finally:
+        await pool.close()

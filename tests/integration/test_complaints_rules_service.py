@@ -21,7 +21,7 @@ import pytest
 from services.complaints.settings import ComplaintsSettings
 from services.complaints.working_days import WorkingDayCalendar, end_of_local_day, local_date
 from shared.api_keys import hash_api_key
-from shared.topics import COMPLAINT_ACTIONS, COMPLAINTS, CONTACTS
+from shared.topics import COMPLAINT_ACTIONS, CONTACTS
 from tests.integration.test_complaints_service import (
     API_KEY,
     FakeClock,
@@ -30,7 +30,10 @@ from tests.integration.test_complaints_service import (
     running_service,
 )
 from tests.support.complaints import SOURCE, action_bytes, london_at, produce
-from tests.support.feedback import RunningService, feedback_settings, running_feedback
+from tests.support.feedback import (
+    RunningService,
+    feedback_from_now,
+)
 from tests.support.kafka import new_group_at_end
 from tests.support.metrics import MANAGER, RunningMetrics, running_metrics
 
@@ -79,10 +82,7 @@ async def metrics(
 async def feedback(
     kafka_bootstrap: str, database_url: str, topics: None
 ) -> AsyncIterator[RunningService]:
-    group = await new_group_at_end(
-        kafka_bootstrap, [CONTACTS.name, COMPLAINTS.name], "test-feedback-rules"
-    )
-    async with running_feedback(feedback_settings(kafka_bootstrap, database_url, group)) as service:
+    async with feedback_from_now(kafka_bootstrap, database_url, "test-feedback-rules") as service:
         yield service
 
 

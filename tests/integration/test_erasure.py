@@ -45,10 +45,9 @@ from tests.support.feedback import (
     RunningService,
     contact_resolved,
     decisions,
-    feedback_settings,
+    feedback_from_now,
     new_id,
     publish,
-    running_feedback,
 )
 from tests.support.kafka import committed_up_to, end_offsets, new_group_at_end, read_topic
 from tests.support.metrics import MANAGER, running_metrics
@@ -80,15 +79,7 @@ class Stack:
 async def stack(kafka_bootstrap: str, database_url: str, topics: None) -> AsyncIterator[Stack]:
     async with AsyncExitStack() as exits:
         feedback = await exits.enter_async_context(
-            running_feedback(
-                feedback_settings(
-                    kafka_bootstrap,
-                    database_url,
-                    await new_group_at_end(
-                        kafka_bootstrap, [CONTACTS.name, COMPLAINTS.name], "test-erasure-feedback"
-                    ),
-                )
-            )
+            feedback_from_now(kafka_bootstrap, database_url, "test-erasure-feedback")
         )
         feedback_url = await exits.enter_async_context(served(feedback.app))
         complaints_app = create_complaints(

@@ -11,15 +11,11 @@ import pytest
 from services.feedback.delivery_store import DeliveryStore
 from services.feedback.store import FeedbackStore, SurveyRequest
 from shared.events.vocabulary import CaseType, Channel
-from shared.postgres import create_pool
-from shared.topics import COMPLAINTS, CONTACTS
 from tests.support.feedback import (
     CALLBACK_TOKEN,
     RunningService,
-    feedback_settings,
-    running_feedback,
+    feedback_from_now,
 )
-from tests.support.kafka import new_group_at_end
 
 pytestmark = pytest.mark.integration
 PATH = "/v1/notify/delivery-status"
@@ -30,20 +26,8 @@ NOTIFY = {"Authorization": f"Bearer {CALLBACK_TOKEN}"}
 async def feedback(
     kafka_bootstrap: str, database_url: str, topics: None
 ) -> AsyncIterator[RunningService]:
-    group = await new_group_at_end(
-        kafka_bootstrap, [CONTACTS.name, COMPLAINTS.name], "test-delivery-status"
-    )
-    async with running_feedback(feedback_settings(kafka_bootstrap, database_url, group)) as service:
+    async with feedback_from_now(kafka_bootstrap, database_url, "test-delivery-status") as service:
         yield service
-
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database_url)
-    try:
-        yield pool
-    finally:
-        await pool.close()
 
 
 async def surveyed_customer(

@@ -26,10 +26,13 @@ from services.feedback.sender import create_sender_app, official_client
 from services.feedback.settings import FeedbackSettings
 from shared.events.envelope import utc_now
 from shared.kafka import kafka_client_options
-from shared.postgres import create_pool
-from shared.topics import COMPLAINTS, CONTACTS, NOTIFICATIONS, dead_letter_twin
+from shared.topics import NOTIFICATIONS, dead_letter_twin
 from tests.support.fake_notify import API_KEY, FakeNotify, serving_fake_notify
-from tests.support.feedback import RunningService, feedback_settings, running_feedback
+from tests.support.feedback import (
+    RunningService,
+    feedback_from_now,
+    feedback_settings,
+)
 from tests.support.kafka import committed_up_to, end_offsets, eventually, new_group_at_end
 
 pytestmark = pytest.mark.integration
@@ -41,20 +44,8 @@ async def feedback(
     kafka_bootstrap: str, database_url: str, topics: None
 ) -> AsyncIterator[RunningService]:
     """The feedback service: the CRM's PUT of routes and DELETE of customers."""
-    group = await new_group_at_end(
-        kafka_bootstrap, [CONTACTS.name, COMPLAINTS.name], "test-erasure-feedback"
-    )
-    async with running_feedback(feedback_settings(kafka_bootstrap, database_url, group)) as service:
+    async with feedback_from_now(kafka_bootstrap, database_url, "test-erasure-feedback") as service:
         yield service
-
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database_url)
-    try:
-        yield pool
-    finally:
-        await pool.close()
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from shared.events import (
     SatisfactionResponded,
     parse_event,
 )
-from shared.topics import COMPLAINTS, CONTACTS, FEEDBACK, NOTIFICATIONS
+from shared.topics import FEEDBACK, NOTIFICATIONS
 from tests.support.feedback import (
     DELAY,
     EXPIRY,
@@ -27,12 +27,11 @@ from tests.support.feedback import (
     contact_received_resolved,
     contact_resolved,
     decisions,
-    feedback_settings,
+    feedback_from_now,
     new_id,
     publish,
-    running_feedback,
 )
-from tests.support.kafka import Record, new_group_at_end, read_topic
+from tests.support.kafka import Record, read_topic
 
 pytestmark = pytest.mark.integration
 ANSWERS = {"overall": 4, "ease": 6, "resolved": "yes", "comment": "Quick and helpful"}
@@ -42,10 +41,7 @@ ANSWERS = {"overall": 4, "ease": 6, "resolved": "yes", "comment": "Quick and hel
 async def feedback(
     kafka_bootstrap: str, database_url: str, topics: None
 ) -> AsyncIterator[RunningService]:
-    group = await new_group_at_end(
-        kafka_bootstrap, [CONTACTS.name, COMPLAINTS.name], "test-feedback"
-    )
-    async with running_feedback(feedback_settings(kafka_bootstrap, database_url, group)) as service:
+    async with feedback_from_now(kafka_bootstrap, database_url, "test-feedback") as service:
         yield service
 
 

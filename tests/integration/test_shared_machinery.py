@@ -4,7 +4,7 @@ import asyncio
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -177,6 +177,56 @@ async def test_a_cancelled_timer_never_fires_and_a_moved_one_fires_at_its_new_ti
     assert await scheduler.fire_due(NOW) == 0
     assert await scheduler.fire_due(NOW + timedelta(days=2)) == 1
     assert fired == ["b"]
+
+
+async def test_what_a_firing_counts_is_counted_once_and_only_after_its_commit(
+    pool: asyncpg.Pool,
+) -> None:
+    """A firing's Prometheus counts (timers.OnCommit) run after the scheduler's commit: a
+    batch that fails at COMMIT counts nothing, and a batch that fails and is fired again
+    timer by timer counts each timer once."""
+    service = service_name()
+    async with pool.acquire() as connection:
+        await connection.execute(
+            "CREATE TABLE IF NOT EXISTS test_fails_at_commit "
+            "(id int, CONSTRAINT test_once UNIQUE (id) DEFERRABLE INITIALLY DEFERRED)"
+        )
+        for name in ("a", "b", "bad"):
+            await timers.schedule(connection, service, timers.Timer(name, "ack", name, NOW, {}))
+    counted: list[str] = []
+
+    def counting(ids: list[str]) -> timers.OnCommit:
+        return lambda: counted.extend(ids)
+
+    async def fails_at_commit(
+        connection: Connection, due: Sequence[timers.Timer]
+    ) -> timers.OnCommit:
+        # A deferred constraint: the statement succeeds and the COMMIT fails.
+        await connection.execute("INSERT INTO test_fails_at_commit VALUES (1), (1)")
+        return counting([t.timer_id for t in due])
+
+    async def one(connection: Connection, timer: timers.Timer) -> timers.OnCommit:
+        if timer.timer_id == "bad":
+            raise RuntimeError("this timer's firing fails")
+        return counting([timer.timer_id])
+
+    async def batch_with_a_bad_timer(
+        connection: Connection, due: Sequence[timers.Timer]
+    ) -> timers.OnCommit:
+        for timer in due:
+            await one(connection, timer)
+        return counting([t.timer_id for t in due])
+
+    at_commit = timers.TimerScheduler(pool, service, one, fire_batch=fails_at_commit, retry=QUICK)
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await at_commit.fire_due(NOW)
+    assert counted == []
+
+    fallback = timers.TimerScheduler(
+        pool, service, one, fire_batch=batch_with_a_bad_timer, retry=QUICK
+    )
+    assert await fallback.fire_due(NOW) == 2
+    assert sorted(counted) == ["a", "b"]
 
 
 async def test_a_timer_whose_firing_fails_stays_pending(pool: asyncpg.Pool) -> None:

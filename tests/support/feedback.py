@@ -33,6 +33,8 @@ from shared.events import (
     Event,
 )
 from shared.events.catalogue import topic_for
+from shared.topics import COMPLAINTS, CONTACTS
+from tests.support.kafka import new_group_at_end
 
 CRM_KEY = "test-feedback-crm-key-0123456789"
 TOKEN_SECRET = "test-secret-for-feedback-answer-links-0123456789"
@@ -113,6 +115,17 @@ async def running_feedback(settings: FeedbackSettings) -> AsyncIterator[RunningS
             transport=transport, base_url="http://feedback.test", headers={"X-API-Key": CRM_KEY}
         ) as client:
             yield RunningService(app, client, clock, registry, settings)
+
+
+@asynccontextmanager
+async def feedback_from_now(
+    bootstrap: str, database_url: str, group_prefix: str
+) -> AsyncIterator[RunningService]:
+    """The feedback service in-process, its consumer group placed at the topics' ends,
+    so it decides only what a test publishes from now on."""
+    group = await new_group_at_end(bootstrap, [CONTACTS.name, COMPLAINTS.name], group_prefix)
+    async with running_feedback(feedback_settings(bootstrap, database_url, group)) as service:
+        yield service
 
 
 @asynccontextmanager

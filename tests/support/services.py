@@ -15,10 +15,14 @@ from civicpulse.infra import pick_free_port
 from services.complaints.app import create_app as create_complaints
 from services.complaints.settings import ComplaintsSettings
 from shared.api_keys import hash_api_key
-from shared.topics import COMPLAINT_ACTIONS, COMPLAINTS, CONTACTS
+from shared.topics import COMPLAINT_ACTIONS, CONTACTS
 from tests.integration.conftest import CRM_API_KEY, RunningIntake
 from tests.support.complaints import SOURCE as CASE_MANAGER
-from tests.support.feedback import CALLBACK_TOKEN, CRM_KEY, feedback_settings, running_feedback
+from tests.support.feedback import (
+    CALLBACK_TOKEN,
+    CRM_KEY,
+    feedback_from_now,
+)
 from tests.support.kafka import new_group_at_end
 from tests.support.metrics import MANAGER, running_metrics
 
@@ -53,11 +57,8 @@ async def four_services(
         )
         complaints = create_complaints(complaints_settings)
         await stack.enter_async_context(complaints.router.lifespan_context(complaints))
-        group = await new_group_at_end(
-            kafka_bootstrap, [CONTACTS.name, COMPLAINTS.name], "test-contracts-feedback"
-        )
         feedback = await stack.enter_async_context(
-            running_feedback(feedback_settings(kafka_bootstrap, database_url, group))
+            feedback_from_now(kafka_bootstrap, database_url, "test-contracts-feedback")
         )
         metrics = await stack.enter_async_context(
             running_metrics(kafka_bootstrap, database_url, datetime.now(UTC))

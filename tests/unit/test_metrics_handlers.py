@@ -9,14 +9,17 @@ Expected counts come from the events each test sends, never from what was stored
 import inspect
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import cast
 
 import asyncpg
 import pytest
+from prometheus_client import CollectorRegistry
 
 from civicpulse.infra import scratch_database
-from services.metrics.applier import BatchApplier, LiveConsumer
+from services.metrics.applier import BatchApplier, ConsumerMetrics, LiveConsumer
 from services.metrics.domain import Rules, SurgeRule
 from services.metrics.handlers import HANDLERS
 from services.metrics.periods import DateRange
@@ -50,7 +53,7 @@ from shared.events.vocabulary import (
     DeadlineKind,
 )
 from shared.postgres import create_pool, migrate
-from shared.topics import CANONICAL_TOPICS
+from shared.topics import CANONICAL_TOPICS, CONTACTS
 from tests.support.fake_metrics_store import FakeMetricsStore
 from tests.support.metrics import Events, utc_at
 
@@ -559,6 +562,44 @@ async def test_the_live_consumer_applies_to_the_live_generation(store: MetricsSt
 
     assert (await day_totals(store, generation=generation))["contacts_received"] == 1
     assert await day_totals(store, generation=1) == {}
+
+
+class CommitFails:
+    """A store whose transactions all roll back at the end, as a failed commit does."""
+
+    def __init__(self, store: MetricsStore) -> None:
+        self._store = store
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[MetricsStore]:
+        async with self._store.transaction() as tx:
+            yield tx
+            raise RuntimeError("commit failed")
+
+
+async def test_prometheus_counts_a_batch_only_after_its_commit(store: MetricsStore) -> None:
+    """A batch that fails is retried (event by event, then redelivered): counting before
+    the commit would count its events once per attempt, beside exact PostgreSQL figures."""
+    events = Events()
+    contact = events.received("c", utc_at(DAY, 9), channel=Channel.WEB, area="waste")
+    registry = CollectorRegistry()
+    metrics = ConsumerMetrics(registry)
+
+    def counted(name: str) -> float:
+        return registry.get_sample_value(name, {"topic": CONTACTS.name}) or 0.0
+
+    failing = LiveConsumer(cast(MetricsStore, CommitFails(store)), APPLIER, metrics)
+    with pytest.raises(RuntimeError, match="commit failed"):
+        await failing.handle([contact])
+    assert counted("metrics_events_processed_total") == 0
+
+    live = LiveConsumer(store, APPLIER, metrics)
+    await live.handle([contact])
+    await live.handle([contact])  # redelivered after the commit: a duplicate
+
+    assert counted("metrics_events_processed_total") == 1
+    assert counted("metrics_events_duplicate_total") == 1
+    assert (await day_totals(store))["contacts_received"] == 1
 
 
 # -- surges -----------------------------------------------------------------------------
