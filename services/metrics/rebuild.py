@@ -11,7 +11,7 @@ processed-event records).
 
 Until the switch no one else reads or writes the new generation, so the replay
 carries the batches' counter increments in memory and writes them once per many
-batches (at most `CARRY_CELLS` counters held, about 60 MB) and before the switch;
+batches (at most `CARRY_CELLS` counters held, about 90 MB) and before the switch;
 from the switch on, each batch writes its own, as the live consumer does. A crash
 before the switch leaves the generation unfinished, and the next rebuild drops it.
 
@@ -43,8 +43,9 @@ from shared.topics import CANONICAL_TOPICS, TopicSpec
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 REPORT_EVERY_S = 2.0
-# Distinct (cell, measure) counters a replay carries before writing them: a year of a
-# large council's contacts makes about 150,000 (365 days x areas x channels x measures).
+# Distinct (cell, measure) counters a replay carries before writing them (about 90 MB at
+# most): a year of 15 areas and 6 channels, at the few measures each cell has, is of
+# that order (365 x 15 x 6 x 5 = 164,250), so a year's replay writes them once or twice.
 CARRY_CELLS = 250_000
 READ_AHEAD = 2  # parsed batches waiting to be applied, beside the one being applied
 GC_THRESHOLD = 100_000  # allocations between collections of the youngest generation
