@@ -11,9 +11,12 @@ the metrics service counts, read back through its API:
   its latency, publish → counted. Days are unique across steps, so steps never
   collide. A checkpoint never seen counted fails the step: no lost sample vanishes.
 - The other records are dated now, with customers who have a contact route, so
-  feedback does its real work (surveys them and sends). Checkpoints carry old dates
-  (intake's earliest day onwards) to be alone in their cells; feedback skips them as
-  stale.
+  feedback does its real work (decides on each, surveys or suppresses). Each step
+  has customers of its own (routes given before it starts): neither an earlier
+  step nor an earlier run on a long-lived stack has surveyed them (the quiet
+  period would suppress nearly all), nor left them a long contact history.
+  Checkpoints carry old dates (intake's earliest day onwards) to be alone in their
+  cells; feedback skips them as stale.
 - "achieved" is the records counted in `GET /v1/kpis` (today's contacts received,
   less the count before the step, plus the checkpoints) per second, from the first
   publish to the moment the last one was seen counted.
@@ -30,6 +33,7 @@ does not count everything. Then the raw broker's rate from Kafka's own
 import argparse
 import asyncio
 import json
+import os
 import random
 import re
 import subprocess
@@ -37,7 +41,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -51,9 +55,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.stages import contacts_end, trace_stages
 from bench.support import (
+    CpuAccount,
+    CpuSampler,
+    Endpoints,
     Percentiles,
     end_offsets,
     infrastructure,
+    infrastructure_pids,
     percentiles,
     place_group,
     print_summary,
@@ -72,6 +80,7 @@ FIRST_CHECKPOINT_DAY = date(2000, 1, 1)  # intake's default earliest day
 CUSTOMERS = 2000  # customers with a contact route, for the records dated now
 GIVE_UP_AFTER_S = 60.0
 TICK_S = 0.01
+POLL_PERIOD_S = 0.05
 LOCAL = ZoneInfo("Europe/London")  # metrics counts on local days
 PERF_TOPIC = TopicSpec("bench.producer-perf", 6, DAY_MS, "ProducerPerformance scratch topic")
 
@@ -81,6 +90,7 @@ class Plan:
     rate: int
     seconds: float
     first_day: date  # checkpoint k is dated first_day + k
+    customers: str = ""  # the step's own customers: customer_ref(n, customers)
 
     @property
     def records(self) -> int:
@@ -106,6 +116,12 @@ class Step:
     latency: Percentiles
     poll_sweep: Percentiles  # one pass of the bench's poll: how late a count can be seen
     stages: dict[str, Percentiles] = field(default_factory=dict)  # with --trace
+    cpu: CpuAccount | None = None  # CPU seconds per process over the step
+
+    def cpu_ms_per_contact(self) -> dict[str, float]:
+        if self.cpu is None or not self.counted:
+            return {}
+        return {role: 1000 * s / self.counted for role, s in self.cpu.seconds.items()}
 
     @property
     def complete(self) -> bool:
@@ -163,8 +179,8 @@ def record(
     ).encode()
 
 
-def customer_ref(n: int) -> str:
-    return f"PB-{n:05d}"
+def customer_ref(n: int, group: str = "") -> str:
+    return f"PB-{group}{n:05d}"
 
 
 async def publish(bootstrap: str, plan: Plan, tracking: Tracking) -> None:
@@ -188,7 +204,8 @@ async def publish(bootstrap: str, plan: Plan, tracking: Tracking) -> None:
                 else:
                     occurred = datetime.now(UTC)
                     tracking.bulk_published += 1
-                value = record(run, sent, occurred, customer_ref(rng.randrange(CUSTOMERS)), rng)
+                customer = customer_ref(rng.randrange(CUSTOMERS), plan.customers)
+                value = record(run, sent, occurred, customer, rng)
                 pending.append(
                     await producer.send(CONTACTS_RAW.name, value, key=f"{run}-{sent}".encode())
                 )
@@ -267,10 +284,35 @@ async def poll(
             and tracking.bulk_counted >= plan.records - plan.checkpoints
         ):
             return
-        await asyncio.sleep(0.02)
+        # Sweeps start every POLL_PERIOD_S at most: as often as a sweep under load
+        # takes anyway, without the idle metrics process answering dozens a second.
+        await asyncio.sleep(max(0.0, POLL_PERIOD_S - (time.perf_counter() - sweep_began)))
 
 
-async def measure_step(system: RunningSystem, plan: Plan, *, trace: bool = False) -> Step:
+def cpu_sampler(system: RunningSystem) -> CpuSampler:
+    """CPU of the four services, Kafka's JVM, PostgreSQL (postmaster and backends), the bench."""
+    sampler = CpuSampler()
+
+    def service(name: str) -> Callable[[], list[tuple[int, bool]]]:
+        def pids() -> list[tuple[int, bool]]:
+            pid = system.services[name].pid
+            return [(pid, False)] if pid is not None else []
+
+        return pids
+
+    for name in system.services:
+        sampler.track(name, service(name))
+    endpoints = Endpoints(system.infra.kafka_bootstrap, system.infra.database_url)
+    for role, pids in infrastructure_pids(endpoints).items():
+        sampler.track(role, pids)
+    bench = os.getpid()
+    sampler.track("bench", lambda: [(bench, False)])
+    return sampler
+
+
+async def measure_step(
+    system: RunningSystem, plan: Plan, *, trace: bool = False, sampler: CpuSampler | None = None
+) -> Step:
     headers = {"Authorization": f"Bearer {system.credentials.manager_token}"}
     tracking = Tracking()
     since = await contacts_end(system.infra.kafka_bootstrap) if trace else {}
@@ -282,10 +324,13 @@ async def measure_step(system: RunningSystem, plan: Plan, *, trace: bool = False
         before: dict[date, float] = {}
         for window in checkpoint_days(plan):
             before |= await day_counts(client, window)
+        if sampler is not None:
+            sampler.start()
         started = time.perf_counter()
         poller = asyncio.create_task(poll(client, plan, tracking, today, baseline, before))
         await publish(system.infra.kafka_bootstrap, plan, tracking)
         await poller
+        cpu = sampler.stop() if sampler is not None else None
     latencies = [
         tracking.seen_at[d] - at for d, at in tracking.published_at.items() if d in tracking.seen_at
     ]
@@ -311,10 +356,11 @@ async def measure_step(system: RunningSystem, plan: Plan, *, trace: bool = False
         latency=percentiles(latencies),
         poll_sweep=percentiles(tracking.sweeps),
         stages=stages,
+        cpu=cpu,
     )
 
 
-async def give_contact_routes(system: RunningSystem) -> None:
+async def give_contact_routes(system: RunningSystem, group: str = "") -> None:
     """Every bench customer gets an email route, so feedback surveys and sends."""
     headers = {"X-API-Key": system.credentials.crm_key}
     async with httpx.AsyncClient(
@@ -325,7 +371,7 @@ async def give_contact_routes(system: RunningSystem) -> None:
         async def put(n: int) -> None:
             async with semaphore:
                 response = await client.put(
-                    f"/v1/customers/{customer_ref(n)}/contact-route",
+                    f"/v1/customers/{customer_ref(n, group)}/contact-route",
                     json={"email": f"resident{n}@example.org"},
                 )
                 response.raise_for_status()
@@ -404,6 +450,26 @@ def report(steps: Sequence[Step], memory: dict[str, int | None], raw_rate: float
                 f"  {stage:<34} p50 {figures.p50_ms:>6.0f} ms  p99 {figures.p99_ms:>6.0f} ms"
                 f"  ({figures.count} checkpoints)"
             )
+    roles = sorted({role for s in steps for role in s.cpu_ms_per_contact()})
+    if roles:
+        lines.append("CPU ms per counted contact (step's CPU seconds / records counted):")
+        heads = "  ".join(f"{role:>10}" for role in roles)
+        lines.append(f"rate/s  {heads}       all  load avg")
+        for s in steps:
+            per = s.cpu_ms_per_contact()
+            load = s.cpu.load_average[0] if s.cpu else float("nan")
+            lines.append(
+                f"{s.rate:>6}  "
+                + "  ".join(f"{per.get(role, float('nan')):>10.2f}" for role in roles)
+                + f"  {sum(per.values()):>8.2f}  {load:>8.2f}"
+            )
+        for s in steps:
+            if s.cpu is not None:
+                busy = s.cpu.machine_busy_seconds / max(s.cpu.machine_capacity_seconds, 1e-9)
+                lines.append(
+                    f"{s.rate}/s: machine {busy:.0%} busy over {s.cpu.wall_seconds:.1f} s;"
+                    " CPU s: " + ", ".join(f"{r} {v:.1f}" for r, v in sorted(s.cpu.seconds.items()))
+                )
     for name, rss in memory.items():
         lines.append(f"memory {name:<11} {rss / 2**20 if rss else float('nan'):.0f} MiB resident")
     lines.append(f"raw broker (ProducerPerformance, 400-byte records): {raw_rate:,.0f} records/s")
@@ -486,13 +552,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             preferred_ports=False,  # another stack on this machine may hold the usual ones
         )
         try:
-            asyncio.run(give_contact_routes(system))
+            customers = uuid.uuid4().hex[:6]
             first_day = FIRST_CHECKPOINT_DAY + timedelta(days=random.randrange(365))
             for index, rate in enumerate(rates):
-                plan = Plan(rate, args.seconds, first_day)
+                plan = Plan(rate, args.seconds, first_day, customers=f"{customers}-{index}-")
+                asyncio.run(give_contact_routes(system, plan.customers))
                 first_day += timedelta(days=plan.checkpoints)  # steps' days never collide
                 say(f"step {index + 1}/{len(rates)}: {rate} contacts/s for {args.seconds:.0f} s…")
-                step = asyncio.run(measure_step(system, plan, trace=args.trace))
+                step = asyncio.run(
+                    measure_step(system, plan, trace=args.trace, sampler=cpu_sampler(system))
+                )
                 say(
                     f"  counted {step.counted}/{step.records}, {step.never_seen} checkpoints never"
                     f" seen, achieved {step.achieved:.0f}/s, p50 {step.latency.p50_ms:.0f} ms,"
@@ -517,7 +586,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             "seconds_per_step": args.seconds,
             "steps": [
                 {
-                    **{k: v for k, v in asdict(s).items() if k != "latency"},
+                    **{k: v for k, v in asdict(s).items() if k not in ("latency", "cpu")},
+                    "cpu_seconds": s.cpu.seconds if s.cpu else None,
+                    "cpu_ms_per_contact": {
+                        role: round(ms, 3) for role, ms in s.cpu_ms_per_contact().items()
+                    },
+                    "load_average": s.cpu.load_average if s.cpu else None,
                     "achieved": round(s.achieved, 1),
                     "latency": asdict(s.latency),
                     "complete": s.complete,

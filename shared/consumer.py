@@ -13,7 +13,11 @@ A service gives two functions:
   (`RecursionError` from deep JSON, `ValueError` from a 5,000-digit number,
   `OverflowError` from a date at the end of time) is `undecodable`;
 - a handler, a batch of items to their effects, returning for each item
-  `None` (done, or a duplicate) or a `Fault` to dead-letter (a refusal).
+  `None` (done, or a duplicate) or a `Fault` to dead-letter (a refusal);
+- optionally, `ignore`: records the service does nothing with, told apart
+  without the full decode (by the `event_type` header, say). They are skipped
+  before decoding; anything it cannot tell must be left to the decoder, so a bad
+  record the service would have handled is still dead-lettered.
 
 The consumer hands the whole batch to the handler first (one database
 transaction for many records is what makes consumers fast). If that fails for
@@ -34,6 +38,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from pydantic import ValidationError
+from pydantic_core import from_json
 
 from shared.dead_letters import (
     PROCESSING_FAILED,
@@ -62,6 +67,11 @@ class InboundRecord:
     value: bytes
     key: bytes | None
     position: SourcePosition
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+    def header(self, name: str) -> bytes | None:
+        """The first header of that name, or None."""
+        return next((value for key, value in self.headers if key == name), None)
 
 
 class Fault(Protocol):
@@ -91,6 +101,7 @@ class RecordRejectedError(Exception):
 
 
 Decode = Callable[[InboundRecord], T]
+Ignore = Callable[[InboundRecord], bool]
 # One entry per item, in order: None when done (or a duplicate), else the fault.
 Outcomes = Sequence[Fault | None] | None
 Handle = Callable[[Sequence[T]], Awaitable[Outcomes]]
@@ -104,6 +115,29 @@ async def undecoded(_: Any) -> None:
     return
 
 
+def peek_event(record: InboundRecord) -> tuple[str, dict[str, Any]] | None:
+    """A record's event type and payload, unvalidated, when its header and body agree.
+
+    For `ignore` predicates: None whenever unsure (no header, a header the body
+    contradicts, JSON that does not read as an event), so the record goes on to the
+    full decoder, which reads the body: a record is never passed over for a header
+    its body contradicts.
+    """
+    header = record.header("event_type")
+    if header is None:
+        return None
+    try:
+        body = from_json(record.value)
+    except ValueError:
+        return None
+    if not isinstance(body, dict):
+        return None
+    event_type, payload = body.get("event_type"), body.get("payload")
+    if not isinstance(event_type, str) or event_type.encode() != header:
+        return None
+    return (event_type, payload) if isinstance(payload, dict) else None
+
+
 def inbound_records(message: KafkaMessage) -> list[InboundRecord]:
     raw = message.raw_message
     records = raw if isinstance(raw, tuple | list) else (raw,)
@@ -112,6 +146,7 @@ def inbound_records(message: KafkaMessage) -> list[InboundRecord]:
             value=record.value or b"",
             key=record.key,
             position=SourcePosition(record.topic, record.partition, record.offset),
+            headers=tuple(record.headers or ()),
         )
         for record in records
     ]
@@ -149,8 +184,10 @@ class RecordConsumer(Generic[T]):
         *,
         settings: "ConsumerSettings",
         on_dead_letter: CountDeadLetter | None = None,
+        ignore: Ignore | None = None,
     ) -> None:
         self._decode = decode
+        self._ignore = ignore
         self._handle = handle
         self._dead_letter_sink = dead_letter
         self._max_attempts = settings.max_attempts
@@ -161,6 +198,8 @@ class RecordConsumer(Generic[T]):
         """Handle one batch; raises only on an outage, so the batch is redelivered."""
         decoded: list[tuple[InboundRecord, T]] = []
         for record in records:
+            if self._ignore is not None and self._ignore(record):
+                continue
             try:
                 decoded.append((record, self._decode(record)))
             except RecordRejectedError as rejected:
@@ -346,6 +385,7 @@ def event_consumer(
     *,
     settings: ConsumerSettings,
     on_dead_letter: CountDeadLetter | None = None,
+    ignore: Ignore | None = None,
 ) -> RecordConsumer[Event]:
     """A consumer of canonical events; records that are not one are `invalid_event`."""
     return RecordConsumer(
@@ -354,6 +394,7 @@ def event_consumer(
         DeadLetterTopics(broker, topics),
         settings=settings,
         on_dead_letter=on_dead_letter,
+        ignore=ignore,
     )
 
 
@@ -366,6 +407,7 @@ def subscribe_events(
     settings: ConsumerSettings | None = None,
     max_attempts: int | None = None,
     max_records: int = 500,
+    ignore: Ignore | None = None,
 ) -> RecordConsumer[Event]:
     """Subscribe `handle` to canonical topics as consumer group `group_id`.
 
@@ -374,7 +416,7 @@ def subscribe_events(
     """
     if settings is None:
         settings = ConsumerSettings() if max_attempts is None else ConsumerSettings(max_attempts)
-    consumer = event_consumer(broker, topics, handle, settings=settings)
+    consumer = event_consumer(broker, topics, handle, settings=settings, ignore=ignore)
     subscribe_records(
         broker,
         dict.fromkeys(topics, consumer),

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from services.complaints.access import Access
 from services.complaints.actions import ACTION_ADAPTER
+from services.complaints.contact_records import ignored_contact
 from services.complaints.domain import Refusal, RefusalReason
 from services.complaints.handlers import Applied, ComplaintsHandler, ComplaintsMetrics
 from services.complaints.procedures import Policy
@@ -388,7 +389,11 @@ def subscribe_inputs(
     """
     consumer_settings = ConsumerSettings.of(settings)
     contacts = event_consumer(
-        broker, [CONTACTS], handler.handle_contact_events, settings=consumer_settings
+        broker,
+        [CONTACTS],
+        handler.handle_contact_events,
+        settings=consumer_settings,
+        ignore=ignored_contact,
     )
     actions = handler.action_topic_consumer(
         DeadLetterTopics(broker, [COMPLAINT_ACTIONS]), consumer_settings

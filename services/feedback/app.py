@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import TypeAdapter, ValidationError
 
 from services.feedback import views
+from services.feedback.contact_records import ignored_contact
 from services.feedback.customers import CustomerHandler
 from services.feedback.delivery_status import (
     DeliveryReceipt,
@@ -116,6 +117,7 @@ def create_app(settings: FeedbackSettings | None = None, **options: Unpack[AppOp
             group_id=settings.feedback_group_id,
             settings=ConsumerSettings.of(settings),
             max_records=settings.feedback_max_batch,
+            ignore=ignored_contact,
         )
         scheduler = wiring.timer_scheduler(pool, handler.fire, fire_batch=handler.fire_many)
         relay = wiring.outbox_relay(pool)

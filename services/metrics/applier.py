@@ -46,6 +46,7 @@ from services.metrics.store import (
     OutcomeRow,
     RecordedSurge,
     TopicProgress,
+    contact_spans,
 )
 from shared.events import Event
 from shared.events.catalogue import topic_for
@@ -203,12 +204,10 @@ class BatchApplier:
             for e in events
             if isinstance(e, ContactReceived)
         ]
-        pairs = sorted(
-            {(f.customer_ref, f.service_area) for f in facts if f.customer_ref is not None}
-        )
-        await batch.store.lock_customers([f"{c}\x1f{a}" for c, a in pairs])
+        spans = contact_spans(facts)
+        await batch.store.lock_customers([f"{s.customer_ref}\x1f{s.service_area}" for s in spans])
         await batch.store.record_contacts(batch.generation, facts)
-        lost = await batch.store.mark_recontacted(batch.generation, pairs, self._rules.fcr_window)
+        lost = await batch.store.mark_recontacted(batch.generation, spans, self._rules.fcr_window)
         return [Increment(cell, Measure.FCR_LOST) for cell in lost]
 
     async def _record_transfers(self, batch: Batch, events: Sequence[Event]) -> None:

@@ -23,6 +23,7 @@ from services.metrics.store import (
     ComplaintChange,
     ComplaintOpening,
     ContactFact,
+    ContactSpan,
     KpiTotals,
     MetricsStore,
     NotInTransactionError,
@@ -184,10 +185,12 @@ class FakeMetricsStore(MetricsStore):
         self.locked.append(sorted(set(keys)))
 
     async def mark_recontacted(
-        self, generation: int, pairs: Sequence[tuple[str, str]], window: timedelta
+        self, generation: int, spans: Sequence[ContactSpan], window: timedelta
     ) -> list[Cell]:
+        # Every candidate of the pairs, not only those in the spans' window: the store's
+        # bound must give the same losses, which the tests on both check.
         self._writing()
-        wanted = set(pairs)
+        wanted = {(span.customer_ref, span.service_area) for span in spans}
         rows = [
             row
             for (g, _), row in self.state.contacts.items()

@@ -7,6 +7,7 @@ Expected counts come from the events each test sends, never from what was stored
 """
 
 import inspect
+import random
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -193,6 +194,41 @@ async def test_a_re_contact_after_the_window_keeps_the_first_contacts_fcr(
 
     assert "fcr_lost" not in await day_totals(store)
     assert (await day_totals(store))["fcr_first_time"] == 1
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("seed", range(6))
+async def test_re_contacts_in_shuffled_random_batches_lose_what_the_reference_loses(
+    seed: int, postgres_backend: Backend
+) -> None:
+    """DOMAIN.md, FCR: a contact resolved at first contact loses FCR if the same customer
+    contacts again about the same service area within the window. PostgreSQL looks only at
+    the candidates from a batch's first contact less the window to its last; the fake looks
+    at every candidate. Shuffled and cut at random, both must lose the same contacts."""
+    rng = random.Random(seed)
+    events = Events()
+    stream: list[Event] = [
+        events.received(
+            f"c{n}",
+            utc_at(DAY + timedelta(days=rng.randrange(30)), rng.randrange(8, 18)),
+            channel=rng.choice([Channel.WEB, Channel.PHONE]),
+            area=rng.choice(["waste", "planning"]),
+            customer=rng.choice("xyz"),
+            resolved=rng.random() < 0.6,
+        )
+        for n in range(90)
+    ]
+    rng.shuffle(stream)
+    cuts = sorted(rng.sample(range(1, len(stream)), 9))
+    batches = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
+    reference = FakeMetricsStore()
+    await apply(reference, *batches)
+    await apply(postgres_backend.store, *batches)
+
+    days = [DAY + timedelta(days=n) for n in range(31)]
+    expected = [await day_totals(reference, day) for day in days]
+    assert [await day_totals(postgres_backend.store, day) for day in days] == expected
+    assert sum(totals.get("fcr_lost", 0) for totals in expected) > 0
 
 
 async def test_a_transfer_after_receipt_counts_the_call_once_and_loses_its_fcr(

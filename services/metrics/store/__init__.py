@@ -19,11 +19,13 @@ from services.metrics.store.facts import (
     ComplaintChange,
     ComplaintOpening,
     ContactFact,
+    ContactSpan,
     Facts,
     OutcomeKey,
     OutcomeRow,
     TopicProgress,
     TransferredContact,
+    contact_spans,
 )
 from services.metrics.store.generations import Generations, processed_service
 from services.metrics.store.notes import Notes
@@ -43,6 +45,7 @@ __all__ = [
     "ComplaintChange",
     "ComplaintOpening",
     "ContactFact",
+    "ContactSpan",
     "KpiTotals",
     "MetricsStore",
     "NotInTransactionError",
@@ -54,5 +57,6 @@ __all__ = [
     "TopicProgress",
     "TopicState",
     "TransferredContact",
+    "contact_spans",
     "processed_service",
 ]

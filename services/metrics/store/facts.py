@@ -32,6 +32,28 @@ class ContactFact:
 
 
 @dataclass(frozen=True, slots=True)
+class ContactSpan:
+    """A (customer, area) pair of a batch, and its earliest and latest contact in it."""
+
+    customer_ref: str
+    service_area: str
+    first: datetime
+    last: datetime
+
+
+def contact_spans(facts: Iterable[ContactFact]) -> list[ContactSpan]:
+    """The batch's (customer, area) pairs in sorted order, each with its time span."""
+    spans: dict[tuple[str, str], tuple[datetime, datetime]] = {}
+    for fact in facts:
+        if fact.customer_ref is None:
+            continue
+        key = (fact.customer_ref, fact.service_area)
+        first, last = spans.get(key, (fact.occurred_at, fact.occurred_at))
+        spans[key] = (min(first, fact.occurred_at), max(last, fact.occurred_at))
+    return [ContactSpan(c, a, first, last) for (c, a), (first, last) in sorted(spans.items())]
+
+
+@dataclass(frozen=True, slots=True)
 class TransferredContact:
     cell: Cell
     transfers_before: int
@@ -162,7 +184,7 @@ class Facts(StoreBase):
     async def mark_recontacted(
         self,
         generation: int,
-        pairs: Sequence[tuple[str, str]],
+        spans: Sequence[ContactSpan],
         window: timedelta,
     ) -> list[Cell]:
         """Candidates of these (customer, area) pairs with a later contact within the window.
@@ -170,15 +192,22 @@ class Facts(StoreBase):
         Marks each lost once and returns its cell. Looking both ways (an earlier
         candidate re-contacted now, or a candidate whose re-contact was consumed
         first) makes the result independent of the order events arrive in.
+
+        Only candidates from `first - window` to `last` can be lost by this batch:
+        every batch before it marked all the losses among the contacts it could see
+        (under the same pair's lock), so a new loss has its candidate or its
+        re-contact in this batch. The bound keeps the lookup to the window's rows
+        of the customer's history, not all of it.
         """
-        if not pairs:
+        if not spans:
             return []
         rows = await self._tx.fetch(
             """
             UPDATE metrics_contact_facts c SET lost = true
             FROM (
                 SELECT f.contact_id
-                FROM unnest($2::text[], $3::text[]) AS p(customer_ref, service_area)
+                FROM unnest($2::text[], $3::text[], $5::timestamptz[], $6::timestamptz[])
+                    AS p(customer_ref, service_area, first, last)
                 CROSS JOIN LATERAL (
                     -- OFFSET 0 and LIMIT 1 keep both lookups per pair on the index:
                     -- flattened into joins, a table without fresh statistics is
@@ -187,6 +216,7 @@ class Facts(StoreBase):
                     FROM metrics_contact_facts
                     WHERE generation = $1
                       AND customer_ref = p.customer_ref AND service_area = p.service_area
+                      AND occurred_at >= p.first - $4::interval AND occurred_at <= p.last
                       AND candidate AND NOT lost
                     OFFSET 0
                 ) AS f
@@ -204,9 +234,11 @@ class Facts(StoreBase):
             RETURNING c.day, c.service_area, c.channel
             """,
             generation,
-            [customer for customer, _ in pairs],
-            [area for _, area in pairs],
+            [span.customer_ref for span in spans],
+            [span.service_area for span in spans],
             window,
+            [span.first for span in spans],
+            [span.last for span in spans],
         )
         return [Cell(row["day"], row["service_area"], row["channel"]) for row in rows]
 
