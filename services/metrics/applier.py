@@ -62,6 +62,7 @@ from shared.events.metrics import SurgeDetected, SurgeDetectedPayload
 
 SURGE_NAMESPACE = uuid.UUID("0f4c1f8e-4a53-4d7e-9a44-6d2f3f3c9b61")
 Clock = Callable[[], datetime]
+Totals = dict[tuple[Cell, str], float]  # counter increments: (cell, measure) → amount
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,14 +114,32 @@ class BatchApplier:
         self._clock = clock
         self._publish_surges = publish_surges
 
-    async def apply(self, store: MetricsStore, generation: int, events: Sequence[Event]) -> int:
+    async def apply(
+        self,
+        store: MetricsStore,
+        generation: int,
+        events: Sequence[Event],
+        *,
+        carry: Totals | None = None,
+    ) -> int:
         """Apply the events not applied before; returns how many were new."""
-        return (await self.apply_batch(store, generation, events)).events
+        return (await self.apply_batch(store, generation, events, carry=carry)).events
 
     async def apply_batch(
-        self, store: MetricsStore, generation: int, events: Sequence[Event]
+        self,
+        store: MetricsStore,
+        generation: int,
+        events: Sequence[Event],
+        *,
+        carry: Totals | None = None,
     ) -> AppliedBatch:
-        """Apply the events not applied before (`store` is bound to the caller's transaction)."""
+        """Apply the events not applied before (`store` is bound to the caller's transaction).
+
+        With `carry`, the batch's counter increments are added to it instead of being
+        written (see `add_totals`): for a rebuild's generation, which no one reads or
+        writes until it is switched in, so that its counters are written once per many
+        batches rather than once per batch.
+        """
         fresh_ids = await store.first_times(generation, [e.event_id for e in events])
         fresh: list[Event] = []
         duplicates: Tally[str] = Tally()
@@ -133,7 +152,7 @@ class BatchApplier:
         if not fresh:
             return AppliedBatch(duplicates=duplicates)
         batch = Batch(store, generation, self._rules)
-        totals: dict[tuple[Cell, str], float] = defaultdict(float)
+        totals: Totals = defaultdict(float)
 
         def add(increments: Sequence[Increment]) -> None:
             for cell, measure, amount in increments:
@@ -157,12 +176,14 @@ class BatchApplier:
             ],
         )
         await store.record_deadline_progress(generation, batch.deadline_progress)
-        await store.add_to_aggregates(generation, totals)
-        await store.add_to_rollups(generation, totals)  # its own statement: store/rollups.py
         await store.record_complaint_notes(
             generation, [note for event in fresh for note in complaint_notes(event)]
         )
-        await self._check_surges(batch, totals)
+        if carry is None:
+            await self.add_totals(store, generation, totals)
+        else:
+            for key, value in totals.items():
+                carry[key] = carry.get(key, 0.0) + value
         progress = _progress(fresh)
         await store.record_progress(generation, progress)
         return AppliedBatch(progress, duplicates)
@@ -233,23 +254,35 @@ class BatchApplier:
             batch.generation, sorted({e.complaint_id for e in complaints})
         )
 
-    async def _check_surges(self, batch: Batch, totals: dict[tuple[Cell, str], float]) -> None:
+    async def add_totals(self, store: MetricsStore, generation: int, totals: Totals) -> None:
+        """Add counter increments to the counters and their rollups, then look for the
+        surges the new counts make (in `store`'s transaction).
+
+        Surges are judged on the counts as written, so increments carried over many
+        batches are judged once, on the larger counts: a surge day is found when its
+        count passes the threshold, whichever batch takes it there.
+        """
+        await store.add_to_aggregates(generation, totals)
+        await store.add_to_rollups(generation, totals)  # its own statement: store/rollups.py
+        await self._check_surges(store, generation, totals)
+
+    async def _check_surges(self, store: MetricsStore, generation: int, totals: Totals) -> None:
         touched = surge_keys((cell.service_area, measure, cell.day) for cell, measure in totals)
         if not touched:
             return
         rule = self._rules.surge
         first, last = counts_needed(touched, rule)
-        counts = await batch.store.daily_counts(
-            batch.generation,
+        counts = await store.daily_counts(
+            generation,
             sorted({measure for _, measure, _ in touched}),
             sorted({area for area, _, _ in touched}),
             first,
             last,
         )
-        known = await batch.store.surge_ids(batch.generation, window_keys(touched, rule))
+        known = await store.surge_ids(generation, window_keys(touched, rule))
         found = find_surges(touched, counts, known, rule)
-        await batch.store.record_surges(
-            batch.generation,
+        await store.record_surges(
+            generation,
             [
                 RecordedSurge(
                     surge.key,
@@ -268,7 +301,7 @@ class BatchApplier:
             today = local_day(now)
             raised = [surge_event(s, now) for s in found if raises_alert(s, today)]
             if raised:
-                await batch.store.enqueue(raised)
+                await store.enqueue(raised)
 
 
 def surge_event(surge: FoundSurge, now: datetime) -> SurgeDetected:

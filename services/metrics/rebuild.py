@@ -9,6 +9,12 @@ the switch is in the new generation and every event after it is applied there
 by the live consumer (events applied by both count once: per-generation
 processed-event records).
 
+Until the switch no one else reads or writes the new generation, so the replay
+carries the batches' counter increments in memory and writes them once per many
+batches (at most `CARRY_CELLS` counters held, about 90 MB) and before the switch;
+from the switch on, each batch writes its own, as the live consumer does. A crash
+before the switch leaves the generation unfinished, and the next rebuild drops it.
+
 The replay assigns every partition to itself and commits nothing (it is not a
 consumer group member): it always starts from the beginning, and an
 interrupted rebuild is discarded by the next one.
@@ -27,7 +33,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
 from tqdm import tqdm
 
-from services.metrics.applier import BatchApplier
+from services.metrics.applier import BatchApplier, Totals
 from services.metrics.store import MetricsStore
 from shared.events import Event
 from shared.events.catalogue import parse_event
@@ -37,6 +43,13 @@ from shared.topics import CANONICAL_TOPICS, TopicSpec
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 REPORT_EVERY_S = 2.0
+# Distinct (cell, measure) counters a replay carries before writing them (about 90 MB at
+# most): a year of 15 areas and 6 channels, at the few measures each cell has, is of
+# that order (365 x 15 x 6 x 5 = 164,250), so a year's replay writes them once or twice.
+CARRY_CELLS = 250_000
+READ_AHEAD = 2  # parsed batches waiting to be applied, beside the one being applied
+GC_THRESHOLD = 100_000  # allocations between collections of the youngest generation
+PARSE_SLICE = 1_000  # records parsed between chances for the batch being applied to go on
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +82,7 @@ class Replay:
         self.read = 0
         self.applied = 0
         self.skipped = 0
+        self._carried: Totals | None = None  # counter increments not written yet
 
     async def _remaining(self, targets: Mapping[TopicPartition, int]) -> int:
         remaining = 0
@@ -76,12 +90,17 @@ class Replay:
             remaining += max(0, end - await self._consumer.position(partition))
         return remaining
 
-    async def until(self, targets: Mapping[TopicPartition, int], *, batch: int) -> None:
+    async def until(
+        self, targets: Mapping[TopicPartition, int], *, batch: int, carry: bool = False
+    ) -> None:
         """Apply everything before `targets` (end offsets per partition).
 
+        `carry`: the counters are written every `CARRY_CELLS` counters and at the end,
+        not per batch (only while the generation is not live).
         On a terminal, a progress bar shows events/s and the time left; elsewhere
         (logs, pipes) a line every few seconds says the same.
         """
+        self._carried = {} if carry else None
         remaining = await self._remaining(targets)
         bar = tqdm(
             total=remaining,
@@ -94,45 +113,63 @@ class Replay:
         )
         try:
             await self._apply_until(targets, batch, remaining, bar)
+            if self._carried:
+                async with self._store.transaction() as tx:
+                    await self._applier.add_totals(tx, self._generation, self._carried)
         finally:
+            self._carried = None
             bar.close()
 
     async def _apply_until(
         self, targets: Mapping[TopicPartition, int], batch: int, remaining: int, bar: "tqdm[Any]"
     ) -> None:
-        """Read and parse the next batch while PostgreSQL applies this one.
+        """Read and parse the batches ahead while PostgreSQL applies the one in hand.
 
         Batches are still applied one after the other, in the order read: only the
-        reading overlaps, so the replay's result is the same as one batch at a time.
+        reading runs ahead (at most `READ_AHEAD` batches), so the replay's result is
+        the same as one batch at a time. Reading ahead by more than one batch keeps
+        the process busy while PostgreSQL works on a batch's statements.
         """
-        last_report = time.monotonic()
-        applying: asyncio.Task[None] | None = None
+        ready: asyncio.Queue[tuple[list[Event], int] | None] = asyncio.Queue(READ_AHEAD)
+        reader = asyncio.create_task(self._read_until(targets, batch, remaining, bar, ready))
         try:
-            while remaining > 0:
-                now = time.monotonic()
-                if bar.disable and now - last_report >= REPORT_EVERY_S:
-                    last_report = now
-                    rate = self.read / max(now - self._started, 1e-9)
-                    self._progress(
-                        f"generation {self._generation}: {self.read:,} records read,"
-                        f" {remaining:,} to go ({rate:,.0f}/s,"
-                        f" about {remaining / max(rate, 1e-9):,.0f} s left)"
-                    )
-                events, read = await self._read(targets, batch)
-                if applying is not None:
-                    await applying
-                applying = asyncio.create_task(self._apply(events, read, bar))
-                remaining = await self._remaining(targets)
-            if applying is not None:
-                await applying
+            while (item := await _next_batch(ready, reader)) is not None:
+                await self._apply(*item, bar)
+            await reader
         finally:
-            if applying is not None and not applying.done():
-                applying.cancel()
+            reader.cancel()
+
+    async def _read_until(
+        self,
+        targets: Mapping[TopicPartition, int],
+        batch: int,
+        remaining: int,
+        bar: "tqdm[Any]",
+        ready: "asyncio.Queue[tuple[list[Event], int] | None]",
+    ) -> None:
+        last_report = time.monotonic()
+        while remaining > 0:
+            now = time.monotonic()
+            if bar.disable and now - last_report >= REPORT_EVERY_S:
+                last_report = now
+                rate = self.read / max(now - self._started, 1e-9)
+                self._progress(
+                    f"generation {self._generation}: {self.read:,} records read,"
+                    f" {remaining:,} to go ({rate:,.0f}/s,"
+                    f" about {remaining / max(rate, 1e-9):,.0f} s left)"
+                )
+            await ready.put(await self._read(targets, batch))
+            remaining = await self._remaining(targets)
+        await ready.put(None)
 
     async def _read(
         self, targets: Mapping[TopicPartition, int], batch: int
     ) -> tuple[list[Event], int]:
-        """The next records before `targets`, parsed; and how many were read."""
+        """The next records before `targets`, parsed; and how many were read.
+
+        Parsing yields to the event loop every `PARSE_SLICE` records, so that the batch
+        being applied sends its next statement as soon as PostgreSQL answers.
+        """
         batches = await self._consumer.getmany(timeout_ms=500, max_records=batch)
         events: list[Event] = []
         read = 0
@@ -146,6 +183,8 @@ class Replay:
                     events.append(parse_event(record.value or b""))
                 except ValidationError:
                     self.skipped += 1  # the live consumer dead-lettered it
+                if read % PARSE_SLICE == 0:
+                    await asyncio.sleep(0)
             if records and records[-1].offset >= end:
                 self._consumer.seek(partition, end)
         self.read += read
@@ -154,8 +193,27 @@ class Replay:
     async def _apply(self, events: Sequence[Event], read: int, bar: "tqdm[Any]") -> None:
         if events:
             async with self._store.transaction() as tx:
-                self.applied += await self._applier.apply(tx, self._generation, events)
+                self.applied += await self._applier.apply(
+                    tx, self._generation, events, carry=self._carried
+                )
+                if self._carried is not None and len(self._carried) >= CARRY_CELLS:
+                    await self._applier.add_totals(tx, self._generation, self._carried)
+                    self._carried.clear()
         bar.update(read)
+
+
+async def _next_batch(
+    ready: "asyncio.Queue[tuple[list[Event], int] | None]", reader: "asyncio.Task[None]"
+) -> tuple[list[Event], int] | None:
+    """The next batch read (None: all read), or the reader's error if it failed."""
+    getting = asyncio.ensure_future(ready.get())
+    try:
+        await asyncio.wait({getting, reader}, return_when=asyncio.FIRST_COMPLETED)
+        if not getting.done() and reader.done():
+            reader.result()  # raises what the reader raised; if it ended, its batches are queued
+        return await getting
+    finally:
+        getting.cancel()
 
 
 async def rebuild(
@@ -174,14 +232,21 @@ async def rebuild(
     (tests use it to replay only their own session on a long-lived broker).
     """
     started = time.monotonic()
-    # The replay holds two batches of parsed events at a time, and collections run
+    # The replay holds a few batches of parsed events at a time, and collections run
     # often while it allocates them: what exists already (modules, schemas) is
-    # frozen for the while, so that they do not walk it again each time.
+    # frozen for the while, so that they do not walk it again each time, and the
+    # youngest generation is collected every `GC_THRESHOLD` allocations, not 700, so
+    # that the batches held are not walked again and again as they age (with the
+    # default, collecting took half the replay's time). Memory is freed by reference
+    # counting as before; only cycles wait longer.
+    thresholds = gc.get_threshold()
     gc.collect()
     gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, *thresholds[1:])
     try:
         return await _rebuild(pool, kafka, applier, progress, topics, start_offsets, batch, started)
     finally:
+        gc.set_threshold(*thresholds)
         gc.unfreeze()
 
 
@@ -217,7 +282,7 @@ async def _rebuild(
                 await consumer.seek_to_beginning(partition)
         replay = Replay(store, consumer, applier, generation, progress)
         progress(f"generation {generation}: replaying {', '.join(t.name for t in topics)}")
-        await replay.until(await consumer.end_offsets(partitions), batch=batch)
+        await replay.until(await consumer.end_offsets(partitions), batch=batch, carry=True)
         previous = await store.switch_generation(generation)
         progress(f"generation {generation} is live (was {previous}); reading to the switch")
         await replay.until(await consumer.end_offsets(partitions), batch=batch)
