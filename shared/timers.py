@@ -42,9 +42,20 @@ class Timer:
 # the transaction, a batch that fails and is fired again timer by timer counts twice.
 OnCommit = Callable[[], None]
 FireTimer = Callable[[Connection, Timer], Awaitable[OnCommit | None]]
+
 # Fires a claimed batch at once (set-based); the scheduler falls back to `FireTimer`
 # timer by timer when it fails, so one bad timer is parked alone.
 FireTimers = Callable[[Connection, Sequence[Timer]], Awaitable[OnCommit | None]]
+
+
+def all_of(effects: Sequence[OnCommit]) -> OnCommit:
+    """One `OnCommit` for a batch's, run in order."""
+
+    def run_all() -> None:
+        for effect in effects:
+            effect()
+
+    return run_all
 
 
 async def schedule(connection: Connection, service: str, timer: Timer) -> None:

@@ -353,12 +353,7 @@ class FeedbackHandler:
             if (count := await on_timer(batch, request, timer)) is not None:
                 counts.append(count)
         await batch.write()
-
-        def count_all() -> None:
-            for count in counts:
-                count()
-
-        return count_all
+        return timers.all_of(counts)
 
     async def expire_request(
         self, store: FeedbackStore, request: SurveyRequest, _: timers.Timer
