@@ -321,10 +321,11 @@ class BulkProducer:
     def __init__(self, kafka: Kafka, *, client_id: str) -> None:
         # Held so that `send_all` places each key where `send` would (murmur2).
         self._partitioner = DefaultPartitioner()
+        options = producer_options(kafka)  # once: it may build a TLS context
         self._producer = AIOKafkaProducer(
-            **producer_options(kafka), client_id=f"{client_id}-bulk", partitioner=self._partitioner
+            **options, client_id=f"{client_id}-bulk", partitioner=self._partitioner
         )
-        self._max_request_size = int(producer_options(kafka)["max_request_size"])
+        self._max_request_size = int(options["max_request_size"])
 
     async def start(self) -> None:
         await self._producer.start()

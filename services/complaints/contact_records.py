@@ -15,7 +15,7 @@ from shared.consumer import InboundRecord, peek_event
 from shared.events.contacts import ContactReceived
 from shared.events.vocabulary import ContactKind
 
-RECEIVED = ContactReceived.model_fields["event_type"].default
+RECEIVED = ContactReceived.type_name()
 
 
 def ignored_contact(record: InboundRecord) -> bool:

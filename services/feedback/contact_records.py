@@ -15,12 +15,10 @@ surveyed is still dead-lettered with its reason.
 from shared.consumer import InboundRecord, peek_event
 from shared.events.contacts import CONTACT_EVENTS, ContactReceived, ContactResolved
 
-RECEIVED = ContactReceived.model_fields["event_type"].default
-SURVEYED_TYPES = frozenset({RECEIVED, ContactResolved.model_fields["event_type"].default})
+RECEIVED = ContactReceived.type_name()
+SURVEYED_TYPES = frozenset({RECEIVED, ContactResolved.type_name()})
 IGNORED_TYPES = frozenset(
-    cls.model_fields["event_type"].default
-    for cls in CONTACT_EVENTS
-    if cls.model_fields["event_type"].default not in SURVEYED_TYPES
+    cls.type_name() for cls in CONTACT_EVENTS if cls.type_name() not in SURVEYED_TYPES
 )
 
 
