@@ -10,13 +10,33 @@ the metrics service counts, read back through its API:
   `GET /v1/kpis/contacts_received/series` answer that counts a checkpoint's day gives
   its latency, publish → counted. Days are unique across steps, so steps never
   collide. A checkpoint never seen counted fails the step: no lost sample vanishes.
-- The other records are dated now, with customers who have a contact route, so
-  feedback does its real work (decides on each, surveys or suppresses). Each step
-  has customers of its own (routes given before it starts): neither an earlier
-  step nor an earlier run on a long-lived stack has surveyed them (the quiet
-  period would suppress nearly all), nor left them a long contact history.
+- The other records are dated now, from residents who contact the council as
+  residents do: of a step's customers 60 % contact once that day, 25 % twice,
+  10 % three times and 5 % four times (`CONTACTS_A_DAY`, 1.6 contacts each on
+  average, never more than four), in a shuffled order, so a step of N records has
+  about N / 1.6 customers. A repeat within the day is a re-contact: it loses the
+  earlier contact's first contact resolution (metrics' re-contact check) and falls
+  in feedback's quiet period, in the proportions a council sees rather than in
+  nearly every record. 80 % of them have a contact route (`ROUTE_SHARE`), so
+  feedback surveys, suppresses for the quiet period, or for no route. Each step
+  has customers of its own: neither an earlier step nor an earlier run on a
+  long-lived stack has surveyed them, nor left them a contact history. (Until
+  2 December 2026 each step had 2,000 customers contacting 10 to 20 times in the
+  step: every batch lost most of its FCR candidates and rewrote that many fact
+  rows, which no council's traffic does.) Their routes are written straight into
+  feedback's table in one statement (`seed_contact_routes`): a step's 12,000 to
+  25,000 `PUT`s would take minutes on a shared machine; one customer per step still
+  goes through `PUT /v1/customers/{ref}/contact-route`.
   Checkpoints carry old dates (intake's earliest day onwards) to be alone in their
   cells; feedback skips them as stale.
+- A steady state, not a new database's first minute: a warm-up (`WARM_UP`, not
+  reported) fills every table first, and each step starts with `ANALYZE`, as
+  autovacuum keeps a long-lived database's statistics. Without them the services'
+  prepared statements are planned on tables with no statistics, and PostgreSQL
+  keeps those plans until autovacuum's first visit (up to `autovacuum_naptime`, a
+  minute, after the data arrived); some of them (metrics' re-contact UPDATE, the
+  timers' upsert) then scan a whole table per batch (bench/README.md has the
+  evidence).
 - "achieved" is the records counted in `GET /v1/kpis` (today's contacts received,
   less the count before the step, plus the checkpoints) per second, from the first
   publish to the moment the last one was seen counted.
@@ -49,6 +69,7 @@ from pathlib import Path
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
+import asyncpg
 import httpx
 from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
@@ -77,7 +98,10 @@ ACHIEVED_SHARE = 0.95
 CHECKPOINTS_WANTED = 1000
 SERIES_POINTS = 400  # the series endpoint's most points per answer
 FIRST_CHECKPOINT_DAY = date(2000, 1, 1)  # intake's default earliest day
-CUSTOMERS = 2000  # customers with a contact route, for the records dated now
+# Residents' contacts on one day: (times, share of the day's customers).
+CONTACTS_A_DAY = ((1, 0.60), (2, 0.25), (3, 0.10), (4, 0.05))
+ROUTE_SHARE = 0.8  # customers with a contact route on file
+WARM_UP = (250, 8.0)  # rate/s and seconds of the unreported first step
 GIVE_UP_AFTER_S = 60.0
 TICK_S = 0.01
 POLL_PERIOD_S = 0.05
@@ -117,6 +141,7 @@ class Step:
     poll_sweep: Percentiles  # one pass of the bench's poll: how late a count can be seen
     stages: dict[str, Percentiles] = field(default_factory=dict)  # with --trace
     cpu: CpuAccount | None = None  # CPU seconds per process over the step
+    customers: int = 0  # the step's residents (`CONTACTS_A_DAY`)
 
     def cpu_ms_per_contact(self) -> dict[str, float]:
         if self.cpu is None or not self.counted:
@@ -183,7 +208,28 @@ def customer_ref(n: int, group: str = "") -> str:
     return f"PB-{group}{n:05d}"
 
 
-async def publish(bootstrap: str, plan: Plan, tracking: Tracking) -> None:
+def daily_contacts(records: int, seed: str) -> list[int]:
+    """Who sends each of a step's records: customer numbers, each as often as
+    `CONTACTS_A_DAY` draws for it (one to four times), shuffled."""
+    rng = random.Random(seed)
+    times = [k for k, _ in CONTACTS_A_DAY]
+    weights = [share for _, share in CONTACTS_A_DAY]
+    senders: list[int] = []
+    customer = 0
+    while len(senders) < records:
+        senders.extend([customer] * rng.choices(times, weights)[0])
+        customer += 1
+    del senders[records:]
+    rng.shuffle(senders)
+    return senders
+
+
+def with_route(customer: int) -> bool:
+    """`ROUTE_SHARE` of the customers, spread evenly over their numbers."""
+    return int((customer + 1) * ROUTE_SHARE) > int(customer * ROUTE_SHARE)
+
+
+async def publish(bootstrap: str, plan: Plan, senders: Sequence[int], tracking: Tracking) -> None:
     run = uuid.uuid4().hex[:8]
     rng = random.Random(run)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, linger_ms=5)
@@ -204,7 +250,7 @@ async def publish(bootstrap: str, plan: Plan, tracking: Tracking) -> None:
                 else:
                     occurred = datetime.now(UTC)
                     tracking.bulk_published += 1
-                customer = customer_ref(rng.randrange(CUSTOMERS), plan.customers)
+                customer = customer_ref(senders[sent], plan.customers)
                 value = record(run, sent, occurred, customer, rng)
                 pending.append(
                     await producer.send(CONTACTS_RAW.name, value, key=f"{run}-{sent}".encode())
@@ -311,7 +357,12 @@ def cpu_sampler(system: RunningSystem) -> CpuSampler:
 
 
 async def measure_step(
-    system: RunningSystem, plan: Plan, *, trace: bool = False, sampler: CpuSampler | None = None
+    system: RunningSystem,
+    plan: Plan,
+    senders: Sequence[int],
+    *,
+    trace: bool = False,
+    sampler: CpuSampler | None = None,
 ) -> Step:
     headers = {"Authorization": f"Bearer {system.credentials.manager_token}"}
     tracking = Tracking()
@@ -328,7 +379,7 @@ async def measure_step(
             sampler.start()
         started = time.perf_counter()
         poller = asyncio.create_task(poll(client, plan, tracking, today, baseline, before))
-        await publish(system.infra.kafka_bootstrap, plan, tracking)
+        await publish(system.infra.kafka_bootstrap, plan, senders, tracking)
         await poller
         cpu = sampler.stop() if sampler is not None else None
     latencies = [
@@ -357,38 +408,70 @@ async def measure_step(
         poll_sweep=percentiles(tracking.sweeps),
         stages=stages,
         cpu=cpu,
+        customers=len(set(senders)),
     )
 
 
-async def give_contact_routes(system: RunningSystem, group: str = "") -> None:
-    """Every bench customer gets an email route, so feedback surveys and sends."""
+async def give_contact_routes(system: RunningSystem, group: str, customers: Sequence[int]) -> None:
+    """`ROUTE_SHARE` of the step's customers get an email route, so feedback surveys them.
+
+    The first through feedback's API, the rest in one statement into the table that
+    `PUT /v1/customers/{ref}/contact-route` writes (a step has up to 25,000).
+    """
+    routed = [n for n in customers if with_route(n)]
+    if not routed:
+        return
+    first, rest = routed[0], routed[1:]
     headers = {"X-API-Key": system.credentials.crm_key}
     async with httpx.AsyncClient(
         base_url=system.url("feedback"), headers=headers, timeout=30
     ) as client:
-        semaphore = asyncio.Semaphore(8)
+        response = await client.put(
+            f"/v1/customers/{customer_ref(first, group)}/contact-route",
+            json={"email": f"resident{first}@example.org"},
+        )
+        response.raise_for_status()
+    connection = await asyncpg.connect(system.infra.database_url)
+    try:
+        await connection.execute(
+            "INSERT INTO feedback_contact_routes (customer_ref, email, updated_at)"
+            " SELECT r, e, now() FROM unnest($1::text[], $2::text[]) AS x(r, e)"
+            " ON CONFLICT (customer_ref) DO NOTHING",
+            [customer_ref(n, group) for n in rest],
+            [f"resident{n}@example.org" for n in rest],
+        )
+    finally:
+        await connection.close()
 
-        async def put(n: int) -> None:
-            async with semaphore:
-                response = await client.put(
-                    f"/v1/customers/{customer_ref(n, group)}/contact-route",
-                    json={"email": f"resident{n}@example.org"},
-                )
-                response.raise_for_status()
 
-        await asyncio.gather(*(put(n) for n in range(CUSTOMERS)))
+async def analyze(database_url: str) -> None:
+    """Statistics as autovacuum keeps them on a long-lived database; re-plans the
+    services' prepared statements (an ANALYZE invalidates their cached plans)."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        await connection.execute("ANALYZE")
+    finally:
+        await connection.close()
 
 
 def feedback_work(system: RunningSystem) -> dict[str, float]:
-    """Feedback's own counters: the surveys it scheduled and the messages Notify took."""
+    """Feedback's own counters: the surveys it scheduled, the cases it did not survey
+    by reason, and the messages Notify took."""
     text = httpx.get(f"{system.url('feedback')}/metrics", timeout=30).text
-    wanted = {"feedback_requests_scheduled", "feedback_notifications_delivered"}
-    totals = dict.fromkeys(sorted(wanted), 0.0)
+    wanted = {
+        "feedback_requests_scheduled",
+        "feedback_requests_suppressed",
+        "feedback_notifications_delivered",
+    }
+    totals: dict[str, float] = dict.fromkeys(sorted(wanted), 0.0)
     for family in text_string_to_metric_families(text):
         if family.name in wanted:
-            totals[family.name] += sum(
-                sample.value for sample in family.samples if sample.name.endswith("_total")
-            )
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    totals[family.name] += sample.value
+                    if reason := sample.labels.get("reason"):
+                        name = f"{family.name}:{reason}"
+                        totals[name] = totals.get(name, 0.0) + sample.value
     return totals
 
 
@@ -537,6 +620,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="per-stage p50/p99 of the checkpoints (bench/stages.py says what each stage is)",
     )
+    parser.add_argument(
+        "--cold",
+        action="store_true",
+        help="no warm-up and no ANALYZE before each step: a new database's first minutes",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.rates, args.seconds, args.perf_records = "200,400", 10.0, 50_000
@@ -554,19 +642,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             customers = uuid.uuid4().hex[:6]
             first_day = FIRST_CHECKPOINT_DAY + timedelta(days=random.randrange(365))
-            for index, rate in enumerate(rates):
-                plan = Plan(rate, args.seconds, first_day, customers=f"{customers}-{index}-")
-                asyncio.run(give_contact_routes(system, plan.customers))
+            ladder: list[tuple[int | None, int, float]] = [] if args.cold else [(None, *WARM_UP)]
+            ladder += [(index, rate, args.seconds) for index, rate in enumerate(rates)]
+            for index, rate, seconds in ladder:
+                group = f"{customers}-{'w' if index is None else index}-"
+                plan = Plan(rate, seconds, first_day, customers=group)
+                senders = daily_contacts(plan.records, group)
+                asyncio.run(give_contact_routes(system, group, sorted(set(senders))))
+                if not args.cold:
+                    asyncio.run(analyze(stack.database_url))
                 first_day += timedelta(days=plan.checkpoints)  # steps' days never collide
-                say(f"step {index + 1}/{len(rates)}: {rate} contacts/s for {args.seconds:.0f} s…")
+                if index is None:
+                    say(f"warm-up (not reported): {rate} contacts/s for {seconds:.0f} s…")
+                else:
+                    say(f"step {index + 1}/{len(rates)}: {rate} contacts/s for {seconds:.0f} s…")
                 step = asyncio.run(
-                    measure_step(system, plan, trace=args.trace, sampler=cpu_sampler(system))
+                    measure_step(
+                        system, plan, senders, trace=args.trace, sampler=cpu_sampler(system)
+                    )
                 )
                 say(
                     f"  counted {step.counted}/{step.records}, {step.never_seen} checkpoints never"
                     f" seen, achieved {step.achieved:.0f}/s, p50 {step.latency.p50_ms:.0f} ms,"
-                    f" p99 {step.latency.p99_ms:.0f} ms ({step.latency.count} samples)"
+                    f" p99 {step.latency.p99_ms:.0f} ms ({step.latency.count} samples),"
+                    f" {len(set(senders))} customers"
                 )
+                if index is None:
+                    continue
                 steps.append(step)
                 if not step.complete:
                     say("  not everything was counted: higher rates would not be either; stopping")
@@ -584,6 +686,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "pipeline",
         {
             "seconds_per_step": args.seconds,
+            "cold": args.cold,
             "steps": [
                 {
                     **{k: v for k, v in asdict(s).items() if k not in ("latency", "cpu")},
