@@ -115,11 +115,46 @@ def _init_postgres(node: PostgresNode) -> None:
     run(_as_user(node.os_user, argv), what="initdb", cwd=node.home)
 
 
-def _start_postgres(node: PostgresNode) -> PostgresNode:
-    server_opts = (
+# Autovacuum visits each database every 5 s rather than every minute. A new
+# database's tables have no statistics until its first visit, and the statements
+# the services prepared meanwhile keep the plans made without them: the metrics
+# re-contact UPDATE and the timers' upsert then read every row of their generation
+# or service per batch (`bench/README.md`, "A new database's first minute").
+# Every test, benchmark and development stack starts on new databases.
+AUTOVACUUM_NAPTIME = "5s"
+# Loaded when the contrib module is installed, so `pg_stat_statements` can be
+# created to see which statements take the time (`bench/README.md`).
+STATEMENT_STATISTICS = "pg_stat_statements"
+
+
+def _server_options(node: PostgresNode) -> str:
+    options = (
         f"-p {node.port} -k {shlex.quote(str(node.home))} -c listen_addresses={HOST} "
-        "-c fsync=off -c max_connections=200"
+        f"-c fsync=off -c max_connections=200 -c autovacuum_naptime={AUTOVACUUM_NAPTIME}"
     )
+    if (_pkglib_dir(node) / f"{STATEMENT_STATISTICS}.so").exists():
+        options += f" -c shared_preload_libraries={STATEMENT_STATISTICS}"
+    return options
+
+
+def _pkglib_dir(node: PostgresNode) -> Path:
+    """The server's module directory (Debian: /usr/lib/postgresql/<major>/lib)."""
+    pg_config = node.bin_dir / "pg_config"
+    if not pg_config.exists():
+        return node.bin_dir.parent / "lib"
+    found = subprocess.run(
+        [str(pg_config), "--pkglibdir"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if found.returncode == 0 and found.stdout.strip():
+        return Path(found.stdout.strip())
+    return node.bin_dir.parent / "lib"
+
+
+def _start_postgres(node: PostgresNode) -> PostgresNode:
+    server_opts = _server_options(node)
     argv = [
         str(node.bin_dir / "pg_ctl"),
         "-D",

@@ -202,3 +202,32 @@ def test_replication_and_min_insync_follow_the_cluster_size() -> None:
 def test_cli_parses_the_number_of_brokers() -> None:
     assert build_parser().parse_args(["infra", "up", "--brokers", "3"]).brokers == 3
     assert build_parser().parse_args(["infra", "up"]).brokers is None
+
+
+def _server_settings(options: str) -> dict[str, str]:
+    words = shlex.split(options)
+    pairs = [words[i + 1] for i, word in enumerate(words) if word == "-c"]
+    return dict(pair.split("=", 1) for pair in pairs)
+
+
+@pytest.mark.parametrize("installed", [True, False])
+def test_postgres_runs_autovacuum_every_five_seconds_and_preloads_statement_statistics_if_installed(
+    tmp_path: Path, installed: bool
+) -> None:
+    """A new database's statements are planned without statistics until autovacuum's
+    first visit (bench/README.md): the launcher's databases are all new, so it visits
+    every 5 s; pg_stat_statements is preloaded only where the contrib module exists."""
+    from civicpulse.infra.postgres import _server_options
+
+    bin_dir = tmp_path / "bin"  # no pg_config here: the module directory is ../lib
+    bin_dir.mkdir()
+    (tmp_path / "lib").mkdir()
+    if installed:
+        (tmp_path / "lib" / "pg_stat_statements.so").write_bytes(b"")
+    node = replace(_sample_infra(tmp_path).postgres, bin_dir=bin_dir)
+
+    settings = _server_settings(_server_options(node))
+
+    assert settings["autovacuum_naptime"] == "5s"
+    assert settings["fsync"] == "off"
+    assert settings.get("shared_preload_libraries") == ("pg_stat_statements" if installed else None)
