@@ -24,7 +24,7 @@ the metrics service counts, read back through its API:
   2 December 2026 each step had 2,000 customers contacting 10 to 20 times in the
   step: every batch lost most of its FCR candidates and rewrote that many fact
   rows, which no council's traffic does.) Their routes are written straight into
-  feedback's table in one statement (`seed_contact_routes`): a step's 12,000 to
+  feedback's table in one statement (`give_contact_routes`): a step's 12,000 to
   25,000 `PUT`s would take minutes on a shared machine; one customer per step still
   goes through `PUT /v1/customers/{ref}/contact-route`.
   Checkpoints carry old dates (intake's earliest day onwards) to be alone in their
@@ -36,7 +36,7 @@ the metrics service counts, read back through its API:
   keeps those plans until autovacuum's first visit (up to `autovacuum_naptime`, a
   minute, after the data arrived); some of them (metrics' re-contact UPDATE, the
   timers' upsert) then scan a whole table per batch (bench/README.md has the
-  evidence).
+  evidence). `--cold` leaves the warm-up and the ANALYZE out, to measure that.
 - "achieved" is the records counted in `GET /v1/kpis` (today's contacts received,
   less the count before the step, plus the checkpoints) per second, from the first
   publish to the moment the last one was seen counted.
