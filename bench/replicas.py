@@ -87,7 +87,7 @@ from shared.topics import (
 )
 
 AREAS = ("planning", "waste", "housing", "council_tax")
-CUSTOMERS = 2000  # as bench.pipeline's: the customers it gives contact routes
+CUSTOMERS = 2000  # the customers this bench gives contact routes
 # What each service's consumer group reads (its app's subscriptions).
 GROUP_INPUTS: dict[str, Sequence[TopicSpec]] = {
     "intake": (CONTACTS_RAW,),
@@ -713,7 +713,7 @@ async def run_phases(endpoints: Endpoints, args: argparse.Namespace) -> list[Pha
         )
         replicas = Replicas(system, log_dir)
         try:
-            await give_contact_routes(system)
+            await give_contact_routes(system, "", range(CUSTOMERS))
             sampler = CpuSampler()
             track_cpu(sampler, replicas, endpoints)
             run = Run(replicas, groups, database_url, Ledger(), sampler, args.surveyed)
