@@ -5,9 +5,10 @@ and, marked `integration`, on PostgreSQL, so the fake cannot drift from the real
 """
 
 import asyncio
+import contextlib
 import inspect
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -26,7 +27,7 @@ from services.intake.handlers import (
     RecordStatus,
 )
 from services.intake.identity import event_id_for
-from services.intake.store import AcceptedRecord, IdempotencyStore
+from services.intake.store import AcceptedRecord, IdempotencyStore, KeyRecording
 from shared.consumer import ConsumerSettings, Fault, InboundRecord
 from shared.dead_letters import SHARED_ERROR_TYPES, SourcePosition
 from shared.events.catalogue import parse_event
@@ -64,18 +65,26 @@ class InstrumentedStore(IdempotencyStore):
             raise self.lookup_failure
         return await self.inner.fingerprints(keys)
 
-    async def record_once_published(
-        self, records: Sequence[AcceptedRecord], publish: Callable[[], Awaitable[None]]
-    ) -> None:
-        async def published_then_stored() -> None:
+    @contextlib.asynccontextmanager
+    async def recording(self) -> AsyncIterator[KeyRecording]:
+        async with self.inner.recording() as inner:
+            recording = RecordedKeys(inner)
+            yield recording
             # Failures are injected where the write's would surface: once publishing is done.
-            await publish()
-            self.record_calls.append(list(records))
-            for accepted in records:
+            self.record_calls.append(recording.added)
+            for accepted in recording.added:
                 if accepted.idempotency_key in self.failures:
                     raise self.failures[accepted.idempotency_key]
 
-        await self.inner.record_once_published(records, published_then_stored)
+
+class RecordedKeys(KeyRecording):
+    def __init__(self, inner: KeyRecording) -> None:  # the inner recording's transaction
+        self.inner = inner
+        self.added: list[AcceptedRecord] = []
+
+    def add(self, records: Sequence[AcceptedRecord]) -> None:
+        self.added += records
+        self.inner.add(records)
 
 
 @dataclass
@@ -100,7 +109,7 @@ class Harness:
         self.metrics = IntakeMetrics(self.registry)
         self.handler = IntakeHandler(
             store=self.store,
-            publish_records=self.publish_records,
+            dispatch_records=self.dispatch_records,
             vocabulary=VOCABULARY,
             metrics=self.metrics,
             clock=lambda: NOW,
@@ -108,6 +117,10 @@ class Harness:
         self.consumer = self.handler.raw_topic_consumer(
             self.dead_letter, ConsumerSettings(max_attempts=MAX_ATTEMPTS)
         )
+
+    async def dispatch_records(self, records: Sequence[OutgoingRecord]) -> Awaitable[None]:
+        """Queued at once; the broker has them once the awaitable returned ends."""
+        return self.publish_records(records)
 
     async def publish_records(self, records: Sequence[OutgoingRecord]) -> None:
         self.publish_calls += 1
@@ -466,7 +479,10 @@ async def test_keys_are_stored_only_once_the_broker_has_the_events(harness: Harn
         stored_while_publishing.append(await harness.stored_keys())
         await publish(records)
 
-    harness.handler._publish_records = publish_and_look
+    async def dispatch(records: Sequence[OutgoingRecord]) -> Awaitable[None]:
+        return publish_and_look(records)
+
+    harness.handler._dispatch_records = dispatch
 
     await harness.consume(contact("good-1"), contact("good-2"))
 
@@ -628,9 +644,10 @@ async def test_a_transient_error_in_an_http_batch_propagates(harness: Harness) -
 def test_the_fake_store_overrides_every_public_store_method(double: type) -> None:
     public = {name for name in vars(IdempotencyStore) if not name.startswith("_")}
 
-    assert public == {"fingerprints", "record_once_published"}
+    assert public == {"fingerprints", "recording"}
     assert public <= set(vars(double))
-    assert all(inspect.iscoroutinefunction(getattr(double, name)) for name in public)
+    assert inspect.iscoroutinefunction(vars(double)["fingerprints"])
+    assert inspect.isasyncgenfunction(vars(double)["recording"].__wrapped__)  # a context manager
 
 
 @pytest.mark.parametrize(
