@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -113,8 +113,9 @@ class Rejected:
         return self.reason.value
 
 
-@dataclass(frozen=True, slots=True)
-class Accepted:
+# Accepted and Checked are named tuples: immutable like a frozen dataclass, but built
+# in a third of the time (each is built once a record, on the hot path).
+class Accepted(NamedTuple):
     event: ContactEvent
     source: str
     idempotency_key: str
@@ -124,14 +125,9 @@ class Accepted:
     value: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class Checked:
-    """A record that passed intake's rules, before it becomes its event (`accept`).
-
-    Reading (`check_raw_record`) refuses what is wrong with a record; building its
-    event cannot refuse it, and is most of the work, so intake's handler does it
-    batch by batch while earlier records are on their way to the broker.
-    """
+class Checked(NamedTuple):
+    """A record that passed intake's rules, before it becomes its event (`accept`):
+    building that is most of the work, and refuses nothing, so the handler does it."""
 
     record: RawRecord
     source: str
@@ -221,7 +217,6 @@ def read_raw_record(
     recorded_at: datetime,
     timestamps: TimestampBounds = TimestampBounds(),
 ) -> Accepted | Rejected:
-    """A raw-topic record's bytes checked (`check_raw_record`), then its event built."""
     checked = check_raw_record(raw, vocabulary, recorded_at=recorded_at, timestamps=timestamps)
     return checked if isinstance(checked, Rejected) else accept(checked)
 

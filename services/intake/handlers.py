@@ -9,13 +9,13 @@ while the broker is being waited for, in a transaction that commits only once
 it has every event of the batch (`IdempotencyStore.recording`): until then
 they are not stored.
 
-A raw batch is built and sent a chunk at a time (`CHUNK_RECORDS`): while one
-chunk's events travel to the broker and its keys to PostgreSQL, the next chunk's
-events are built, so the CPU works through most of what it used to wait for.
-Chunks are queued for the broker in the batch's order (`shared.kafka.dispatch_records`),
-so each key's events keep their order, and every chunk is sorted against the keys
-stored before the batch and those seen in its earlier chunks, so a record
-repeated anywhere in a batch is still one event.
+A raw batch's events are built in the handler while the batch's key lookup is
+answered, and a batch longer than `CHUNK_RECORDS` is built and sent a chunk at a
+time: while one chunk travels to the broker and its keys to PostgreSQL, the next is
+built. Chunks are queued for the broker in the batch's order
+(`shared.kafka.dispatch_records`), so each key's events keep their order, and every
+chunk is sorted against the keys stored before the batch and those seen in its
+earlier chunks, so a record repeated anywhere in a batch is still one event.
 """
 
 import asyncio
@@ -65,9 +65,11 @@ log = logging.getLogger(__name__)
 DispatchRecords = Callable[[Sequence[OutgoingRecord]], Awaitable[Awaitable[None]]]
 Clock = Callable[[], datetime]
 
-# Raw records built and sent at a time. Fewer chunks leave more of the broker's round
-# trip unhidden; more make smaller produce requests, which the broker takes one at a
-# time (bench/intake_throughput.py measured 100, 200 and 250 a chunk).
+# Raw records built and sent at a time. Chunks of 100, 200 and 250 in batches of 500
+# were each slower than one chunk (bench/intake_throughput.py, December 2026): on two
+# cores the broker's and PostgreSQL's share of the work competes for the CPU that
+# building the next chunk would overlap, and each chunk costs a produce request and
+# a write of its own, and a chunk queued behind an unsent one waits in aiokafka.
 CHUNK_RECORDS = 500
 
 
