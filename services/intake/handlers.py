@@ -66,7 +66,7 @@ DispatchRecords = Callable[[Sequence[OutgoingRecord]], Awaitable[Awaitable[None]
 Clock = Callable[[], datetime]
 
 # Raw records built and sent at a time. Chunks of 100, 200 and 250 in batches of 500
-# were each slower than one chunk (bench/intake_throughput.py, December 2026): on two
+# were no faster than one chunk, mostly slower (bench/README.md, 2026-12-02): on two
 # cores the broker's and PostgreSQL's share of the work competes for the CPU that
 # building the next chunk would overlap, and each chunk costs a produce request and
 # a write of its own, and a chunk queued behind an unsent one waits in aiokafka.
