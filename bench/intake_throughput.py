@@ -22,6 +22,11 @@ exactly the run's N records.
 
     python -m bench.intake_throughput --records 50000 --runs 3 --json
 
+`--batch-records N` gives both paths the same batch size (default 500, intake's
+`CIVICPULSE_INTAKE_MAX_BATCH`): bigger batches spread each batch's fixed costs (the
+offset commit, the key transaction) over more records, in both paths alike, so the
+ratio still measures code, not settings.
+
 `--tuning SPEC` (repeatable) runs both paths again with client settings changed, e.g.
 `--tuning default --tuning batch_bytes=16384 --tuning compression=none`: every tuning
 in every run, in turn, so each setting's effect is measured in one run.
@@ -107,6 +112,7 @@ class Options:
     json: bool
     profile: Path | None
     variants: tuple[Variant, ...]
+    batch_records: int = BATCH_RECORDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +203,12 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     )
     parser.add_argument("--runs", type=positive_int, default=1, help="repetitions (1)")
     parser.add_argument(
+        "--batch-records",
+        type=positive_int,
+        default=BATCH_RECORDS,
+        help=f"records per batch, the same in both paths ({BATCH_RECORDS}, intake's default)",
+    )
+    parser.add_argument(
         "--json",
         action="store_true",
         help="(the JSON line is always printed)",
@@ -218,7 +230,15 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     )
     args = parser.parse_args(argv)
     variants = tuple(args.tuning or [Variant("default", ClientTuning())])
-    return Options(args.records, args.record_bytes, args.runs, args.json, args.profile, variants)
+    return Options(
+        args.records,
+        args.record_bytes,
+        args.runs,
+        args.json,
+        args.profile,
+        variants,
+        args.batch_records,
+    )
 
 
 # -- infrastructure -------------------------------------------------------------------
@@ -355,11 +375,16 @@ def make_records(prefix: str, count: int, record_bytes: int) -> list[KeyedRecord
 
 
 async def forward(
-    source: AIOKafkaConsumer, sink: AIOKafkaProducer, topic: str, forwarded: Progress, total: int
+    source: AIOKafkaConsumer,
+    sink: AIOKafkaProducer,
+    topic: str,
+    forwarded: Progress,
+    total: int,
+    batch_records: int = BATCH_RECORDS,
 ) -> None:
     """Consume, transform, produce (keyed), await the sends, commit; batch by batch."""
     while forwarded.done < total:
-        batches = await source.getmany(timeout_ms=BATCH_TIMEOUT_MS, max_records=BATCH_RECORDS)
+        batches = await source.getmany(timeout_ms=BATCH_TIMEOUT_MS, max_records=batch_records)
         futures = []
         for records in batches.values():
             for record in records:
@@ -399,7 +424,9 @@ async def measure_plain(
                 return sum(visible.values()) >= len(records)
 
             clock = Clock()
-            task = asyncio.create_task(forward(source, sink, topic_out, forwarded, len(records)))
+            task = asyncio.create_task(
+                forward(source, sink, topic_out, forwarded, len(records), options.batch_records)
+            )
             try:
                 await watch_task(
                     "plain loop", task, forwarded, len(records), clock, until=all_visible
@@ -490,7 +517,11 @@ def profiled(path: Path | None) -> Iterator[None]:
 
 
 def intake_settings(
-    bootstrap: str, database_url: str, group_id: str, tuning: ClientTuning
+    bootstrap: str,
+    database_url: str,
+    group_id: str,
+    tuning: ClientTuning,
+    batch_records: int = BATCH_RECORDS,
 ) -> IntakeSettings:
     if dataclasses.replace(ClientTuning(), **intake_tunable(tuning)) != tuning:
         raise BenchError("intake takes only linger_ms, batch_bytes and compression as settings")
@@ -498,7 +529,7 @@ def intake_settings(
         kafka_bootstrap=bootstrap,
         database_url=database_url,
         intake_group_id=group_id,
-        intake_max_batch=BATCH_RECORDS,
+        intake_max_batch=batch_records,
         intake_api_keys={"bench": hash_api_key(uuid.uuid4().hex)},  # HTTP is not used
         **{f"kafka_{name}": value for name, value in intake_tunable(tuning).items()},
     )
@@ -537,7 +568,7 @@ async def measure_intake(
         admin_client(bootstrap) as admin,
     ):
         registry = CollectorRegistry()
-        settings = intake_settings(bootstrap, database_url, group_id, tuning)
+        settings = intake_settings(bootstrap, database_url, group_id, tuning, options.batch_records)
         app = create_app(settings, registry=registry)
         handled = handled_counter(registry)
         async with app.router.lifespan_context(app):
@@ -678,6 +709,7 @@ def figures(options: Options, results: Sequence[RunResult]) -> dict[str, Any]:
     return {
         "records": options.records,
         "record_bytes": options.record_bytes,
+        "batch_records": options.batch_records,
         "target_ratio": TARGET_RATIO,
         "runs": [describe(result) for result in results],
         # The first tuning's (the services' own unless --tuning says otherwise).

@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -18,7 +18,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import MessageSizeTooLargeError, TopicAlreadyExistsError
 from aiokafka.helpers import create_ssl_context
-from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from faststream import AckPolicy
@@ -28,6 +27,7 @@ from faststream.security import BaseSecurity, SASLPlaintext, SASLScram512
 from prometheus_client import CollectorRegistry
 
 from shared.events import Event
+from shared.partitioner import KafkaPartitioner
 from shared.topics import MAX_MESSAGE_BYTES, TopicSpec
 
 log = logging.getLogger(__name__)
@@ -319,8 +319,8 @@ class BulkProducer:
     """
 
     def __init__(self, kafka: Kafka, *, client_id: str) -> None:
-        # Held so that `send_all` places each key where `send` would (murmur2).
-        self._partitioner = DefaultPartitioner()
+        # Held so that `dispatch` places each key where `send` would (murmur2).
+        self._partitioner = KafkaPartitioner()
         options = producer_options(kafka)  # once: it may build a TLS context
         self._producer = AIOKafkaProducer(
             **options, client_id=f"{client_id}-bulk", partitioner=self._partitioner
@@ -334,13 +334,22 @@ class BulkProducer:
         await self._producer.stop()  # flushes what is pending first
 
     async def send_all(self, records: Sequence[OutgoingRecord]) -> None:
-        """Send records and wait until the broker has all of them.
+        """Send records and wait until the broker has all of them."""
+        await (await self.dispatch(records))
+
+    async def dispatch(self, records: Sequence[OutgoingRecord]) -> Awaitable[None]:
+        """Queue records for sending, in order; the awaitable returned ends once the broker
+        has all of them (or raises the first failure).
 
         Records are gathered into one aiokafka batch per partition (more when one
-        fills), in order, and each batch is sent whole: one future per batch
+        fills), in order, and each batch is queued whole: one future per batch
         instead of one per record. Each key's partition is the one `send` would
-        choose, by the same partitioner over the same partition list, so a
-        subject's records stay in order whichever way they went out.
+        choose, by the same hash over the same partition list, so a subject's records
+        stay in order whichever way they went out, and across calls: batches queued by
+        one call are sent after those of the calls before it, and the idempotent
+        producer keeps a partition's batches in that order, retries included (a batch
+        that fails for good fails the ones after it on its partition too, out of
+        sequence), so a later record never lands without an earlier one.
         """
         partitions: dict[str, list[int]] = {}
         filling: dict[tuple[str, int], BatchBuilder] = {}
@@ -371,7 +380,7 @@ class BulkProducer:
         for topic, partition, batch in full:
             batch.close()  # nothing else joins it, and it goes without lingering
             sends.append(await self._producer.send_batch(batch, topic, partition=partition))
-        await asyncio.gather(*sends)
+        return _all_of(sends)
 
     def _check_size(self, record: OutgoingRecord, headers: list[tuple[str, bytes]]) -> None:
         """`send`'s own refusal of a record too large for one request."""
@@ -386,15 +395,22 @@ class BulkProducer:
 async def publish_records(
     target: KafkaBroker | BulkProducer, records: Sequence[OutgoingRecord]
 ) -> None:
-    """Publish records and wait until the broker has all of them.
+    """Publish records and wait until the broker has all of them (`dispatch_records`)."""
+    await (await dispatch_records(target, records))
+
+
+async def dispatch_records(
+    target: KafkaBroker | BulkProducer, records: Sequence[OutgoingRecord]
+) -> Awaitable[None]:
+    """Queue records for publishing, in order; the awaitable returned ends once the broker
+    has all of them.
 
     Sends are pipelined, then awaited together: a batch costs one round trip,
     not one per record, and keys still spread over partitions (unlike
     `publish_batch`, which sends a whole batch to one partition).
     """
     if isinstance(target, BulkProducer):
-        await target.send_all(records)
-        return
+        return await target.dispatch(records)
     confirmations = [
         await target.publish(
             record.value, record.topic, key=record.key, headers=record.headers, no_confirm=True
@@ -402,7 +418,11 @@ async def publish_records(
         for record in records
     ]
     # faststream's in-memory test broker delivers at once and returns no future.
-    await asyncio.gather(*(c for c in confirmations if inspect.isawaitable(c)))
+    return _all_of([c for c in confirmations if inspect.isawaitable(c)])
+
+
+async def _all_of(confirmations: Sequence[Awaitable[Any]]) -> None:
+    await asyncio.gather(*confirmations)
 
 
 async def publish_events(

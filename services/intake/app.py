@@ -33,7 +33,7 @@ from shared.http import (
     openapi_body_schema,
     parse_json_body,
 )
-from shared.kafka import BulkProducer, publish_records
+from shared.kafka import BulkProducer, dispatch_records
 from shared.startup import AppOptions, Wiring
 from shared.supervisor import Supervisor
 from shared.topics import CONTACTS, CONTACTS_RAW
@@ -60,7 +60,7 @@ def create_app(settings: IntakeSettings | None = None, **options: Unpack[AppOpti
         await producer.start()
         handler = IntakeHandler(
             store=IdempotencyStore(pool),
-            publish_records=functools.partial(publish_records, producer),
+            dispatch_records=functools.partial(dispatch_records, producer),
             vocabulary=vocabulary,
             metrics=metrics,
             clock=wiring.clock,

@@ -10,12 +10,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
-from uuid import UUID
+from typing import Any, NamedTuple
 
 from pydantic import TypeAdapter, ValidationError
 
-from services.intake.identity import event_id_for, fingerprint_of_json, name_uuid
+from services.intake.identity import fingerprint_of_json, name_uuid_text
 from services.intake.records import (
     RawCallAbandoned,
     RawContactReceived,
@@ -114,8 +113,9 @@ class Rejected:
         return self.reason.value
 
 
-@dataclass(frozen=True, slots=True)
-class Accepted:
+# Accepted and Checked are named tuples: immutable like a frozen dataclass, but built
+# in a third of the time (each is built once a record, on the hot path).
+class Accepted(NamedTuple):
     event: ContactEvent
     source: str
     idempotency_key: str
@@ -123,6 +123,22 @@ class Accepted:
     stripped_fields: tuple[str, ...]
     # The event's canonical JSON, serialised once: published as it is.
     value: bytes
+
+
+class Checked(NamedTuple):
+    """A record that passed intake's rules, before it becomes its event (`accept`):
+    building that is most of the work, and refuses nothing, so the handler does it."""
+
+    record: RawRecord
+    source: str
+    stripped_fields: tuple[str, ...]
+    # The vocabulary fields' canonical values.
+    vocabulary_values: Mapping[str, str]
+    recorded_at: datetime
+
+    @property
+    def idempotency_key(self) -> str:
+        return self.record.idempotency_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +217,37 @@ def read_raw_record(
     recorded_at: datetime,
     timestamps: TimestampBounds = TimestampBounds(),
 ) -> Accepted | Rejected:
-    """`read_record` of a raw-topic record's bytes, validated straight from the JSON.
+    checked = check_raw_record(raw, vocabulary, recorded_at=recorded_at, timestamps=timestamps)
+    return checked if isinstance(checked, Rejected) else accept(checked)
+
+
+def read_record(
+    document: Mapping[str, Any],
+    vocabulary: Vocabulary,
+    *,
+    authenticated_source: str | None,
+    recorded_at: datetime,
+    timestamps: TimestampBounds = TimestampBounds(),
+) -> Accepted | Rejected:
+    """Validate one decoded record and build its canonical event."""
+    checked = check_record(
+        document,
+        vocabulary,
+        authenticated_source=authenticated_source,
+        recorded_at=recorded_at,
+        timestamps=timestamps,
+    )
+    return checked if isinstance(checked, Rejected) else accept(checked)
+
+
+def check_raw_record(
+    raw: bytes,
+    vocabulary: Vocabulary,
+    *,
+    recorded_at: datetime,
+    timestamps: TimestampBounds = TimestampBounds(),
+) -> Checked | Rejected:
+    """`check_record` of a raw-topic record's bytes, validated straight from the JSON.
 
     pydantic's JSON parser is stricter than `json.loads` (no lone surrogates, no
     UTF-16, no byte order mark), and extra fields are refused, so a record it
@@ -215,25 +261,25 @@ def read_raw_record(
         document = decode_json(raw)
         if isinstance(document, Rejected):
             return document
-        return read_record(
+        return check_record(
             document,
             vocabulary,
             authenticated_source=None,
             recorded_at=recorded_at,
             timestamps=timestamps,
         )
-    return _accept(record, (), vocabulary, None, recorded_at, timestamps)
+    return _check(record, (), vocabulary, None, recorded_at, timestamps)
 
 
-def read_record(
+def check_record(
     document: Mapping[str, Any],
     vocabulary: Vocabulary,
     *,
     authenticated_source: str | None,
     recorded_at: datetime,
     timestamps: TimestampBounds = TimestampBounds(),
-) -> Accepted | Rejected:
-    """Validate one decoded record and build its canonical event."""
+) -> Checked | Rejected:
+    """Validate one decoded record against the schema and intake's rules."""
     kept, stripped = strip_personal_data(document)
     try:
         record = _RECORD_ADAPTER.validate_python(kept)
@@ -241,18 +287,18 @@ def read_record(
         return Rejected(
             RejectionReason.INVALID_RECORD, _field_errors(error, kept.get("record_type"))
         )
-    return _accept(record, stripped, vocabulary, authenticated_source, recorded_at, timestamps)
+    return _check(record, stripped, vocabulary, authenticated_source, recorded_at, timestamps)
 
 
-def _accept(
+def _check(
     record: RawRecord,
     stripped: tuple[str, ...],
     vocabulary: Vocabulary,
     authenticated_source: str | None,
     recorded_at: datetime,
     timestamps: TimestampBounds,
-) -> Accepted | Rejected:
-    """Intake's rules on a validated record; its event if it passes them."""
+) -> Checked | Rejected:
+    """Intake's rules on a validated record."""
     if implausible := _implausible_time(record.occurred_at, recorded_at, timestamps):
         return implausible
     source = _source_of(record, authenticated_source)
@@ -280,14 +326,19 @@ def _accept(
             "wait_seconds",
             "only calls (channel phone) have a queue wait",
         )
-    event = _to_event(record, normalised, source, recorded_at)
+    return Checked(record, source, stripped, normalised, recorded_at)
+
+
+def accept(checked: Checked) -> Accepted:
+    """A checked record's canonical event, serialised once and fingerprinted from those bytes."""
+    event = _to_event(checked)
     value = event.to_bytes()
     return Accepted(
         event=event,
-        source=source,
-        idempotency_key=record.idempotency_key,
+        source=checked.source,
+        idempotency_key=checked.record.idempotency_key,
         fingerprint=fingerprint_of_json(value),
-        stripped_fields=stripped,
+        stripped_fields=checked.stripped_fields,
         value=value,
     )
 
@@ -353,35 +404,34 @@ def _normalise_vocabulary(record: RawRecord, vocabulary: Vocabulary) -> dict[str
     return values
 
 
-def _correlation_id(record: RawRecord, source: str) -> UUID:
+def _correlation_id(record: RawRecord, source: str) -> str:
     # One id for everything about a contact, unless the publisher chose its own.
-    return name_uuid(f"{source}\n{record.correlation_id or record.contact_id}")
+    return name_uuid_text(f"{source}\n{record.correlation_id or record.contact_id}")
 
 
-def _to_event(
-    record: RawRecord, vocabulary_values: Mapping[str, str], source: str, recorded_at: datetime
-) -> ContactEvent:
+# Fields of a raw record that go into the envelope (or nowhere), not the payload.
+_NOT_PAYLOAD = frozenset(
+    {"idempotency_key", "source", "contact_id", "occurred_at", "correlation_id", "record_type"}
+)
+
+
+def _to_event(checked: Checked) -> ContactEvent:
     # Validated, not `model_construct`ed: in pydantic 2.13 validation (in Rust) takes
     # about 3 us an event, construction (in Python) about 5 us.
+    record, source = checked.record, checked.source
     envelope: dict[str, Any] = {
-        "event_id": event_id_for(source, record.idempotency_key),
+        # `identity.event_id_for`, as text: pydantic makes it the UUID.
+        "event_id": name_uuid_text(f"{source}\n{record.idempotency_key}"),
         "occurred_at": record.occurred_at,
-        "recorded_at": recorded_at,
+        "recorded_at": checked.recorded_at,
         "source": source,
         "correlation_id": _correlation_id(record, source),
         "contact_id": record.contact_id,
     }
-    fields = record.model_dump(
-        exclude={
-            "idempotency_key",
-            "source",
-            "contact_id",
-            "occurred_at",
-            "correlation_id",
-            "record_type",
-        }
-    )
-    fields.update(vocabulary_values)
+    # The validated fields as they are (`model_dump` would copy them the slow way:
+    # the raw records' fields are plain values, a dict at most).
+    fields = {name: value for name, value in vars(record).items() if name not in _NOT_PAYLOAD}
+    fields.update(checked.vocabulary_values)
     event_class = EVENT_OF_RECORD.get(type(record))
     if event_class is None:
         raise TypeError(f"no event for {type(record).__name__}")

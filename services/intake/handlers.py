@@ -6,10 +6,19 @@ keys, then (the caller) commit the consumed offsets. A crash before the keys
 are stored republishes the same events with the same deterministic
 `event_id`s, which every consumer deduplicates. The keys' rows are written
 while the broker is being waited for, in a transaction that commits only once
-it has the events (`IdempotencyStore.record_once_published`): until then they
-are not stored.
+it has every event of the batch (`IdempotencyStore.recording`): until then
+they are not stored.
+
+A raw batch's events are built in the handler while the batch's key lookup is
+answered, and a batch longer than `CHUNK_RECORDS` is built and sent a chunk at a
+time: while one chunk travels to the broker and its keys to PostgreSQL, the next is
+built. Chunks are queued for the broker in the batch's order
+(`shared.kafka.dispatch_records`), so each key's events keep their order, and every
+chunk is sorted against the keys stored before the batch and those seen in its
+earlier chunks, so a record repeated anywhere in a batch is still one event.
 """
 
+import asyncio
 import logging
 from collections import Counter as Tally
 from collections.abc import Awaitable, Callable, Sequence
@@ -23,32 +32,45 @@ from prometheus_client import CollectorRegistry, Counter
 from services.intake.domain import (
     PERSONAL_DATA_FIELDS,
     Accepted,
+    Checked,
     Rejected,
     RejectionReason,
     TimestampBounds,
     Vocabulary,
-    read_raw_record,
+    accept,
+    check_raw_record,
     read_record,
     reject,
 )
-from services.intake.identity import Classified, classify, identity_of
-from services.intake.store import AcceptedRecord, IdempotencyStore
+from services.intake.identity import Binding, Bindings, Classified, classify, identity_of
+from services.intake.store import AcceptedRecord, IdempotencyStore, KeyRecording
 from shared.consumer import (
     ConsumerSettings,
     DeadLetterSink,
+    Fault,
     InboundRecord,
     RecordConsumer,
+    RecordFault,
     RecordRejectedError,
 )
+from shared.dead_letters import UNDECODABLE
 from shared.events.contacts import CONTACT_EVENTS
 from shared.kafka import OutgoingRecord, event_record
 from shared.topics import CONTACTS
 
 log = logging.getLogger(__name__)
 
-# Sends records and waits until the broker has all of them (`shared.kafka.publish_records`).
-PublishRecords = Callable[[Sequence[OutgoingRecord]], Awaitable[None]]
+# Queues records for the broker, in order; what it returns ends once the broker has all
+# of them (`shared.kafka.dispatch_records`).
+DispatchRecords = Callable[[Sequence[OutgoingRecord]], Awaitable[Awaitable[None]]]
 Clock = Callable[[], datetime]
+
+# Raw records built and sent at a time. Chunks of 100, 200 and 250 in batches of 500
+# were no faster than one chunk, mostly slower (bench/README.md, 2026-12-02): on two
+# cores the broker's and PostgreSQL's share of the work competes for the CPU that
+# building the next chunk would overlap, and each chunk costs a produce request and
+# a write of its own, and a chunk queued behind an unsent one waits in aiokafka.
+CHUNK_RECORDS = 500
 
 
 class Via(StrEnum):
@@ -126,14 +148,14 @@ class IntakeHandler:
         self,
         *,
         store: IdempotencyStore,
-        publish_records: PublishRecords,
+        dispatch_records: DispatchRecords,
         vocabulary: Vocabulary,
         metrics: IntakeMetrics,
         clock: Clock,
         timestamps: TimestampBounds = TimestampBounds(),  # noqa: B008 (frozen, so shareable)
     ) -> None:
         self._store = store
-        self._publish_records = publish_records
+        self._dispatch_records = dispatch_records
         self._vocabulary = vocabulary
         self._metrics = metrics
         self._clock = clock
@@ -159,18 +181,24 @@ class IntakeHandler:
         identities = list(dict.fromkeys(identity_of(item) for item in accepted))
         return classify(accepted, await self._store.fingerprints(identities))
 
-    async def _publish_new(self, new: Sequence[Accepted], via: Via) -> None:
+    async def _send(
+        self, recording: KeyRecording, new: Sequence[Accepted]
+    ) -> Awaitable[None] | None:
+        """Queue `new`'s events for the broker and their keys for the open transaction."""
         if not new:
-            return
-        # Each event goes out as the bytes its fingerprint was taken from.
-        records = [event_record(item.event, CONTACTS, value=item.value) for item in new]
-        await self._store.record_once_published(
+            return None
+        recording.add(
             [
                 AcceptedRecord(a.source, a.idempotency_key, a.event.event_id, a.fingerprint)
                 for a in new
-            ],
-            lambda: self._publish_records(records),
+            ]
         )
+        # Each event goes out as the bytes its fingerprint was taken from.
+        return await self._dispatch_records(
+            [event_record(item.event, CONTACTS, value=item.value) for item in new]
+        )
+
+    def _count_published(self, new: Sequence[Accepted], via: Via) -> None:
         # Counted per batch: a labelled increment per record costs more than it tells.
         for event_type, count in Tally(item.event.event_type for item in new).items():
             self._metrics.accepted.labels(via.value, event_type).inc(count)
@@ -182,7 +210,7 @@ class IntakeHandler:
 
     def raw_topic_consumer(
         self, dead_letter: DeadLetterSink, settings: ConsumerSettings
-    ) -> RecordConsumer[Accepted]:
+    ) -> RecordConsumer[Checked]:
         """The raw topic's consumer: rejected records are dead-lettered with their reason."""
         return RecordConsumer(
             self.decode_raw,
@@ -192,9 +220,9 @@ class IntakeHandler:
             on_dead_letter=lambda error_type: self._metrics.dead_lettered.labels(error_type).inc(),
         )
 
-    def decode_raw(self, record: InboundRecord) -> Accepted:
+    def decode_raw(self, record: InboundRecord) -> Checked:
         """Read one raw record; raises `RecordRejectedError` with the reason it is refused."""
-        outcome = read_raw_record(
+        outcome = check_raw_record(
             record.value,
             self._vocabulary,
             recorded_at=self._clock(),
@@ -205,19 +233,64 @@ class IntakeHandler:
             raise RecordRejectedError(outcome)
         return outcome
 
-    async def handle_raw(self, accepted: Sequence[Accepted]) -> list[Rejected | None]:
+    async def handle_raw(self, checked: Sequence[Checked]) -> list[Fault | None]:
         """Publish a batch's new records; a key reused with other content is refused.
 
         Duplicates are counted once the batch is published, so a batch that is
         retried record by record counts each once.
         """
-        classified = await self._classify(accepted)
-        await self._publish_new([accepted[index] for index in classified.new], Via.KAFKA)
-        self._metrics.duplicates.labels(Via.KAFKA.value).inc(len(classified.duplicates))
-        outcomes: list[Rejected | None] = [None] * len(accepted)
-        for index in classified.conflicts:
-            outcomes[index] = _conflict(accepted[index])
+        identities = list(dict.fromkeys(identity_of(item) for item in checked))
+        # One lookup for the batch, answered while the first chunk is built.
+        lookup = asyncio.ensure_future(self._store.fingerprints(identities))
+        outcomes: list[Fault | None] = [None] * len(checked)
+        new: list[Accepted] = []
+        duplicates = 0
+        acknowledged: list[Awaitable[None]] = []
+        try:
+            async with self._store.recording() as recording:
+                bindings: Bindings | None = None
+                for start in range(0, len(checked), CHUNK_RECORDS):
+                    built = self._build(checked, start, outcomes)
+                    bindings = bindings or Bindings(await lookup)
+                    fresh = []
+                    for index, item in built:
+                        binding = bindings.sort(item)
+                        if binding is Binding.NEW:
+                            fresh.append(item)
+                        elif binding is Binding.DUPLICATE:
+                            duplicates += 1
+                        else:
+                            outcomes[index] = _conflict(item)
+                    if (sent := await self._send(recording, fresh)) is not None:
+                        acknowledged.append(asyncio.ensure_future(sent))
+                    new += fresh
+                # The keys commit as the block ends: only once the broker has every chunk.
+                await asyncio.gather(*acknowledged)
+        except BaseException:
+            # What was queued still goes: the batch is redelivered only once it has settled.
+            await asyncio.gather(*acknowledged, return_exceptions=True)
+            raise
+        finally:
+            if not lookup.cancel() and not lookup.cancelled():
+                lookup.exception()  # retrieved, awaited or not: the first error is raised
+        self._count_published(new, Via.KAFKA)
+        self._metrics.duplicates.labels(Via.KAFKA.value).inc(duplicates)
         return outcomes
+
+    @staticmethod
+    def _build(
+        checked: Sequence[Checked], start: int, outcomes: list[Fault | None]
+    ) -> list[tuple[int, Accepted]]:
+        """The events of one chunk; one that cannot be built is `undecodable`, as it would
+        be had the decoder failed on it."""
+        built = []
+        for index in range(start, min(start + CHUNK_RECORDS, len(checked))):
+            try:
+                built.append((index, accept(checked[index])))
+            except Exception as error:  # noqa: BLE001 - pure code: the record caused it
+                reason = f"{UNDECODABLE}: {type(error).__name__}: {str(error)[:500]}"
+                outcomes[index] = RecordFault(UNDECODABLE, reason)
+        return built
 
     # -- HTTP ----------------------------------------------------------------------
 
@@ -240,15 +313,19 @@ class IntakeHandler:
                 Via.HTTP.value, RejectionReason.IDEMPOTENCY_CONFLICT.value
             ).inc(len(classified.conflicts))
             return [HttpRejection(i, _conflict(accepted[i])) for i in classified.conflicts]
-        await self._publish_new([accepted[i] for i in classified.new], Via.HTTP)
+        new = [accepted[i] for i in classified.new]
+        async with self._store.recording() as recording:
+            if (sent := await self._send(recording, new)) is not None:
+                await sent
+        self._count_published(new, Via.HTTP)
         self._metrics.duplicates.labels(Via.HTTP.value).inc(len(classified.duplicates))
-        new = set(classified.new)
+        fresh = set(classified.new)
         return [
             HttpResult(
                 index=index,
                 idempotency_key=item.idempotency_key,
                 event_id=str(item.event.event_id),
-                status=RecordStatus.ACCEPTED if index in new else RecordStatus.DUPLICATE,
+                status=RecordStatus.ACCEPTED if index in fresh else RecordStatus.DUPLICATE,
             )
             for index, item in enumerate(accepted)
         ]

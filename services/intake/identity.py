@@ -6,6 +6,7 @@ Pure code, like `services.intake.domain`, whose accepted records these sort.
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Protocol
 from uuid import UUID
 
@@ -25,6 +26,17 @@ def name_uuid(name: str) -> UUID:
     (tests/unit/test_intake_domain.py compares the two)."""
     digest = hashlib.sha1(_NAMESPACE_BYTES + name.encode(), usedforsecurity=False).digest()
     return UUID(bytes=digest[:16], version=5)
+
+
+_VERSION_5 = (0x5000 << 64) | (0x8000 << 48)  # uuid5's version and variant bits
+_NOT_VERSION = ~((0xF000 << 64) | (0xC000 << 48))
+
+
+def name_uuid_text(name: str) -> str:
+    """`name_uuid(name).hex` without building the `UUID` (about a microsecond of
+    Python each): for event fields, which pydantic validates into one in Rust."""
+    digest = hashlib.sha1(_NAMESPACE_BYTES + name.encode(), usedforsecurity=False).digest()
+    return "%032x" % ((int.from_bytes(digest[:16]) & _NOT_VERSION) | _VERSION_5)
 
 
 def event_id_for(source: str, idempotency_key: str) -> UUID:
@@ -59,14 +71,18 @@ def fingerprint_of_json(value: bytes) -> str:
 Identity = tuple[str, str]  # (source, idempotency_key)
 
 
-class Identified(Protocol):
-    """An accepted record, as far as idempotency goes (`domain.Accepted`)."""
+class Keyed(Protocol):
+    """A record, as far as its identity goes (`domain.Checked`, `domain.Accepted`)."""
 
     @property
     def source(self) -> str: ...
 
     @property
     def idempotency_key(self) -> str: ...
+
+
+class Identified(Keyed, Protocol):
+    """An accepted record, as far as idempotency goes (`domain.Accepted`)."""
 
     @property
     def fingerprint(self) -> str: ...
@@ -81,25 +97,41 @@ class Classified:
     conflicts: list[int] = field(default_factory=list)
 
 
-def identity_of(item: Identified) -> Identity:
+def identity_of(item: Keyed) -> Identity:
     return (item.source, item.idempotency_key)
 
 
-def classify(accepted: Sequence[Identified], stored: Mapping[Identity, str]) -> Classified:
-    """Sort records into new, duplicate (same key, same content) and conflicting.
+class Binding(StrEnum):
+    NEW = "new"
+    DUPLICATE = "duplicate"
+    CONFLICT = "conflict"
 
-    A key is bound to the content it was first accepted with: stored earlier,
-    or else its first sighting in this batch.
-    """
-    bound: dict[Identity, str] = dict(stored)
+
+class Bindings:
+    """Each key bound to the content it was first accepted with: stored earlier, or
+    else its first sighting since (records are sorted in the order they arrived)."""
+
+    def __init__(self, stored: Mapping[Identity, str]) -> None:
+        self._bound = dict(stored)
+
+    def sort(self, item: Identified) -> Binding:
+        identity = (item.source, item.idempotency_key)
+        bound = self._bound.get(identity)
+        if bound is None:
+            self._bound[identity] = item.fingerprint
+            return Binding.NEW
+        return Binding.DUPLICATE if bound == item.fingerprint else Binding.CONFLICT
+
+
+def classify(accepted: Sequence[Identified], stored: Mapping[Identity, str]) -> Classified:
+    """Sort records into new, duplicate (same key, same content) and conflicting."""
+    bindings = Bindings(stored)
     classified = Classified()
+    positions = {
+        Binding.NEW: classified.new,
+        Binding.DUPLICATE: classified.duplicates,
+        Binding.CONFLICT: classified.conflicts,
+    }
     for position, item in enumerate(accepted):
-        identity = identity_of(item)
-        if identity not in bound:
-            bound[identity] = item.fingerprint
-            classified.new.append(position)
-        elif bound[identity] == item.fingerprint:
-            classified.duplicates.append(position)
-        else:
-            classified.conflicts.append(position)
+        positions[bindings.sort(item)].append(position)
     return classified

@@ -2,9 +2,9 @@
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import NamedTuple
 from uuid import UUID
 
 import asyncpg
@@ -15,8 +15,7 @@ from shared.postgres import Connection
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
-@dataclass(frozen=True, slots=True)
-class AcceptedRecord:
+class AcceptedRecord(NamedTuple):  # a tuple: one is built per record, on the hot path
     source: str
     idempotency_key: str
     event_id: UUID
@@ -43,63 +42,77 @@ class IdempotencyStore:
         )
         return {(row["source"], row["idempotency_key"]): row["fingerprint"] for row in rows}
 
-    async def record_once_published(
-        self, records: Sequence[AcceptedRecord], publish: Callable[[], Awaitable[None]]
-    ) -> None:
-        """Call `publish` (the records' publishing) and remember the records once it succeeds.
+    @contextlib.asynccontextmanager
+    async def recording(self) -> AsyncIterator["KeyRecording"]:
+        """A transaction that writes the records `add`ed while the block goes on, and
+        commits when the block ends without an error (else rolls back).
 
-        The rows are written while the records are published, in a transaction that
-        commits only after `publish` returns: the write overlaps the wait for the
-        broker, yet a key is never stored for a record the broker does not have. If
-        `publish` fails, the rows are rolled back and its error raised; if the write
-        fails, its error is raised, before publishing if it failed to begin, else once
-        `publish` has returned. A row already there (a racing replica) is kept.
+        The caller leaves the block only once the broker has every record it added,
+        so a key is never stored for a record the broker does not have, yet the
+        writes overlap the wait for the broker. A row already there (a racing
+        replica) is kept. A failed write is raised by the next `add`, or on leaving.
         """
-        if not records:
-            await publish()
-            return
         async with self._pool.acquire() as connection:
-            transaction = connection.transaction()
-            begun = asyncio.get_running_loop().create_future()
-            writing = asyncio.create_task(self._write(connection, transaction, records, begun))
+            recording = KeyRecording(connection)
             try:
-                # Publishing keeps the CPU until it waits for the broker: once the
-                # transaction has begun the write is on its way, and PostgreSQL does it
-                # meanwhile.
-                await asyncio.wait([writing, begun], return_when=asyncio.FIRST_COMPLETED)
-                if writing.done():
-                    await writing  # if it failed already, nothing is published
-                await publish()
-                await writing
+                yield recording
+                await recording.finish()
             except BaseException:
-                await asyncio.wait([writing])
-                if not writing.cancelled():
-                    writing.exception()  # retrieved: the error raised is the first one
-                with contextlib.suppress(Exception):  # not begun, or the connection is gone
-                    await transaction.rollback()
+                await recording.abandon()
                 raise
-            await transaction.commit()
 
-    @staticmethod
-    async def _write(
-        connection: Connection,
-        transaction: Transaction,
-        records: Sequence[AcceptedRecord],
-        begun: "asyncio.Future[None]",
-    ) -> None:
-        await transaction.start()
-        begun.set_result(None)
-        # Rows locked in key order: two transactions writing the same keys cannot deadlock.
-        await connection.execute(
-            """
-            INSERT INTO intake_accepted_records (source, idempotency_key, event_id, fingerprint)
-            SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::text[])
-              AS r(source, idempotency_key, event_id, fingerprint)
-            ORDER BY source, idempotency_key
-            ON CONFLICT (source, idempotency_key) DO NOTHING
-            """,
-            [r.source for r in records],
-            [r.idempotency_key for r in records],
-            [r.event_id for r in records],
-            [r.fingerprint for r in records],
-        )
+
+class KeyRecording:
+    """One transaction's writes, queued by `add` and made one after another meanwhile."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+        self._transaction: Transaction = connection.transaction()
+        self._queue: asyncio.Queue[Sequence[AcceptedRecord] | None] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+
+    def add(self, records: Sequence[AcceptedRecord]) -> None:
+        """Queue `records` for writing in this transaction; raises a write that failed."""
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_all())
+        elif self._writer.done():
+            self._writer.result()  # the error, if it failed: nothing more is published
+        if records:
+            self._queue.put_nowait(records)
+
+    async def finish(self) -> None:
+        if self._writer is None:
+            return  # nothing added: no transaction
+        self._queue.put_nowait(None)
+        await self._writer
+        await self._transaction.commit()
+
+    async def abandon(self) -> None:
+        if self._writer is None:
+            return
+        self._writer.cancel()
+        await asyncio.wait([self._writer])
+        if not self._writer.cancelled():
+            self._writer.exception()  # retrieved: the error raised is the first one
+        with contextlib.suppress(Exception):  # not begun, or the connection is gone
+            await self._transaction.rollback()
+
+    async def _write_all(self) -> None:
+        await self._transaction.start()
+        while (records := await self._queue.get()) is not None:
+            # Rows locked in key order, so two one-write transactions on the same keys
+            # cannot deadlock. Two-write ones (batches over a chunk) can; PostgreSQL
+            # then fails one, a transient error: its batch is redelivered.
+            await self._connection.execute(
+                """
+                INSERT INTO intake_accepted_records (source, idempotency_key, event_id, fingerprint)
+                SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::text[])
+                  AS r(source, idempotency_key, event_id, fingerprint)
+                ORDER BY source, idempotency_key
+                ON CONFLICT (source, idempotency_key) DO NOTHING
+                """,
+                [r.source for r in records],
+                [r.idempotency_key for r in records],
+                [r.event_id for r in records],
+                [r.fingerprint for r in records],
+            )

@@ -5,12 +5,13 @@ in step; `tests/unit/test_intake_handlers.py` proves it overrides every public
 method, and runs one test body against it and against PostgreSQL.
 """
 
-from collections.abc import Awaitable, Callable, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 
 import asyncpg
 
 from services.intake.settings import SERVICE
-from services.intake.store import MIGRATIONS, AcceptedRecord, IdempotencyStore
+from services.intake.store import MIGRATIONS, AcceptedRecord, IdempotencyStore, KeyRecording
 from shared.postgres import migrate
 
 Identity = tuple[str, str]
@@ -25,12 +26,22 @@ class FakeIdempotencyStore(IdempotencyStore):
     async def fingerprints(self, keys: Sequence[Identity]) -> dict[Identity, str]:
         return {key: self.rows[key].fingerprint for key in keys if key in self.rows}
 
-    async def record_once_published(
-        self, records: Sequence[AcceptedRecord], publish: Callable[[], Awaitable[None]]
-    ) -> None:
-        await publish()
-        for accepted in records:
+    @contextlib.asynccontextmanager
+    async def recording(self) -> AsyncIterator[KeyRecording]:
+        recording = FakeKeyRecording()
+        yield recording
+        for accepted in recording.added:
             self.rows.setdefault((accepted.source, accepted.idempotency_key), accepted)
+
+
+class FakeKeyRecording(KeyRecording):
+    """Remembers what was added; the store keeps it if the block ends without an error."""
+
+    def __init__(self) -> None:  # no connection, no transaction
+        self.added: list[AcceptedRecord] = []
+
+    def add(self, records: Sequence[AcceptedRecord]) -> None:
+        self.added += records
 
 
 class FakeIntakeBackend:

@@ -30,6 +30,7 @@ from services.intake.identity import (
     fingerprint,
     fingerprint_of_json,
     name_uuid,
+    name_uuid_text,
 )
 from services.intake.settings import IntakeSettings
 from shared.events.catalogue import parse_event
@@ -987,9 +988,12 @@ def test_name_uuids_are_the_standard_uuid5_in_intakes_namespace(name: str) -> No
     except UnicodeEncodeError:
         with pytest.raises(UnicodeEncodeError):
             name_uuid(name)
+        with pytest.raises(UnicodeEncodeError):
+            name_uuid_text(name)
         return
 
     assert name_uuid(name) == expected
+    assert name_uuid_text(name) == expected.hex
 
 
 def test_event_ids_are_what_they_always_were() -> None:

@@ -5,9 +5,10 @@ and, marked `integration`, on PostgreSQL, so the fake cannot drift from the real
 """
 
 import asyncio
+import contextlib
 import inspect
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -16,8 +17,10 @@ import pytest
 from aiokafka.errors import KafkaConnectionError
 from prometheus_client import CollectorRegistry
 
+import services.intake.domain
+import services.intake.handlers
 import shared.dead_letters
-from services.intake.domain import Rejected, RejectionReason, Vocabulary, reject
+from services.intake.domain import Accepted, Checked, Rejected, RejectionReason, Vocabulary, reject
 from services.intake.handlers import (
     HttpRejection,
     HttpResult,
@@ -26,7 +29,7 @@ from services.intake.handlers import (
     RecordStatus,
 )
 from services.intake.identity import event_id_for
-from services.intake.store import AcceptedRecord, IdempotencyStore
+from services.intake.store import AcceptedRecord, IdempotencyStore, KeyRecording
 from shared.consumer import ConsumerSettings, Fault, InboundRecord
 from shared.dead_letters import SHARED_ERROR_TYPES, SourcePosition
 from shared.events.catalogue import parse_event
@@ -64,18 +67,26 @@ class InstrumentedStore(IdempotencyStore):
             raise self.lookup_failure
         return await self.inner.fingerprints(keys)
 
-    async def record_once_published(
-        self, records: Sequence[AcceptedRecord], publish: Callable[[], Awaitable[None]]
-    ) -> None:
-        async def published_then_stored() -> None:
+    @contextlib.asynccontextmanager
+    async def recording(self) -> AsyncIterator[KeyRecording]:
+        async with self.inner.recording() as inner:
+            recording = RecordedKeys(inner)
+            yield recording
             # Failures are injected where the write's would surface: once publishing is done.
-            await publish()
-            self.record_calls.append(list(records))
-            for accepted in records:
+            self.record_calls.append(recording.added)
+            for accepted in recording.added:
                 if accepted.idempotency_key in self.failures:
                     raise self.failures[accepted.idempotency_key]
 
-        await self.inner.record_once_published(records, published_then_stored)
+
+class RecordedKeys(KeyRecording):
+    def __init__(self, inner: KeyRecording) -> None:  # the inner recording's transaction
+        self.inner = inner
+        self.added: list[AcceptedRecord] = []
+
+    def add(self, records: Sequence[AcceptedRecord]) -> None:
+        self.added += records
+        self.inner.add(records)
 
 
 @dataclass
@@ -100,7 +111,7 @@ class Harness:
         self.metrics = IntakeMetrics(self.registry)
         self.handler = IntakeHandler(
             store=self.store,
-            publish_records=self.publish_records,
+            dispatch_records=self.dispatch_records,
             vocabulary=VOCABULARY,
             metrics=self.metrics,
             clock=lambda: NOW,
@@ -108,6 +119,10 @@ class Harness:
         self.consumer = self.handler.raw_topic_consumer(
             self.dead_letter, ConsumerSettings(max_attempts=MAX_ATTEMPTS)
         )
+
+    async def dispatch_records(self, records: Sequence[OutgoingRecord]) -> Awaitable[None]:
+        """Queued at once; the broker has them once the awaitable returned ends."""
+        return self.publish_records(records)
 
     async def publish_records(self, records: Sequence[OutgoingRecord]) -> None:
         self.publish_calls += 1
@@ -466,13 +481,127 @@ async def test_keys_are_stored_only_once_the_broker_has_the_events(harness: Harn
         stored_while_publishing.append(await harness.stored_keys())
         await publish(records)
 
-    harness.handler._publish_records = publish_and_look
+    async def dispatch(records: Sequence[OutgoingRecord]) -> Awaitable[None]:
+        return publish_and_look(records)
+
+    harness.handler._dispatch_records = dispatch
 
     await harness.consume(contact("good-1"), contact("good-2"))
 
     assert stored_while_publishing == [set()]
     assert await harness.stored_keys() == {("crm", "good-1"), ("crm", "good-2")}
     assert harness.published_keys() == ["good-1", "good-2"]
+
+
+@pytest.fixture
+def small_chunks(monkeypatch: pytest.MonkeyPatch) -> int:
+    """Chunks of two records, so that a short batch is built and sent in several."""
+    monkeypatch.setattr(services.intake.handlers, "CHUNK_RECORDS", 2)
+    return 2
+
+
+async def test_later_chunks_go_out_while_the_first_is_unacknowledged_and_keys_wait_for_all(
+    harness: Harness, small_chunks: int
+) -> None:
+    """Order of effects with chunks (services/intake/handlers.py): every chunk is queued in
+    the batch's order, and the keys are stored only once the broker has acknowledged
+    every chunk, the first one included, however late its acknowledgement comes."""
+    first_acknowledged, last_acknowledged = asyncio.Event(), asyncio.Event()
+    dispatched: list[list[str]] = []
+
+    async def dispatch(records: Sequence[OutgoingRecord]) -> Awaitable[None]:
+        dispatched.append([parse_event(record.value).key for record in records])
+        chunk = len(dispatched)
+
+        async def acknowledged() -> None:
+            if chunk == 1:
+                await first_acknowledged.wait()
+            await harness.publish_records(records)
+            if chunk == 3:
+                last_acknowledged.set()
+
+        return acknowledged()
+
+    harness.handler._dispatch_records = dispatch
+    consuming = asyncio.ensure_future(harness.consume(*(contact(f"k{n}") for n in range(1, 6))))
+    # The later chunks go out and are acknowledged while the first waits.
+    await asyncio.wait_for(last_acknowledged.wait(), timeout=10)
+    for _ in range(100):  # room for a handler that did not wait for the first to end its write
+        await asyncio.sleep(0)
+
+    assert dispatched == [["k1", "k2"], ["k3", "k4"], ["k5"]]
+    assert harness.store.record_calls == []
+    assert await harness.stored_keys() == set()
+    first_acknowledged.set()
+    await consuming
+    assert await harness.stored_keys() == {("crm", f"k{n}") for n in range(1, 6)}
+    assert sorted(harness.published_keys()) == ["k1", "k2", "k3", "k4", "k5"]
+
+
+async def test_a_record_repeated_in_a_later_chunk_is_one_event_and_a_changed_one_a_conflict(
+    harness: Harness, small_chunks: int
+) -> None:
+    records = await harness.consume(
+        contact("a"), contact("b"), contact("a"), contact("c"), contact("a", kind="complaint")
+    )
+
+    assert harness.published_keys() == ["a", "b", "c"]
+    assert [(d.record, d.rejected.reason) for d in harness.dead_letters] == [
+        (records[4], RejectionReason.IDEMPOTENCY_CONFLICT)
+    ]
+    assert harness.duplicates("kafka") == 1
+    assert await harness.stored_keys() == {("crm", "a"), ("crm", "b"), ("crm", "c")}
+
+
+async def test_an_early_chunk_the_broker_refuses_stores_no_key_of_any_chunk(
+    harness: Harness, small_chunks: int
+) -> None:
+    async def dispatch(records: Sequence[OutgoingRecord]) -> Awaitable[None]:
+        first = parse_event(records[0].value).key == "k1"
+
+        async def acknowledged() -> None:
+            if first:
+                await asyncio.sleep(0.02)  # refused after the later chunks were acknowledged
+                raise KafkaConnectionError()
+            await harness.publish_records(records)
+
+        return acknowledged()
+
+    publish = harness.handler._dispatch_records
+    harness.handler._dispatch_records = dispatch
+    with pytest.raises(KafkaConnectionError):
+        await harness.consume(*(contact(f"k{n}") for n in range(1, 6)))
+
+    assert await harness.stored_keys() == set()
+    assert harness.dead_letters == []
+    harness.handler._dispatch_records = publish
+    await harness.consume(*(contact(f"k{n}") for n in range(1, 6)))  # the redelivery
+    assert await harness.stored_keys() == {("crm", f"k{n}") for n in range(1, 6)}
+
+
+async def test_a_record_whose_event_cannot_be_built_is_dead_lettered_and_the_rest_published(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The event is built in the handler now, not the decoder: a record it fails on is
+    still `undecodable`, as it was when the decoder built it, and alone."""
+    build = services.intake.domain.accept
+
+    def accept(checked: Checked) -> Accepted:
+        if checked.idempotency_key == "unbuildable":
+            raise OverflowError("date value out of range")
+        return build(checked)
+
+    monkeypatch.setattr(services.intake.handlers, "accept", accept)
+
+    records = await harness.consume(contact("good-1"), contact("unbuildable"), contact("good-2"))
+
+    assert harness.published_keys() == ["good-1", "good-2"]
+    [letter] = harness.dead_letters
+    assert letter.record is records[1]
+    assert letter.rejected.reason is RejectionReason.UNDECODABLE
+    assert "OverflowError: date value out of range" in letter.rejected.describe()
+    assert harness.dead_lettered(RejectionReason.UNDECODABLE) == 1
+    assert await harness.stored_keys() == {("crm", "good-1"), ("crm", "good-2")}
 
 
 async def test_a_redelivered_batch_after_an_outage_is_published_once(harness: Harness) -> None:
@@ -628,9 +757,10 @@ async def test_a_transient_error_in_an_http_batch_propagates(harness: Harness) -
 def test_the_fake_store_overrides_every_public_store_method(double: type) -> None:
     public = {name for name in vars(IdempotencyStore) if not name.startswith("_")}
 
-    assert public == {"fingerprints", "record_once_published"}
+    assert public == {"fingerprints", "recording"}
     assert public <= set(vars(double))
-    assert all(inspect.iscoroutinefunction(getattr(double, name)) for name in public)
+    assert inspect.iscoroutinefunction(vars(double)["fingerprints"])
+    assert inspect.isasyncgenfunction(vars(double)["recording"].__wrapped__)  # a context manager
 
 
 @pytest.mark.parametrize(

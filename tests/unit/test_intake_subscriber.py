@@ -15,7 +15,7 @@ from services.intake.domain import Vocabulary
 from services.intake.handlers import IntakeHandler, IntakeMetrics
 from services.intake.settings import IntakeSettings
 from shared.events import ContactReceived, parse_event
-from shared.kafka import make_broker, publish_records
+from shared.kafka import dispatch_records, make_broker
 from shared.topics import CONTACTS, CONTACTS_RAW, CONTACTS_RAW_DEAD_LETTER
 from tests.support.fake_intake_store import FakeIdempotencyStore
 
@@ -45,7 +45,7 @@ async def test_raw_bytes_become_a_canonical_event_and_bad_bytes_a_dead_letter() 
     broker = make_broker("localhost:9092", client_id="intake-test")
     handler = IntakeHandler(
         store=FakeIdempotencyStore(),
-        publish_records=functools.partial(publish_records, broker),
+        dispatch_records=functools.partial(dispatch_records, broker),
         vocabulary=Vocabulary(frozenset({"waste"})),
         metrics=IntakeMetrics(CollectorRegistry()),
         clock=lambda: datetime(2026, 1, 12, 10, tzinfo=UTC),
