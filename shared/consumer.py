@@ -50,7 +50,7 @@ from shared.dead_letters import (
     send_dead_letter,
     with_attempts,
 )
-from shared.events.catalogue import parse_event
+from shared.events.catalogue import ALL_EVENTS, parse_event, upcast
 from shared.events.envelope import Event
 from shared.kafka import ClientTuning, batch_consumer_options
 from shared.settings import ServiceSettings
@@ -370,7 +370,28 @@ def subscribe_records(
 HandleEvents = Callable[[Sequence[Event]], Awaitable[Outcomes]]
 
 
+# (event_type, schema_version) headers → the class they name, for `decode_event`.
+_CLASS_OF_HEADERS: dict[tuple[bytes, bytes], type[Event]] = {
+    (cls.type_name().encode(), str(cls.version()).encode()): cls for cls in ALL_EVENTS
+}
+
+
 def decode_event(record: InboundRecord) -> Event:
+    """The record's event, upcast; `invalid_event` when it is not one.
+
+    When the headers name a class, the body is validated as that class alone, straight
+    from JSON: half the cost of the catalogue's union, which builds the document in
+    Python to find its tag. A body the class refuses (headers that lie, say) goes to the
+    union, so what is accepted, and every refusal's reason, is the union's.
+    """
+    cls = _CLASS_OF_HEADERS.get(
+        (record.header("event_type") or b"", record.header("schema_version") or b"")
+    )
+    if cls is not None:
+        try:
+            return upcast(cls.__pydantic_validator__.validate_json(record.value))
+        except ValidationError:
+            pass
     try:
         return parse_event(record.value)
     except ValidationError as error:
