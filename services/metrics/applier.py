@@ -192,14 +192,14 @@ class BatchApplier:
         """Record the contacts received; FCR is lost for candidates re-contacted in the window."""
         facts = [
             ContactFact(
-                contact_id=e.contact_id,
-                customer_ref=e.payload.customer_ref,
-                service_area=e.payload.service_area,
-                channel=e.payload.channel.value,
-                occurred_at=e.occurred_at,
-                day=local_day(e.occurred_at),
-                candidate=is_fcr_candidate(e),
-                transfers=e.payload.transfers,
+                e.contact_id,
+                e.payload.customer_ref,
+                e.payload.service_area,
+                e.payload.channel.value,
+                e.occurred_at,
+                local_day(e.occurred_at),
+                is_fcr_candidate(e),
+                e.payload.transfers,
             )
             for e in events
             if isinstance(e, ContactReceived)
@@ -262,8 +262,7 @@ class BatchApplier:
         batches are judged once, on the larger counts: a surge day is found when its
         count passes the threshold, whichever batch takes it there.
         """
-        await store.add_to_aggregates(generation, totals)
-        await store.add_to_rollups(generation, totals)  # its own statement: store/rollups.py
+        await store.add_to_aggregates(generation, totals)  # and their rollups
         await self._check_surges(store, generation, totals)
 
     async def _check_surges(self, store: MetricsStore, generation: int, totals: Totals) -> None:
