@@ -384,9 +384,8 @@ def decode_event(record: InboundRecord) -> Event:
     Python to find its tag. A body the class refuses (headers that lie, say) goes to the
     union, so what is accepted, and every refusal's reason, is the union's.
     """
-    cls = _CLASS_OF_HEADERS.get(
-        (record.header("event_type") or b"", record.header("schema_version") or b"")
-    )
+    named = dict(record.headers)  # one pass (a repeated header: its last, only a hint)
+    cls = _CLASS_OF_HEADERS.get((named.get("event_type", b""), named.get("schema_version", b"")))
     if cls is not None:
         try:
             return upcast(cls.__pydantic_validator__.validate_json(record.value))

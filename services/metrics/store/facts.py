@@ -110,9 +110,10 @@ class Facts(StoreBase):
         """Add to the daily counters, their monthly sums and their rollups (`store/rollups.py`).
 
         One statement, one round trip, and PostgreSQL does the summing: the monthly and
-        rollup rows are grouped from the daily ones in SQL. Each table's rows are written
-        in key order, so concurrent batches (replicas) lock shared rows in one order and
-        wait for each other rather than deadlock.
+        rollup rows are grouped from the daily ones in SQL, as migration 005 first filled
+        them. Each table's rows are written in key order (bytewise, "C": cheaper than the
+        locale's, and the same everywhere), so concurrent batches (replicas) lock shared
+        rows in one order and wait for each other rather than deadlock.
         """
         if not totals:
             return
@@ -126,31 +127,40 @@ class Facts(StoreBase):
                     (generation, day, measure, service_area, channel, value)
                 SELECT $1, day, measure, service_area, channel, sum(value) FROM cells
                 GROUP BY day, measure, service_area, channel
-                ORDER BY day, measure, service_area, channel
+                ORDER BY day, measure COLLATE "C", service_area COLLATE "C", channel COLLATE "C"
                 ON CONFLICT (generation, day, measure, service_area, channel)
                 DO UPDATE SET value = a.value + excluded.value
             ), monthly AS (
                 INSERT INTO metrics_monthly AS m
                     (generation, month, measure, service_area, channel, value)
-                SELECT $1, date_trunc('month', day)::date AS month, measure, service_area,
-                       channel, sum(value)
-                FROM cells GROUP BY month, measure, service_area, channel
-                ORDER BY month, measure, service_area, channel
+                SELECT $1, month, measure, service_area, channel, sum(value)
+                FROM (SELECT date_trunc('month', day)::date AS month, * FROM cells) AS c
+                GROUP BY month, measure, service_area, channel
+                ORDER BY month, measure COLLATE "C", service_area COLLATE "C", channel COLLATE "C"
                 ON CONFLICT (generation, month, measure, service_area, channel)
                 DO UPDATE SET value = m.value + excluded.value
+            ), rollups AS (
+                SELECT CASE WHEN grouping(service_area) = 0 THEN 'service_area'
+                            WHEN grouping(channel) = 0 THEN 'channel' ELSE 'all' END
+                           AS breakdown,
+                       grain, start, coalesce(service_area, '*') AS service_area,
+                       coalesce(channel, '*') AS channel, measure, sum(value) AS value
+                FROM (
+                    SELECT 'day' AS grain, day AS start, * FROM cells
+                    UNION ALL
+                    SELECT 'month', date_trunc('month', day)::date, * FROM cells
+                ) AS c
+                GROUP BY GROUPING SETS (
+                    (grain, start, measure),
+                    (grain, start, measure, service_area),
+                    (grain, start, measure, channel)
+                )
             )
             INSERT INTO metrics_rollups AS r
                 (generation, breakdown, grain, start, service_area, channel, measure, value)
-            SELECT $1, b.breakdown, g.grain, g.start, b.service_area, b.channel, c.measure,
-                   sum(c.value)
-            FROM cells c
-            CROSS JOIN LATERAL (VALUES ('all', '*', '*'), ('service_area', c.service_area, '*'),
-                                       ('channel', '*', c.channel))
-                AS b(breakdown, service_area, channel)
-            CROSS JOIN LATERAL (VALUES ('day', c.day), ('month', date_trunc('month', c.day)::date))
-                AS g(grain, start)
-            GROUP BY b.breakdown, g.grain, g.start, b.service_area, b.channel, c.measure
-            ORDER BY b.breakdown, g.grain, g.start, b.service_area, b.channel, c.measure
+            SELECT $1, * FROM rollups
+            ORDER BY breakdown COLLATE "C", grain COLLATE "C", start,
+                     service_area COLLATE "C", channel COLLATE "C", measure COLLATE "C"
             ON CONFLICT (generation, breakdown, grain, start, service_area, channel, measure)
             DO UPDATE SET value = r.value + excluded.value
             """,
