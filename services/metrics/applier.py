@@ -6,12 +6,14 @@ twice and a crash loses nothing. Surges found on the way leave through the
 outbox, in that same transaction. What each event counts is `handlers.py`.
 """
 
+import asyncio
 import uuid
 from collections import Counter as Tally
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter
 
@@ -34,13 +36,14 @@ from services.metrics.domain.surges import (
     surge_keys,
     window_keys,
 )
-from services.metrics.handlers import HANDLERS, Batch
+from services.metrics.handlers import HANDLERS, Batch, count_event
 from services.metrics.periods import local_day
 from services.metrics.settings import SERVICE
 from services.metrics.store import (
     ComplaintChange,
     ComplaintOpening,
     ContactFact,
+    ContactSpan,
     MetricsStore,
     OutcomeKey,
     OutcomeRow,
@@ -63,6 +66,8 @@ from shared.events.metrics import SurgeDetected, SurgeDetectedPayload
 SURGE_NAMESPACE = uuid.UUID("0f4c1f8e-4a53-4d7e-9a44-6d2f3f3c9b61")
 Clock = Callable[[], datetime]
 Totals = dict[tuple[Cell, str], float]  # counter increments: (cell, measure) → amount
+R = TypeVar("R")
+W = TypeVar("W")
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +145,10 @@ class BatchApplier:
         writes until it is switched in, so that its counters are written once per many
         batches rather than once per batch.
         """
-        fresh_ids = await store.first_times(generation, [e.event_id for e in events])
+        # PostgreSQL records the ids while this process plans the batch (another core).
+        fresh_ids, plan = await while_in_flight(
+            store.first_times(generation, [e.event_id for e in events]), lambda: _plan(events)
+        )
         fresh: list[Event] = []
         duplicates: Tally[str] = Tally()
         for event in events:
@@ -151,6 +159,8 @@ class BatchApplier:
                 duplicates[topic_for(type(event)).name] += 1
         if not fresh:
             return AppliedBatch(duplicates=duplicates)
+        if len(fresh) < len(events):
+            plan = _plan(fresh)  # a redelivery: planned again for what is new
         batch = Batch(store, generation, self._rules)
         totals: Totals = defaultdict(float)
 
@@ -158,16 +168,21 @@ class BatchApplier:
             for cell, measure, amount in increments:
                 totals[(cell, measure)] += amount
 
+        def count_stateless() -> None:
+            for event in plan.stateless:
+                add(count_event(batch, event))
+
         # Facts first, for the whole batch: a transfer or a re-contact may
         # arrive in the same batch as the contact it is about.
-        add(await self._record_contacts(batch, fresh))
+        await store.lock_customers(plan.customer_keys)
+        # The counters that need no memory are added while the contacts are written.
+        await while_in_flight(store.record_contacts(generation, plan.contacts), count_stateless)
+        lost = await store.mark_recontacted(generation, plan.spans, self._rules.fcr_window)
+        add([Increment(cell, Measure.FCR_LOST) for cell in lost])
         await self._record_transfers(batch, fresh)
         await self._record_complaints(batch, fresh)
-        handlers = HANDLERS
-        for event in fresh:
-            handler = handlers.get(type(event))
-            if handler is not None:
-                add(handler(batch, event))
+        for event in plan.stateful:
+            add(HANDLERS[type(event)](batch, event))
         await store.update_complaints(
             generation,
             [
@@ -184,31 +199,8 @@ class BatchApplier:
         else:
             for key, value in totals.items():
                 carry[key] = carry.get(key, 0.0) + value
-        progress = _progress(fresh)
-        await store.record_progress(generation, progress)
-        return AppliedBatch(progress, duplicates)
-
-    async def _record_contacts(self, batch: Batch, events: Sequence[Event]) -> list[Increment]:
-        """Record the contacts received; FCR is lost for candidates re-contacted in the window."""
-        facts = [
-            ContactFact(
-                e.contact_id,
-                e.payload.customer_ref,
-                e.payload.service_area,
-                e.payload.channel.value,
-                e.occurred_at,
-                local_day(e.occurred_at),
-                is_fcr_candidate(e),
-                e.payload.transfers,
-            )
-            for e in events
-            if isinstance(e, ContactReceived)
-        ]
-        spans = contact_spans(facts)
-        await batch.store.lock_customers([f"{s.customer_ref}\x1f{s.service_area}" for s in spans])
-        await batch.store.record_contacts(batch.generation, facts)
-        lost = await batch.store.mark_recontacted(batch.generation, spans, self._rules.fcr_window)
-        return [Increment(cell, Measure.FCR_LOST) for cell in lost]
+        await store.record_progress(generation, plan.progress)
+        return AppliedBatch(plan.progress, duplicates)
 
     async def _record_transfers(self, batch: Batch, events: Sequence[Event]) -> None:
         """Count every transfer of the batch in one statement; the handler adds the counters."""
@@ -334,6 +326,61 @@ def _progress(events: Sequence[Event]) -> list[TopicProgress]:
         )
         for topic, items in by_topic.items()
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What a batch's events ask of the store and the handlers, worked out without I/O."""
+
+    contacts: list[ContactFact]  # the contacts received, recorded for the whole batch first
+    spans: list[ContactSpan]  # their (customer, area) pairs, for the re-contact check
+    customer_keys: list[str]  # the pairs' lock keys (`MetricsStore.lock_customers`)
+    stateless: list[Event]  # events counted by `count_event`: no memory needed
+    stateful: list[Event]  # the other handled events, in order: they read what was recorded
+    progress: list[TopicProgress]
+
+
+def _plan(events: Sequence[Event]) -> Plan:
+    contacts = [
+        ContactFact(
+            e.contact_id,
+            e.payload.customer_ref,
+            e.payload.service_area,
+            e.payload.channel.value,
+            e.occurred_at,
+            local_day(e.occurred_at),
+            is_fcr_candidate(e),
+            e.payload.transfers,
+        )
+        for e in events
+        if isinstance(e, ContactReceived)
+    ]
+    spans = contact_spans(contacts)
+    handled = [e for e in events if type(e) in HANDLERS]
+    return Plan(
+        contacts,
+        spans,
+        [f"{s.customer_ref}\x1f{s.service_area}" for s in spans],
+        [e for e in handled if HANDLERS[type(e)] is count_event],
+        [e for e in handled if HANDLERS[type(e)] is not count_event],
+        _progress(events),
+    )
+
+
+async def while_in_flight(statement: Awaitable[R], work: Callable[[], W]) -> tuple[R, W]:
+    """`statement`'s result and `work()`'s, the work done while the statement is in flight.
+
+    The statement is sent first (one turn of the event loop), then `work` (pure Python,
+    no I/O on the connection) runs while PostgreSQL, another process, executes it.
+    """
+    sent = asyncio.ensure_future(statement)
+    await asyncio.sleep(0)
+    try:
+        done = work()
+    except BaseException:
+        sent.cancel()  # the transaction is rolled back as the error leaves it
+        raise
+    return await sent, done
 
 
 class LiveConsumer:
