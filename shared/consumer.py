@@ -1,11 +1,10 @@
 """Consuming Kafka records: decode, hand to the service, dead-letter what fails.
 
-Every Kafka consumer in CivicPulse goes through `RecordConsumer`: intake's raw
-topic, complaints' case actions, the canonical-event consumers and the
-feedback sender. Each is a batch subscriber with at-least-once commits
-(`shared.kafka.batch_consumer_options`) whose records are read as bytes, so
-that a record nobody could decode still reaches the dead-letter topic instead
-of blocking its partition.
+Every Kafka consumer in CivicPulse goes through `RecordConsumer`: intake's raw topic,
+complaints' case actions, the canonical-event consumers, the feedback sender. Each is a
+batch subscriber with at-least-once commits (`shared.kafka.batch_consumer_options`)
+whose records are read as bytes, so that a record nobody could decode still reaches
+the dead-letter topic instead of blocking its partition.
 
 A service gives two functions:
 - a decoder, one record's bytes to one item, raising on bad input: a
@@ -376,23 +375,26 @@ _CLASS_OF_HEADERS: dict[tuple[bytes, bytes], type[Event]] = {
 }
 
 
-def decode_event(record: InboundRecord) -> Event:
-    """The record's event, upcast; `invalid_event` when it is not one.
+def event_from(value: bytes, headers: Sequence[tuple[str, bytes]]) -> Event:
+    """The event in a record's bytes, upcast; raises as `parse_event` does.
 
-    When the headers name a class, the body is validated as that class alone, straight
-    from JSON: half the cost of the catalogue's union, which builds the document in
-    Python to find its tag. A body the class refuses (headers that lie, say) goes to the
-    union, so what is accepted, and every refusal's reason, is the union's.
-    """
-    named = dict(record.headers)  # one pass (a repeated header: its last, only a hint)
+    The class the headers name validates the body alone, straight from JSON: half the
+    cost of the union, which builds the document in Python to find its tag. A body it
+    refuses (headers that lie) goes to the union, whose outcome is the one returned."""
+    named = dict(headers)  # one pass (a repeated header: its last, only a hint)
     cls = _CLASS_OF_HEADERS.get((named.get("event_type", b""), named.get("schema_version", b"")))
     if cls is not None:
         try:
-            return upcast(cls.__pydantic_validator__.validate_json(record.value))
-        except ValidationError:
+            return upcast(cls.__pydantic_validator__.validate_json(value))
+        except Exception:  # noqa: BLE001, S110 - the union decides, and says why
             pass
+    return parse_event(value)
+
+
+def decode_event(record: InboundRecord) -> Event:
+    """The record's event (`event_from`); `invalid_event` when it is not one."""
     try:
-        return parse_event(record.value)
+        return event_from(record.value, record.headers)
     except ValidationError as error:
         fault = RecordFault("invalid_event", f"not a CivicPulse event: {error}")
         raise RecordRejectedError(fault) from error
