@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from prometheus_client import CollectorRegistry, Counter
 
@@ -52,7 +52,7 @@ from services.metrics.store import (
     contact_spans,
 )
 from shared.events import Event
-from shared.events.catalogue import topic_for
+from shared.events.catalogue import ALL_EVENTS, topic_for
 from shared.events.complaints import (
     ComplaintEvent,
     ComplaintOpened,
@@ -179,8 +179,8 @@ class BatchApplier:
         await while_in_flight(store.record_contacts(generation, plan.contacts), count_stateless)
         lost = await store.mark_recontacted(generation, plan.spans, self._rules.fcr_window)
         add([Increment(cell, Measure.FCR_LOST) for cell in lost])
-        await self._record_transfers(batch, fresh)
-        await self._record_complaints(batch, fresh)
+        await self._record_transfers(batch, plan.transfers)
+        await self._record_complaints(batch, plan.complaints)
         for event in plan.stateful:
             add(HANDLERS[type(event)](batch, event))
         await store.update_complaints(
@@ -192,7 +192,7 @@ class BatchApplier:
         )
         await store.record_deadline_progress(generation, batch.deadline_progress)
         await store.record_complaint_notes(
-            generation, [note for event in fresh for note in complaint_notes(event)]
+            generation, [note for event in plan.complaints for note in complaint_notes(event)]
         )
         if carry is None:
             await self.add_totals(store, generation, totals)
@@ -202,21 +202,19 @@ class BatchApplier:
         await store.record_progress(generation, plan.progress)
         return AppliedBatch(plan.progress, duplicates)
 
-    async def _record_transfers(self, batch: Batch, events: Sequence[Event]) -> None:
+    async def _record_transfers(self, batch: Batch, events: Sequence[ContactTransferred]) -> None:
         """Count every transfer of the batch in one statement; the handler adds the counters."""
         for event in events:
-            if isinstance(event, ContactTransferred):
-                added = batch.transfers_added.get(event.contact_id, 0)
-                batch.transfers_added[event.contact_id] = added + 1
+            added = batch.transfers_added.get(event.contact_id, 0)
+            batch.transfers_added[event.contact_id] = added + 1
         batch.transferred = await batch.store.record_transfers(
             batch.generation, batch.transfers_added
         )
 
-    async def _record_complaints(self, batch: Batch, events: Sequence[Event]) -> None:
+    async def _record_complaints(self, batch: Batch, complaints: Sequence[ComplaintEvent]) -> None:
         """Record the complaints opened and the deadlines' first outcomes, then learn the
         channel of every complaint in the batch: one statement each, for the whole batch.
         """
-        complaints = [e for e in events if isinstance(e, ComplaintEvent)]
         if not complaints:
             return
         openings: dict[str, ComplaintOpening] = {}
@@ -337,7 +335,14 @@ class Plan:
     customer_keys: list[str]  # the pairs' lock keys (`MetricsStore.lock_customers`)
     stateless: list[Event]  # events counted by `count_event`: no memory needed
     stateful: list[Event]  # the other handled events, in order: they read what was recorded
+    transfers: list[ContactTransferred]
+    complaints: list[ComplaintEvent]
     progress: list[TopicProgress]
+
+
+# Told apart by exact type (events are upcast, so of these classes only): pydantic's
+# models have an ABC metaclass, whose `isinstance` costs several times a set lookup.
+COMPLAINT_CLASSES = frozenset(cls for cls in ALL_EVENTS if issubclass(cls, ComplaintEvent))
 
 
 def _plan(events: Sequence[Event]) -> Plan:
@@ -353,7 +358,7 @@ def _plan(events: Sequence[Event]) -> Plan:
             e.payload.transfers,
         )
         for e in events
-        if isinstance(e, ContactReceived)
+        if type(e) is ContactReceived
     ]
     spans = contact_spans(contacts)
     handled = [e for e in events if type(e) in HANDLERS]
@@ -363,6 +368,8 @@ def _plan(events: Sequence[Event]) -> Plan:
         [f"{s.customer_ref}\x1f{s.service_area}" for s in spans],
         [e for e in handled if HANDLERS[type(e)] is count_event],
         [e for e in handled if HANDLERS[type(e)] is not count_event],
+        [e for e in events if type(e) is ContactTransferred],
+        [cast(ComplaintEvent, e) for e in events if type(e) in COMPLAINT_CLASSES],
         _progress(events),
     )
 
