@@ -49,7 +49,7 @@ from shared.dead_letters import (
     send_dead_letter,
     with_attempts,
 )
-from shared.events.catalogue import ALL_EVENTS, parse_event, upcast
+from shared.event_decoding import event_from
 from shared.events.envelope import Event
 from shared.kafka import ClientTuning, batch_consumer_options
 from shared.settings import ServiceSettings
@@ -367,28 +367,6 @@ def subscribe_records(
 # -- canonical events ---------------------------------------------------------------
 
 HandleEvents = Callable[[Sequence[Event]], Awaitable[Outcomes]]
-
-
-# (event_type, schema_version) headers → the class they name, for `decode_event`.
-_CLASS_OF_HEADERS: dict[tuple[bytes, bytes], type[Event]] = {
-    (cls.type_name().encode(), str(cls.version()).encode()): cls for cls in ALL_EVENTS
-}
-
-
-def event_from(value: bytes, headers: Sequence[tuple[str, bytes]]) -> Event:
-    """The event in a record's bytes, upcast; raises as `parse_event` does.
-
-    The class the headers name validates the body alone, straight from JSON: half the
-    cost of the union, which builds the document in Python to find its tag. A body it
-    refuses (headers that lie) goes to the union, whose outcome is the one returned."""
-    named = dict(headers)  # one pass (a repeated header: its last, only a hint)
-    cls = _CLASS_OF_HEADERS.get((named.get("event_type", b""), named.get("schema_version", b"")))
-    if cls is not None:
-        try:
-            return upcast(cls.__pydantic_validator__.validate_json(value))
-        except Exception:  # noqa: BLE001, S110 - the union decides, and says why
-            pass
-    return parse_event(value)
 
 
 def decode_event(record: InboundRecord) -> Event:

@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from services.metrics.applier import BatchApplier, Totals
 from services.metrics.store import MetricsStore
-from shared.consumer import event_from
+from shared.event_decoding import event_from
 from shared.events import Event
 from shared.kafka import Kafka, kafka_client_options, topic_partitions
 from shared.topics import CANONICAL_TOPICS, TopicSpec

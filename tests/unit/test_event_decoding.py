@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from shared.consumer import InboundRecord, RecordRejectedError, decode_event, event_from
+from shared.consumer import InboundRecord, RecordRejectedError, decode_event
 from shared.dead_letters import SourcePosition
+from shared.event_decoding import event_from
 from shared.events.catalogue import ALL_EVENTS, parse_event
 from shared.events.complaint_versions import ComplaintClosedV1
 from shared.events.contacts import ContactReceived
@@ -118,3 +119,28 @@ def failure(call: Callable[[], object]) -> Exception:
     except Exception as error:  # noqa: BLE001 - whichever it is, compared above
         return error
     pytest.fail("decoded hostile bytes")
+
+
+@pytest.mark.parametrize(
+    "version",
+    [b"1.0", b"1e0", b" 1", b'"1"', b"true", b"01", b'1, "schema_version": 1.0'],
+)
+def test_a_version_written_otherwise_is_judged_by_the_union(version: bytes) -> None:
+    """`1.0` is a version the union does not know; the class's `Literal[1]` alone takes it."""
+    value = (
+        FACTORIES[ContactReceived]()
+        .to_bytes()
+        .replace(b'"schema_version":1', b'"schema_version":' + version)
+    )
+    headers = (("event_type", b"ContactReceived"), ("schema_version", b"1"))
+
+    by_union = outcome(lambda: parse_event(value))
+
+    assert outcome(lambda: event_from(value, headers)) == by_union
+
+
+def outcome(call: Callable[[], Event]) -> object:
+    try:
+        return call()
+    except Exception as error:  # noqa: BLE001 - whichever it is, compared
+        return (type(error), str(error))
