@@ -1,11 +1,10 @@
 """Consuming Kafka records: decode, hand to the service, dead-letter what fails.
 
-Every Kafka consumer in CivicPulse goes through `RecordConsumer`: intake's raw
-topic, complaints' case actions, the canonical-event consumers and the
-feedback sender. Each is a batch subscriber with at-least-once commits
-(`shared.kafka.batch_consumer_options`) whose records are read as bytes, so
-that a record nobody could decode still reaches the dead-letter topic instead
-of blocking its partition.
+Every Kafka consumer in CivicPulse goes through `RecordConsumer`: intake's raw topic,
+complaints' case actions, the canonical-event consumers, the feedback sender. Each is a
+batch subscriber with at-least-once commits (`shared.kafka.batch_consumer_options`)
+whose records are read as bytes, so that a record nobody could decode still reaches
+the dead-letter topic instead of blocking its partition.
 
 A service gives two functions:
 - a decoder, one record's bytes to one item, raising on bad input: a
@@ -50,7 +49,7 @@ from shared.dead_letters import (
     send_dead_letter,
     with_attempts,
 )
-from shared.events.catalogue import parse_event
+from shared.event_decoding import event_from
 from shared.events.envelope import Event
 from shared.kafka import ClientTuning, batch_consumer_options
 from shared.settings import ServiceSettings
@@ -371,8 +370,9 @@ HandleEvents = Callable[[Sequence[Event]], Awaitable[Outcomes]]
 
 
 def decode_event(record: InboundRecord) -> Event:
+    """The record's event (`event_from`); `invalid_event` when it is not one."""
     try:
-        return parse_event(record.value)
+        return event_from(record.value, record.headers)
     except ValidationError as error:
         fault = RecordFault("invalid_event", f"not a CivicPulse event: {error}")
         raise RecordRejectedError(fault) from error

@@ -6,12 +6,14 @@ twice and a crash loses nothing. Surges found on the way leave through the
 outbox, in that same transaction. What each event counts is `handlers.py`.
 """
 
+import asyncio
 import uuid
 from collections import Counter as Tally
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeVar, cast
 
 from prometheus_client import CollectorRegistry, Counter
 
@@ -34,13 +36,14 @@ from services.metrics.domain.surges import (
     surge_keys,
     window_keys,
 )
-from services.metrics.handlers import HANDLERS, Batch
+from services.metrics.handlers import HANDLERS, Batch, count_event
 from services.metrics.periods import local_day
 from services.metrics.settings import SERVICE
 from services.metrics.store import (
     ComplaintChange,
     ComplaintOpening,
     ContactFact,
+    ContactSpan,
     MetricsStore,
     OutcomeKey,
     OutcomeRow,
@@ -49,7 +52,7 @@ from services.metrics.store import (
     contact_spans,
 )
 from shared.events import Event
-from shared.events.catalogue import topic_for
+from shared.events.catalogue import ALL_EVENTS, topic_for
 from shared.events.complaints import (
     ComplaintEvent,
     ComplaintOpened,
@@ -63,6 +66,8 @@ from shared.events.metrics import SurgeDetected, SurgeDetectedPayload
 SURGE_NAMESPACE = uuid.UUID("0f4c1f8e-4a53-4d7e-9a44-6d2f3f3c9b61")
 Clock = Callable[[], datetime]
 Totals = dict[tuple[Cell, str], float]  # counter increments: (cell, measure) → amount
+R = TypeVar("R")
+W = TypeVar("W")
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +145,10 @@ class BatchApplier:
         writes until it is switched in, so that its counters are written once per many
         batches rather than once per batch.
         """
-        fresh_ids = await store.first_times(generation, [e.event_id for e in events])
+        # PostgreSQL records the ids while this process plans the batch (another core).
+        fresh_ids, plan = await while_in_flight(
+            store.first_times(generation, [e.event_id for e in events]), lambda: _plan(events)
+        )
         fresh: list[Event] = []
         duplicates: Tally[str] = Tally()
         for event in events:
@@ -151,6 +159,8 @@ class BatchApplier:
                 duplicates[topic_for(type(event)).name] += 1
         if not fresh:
             return AppliedBatch(duplicates=duplicates)
+        if len(fresh) < len(events):
+            plan = _plan(fresh)  # a redelivery: planned again for what is new
         batch = Batch(store, generation, self._rules)
         totals: Totals = defaultdict(float)
 
@@ -158,16 +168,21 @@ class BatchApplier:
             for cell, measure, amount in increments:
                 totals[(cell, measure)] += amount
 
+        def count_stateless() -> None:
+            for event in plan.stateless:
+                add(count_event(batch, event))
+
         # Facts first, for the whole batch: a transfer or a re-contact may
         # arrive in the same batch as the contact it is about.
-        add(await self._record_contacts(batch, fresh))
-        await self._record_transfers(batch, fresh)
-        await self._record_complaints(batch, fresh)
-        handlers = HANDLERS
-        for event in fresh:
-            handler = handlers.get(type(event))
-            if handler is not None:
-                add(handler(batch, event))
+        await store.lock_customers(plan.customer_keys)
+        # The counters that need no memory are added while the contacts are written.
+        await while_in_flight(store.record_contacts(generation, plan.contacts), count_stateless)
+        lost = await store.mark_recontacted(generation, plan.spans, self._rules.fcr_window)
+        add([Increment(cell, Measure.FCR_LOST) for cell in lost])
+        await self._record_transfers(batch, plan.transfers)
+        await self._record_complaints(batch, plan.complaints)
+        for event in plan.stateful:
+            add(HANDLERS[type(event)](batch, event))
         await store.update_complaints(
             generation,
             [
@@ -177,54 +192,29 @@ class BatchApplier:
         )
         await store.record_deadline_progress(generation, batch.deadline_progress)
         await store.record_complaint_notes(
-            generation, [note for event in fresh for note in complaint_notes(event)]
+            generation, [note for event in plan.complaints for note in complaint_notes(event)]
         )
         if carry is None:
             await self.add_totals(store, generation, totals)
         else:
             for key, value in totals.items():
                 carry[key] = carry.get(key, 0.0) + value
-        progress = _progress(fresh)
-        await store.record_progress(generation, progress)
-        return AppliedBatch(progress, duplicates)
+        await store.record_progress(generation, plan.progress)
+        return AppliedBatch(plan.progress, duplicates)
 
-    async def _record_contacts(self, batch: Batch, events: Sequence[Event]) -> list[Increment]:
-        """Record the contacts received; FCR is lost for candidates re-contacted in the window."""
-        facts = [
-            ContactFact(
-                contact_id=e.contact_id,
-                customer_ref=e.payload.customer_ref,
-                service_area=e.payload.service_area,
-                channel=e.payload.channel.value,
-                occurred_at=e.occurred_at,
-                day=local_day(e.occurred_at),
-                candidate=is_fcr_candidate(e),
-                transfers=e.payload.transfers,
-            )
-            for e in events
-            if isinstance(e, ContactReceived)
-        ]
-        spans = contact_spans(facts)
-        await batch.store.lock_customers([f"{s.customer_ref}\x1f{s.service_area}" for s in spans])
-        await batch.store.record_contacts(batch.generation, facts)
-        lost = await batch.store.mark_recontacted(batch.generation, spans, self._rules.fcr_window)
-        return [Increment(cell, Measure.FCR_LOST) for cell in lost]
-
-    async def _record_transfers(self, batch: Batch, events: Sequence[Event]) -> None:
+    async def _record_transfers(self, batch: Batch, events: Sequence[ContactTransferred]) -> None:
         """Count every transfer of the batch in one statement; the handler adds the counters."""
         for event in events:
-            if isinstance(event, ContactTransferred):
-                added = batch.transfers_added.get(event.contact_id, 0)
-                batch.transfers_added[event.contact_id] = added + 1
+            added = batch.transfers_added.get(event.contact_id, 0)
+            batch.transfers_added[event.contact_id] = added + 1
         batch.transferred = await batch.store.record_transfers(
             batch.generation, batch.transfers_added
         )
 
-    async def _record_complaints(self, batch: Batch, events: Sequence[Event]) -> None:
+    async def _record_complaints(self, batch: Batch, complaints: Sequence[ComplaintEvent]) -> None:
         """Record the complaints opened and the deadlines' first outcomes, then learn the
         channel of every complaint in the batch: one statement each, for the whole batch.
         """
-        complaints = [e for e in events if isinstance(e, ComplaintEvent)]
         if not complaints:
             return
         openings: dict[str, ComplaintOpening] = {}
@@ -262,8 +252,7 @@ class BatchApplier:
         batches are judged once, on the larger counts: a surge day is found when its
         count passes the threshold, whichever batch takes it there.
         """
-        await store.add_to_aggregates(generation, totals)
-        await store.add_to_rollups(generation, totals)  # its own statement: store/rollups.py
+        await store.add_to_aggregates(generation, totals)  # and their rollups
         await self._check_surges(store, generation, totals)
 
     async def _check_surges(self, store: MetricsStore, generation: int, totals: Totals) -> None:
@@ -335,6 +324,70 @@ def _progress(events: Sequence[Event]) -> list[TopicProgress]:
         )
         for topic, items in by_topic.items()
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What a batch's events ask of the store and the handlers, worked out without I/O."""
+
+    contacts: list[ContactFact]  # the contacts received, recorded for the whole batch first
+    spans: list[ContactSpan]  # their (customer, area) pairs, for the re-contact check
+    customer_keys: list[str]  # the pairs' lock keys (`MetricsStore.lock_customers`)
+    stateless: list[Event]  # events counted by `count_event`: no memory needed
+    stateful: list[Event]  # the other handled events, in order: they read what was recorded
+    transfers: list[ContactTransferred]
+    complaints: list[ComplaintEvent]
+    progress: list[TopicProgress]
+
+
+# Told apart by exact type (events are upcast, so of these classes only): pydantic's
+# models have an ABC metaclass, whose `isinstance` costs several times a set lookup.
+COMPLAINT_CLASSES = frozenset(cls for cls in ALL_EVENTS if issubclass(cls, ComplaintEvent))
+
+
+def _plan(events: Sequence[Event]) -> Plan:
+    contacts = [
+        ContactFact(
+            e.contact_id,
+            e.payload.customer_ref,
+            e.payload.service_area,
+            e.payload.channel.value,
+            e.occurred_at,
+            local_day(e.occurred_at),
+            is_fcr_candidate(e),
+            e.payload.transfers,
+        )
+        for e in events
+        if type(e) is ContactReceived
+    ]
+    spans = contact_spans(contacts)
+    handled = [e for e in events if type(e) in HANDLERS]
+    return Plan(
+        contacts,
+        spans,
+        [f"{s.customer_ref}\x1f{s.service_area}" for s in spans],
+        [e for e in handled if HANDLERS[type(e)] is count_event],
+        [e for e in handled if HANDLERS[type(e)] is not count_event],
+        [e for e in events if type(e) is ContactTransferred],
+        [cast(ComplaintEvent, e) for e in events if type(e) in COMPLAINT_CLASSES],
+        _progress(events),
+    )
+
+
+async def while_in_flight(statement: Awaitable[R], work: Callable[[], W]) -> tuple[R, W]:
+    """`statement`'s result and `work()`'s, the work done while the statement is in flight.
+
+    The statement is sent first (one turn of the event loop), then `work` (pure Python,
+    no I/O on the connection) runs while PostgreSQL, another process, executes it.
+    """
+    sent = asyncio.ensure_future(statement)
+    await asyncio.sleep(0)
+    try:
+        done = work()
+    except BaseException:
+        sent.cancel()  # the transaction is rolled back as the error leaves it
+        raise
+    return await sent, done
 
 
 class LiveConsumer:

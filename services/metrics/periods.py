@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 LONDON = ZoneInfo("Europe/London")
@@ -49,8 +50,13 @@ class DateRange:
         return self.start <= day <= self.end
 
 
+@lru_cache(maxsize=1 << 14)
 def local_day(instant: datetime) -> date:
-    """The Europe/London calendar day of a UTC instant."""
+    """The Europe/London calendar day of a UTC instant.
+
+    Cached: a batch asks it for each event's instant several times (the contact's fact,
+    its counters, its re-contact check), and the time-zone conversion is the costly part.
+    """
     return instant.astimezone(LONDON).date()
 
 

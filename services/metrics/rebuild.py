@@ -35,8 +35,8 @@ from tqdm import tqdm
 
 from services.metrics.applier import BatchApplier, Totals
 from services.metrics.store import MetricsStore
+from shared.event_decoding import event_from
 from shared.events import Event
-from shared.events.catalogue import parse_event
 from shared.kafka import Kafka, kafka_client_options, topic_partitions
 from shared.topics import CANONICAL_TOPICS, TopicSpec
 
@@ -180,7 +180,7 @@ class Replay:
                     continue  # read on later, after the switch
                 read += 1
                 try:
-                    events.append(parse_event(record.value or b""))
+                    events.append(event_from(record.value or b"", record.headers or ()))
                 except ValidationError:
                     self.skipped += 1  # the live consumer dead-lettered it
                 if read % PARSE_SLICE == 0:

@@ -166,12 +166,7 @@ class FakeMetricsStore(MetricsStore):
         for (cell, measure), value in totals.items():
             key = (generation, cell.day, str(measure), cell.service_area, cell.channel)
             self.state.aggregates[key] += value
-
-    async def add_to_rollups(
-        self, generation: int, totals: Mapping[tuple[Cell, str], float]
-    ) -> None:
         # The fake's reads sum the cells themselves: what the rollups hold, by definition.
-        self._writing()
 
     async def record_contacts(self, generation: int, facts: Sequence[ContactFact]) -> None:
         self._writing()

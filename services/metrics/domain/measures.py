@@ -216,14 +216,13 @@ def transfer_increments(cell: Cell, *, transfers_before: int, added: int) -> lis
 def contact_received(event: ContactReceived, *, service_level_seconds: float) -> list[Increment]:
     payload = event.payload
     cell = Cell(local_day(event.occurred_at), payload.service_area, payload.channel.value)
-    measures = [Measure.CONTACTS_RECEIVED]
+    increments = [Increment(cell, Measure.CONTACTS_RECEIVED)]
     if payload.kind in FCR_KINDS:
-        measures.append(Measure.FCR_ELIGIBLE)
+        increments.append(Increment(cell, Measure.FCR_ELIGIBLE))
         if is_fcr_candidate(event):
-            measures.append(Measure.FCR_FIRST_TIME)
+            increments.append(Increment(cell, Measure.FCR_FIRST_TIME))
     if payload.kind is ContactKind.COMPLIMENT:
-        measures.append(Measure.COMPLIMENTS_RECEIVED)
-    increments = [Increment(cell, measure) for measure in measures]
+        increments.append(Increment(cell, Measure.COMPLIMENTS_RECEIVED))
     if payload.channel is Channel.PHONE:
         increments.append(Increment(cell, Measure.CALLS_ANSWERED))
         increments += transfer_increments(cell, transfers_before=0, added=payload.transfers)

@@ -30,13 +30,12 @@ from services.metrics.store.facts import (
 from services.metrics.store.generations import Generations, processed_service
 from services.metrics.store.notes import Notes
 from services.metrics.store.reads import KpiTotals, OpenComplaints, Reads, Surge, TopicState
-from services.metrics.store.rollups import Rollups
 from services.metrics.store.surges import RecordedSurge, Surges
 
 MIGRATIONS = Path(__file__).parent.parent / "migrations"
 
 
-class MetricsStore(Generations, Facts, Rollups, Surges, Reads, Notes):
+class MetricsStore(Generations, Facts, Surges, Reads, Notes):
     """Everything the handlers, the rebuild, the gauges and the API ask PostgreSQL."""
 
 

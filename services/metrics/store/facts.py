@@ -7,6 +7,7 @@ Every write takes the generation it fills and runs in the caller's transaction
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import NamedTuple
 
 from services.metrics.domain.measures import Cell
 from services.metrics.settings import SERVICE
@@ -19,8 +20,10 @@ CUSTOMER_LOCK_CLASS = 0x6D657472  # "metr"
 CUSTOMER_LOCK_BUCKETS = 1024  # a power of two (the bucket is a bit mask of the hash)
 
 
-@dataclass(frozen=True, slots=True)
-class ContactFact:
+class ContactFact(NamedTuple):
+    """A contact received; in the columns' order of `record_contacts`. A tuple, as `Cell`
+    is: a batch makes thousands, and a frozen dataclass costs several times as much."""
+
     contact_id: str
     customer_ref: str | None
     service_area: str
@@ -31,8 +34,7 @@ class ContactFact:
     transfers: int
 
 
-@dataclass(frozen=True, slots=True)
-class ContactSpan:
+class ContactSpan(NamedTuple):
     """A (customer, area) pair of a batch, and its earliest and latest contact in it."""
 
     customer_ref: str
@@ -43,13 +45,18 @@ class ContactSpan:
 
 def contact_spans(facts: Iterable[ContactFact]) -> list[ContactSpan]:
     """The batch's (customer, area) pairs in sorted order, each with its time span."""
-    spans: dict[tuple[str, str], tuple[datetime, datetime]] = {}
+    spans: dict[tuple[str, str], list[datetime]] = {}
     for fact in facts:
         if fact.customer_ref is None:
             continue
-        key = (fact.customer_ref, fact.service_area)
-        first, last = spans.get(key, (fact.occurred_at, fact.occurred_at))
-        spans[key] = (min(first, fact.occurred_at), max(last, fact.occurred_at))
+        at = fact.occurred_at
+        span = spans.get((fact.customer_ref, fact.service_area))
+        if span is None:
+            spans[(fact.customer_ref, fact.service_area)] = [at, at]
+        elif at < span[0]:
+            span[0] = at
+        elif at > span[1]:
+            span[1] = at
     return [ContactSpan(c, a, first, last) for (c, a), (first, last) in sorted(spans.items())]
 
 
@@ -100,41 +107,69 @@ class Facts(StoreBase):
     async def add_to_aggregates(
         self, generation: int, totals: Mapping[tuple[Cell, str], float]
     ) -> None:
-        """Add to the daily counters and to their monthly sums (same transaction)."""
+        """Add to the daily counters, their monthly sums and their rollups (`store/rollups.py`).
+
+        One statement, one round trip, and PostgreSQL does the summing: the monthly and
+        rollup rows are grouped from the daily ones in SQL, as migration 005 first filled
+        them. Each table's rows are written in key order (bytewise, "C": cheaper than the
+        locale's, and the same everywhere), so concurrent batches (replicas) lock shared
+        rows in one order and wait for each other rather than deadlock.
+        """
         if not totals:
             return
-        monthly: dict[tuple[date, str, str, str], float] = {}
-        for (cell, measure), value in totals.items():
-            key = (cell.day.replace(day=1), measure, cell.service_area, cell.channel)
-            monthly[key] = monthly.get(key, 0.0) + value
-        daily = [
-            (cell.day, measure, cell.service_area, cell.channel, value)
-            for (cell, measure), value in totals.items()
-        ]
-        month_rows = [(*key, value) for key, value in monthly.items()]
-        # One statement, one round trip: the monthly upsert rides on the daily one.
         await self._tx.execute(
             """
-            WITH daily AS (
+            WITH cells AS (
+                SELECT * FROM unnest($2::date[], $3::text[], $4::text[], $5::text[], $6::float8[])
+                    AS t(day, measure, service_area, channel, value)
+            ), daily AS (
                 INSERT INTO metrics_aggregates AS a
                     (generation, day, measure, service_area, channel, value)
-                SELECT $1, * FROM unnest(
-                    $2::date[], $3::text[], $4::text[], $5::text[], $6::float8[]
-                )
+                SELECT $1, day, measure, service_area, channel, sum(value) FROM cells
+                GROUP BY day, measure, service_area, channel
+                ORDER BY day, measure COLLATE "C", service_area COLLATE "C", channel COLLATE "C"
                 ON CONFLICT (generation, day, measure, service_area, channel)
                 DO UPDATE SET value = a.value + excluded.value
+            ), monthly AS (
+                INSERT INTO metrics_monthly AS m
+                    (generation, month, measure, service_area, channel, value)
+                SELECT $1, month, measure, service_area, channel, sum(value)
+                FROM (SELECT date_trunc('month', day)::date AS month, * FROM cells) AS c
+                GROUP BY month, measure, service_area, channel
+                ORDER BY month, measure COLLATE "C", service_area COLLATE "C", channel COLLATE "C"
+                ON CONFLICT (generation, month, measure, service_area, channel)
+                DO UPDATE SET value = m.value + excluded.value
+            ), rollups AS (
+                SELECT CASE WHEN grouping(service_area) = 0 THEN 'service_area'
+                            WHEN grouping(channel) = 0 THEN 'channel' ELSE 'all' END
+                           AS breakdown,
+                       grain, start, coalesce(service_area, '*') AS service_area,
+                       coalesce(channel, '*') AS channel, measure, sum(value) AS value
+                FROM (
+                    SELECT 'day' AS grain, day AS start, * FROM cells
+                    UNION ALL
+                    SELECT 'month', date_trunc('month', day)::date, * FROM cells
+                ) AS c
+                GROUP BY GROUPING SETS (
+                    (grain, start, measure),
+                    (grain, start, measure, service_area),
+                    (grain, start, measure, channel)
+                )
             )
-            INSERT INTO metrics_monthly AS m
-                (generation, month, measure, service_area, channel, value)
-            SELECT $1, * FROM unnest(
-                $7::date[], $8::text[], $9::text[], $10::text[], $11::float8[]
-            )
-            ON CONFLICT (generation, month, measure, service_area, channel)
-            DO UPDATE SET value = m.value + excluded.value
+            INSERT INTO metrics_rollups AS r
+                (generation, breakdown, grain, start, service_area, channel, measure, value)
+            SELECT $1, * FROM rollups
+            ORDER BY breakdown COLLATE "C", grain COLLATE "C", start,
+                     service_area COLLATE "C", channel COLLATE "C", measure COLLATE "C"
+            ON CONFLICT (generation, breakdown, grain, start, service_area, channel, measure)
+            DO UPDATE SET value = r.value + excluded.value
             """,
             generation,
-            *(list(column) for column in zip(*daily, strict=True)),
-            *(list(column) for column in zip(*month_rows, strict=True)),
+            [cell.day for cell, _ in totals],
+            [str(measure) for _, measure in totals],
+            [cell.service_area for cell, _ in totals],
+            [cell.channel for cell, _ in totals],
+            list(totals.values()),
         )
 
     async def record_contacts(self, generation: int, facts: Sequence[ContactFact]) -> None:
@@ -150,14 +185,7 @@ class Facts(StoreBase):
             ON CONFLICT (generation, contact_id) DO NOTHING
             """,
             generation,
-            [f.contact_id for f in facts],
-            [f.customer_ref for f in facts],
-            [f.service_area for f in facts],
-            [f.channel for f in facts],
-            [f.occurred_at for f in facts],
-            [f.day for f in facts],
-            [f.candidate for f in facts],
-            [f.transfers for f in facts],
+            *(list(column) for column in zip(*facts, strict=True)),
         )
 
     async def lock_customers(self, keys: Iterable[str]) -> None:

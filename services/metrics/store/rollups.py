@@ -6,19 +6,14 @@ month, plus days at the span's ragged ends, instead of every cell's rows: a year
 about 12 x 36 rows however many areas and channels a council has. Only a read filtered by
 both area and channel reads the cells themselves (`metrics_monthly`, `metrics_aggregates`).
 
-The rollups are written in the batch's transaction, beside the counters they sum, by the
-same `BatchApplier.apply` that the live consumer and the rebuild by replay both use, so a
-rebuilt generation has them too.
+The rollups are written in the batch's transaction, in the same statement as the counters
+they sum (`Facts.add_to_aggregates`), by the same `BatchApplier.apply` that the live
+consumer and the rebuild by replay both use, so a rebuilt generation has them too.
 """
 
-from collections import defaultdict
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date
 
-from services.metrics.domain.measures import Cell
 from services.metrics.periods import DateRange, split_whole_months
-from services.metrics.store.base import StoreBase
 from shared.postgres import Connection
 
 ALL = "*"  # "every area" or "every channel"; neither is a service area slug nor a channel
@@ -96,24 +91,6 @@ def breakdown_rows(sql: Sql, generation: str, span: DateRange, dimension: str) -
     )
 
 
-RollupKey = tuple[str, str, date, str, str, str]  # breakdown, grain, start, area, channel, measure
-
-
-def rollup_increments(totals: Mapping[tuple[Cell, str], float]) -> dict[RollupKey, float]:
-    """What a batch's counter increments add to each rollup row."""
-    rows: dict[RollupKey, float] = defaultdict(float)
-    for (cell, measure), value in totals.items():
-        month = cell.day.replace(day=1)
-        for breakdown, area, channel in (
-            ("all", ALL, ALL),
-            ("service_area", cell.service_area, ALL),
-            ("channel", ALL, cell.channel),
-        ):
-            rows[(breakdown, "day", cell.day, area, channel, str(measure))] += value
-            rows[(breakdown, "month", month, area, channel, str(measure))] += value
-    return rows
-
-
 async def refill_rollups(connection: Connection, generation: int, span: DateRange) -> None:
     """Recompute the rollups of `span`'s days and of the months they touch from the cells
     (`metrics_aggregates`, `metrics_monthly`): for history loaded straight into the cell
@@ -156,29 +133,3 @@ async def refill_rollups(connection: Connection, generation: int, span: DateRang
         months.start,
         months.end,
     )
-
-
-class Rollups(StoreBase):
-    async def add_to_rollups(
-        self, generation: int, totals: Mapping[tuple[Cell, str], float]
-    ) -> None:
-        """Add a batch's counter increments to the rollups (in the batch's transaction)."""
-        if not totals:
-            return
-        # Sorted, so that concurrent batches (replicas) lock the shared rows in one order
-        # and wait for each other rather than deadlock.
-        rows = sorted(rollup_increments(totals).items())
-        await self._tx.execute(
-            """
-            INSERT INTO metrics_rollups AS r
-                (generation, breakdown, grain, start, service_area, channel, measure, value)
-            SELECT $1, * FROM unnest(
-                $2::text[], $3::text[], $4::date[], $5::text[], $6::text[], $7::text[],
-                $8::float8[]
-            )
-            ON CONFLICT (generation, breakdown, grain, start, service_area, channel, measure)
-            DO UPDATE SET value = r.value + excluded.value
-            """,
-            generation,
-            *(list(column) for column in zip(*((*key, value) for key, value in rows), strict=True)),
-        )
