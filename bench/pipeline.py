@@ -30,9 +30,12 @@ the metrics service counts, read back through its API:
   Checkpoints carry old dates (intake's earliest day onwards) to be alone in their
   cells; feedback skips them as stale.
 - A steady state, not a new database's first minute: a warm-up (`WARM_UP`, not
-  reported) fills every table first, and each step starts with `ANALYZE`, as
-  autovacuum keeps a long-lived database's statistics. Without them the services'
-  prepared statements are planned on tables with no statistics, and PostgreSQL
+  reported) fills every table and runs Kafka's hot paths until the JVM has compiled
+  them (after 250/s for 8 s the first reported step paid about 5 more of Kafka's
+  CPU seconds than later, faster steps; after this one, about 2 more); each step
+  starts with `ANALYZE`, as autovacuum keeps a long-lived database's statistics.
+  Without them the services' prepared statements are planned on tables with no
+  statistics, and PostgreSQL
   keeps those plans until autovacuum's first visit (up to `autovacuum_naptime`, a
   minute, after the data arrived); some of them (metrics' re-contact UPDATE, the
   timers' upsert) then scan a whole table per batch (bench/README.md has the
@@ -101,7 +104,7 @@ FIRST_CHECKPOINT_DAY = date(2000, 1, 1)  # intake's default earliest day
 # Residents' contacts on one day: (times, share of the day's customers).
 CONTACTS_A_DAY = ((1, 0.60), (2, 0.25), (3, 0.10), (4, 0.05))
 ROUTE_SHARE = 0.8  # customers with a contact route on file
-WARM_UP = (250, 8.0)  # rate/s and seconds of the unreported first step
+WARM_UP = (1000, 10.0)  # rate/s and seconds of the unreported first step
 GIVE_UP_AFTER_S = 60.0
 TICK_S = 0.01
 POLL_PERIOD_S = 0.05
