@@ -4,7 +4,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import CollectorRegistry, Gauge
 
-from shared.kafka import Kafka, kafka_client_options, topic_partitions
+from shared.kafka import Kafka, kafka_client_options, stop_consumer, topic_partitions
 
 
 def consumer_lag_gauge(service: str, registry: CollectorRegistry) -> Gauge:
@@ -37,7 +37,7 @@ class KafkaPositions:
 
     async def stop(self) -> None:
         if self._consumer:
-            await self._consumer.stop()
+            await stop_consumer(self._consumer)
         if self._admin:
             await self._admin.close()
 

@@ -248,6 +248,22 @@ async def topic_partitions(
     return partitions
 
 
+async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
+    """`consumer.stop()`, through aiokafka's race on stopping (aio-libs/aiokafka#647).
+
+    Its fetcher cancels a fetch that is backing off (after losing a broker) and then
+    awaits it, so the fetch's CancelledError leaves `stop()` before the client closes.
+    That error is passed on only when this task itself is being cancelled.
+    """
+    try:
+        await consumer.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        await consumer._client.close()  # what stop() had left to do
+
+
 async def ensure_topics(
     kafka: Kafka, topics: Iterable[TopicSpec], *, replication_factor: int = 1
 ) -> list[str]:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from civicpulse.simulation.plan import Outgoing
-from shared.kafka import Kafka, kafka_client_options, topic_partitions
+from shared.kafka import Kafka, kafka_client_options, stop_consumer, topic_partitions
 from shared.topics import COMPLAINT_ACTIONS, COMPLAINTS
 
 
@@ -70,7 +70,7 @@ class CaseManager:
                 for record in (r for batch in batches.values() for r in batch):
                     await self._on_event(producer, record.value or b"")
         finally:
-            await self._consumer.stop()
+            await stop_consumer(self._consumer)
 
     async def _on_event(self, producer: AIOKafkaProducer, value: bytes) -> None:
         try:

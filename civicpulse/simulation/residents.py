@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import httpx
 from aiokafka import AIOKafkaConsumer
 
-from shared.kafka import Kafka, kafka_client_options
+from shared.kafka import Kafka, kafka_client_options, stop_consumer
 from shared.topics import NOTIFICATIONS
 
 ROUTE_SHARE = 0.75  # customers with an email or mobile on the CRM
@@ -93,7 +93,7 @@ async def answer_surveys(
                     elif response.status_code not in (409, 410):  # answered or expired
                         print(f"residents: survey answer refused: {response.text}", file=sys.stderr)
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
     return answered
 
 

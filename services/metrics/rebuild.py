@@ -37,7 +37,7 @@ from services.metrics.applier import BatchApplier, Totals
 from services.metrics.store import MetricsStore
 from shared.event_decoding import event_from
 from shared.events import Event
-from shared.kafka import Kafka, kafka_client_options, topic_partitions
+from shared.kafka import Kafka, kafka_client_options, stop_consumer, topic_partitions
 from shared.topics import CANONICAL_TOPICS, TopicSpec
 
 log = logging.getLogger(__name__)
@@ -290,7 +290,7 @@ async def _rebuild(
         if dropped:
             progress(f"dropped retired generations {', '.join(map(str, dropped))}")
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
     result = RebuildResult(
         generation=generation,
         previous_generation=previous,
