@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from prometheus_client import CollectorRegistry, Counter
 
@@ -21,9 +21,12 @@ from services.metrics.domain import Rules
 from services.metrics.domain.complaint_notes import complaint_notes
 from services.metrics.domain.measures import (
     Cell,
+    Counts,
     Increment,
     Measure,
     complaint_scope,
+    contact_cell,
+    count_contact_received,
     deadline_outcome,
     is_fcr_candidate,
 )
@@ -145,24 +148,27 @@ class BatchApplier:
         writes until it is switched in, so that its counters are written once per many
         batches rather than once per batch.
         """
+        if not events:
+            return AppliedBatch()
+        level = self._rules.service_level_seconds
         # PostgreSQL records the ids while this process plans the batch (another core).
         fresh_ids, plan = await while_in_flight(
-            store.first_times(generation, [e.event_id for e in events]), lambda: _plan(events)
+            store.record_new(generation, [e.event_id for e in events]), lambda: _plan(events, level)
         )
-        fresh: list[Event] = []
         duplicates: Tally[str] = Tally()
-        for event in events:
-            if event.event_id in fresh_ids:
-                fresh.append(event)
-                fresh_ids.discard(event.event_id)  # the same event twice in one batch
-            else:
-                duplicates[topic_for(type(event)).name] += 1
-        if not fresh:
-            return AppliedBatch(duplicates=duplicates)
-        if len(fresh) < len(events):
-            plan = _plan(fresh)  # a redelivery: planned again for what is new
+        if fresh_ids is not None:  # some were applied before (or twice in the batch)
+            fresh: list[Event] = []
+            for event in events:
+                if event.event_id in fresh_ids:
+                    fresh.append(event)
+                    fresh_ids.discard(event.event_id)  # the same event twice in one batch
+                else:
+                    duplicates[TOPIC_OF[type(event)]] += 1
+            if not fresh:
+                return AppliedBatch(duplicates=duplicates)
+            plan = _plan(fresh, level)  # planned again for what is new
         batch = Batch(store, generation, self._rules)
-        totals: Totals = defaultdict(float)
+        totals: Totals = plan.counts
 
         def add(increments: Sequence[Increment]) -> None:
             for cell, measure, amount in increments:
@@ -311,21 +317,6 @@ def surge_event(surge: FoundSurge, now: datetime) -> SurgeDetected:
     )
 
 
-def _progress(events: Sequence[Event]) -> list[TopicProgress]:
-    by_topic: dict[str, list[Event]] = defaultdict(list)
-    for event in events:
-        by_topic[topic_for(type(event)).name].append(event)
-    return [
-        TopicProgress(
-            topic,
-            len(items),
-            max(e.occurred_at for e in items),
-            max(e.recorded_at for e in items),
-        )
-        for topic, items in by_topic.items()
-    ]
-
-
 @dataclass(frozen=True, slots=True)
 class Plan:
     """What a batch's events ask of the store and the handlers, worked out without I/O."""
@@ -333,7 +324,8 @@ class Plan:
     contacts: list[ContactFact]  # the contacts received, recorded for the whole batch first
     spans: list[ContactSpan]  # their (customer, area) pairs, for the re-contact check
     customer_keys: list[str]  # the pairs' lock keys (`MetricsStore.lock_customers`)
-    stateless: list[Event]  # events counted by `count_event`: no memory needed
+    counts: Counts  # the contacts' counters (`count_contact_received`), added up
+    stateless: list[Event]  # the other events counted by `count_event`: no memory needed
     stateful: list[Event]  # the other handled events, in order: they read what was recorded
     transfers: list[ContactTransferred]
     complaints: list[ComplaintEvent]
@@ -343,34 +335,72 @@ class Plan:
 # Told apart by exact type (events are upcast, so of these classes only): pydantic's
 # models have an ABC metaclass, whose `isinstance` costs several times a set lookup.
 COMPLAINT_CLASSES = frozenset(cls for cls in ALL_EVENTS if issubclass(cls, ComplaintEvent))
+TOPIC_OF = {cls: topic_for(cls).name for cls in ALL_EVENTS}
 
 
-def _plan(events: Sequence[Event]) -> Plan:
-    contacts = [
-        ContactFact(
-            e.contact_id,
-            e.payload.customer_ref,
-            e.payload.service_area,
-            e.payload.channel.value,
-            e.occurred_at,
-            local_day(e.occurred_at),
-            is_fcr_candidate(e),
-            e.payload.transfers,
-        )
-        for e in events
-        if type(e) is ContactReceived
-    ]
+def _plan(events: Sequence[Event], service_level_seconds: float) -> Plan:
+    """One pass over the batch: most events are contacts received, and each of them
+    becomes its fact and its counters here, its day worked out once."""
+    contacts: list[ContactFact] = []
+    counts: Counts = defaultdict(float)
+    stateless: list[Event] = []
+    stateful: list[Event] = []
+    transfers: list[ContactTransferred] = []
+    complaints: list[ComplaintEvent] = []
+    # topic → [events, last occurred_at, last recorded_at]
+    progress: dict[str, list[Any]] = {}
+    for event in events:
+        cls = type(event)
+        topic = TOPIC_OF[cls]
+        seen = progress.get(topic)
+        if seen is None:
+            progress[topic] = [1, event.occurred_at, event.recorded_at]
+        else:
+            seen[0] += 1
+            if event.occurred_at > seen[1]:
+                seen[1] = event.occurred_at
+            if event.recorded_at > seen[2]:
+                seen[2] = event.recorded_at
+        if cls is ContactReceived:
+            contact = cast(ContactReceived, event)
+            payload = contact.payload
+            cell = contact_cell(contact)
+            contacts.append(
+                ContactFact(
+                    contact.contact_id,
+                    payload.customer_ref,
+                    cell.service_area,
+                    cell.channel,
+                    contact.occurred_at,
+                    cell.day,
+                    is_fcr_candidate(contact),
+                    payload.transfers,
+                )
+            )
+            count_contact_received(
+                counts, cell, payload, service_level_seconds=service_level_seconds
+            )
+            continue
+        handler = HANDLERS.get(cls)
+        if handler is count_event:
+            stateless.append(event)
+        elif handler is not None:
+            stateful.append(event)
+        if cls is ContactTransferred:
+            transfers.append(cast(ContactTransferred, event))
+        elif cls in COMPLAINT_CLASSES:
+            complaints.append(cast(ComplaintEvent, event))
     spans = contact_spans(contacts)
-    handled = [e for e in events if type(e) in HANDLERS]
     return Plan(
         contacts,
         spans,
         [f"{s.customer_ref}\x1f{s.service_area}" for s in spans],
-        [e for e in handled if HANDLERS[type(e)] is count_event],
-        [e for e in handled if HANDLERS[type(e)] is not count_event],
-        [e for e in events if type(e) is ContactTransferred],
-        [cast(ComplaintEvent, e) for e in events if type(e) in COMPLAINT_CLASSES],
-        _progress(events),
+        counts,
+        stateless,
+        stateful,
+        transfers,
+        complaints,
+        [TopicProgress(topic, *seen) for topic, seen in progress.items()],
     )
 
 

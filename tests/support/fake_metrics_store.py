@@ -133,6 +133,10 @@ class FakeMetricsStore(MetricsStore):
         seen |= fresh
         return fresh
 
+    async def record_new(self, generation: int, event_ids: Sequence[UUID]) -> set[UUID] | None:
+        fresh = await self.first_times(generation, event_ids)
+        return None if len(fresh) == len(event_ids) else fresh
+
     async def start_generation(self) -> int:
         generations = self.state.generations
         for generation in [g for g, state in generations.items() if state == "building"]:

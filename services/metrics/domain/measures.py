@@ -12,6 +12,7 @@ deadline's outcomes came first) are looked up by the handler in the store;
 the rules that turn them into counters are here too.
 """
 
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
@@ -37,6 +38,7 @@ from shared.events.complaints import (
 from shared.events.contacts import (
     CallAbandoned,
     ContactReceived,
+    ContactReceivedPayload,
     ContactResolved,
     MysteryShopAssessed,
 )
@@ -213,25 +215,51 @@ def transfer_increments(cell: Cell, *, transfers_before: int, added: int) -> lis
     return increments
 
 
-def contact_received(event: ContactReceived, *, service_level_seconds: float) -> list[Increment]:
+# A channel's stored text by member: a dict lookup, several times cheaper than `.value`.
+CHANNEL_TEXT: dict[Channel, str] = {channel: channel.value for channel in Channel}
+Counts = defaultdict[tuple[Cell, str], float]  # counter increments: (cell, measure) → amount
+
+
+def contact_cell(event: ContactReceived) -> Cell:
     payload = event.payload
-    cell = Cell(local_day(event.occurred_at), payload.service_area, payload.channel.value)
-    increments = [Increment(cell, Measure.CONTACTS_RECEIVED)]
-    if payload.kind in FCR_KINDS:
-        increments.append(Increment(cell, Measure.FCR_ELIGIBLE))
-        if is_fcr_candidate(event):
-            increments.append(Increment(cell, Measure.FCR_FIRST_TIME))
-    if payload.kind is ContactKind.COMPLIMENT:
-        increments.append(Increment(cell, Measure.COMPLIMENTS_RECEIVED))
+    return Cell(local_day(event.occurred_at), payload.service_area, CHANNEL_TEXT[payload.channel])
+
+
+def count_contact_received(
+    counts: Counts, cell: Cell, payload: ContactReceivedPayload, *, service_level_seconds: float
+) -> None:
+    """The counters a contact received adds, added into `counts` at its cell.
+
+    The one statement of the rule (`contact_received` lists the same counters): a batch
+    counts its thousands of contacts through here, without an `Increment` per counter.
+    """
+    counts[(cell, Measure.CONTACTS_RECEIVED)] += 1.0
+    kind = payload.kind
+    if kind in FCR_KINDS:
+        counts[(cell, Measure.FCR_ELIGIBLE)] += 1.0
+        if payload.resolved_at_first_contact and payload.transfers == 0:  # is_fcr_candidate
+            counts[(cell, Measure.FCR_FIRST_TIME)] += 1.0
+    elif kind is ContactKind.COMPLIMENT:
+        counts[(cell, Measure.COMPLIMENTS_RECEIVED)] += 1.0
     if payload.channel is Channel.PHONE:
-        increments.append(Increment(cell, Measure.CALLS_ANSWERED))
-        increments += transfer_increments(cell, transfers_before=0, added=payload.transfers)
-        if payload.wait_seconds is not None:
-            increments.append(Increment(cell, Measure.CALLS_ANSWERED_WAITED))
-            increments.append(Increment(cell, Measure.CALL_WAIT_SECONDS, payload.wait_seconds))
-            if payload.wait_seconds <= service_level_seconds:
-                increments.append(Increment(cell, Measure.CALLS_WITHIN_SERVICE_LEVEL))
-    return increments
+        counts[(cell, Measure.CALLS_ANSWERED)] += 1.0
+        for _, measure, amount in transfer_increments(
+            cell, transfers_before=0, added=payload.transfers
+        ):
+            counts[(cell, measure)] += amount
+        wait = payload.wait_seconds
+        if wait is not None:
+            counts[(cell, Measure.CALLS_ANSWERED_WAITED)] += 1.0
+            counts[(cell, Measure.CALL_WAIT_SECONDS)] += wait
+            if wait <= service_level_seconds:
+                counts[(cell, Measure.CALLS_WITHIN_SERVICE_LEVEL)] += 1.0
+
+
+def contact_received(event: ContactReceived, *, service_level_seconds: float) -> list[Increment]:
+    cell = contact_cell(event)
+    counts: Counts = defaultdict(float)
+    count_contact_received(counts, cell, event.payload, service_level_seconds=service_level_seconds)
+    return [Increment(cell, measure, amount) for (_, measure), amount in counts.items()]
 
 
 def stateless_increments(event: Event, *, service_level_seconds: float) -> list[Increment]:

@@ -50,6 +50,26 @@ class Generations(StoreBase):
         """The events not applied to `generation` before; records them (in the transaction)."""
         return await first_times(self._tx, processed_service(generation), event_ids)
 
+    async def record_new(self, generation: int, event_ids: Sequence[UUID]) -> set[UUID] | None:
+        """`first_times`, answering None when every id was new: a batch's usual answer,
+        then one value instead of a row per event to send, decode and look up."""
+        fresh: list[UUID] | None = await self._tx.fetchval(
+            """
+            WITH recorded AS (
+                INSERT INTO processed_events (service, event_id)
+                SELECT $1, unnest($2::uuid[])
+                ON CONFLICT (service, event_id) DO NOTHING
+                RETURNING event_id
+            )
+            SELECT CASE WHEN count(*) = cardinality($2::uuid[]) THEN NULL
+                        ELSE coalesce(array_agg(event_id), '{}') END
+            FROM recorded
+            """,
+            processed_service(generation),
+            list(event_ids),
+        )
+        return None if fresh is None else set(fresh)
+
     async def start_generation(self) -> int:
         """A new generation to rebuild into; unfinished rebuilds are discarded first."""
         async with self._pool.acquire() as connection, connection.transaction():
