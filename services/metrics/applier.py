@@ -52,7 +52,6 @@ from services.metrics.store import (
     OutcomeRow,
     RecordedSurge,
     TopicProgress,
-    contact_spans,
 )
 from shared.events import Event
 from shared.events.catalogue import ALL_EVENTS, topic_for
@@ -340,61 +339,70 @@ TOPIC_OF = {cls: topic_for(cls).name for cls in ALL_EVENTS}
 
 def _plan(events: Sequence[Event], service_level_seconds: float) -> Plan:
     """One pass over the batch: most events are contacts received, and each of them
-    becomes its fact and its counters here, its day worked out once."""
+    becomes its fact, its counters and its (customer, area) span here, its day worked
+    out once."""
     contacts: list[ContactFact] = []
     counts: Counts = defaultdict(float)
+    spans: dict[tuple[str, str], list[datetime]] = {}  # (customer, area) → [first, last]
     stateless: list[Event] = []
     stateful: list[Event] = []
     transfers: list[ContactTransferred] = []
     complaints: list[ComplaintEvent] = []
-    # topic → [events, last occurred_at, last recorded_at]
-    progress: dict[str, list[Any]] = {}
+    progress: dict[str, list[Any]] = {}  # topic → [events, last occurred_at, last recorded_at]
     for event in events:
-        cls = type(event)
-        topic = TOPIC_OF[cls]
+        at = event.occurred_at
+        topic = TOPIC_OF[type(event)]
         seen = progress.get(topic)
         if seen is None:
-            progress[topic] = [1, event.occurred_at, event.recorded_at]
+            progress[topic] = [1, at, event.recorded_at]
         else:
             seen[0] += 1
-            if event.occurred_at > seen[1]:
-                seen[1] = event.occurred_at
+            if at > seen[1]:
+                seen[1] = at
             if event.recorded_at > seen[2]:
                 seen[2] = event.recorded_at
-        if cls is ContactReceived:
-            contact = cast(ContactReceived, event)
-            payload = contact.payload
-            cell = contact_cell(contact)
+        if type(event) is ContactReceived:
+            payload = event.payload
+            cell = contact_cell(event)
+            customer_ref = payload.customer_ref
             contacts.append(
                 ContactFact(
-                    contact.contact_id,
-                    payload.customer_ref,
+                    event.contact_id,
+                    customer_ref,
                     cell.service_area,
                     cell.channel,
-                    contact.occurred_at,
+                    at,
                     cell.day,
-                    is_fcr_candidate(contact),
+                    is_fcr_candidate(event),
                     payload.transfers,
                 )
             )
             count_contact_received(
                 counts, cell, payload, service_level_seconds=service_level_seconds
             )
+            if customer_ref is not None:
+                span = spans.get((customer_ref, cell.service_area))
+                if span is None:
+                    spans[(customer_ref, cell.service_area)] = [at, at]
+                elif at < span[0]:
+                    span[0] = at
+                elif at > span[1]:
+                    span[1] = at
             continue
-        handler = HANDLERS.get(cls)
+        handler = HANDLERS.get(type(event))
         if handler is count_event:
             stateless.append(event)
         elif handler is not None:
             stateful.append(event)
-        if cls is ContactTransferred:
-            transfers.append(cast(ContactTransferred, event))
-        elif cls in COMPLAINT_CLASSES:
+        if type(event) is ContactTransferred:
+            transfers.append(event)
+        elif type(event) in COMPLAINT_CLASSES:
             complaints.append(cast(ComplaintEvent, event))
-    spans = contact_spans(contacts)
+    pairs = sorted(spans.items())  # in key order: the locks are taken in it
     return Plan(
         contacts,
-        spans,
-        [f"{s.customer_ref}\x1f{s.service_area}" for s in spans],
+        [ContactSpan(customer, area, first, last) for (customer, area), (first, last) in pairs],
+        [f"{customer}\x1f{area}" for (customer, area), _ in pairs],
         counts,
         stateless,
         stateful,

@@ -25,7 +25,6 @@ from services.metrics.store.facts import (
     OutcomeRow,
     TopicProgress,
     TransferredContact,
-    contact_spans,
 )
 from services.metrics.store.generations import Generations, processed_service
 from services.metrics.store.notes import Notes
@@ -56,6 +55,5 @@ __all__ = [
     "TopicProgress",
     "TopicState",
     "TransferredContact",
-    "contact_spans",
     "processed_service",
 ]

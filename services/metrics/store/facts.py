@@ -43,23 +43,6 @@ class ContactSpan(NamedTuple):
     last: datetime
 
 
-def contact_spans(facts: Iterable[ContactFact]) -> list[ContactSpan]:
-    """The batch's (customer, area) pairs in sorted order, each with its time span."""
-    spans: dict[tuple[str, str], list[datetime]] = {}
-    for fact in facts:
-        if fact.customer_ref is None:
-            continue
-        at = fact.occurred_at
-        span = spans.get((fact.customer_ref, fact.service_area))
-        if span is None:
-            spans[(fact.customer_ref, fact.service_area)] = [at, at]
-        elif at < span[0]:
-            span[0] = at
-        elif at > span[1]:
-            span[1] = at
-    return [ContactSpan(c, a, first, last) for (c, a), (first, last) in sorted(spans.items())]
-
-
 @dataclass(frozen=True, slots=True)
 class TransferredContact:
     cell: Cell
