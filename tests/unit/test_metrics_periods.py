@@ -1,10 +1,12 @@
 """Reporting periods: London days, Monday weeks, financial quarters and years."""
 
-from datetime import UTC, date, datetime
+import random
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
 from services.metrics.periods import (
+    LONDON,
     DateRange,
     Period,
     financial_quarter_label,
@@ -111,3 +113,26 @@ def test_a_span_inside_one_month_reads_only_days() -> None:
 
     assert split_whole_months(span).months is None
     assert split_whole_months(span).days == (span,)
+
+
+def test_local_day_kept_per_hour_is_the_conversion_of_every_instant() -> None:
+    """DOMAIN.md: periods are local days in Europe/London. `local_day` keeps each UTC
+    hour's day; around both clock changes, local midnights and random instants from 1900
+    to 8999 (in UTC and in another zone), it must equal the conversion itself."""
+    rng = random.Random(15)
+    instants = [
+        datetime(2026, 3, 29, 0, 59, 59, 999_999, tzinfo=UTC),  # just before BST begins
+        datetime(2026, 3, 29, 1, 0, tzinfo=UTC),
+        datetime(2026, 10, 25, 0, 59, 59, 999_999, tzinfo=UTC),  # just before BST ends
+        datetime(2026, 10, 25, 1, 0, tzinfo=UTC),
+        datetime(2026, 6, 30, 22, 59, 59, 999_999, tzinfo=UTC),  # 23:59:59 BST
+        datetime(2026, 6, 30, 23, 0, tzinfo=UTC),  # local midnight in summer
+        datetime(1941, 5, 4, 0, 30, tzinfo=UTC),  # double summer time (UTC+2)
+        datetime(8998, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+        datetime(2026, 7, 1, 0, 30, tzinfo=timezone(timedelta(hours=5, minutes=30))),
+    ]
+    start = datetime(1900, 1, 1, tzinfo=UTC)
+    span = int((datetime(8999, 1, 1, tzinfo=UTC) - start).total_seconds())
+    instants += [start + timedelta(seconds=rng.randrange(span)) for _ in range(2000)]
+    for instant in instants + instants:  # the second time from what was kept
+        assert local_day(instant) == instant.astimezone(LONDON).date(), instant
