@@ -398,11 +398,15 @@ def _plan(events: Sequence[Event], service_level_seconds: float) -> Plan:
             transfers.append(event)
         elif type(event) in COMPLAINT_CLASSES:
             complaints.append(cast(ComplaintEvent, event))
-    pairs = sorted(spans.items())  # in key order: the locks are taken in it
+    # Not sorted: the store takes the pairs' locks in bucket order itself, and sorting a
+    # rebuild's 20,000 pairs here was a third of its applier's time.
     return Plan(
         contacts,
-        [ContactSpan(customer, area, first, last) for (customer, area), (first, last) in pairs],
-        [f"{customer}\x1f{area}" for (customer, area), _ in pairs],
+        [
+            ContactSpan(customer, area, first, last)
+            for (customer, area), (first, last) in spans.items()
+        ],
+        [f"{customer}\x1f{area}" for customer, area in spans],
         counts,
         stateless,
         stateful,

@@ -178,9 +178,10 @@ class Facts(StoreBase):
         space of its own), so a batch of any size holds at most that many: one lock
         per key filled PostgreSQL's shared lock table (max_locks_per_transaction x
         max_connections, 6,400 by default) once a rebuild's batch of 20,000 and a
-        live batch ran together. Taken in order, so batches never deadlock.
+        live batch ran together. Taken in bucket order (the statement's ORDER BY), so
+        batches never deadlock, whatever order the keys come in.
         """
-        ordered = sorted(set(keys))
+        ordered = list(keys)
         if ordered:
             await self._tx.execute(
                 "SELECT pg_advisory_xact_lock($2, b) FROM ("
