@@ -287,7 +287,7 @@ async def test_the_published_event_is_the_canonical_event(harness: Harness) -> N
     assert event.payload.service_area == "planning"
     assert b"SW1A" not in event.to_bytes()
     [[stored]] = harness.store.record_calls
-    assert stored == AcceptedRecord("crm", "good-1", event.event_id, stored.fingerprint)
+    assert stored == AcceptedRecord("crm", "good-1", str(event.event_id), stored.fingerprint)
 
 
 async def test_a_batch_with_nothing_readable_publishes_nothing(harness: Harness) -> None:
