@@ -395,26 +395,34 @@ def _source_of(record: RawRecord, authenticated_source: str | None) -> str | Rej
     return authenticated_source
 
 
-_VOCABULARY_FIELDS = ("channel", "service_area", "kind")
+# Spellings already folded, and to what: a publisher sends the same few again and again
+# (`Phone`, `Face-to-face`). Only spellings of known values are kept, and at most
+# `_FOLDED_MAX` of them, so unknown values cannot grow it.
+_FOLDED: dict[str, str] = {}
+_FOLDED_MAX = 4096
 
 
 def _normalise_vocabulary(record: RawRecord, vocabulary: Vocabulary) -> dict[str, str] | Rejected:
-    allowed = {
-        "channel": vocabulary.channels,
-        "service_area": vocabulary.service_areas,
-        "kind": vocabulary.kinds,
-    }
     values: dict[str, str] = {}
     errors: list[FieldError] = []
-    for name in _VOCABULARY_FIELDS:
+    for name, allowed in (
+        ("channel", vocabulary.channels),
+        ("service_area", vocabulary.service_areas),
+        ("kind", vocabulary.kinds),
+    ):
         raw = getattr(record, name, None)
         if raw is None:
             continue
-        folded = raw if raw in allowed[name] else fold(raw)  # most values arrive canonical
-        if folded in allowed[name]:
+        if raw in allowed:  # most values arrive canonical
+            values[name] = raw
+            continue
+        folded = _FOLDED.get(raw) or fold(raw)
+        if folded in allowed:
             values[name] = folded
+            if len(_FOLDED) < _FOLDED_MAX:
+                _FOLDED[raw] = folded
         else:
-            choices = ", ".join(sorted(allowed[name]))
+            choices = ", ".join(sorted(allowed))
             errors.append(FieldError(name, f"unknown value {raw!r}; expected one of: {choices}"))
     if errors:
         return Rejected(RejectionReason.UNKNOWN_VOCABULARY, tuple(errors))

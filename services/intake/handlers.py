@@ -240,7 +240,7 @@ class IntakeHandler:
         Duplicates are counted once the batch is published, so a batch that is
         retried record by record counts each once.
         """
-        identities = list(dict.fromkeys(identity_of(item) for item in checked))
+        identities = list(dict.fromkeys((c.source, c.record.idempotency_key) for c in checked))
         # One lookup for the batch, answered while the first chunk is built.
         lookup = asyncio.ensure_future(self._store.fingerprints(identities))
         outcomes: list[Fault | None] = [None] * len(checked)
