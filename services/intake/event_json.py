@@ -16,8 +16,9 @@ long way, through its validator, and compares them, for every record type. Shoul
 the events' fields change, this module refuses to import until it is brought in step.
 """
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 from pydantic_core import to_json
@@ -70,6 +71,8 @@ class EventShape(NamedTuple):
     schema_version: int
     # The payload's fields, in its model's order; each is a field of the raw record.
     payload_fields: tuple[str, ...]
+    # Their values out of a raw record's fields, as a tuple, in that order.
+    payload_values: Callable[[Mapping[str, Any]], tuple[Any, ...]]
 
 
 def _shape(record_class: type[RawRecord], event_class: type[ContactEvent]) -> EventShape:
@@ -79,7 +82,14 @@ def _shape(record_class: type[RawRecord], event_class: type[ContactEvent]) -> Ev
     payload_fields = tuple(getattr(payload_class, "model_fields", ()))
     if not payload_fields or not set(payload_fields) <= set(record_class.model_fields):
         raise RuntimeError(f"{event_class.__name__}'s payload is not {record_class.__name__}'s")
-    return EventShape(event_class, event_class.type_name(), event_class.version(), payload_fields)
+    values = itemgetter(*payload_fields)
+    return EventShape(
+        event_class,
+        event_class.type_name(),
+        event_class.version(),
+        payload_fields,
+        (lambda fields: (values(fields),)) if len(payload_fields) == 1 else values,
+    )
 
 
 SHAPES: Mapping[type[RawRecord], EventShape] = {
@@ -114,7 +124,8 @@ def write(
         if recorded_at.tzinfo is None:
             raise ValueError("recorded_at must be timezone-aware")
         recorded_at = recorded_at.astimezone(UTC)
-    values = {**vars(record), **vocabulary_values}
+    payload = dict(zip(shape.payload_fields, shape.payload_values(vars(record)), strict=True))
+    payload.update(vocabulary_values)  # fields of the payload: their places are kept
     document: dict[str, Any] = {
         "event_id": event_id,
         "event_type": shape.event_type,
@@ -126,6 +137,6 @@ def write(
         "correlation_id": name_uuid_text(f"{source}\n{record.correlation_id or record.contact_id}"),
         "causation_id": None,
         "contact_id": record.contact_id,
-        "payload": {name: values[name] for name in shape.payload_fields},
+        "payload": payload,
     }
     return to_json(document)
