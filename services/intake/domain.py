@@ -15,7 +15,6 @@ from typing import Any, NamedTuple
 from pydantic import TypeAdapter, ValidationError
 
 from services.intake import event_json
-from services.intake.event_json import EVENT_OF_RECORD
 from services.intake.identity import fingerprint_of_json
 from services.intake.records import RawContactRecord, RawRecord
 from shared.events.contacts import ContactEvent
@@ -49,8 +48,6 @@ _CUSTOMER_REF = re.compile(CUSTOMER_REF_PATTERN)
 
 _RECORD_ADAPTER: TypeAdapter[RawRecord] = TypeAdapter(RawContactRecord)
 _RECORD_VALIDATOR = _RECORD_ADAPTER.validator  # called straight, on the hot path
-
-__all__ = ["EVENT_OF_RECORD"]  # where it was before `event_json`
 
 
 class RejectionReason(StrEnum):
