@@ -452,10 +452,12 @@ async def measure_step(
         finally:
             await producer.stop()
         await poller
-        cpu = sampler.stop() if sampler is not None else None
+    # The CPU account ends once every group has caught up (or CATCH_UP_S passed): what a
+    # service did for the step after its records were counted is the step's cost too.
     lag_at_end, caught_up_s = await catch_up(
         system.infra.kafka_bootstrap, groups or {}, placed or {}
     )
+    cpu = sampler.stop() if sampler is not None else None
     latencies = [
         tracking.seen_at[d] - at for d, at in tracking.published_at.items() if d in tracking.seen_at
     ]
@@ -633,7 +635,10 @@ def report(steps: Sequence[Step], memory: dict[str, int | None], raw_rate: float
             )
     roles = sorted({role for s in steps for role in s.cpu_ms_per_contact()})
     if roles:
-        lines.append("CPU ms per counted contact (step's CPU seconds / records counted):")
+        lines.append(
+            "CPU ms per counted contact (CPU seconds from the step's start until every"
+            " group caught up / records counted):"
+        )
         heads = "  ".join(f"{role:>10}" for role in roles)
         lines.append(f"rate/s  {heads}       all  load avg")
         for s in steps:
