@@ -153,6 +153,7 @@ class Step:
     # committed, and the seconds until it had committed everything (None: not in time).
     lag_at_end: dict[str, int] = field(default_factory=dict)
     caught_up_s: dict[str, float | None] = field(default_factory=dict)
+    statements: list["Statement"] = field(default_factory=list)  # with --statements
 
     def cpu_ms_per_contact(self) -> dict[str, float]:
         if self.cpu is None or not self.counted:
@@ -170,6 +171,49 @@ class Step:
             and self.achieved >= ACHIEVED_SHARE * self.rate
             and self.latency.p99_ms < P99_LIMIT_SECONDS * 1000
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """One statement's share of a step's PostgreSQL time (pg_stat_statements)."""
+
+    calls: int
+    total_ms: float
+    rows: int
+    query: str  # the first characters, whitespace collapsed
+
+
+STATEMENTS_SHOWN = 15
+
+
+async def reset_statements(database_url: str) -> None:
+    """Zero pg_stat_statements (preloaded by `civicpulse.infra`), creating it if need be."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        await connection.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        await connection.execute("SELECT pg_stat_statements_reset()")
+    finally:
+        await connection.close()
+
+
+async def top_statements(database_url: str) -> list[Statement]:
+    """The statements that took the most execution time since `reset_statements`."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        rows = await connection.fetch(
+            """
+            SELECT calls, total_exec_time, rows, regexp_replace(query, '\\s+', ' ', 'g') AS q
+            FROM pg_stat_statements
+            WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+            ORDER BY total_exec_time DESC LIMIT $1
+            """,
+            STATEMENTS_SHOWN,
+        )
+    finally:
+        await connection.close()
+    return [
+        Statement(r["calls"], round(r["total_exec_time"], 1), r["rows"], r["q"][:110]) for r in rows
+    ]
 
 
 @dataclass
@@ -425,6 +469,7 @@ async def measure_step(
     sampler: CpuSampler | None = None,
     groups: dict[str, str] | None = None,
     placed: Offsets | None = None,
+    statements: bool = False,
 ) -> Step:
     headers = {"Authorization": f"Bearer {system.credentials.manager_token}"}
     tracking = Tracking()
@@ -444,6 +489,8 @@ async def measure_step(
         try:
             partitions = sorted(await producer.partitions_for(CONTACTS_RAW.name))
             records = build_records(plan, senders, partitions)
+            if statements:
+                await reset_statements(system.infra.database_url)
             if sampler is not None:
                 sampler.start()
             started = time.perf_counter()
@@ -458,6 +505,7 @@ async def measure_step(
         system.infra.kafka_bootstrap, groups or {}, placed or {}
     )
     cpu = sampler.stop() if sampler is not None else None
+    top = await top_statements(system.infra.database_url) if statements else []
     latencies = [
         tracking.seen_at[d] - at for d, at in tracking.published_at.items() if d in tracking.seen_at
     ]
@@ -487,6 +535,7 @@ async def measure_step(
         customers=len(set(senders)),
         lag_at_end=lag_at_end,
         caught_up_s=caught_up_s,
+        statements=top,
     )
 
 
@@ -628,6 +677,13 @@ def report(steps: Sequence[Step], memory: dict[str, int | None], raw_rate: float
                 f"  consumer lag once counted (records): {s.lag_at_end};"
                 f" at the end after (s): {s.caught_up_s}"
             )
+        if s.statements:
+            lines.append("  PostgreSQL's statements by execution time (calls, ms, rows):")
+        for statement in s.statements:
+            lines.append(
+                f"    {statement.calls:>6} {statement.total_ms:>9.0f} {statement.rows:>8}"
+                f"  {statement.query}"
+            )
         for stage, figures in s.stages.items():
             lines.append(
                 f"  {stage:<34} p50 {figures.p50_ms:>6.0f} ms  p99 {figures.p99_ms:>6.0f} ms"
@@ -734,6 +790,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="no warm-up and no ANALYZE before each step: a new database's first minutes",
     )
+    parser.add_argument(
+        "--statements",
+        action="store_true",
+        help="each step's top PostgreSQL statements by execution time (pg_stat_statements)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.rates, args.seconds, args.perf_records = "200,400", 10.0, 50_000
@@ -777,6 +838,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         sampler=cpu_sampler(system),
                         groups=groups,
                         placed=placed,
+                        statements=args.statements,
                     )
                 )
                 say(
