@@ -63,7 +63,7 @@ class InboundRecord(NamedTuple):
     """One consumed record, as bytes, with where it came from.
 
     A named tuple: one is built per record consumed, by every service, and a named
-    tuple is built in about a third of a frozen dataclass's time (bench/README.md).
+    tuple is built in less than half a frozen dataclass's time (bench/README.md).
     """
 
     value: bytes
