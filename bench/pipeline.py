@@ -109,6 +109,7 @@ CONTACTS_A_DAY = ((1, 0.60), (2, 0.25), (3, 0.10), (4, 0.05))
 ROUTE_SHARE = 0.8  # customers with a contact route on file
 WARM_UP = (1000, 10.0)  # rate/s and seconds of the unreported first step
 GIVE_UP_AFTER_S = 60.0
+NICENESS = 10  # for --nice
 CATCH_UP_S = 60.0  # how long the groups get to reach the topics' end after a step
 TICK_S = 0.01
 POLL_PERIOD_S = 0.05
@@ -791,6 +792,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="no warm-up and no ANALYZE before each step: a new database's first minutes",
     )
     parser.add_argument(
+        "--nice",
+        action="append",
+        default=[],
+        choices=[spec.name for spec in SERVICES],
+        help=f"run this service at niceness {NICENESS} (repeatable), e.g. feedback",
+    )
+    parser.add_argument(
         "--statements",
         action="store_true",
         help="each step's top PostgreSQL statements by execution time (pg_stat_statements)",
@@ -811,6 +819,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             preferred_ports=False,  # another stack on this machine may hold the usual ones
         )
         groups = {name: group for name, env in group_env.items() for group in env.values()}
+        for name in args.nice:
+            pid = system.services[name].pid
+            if pid is not None:
+                # An experiment, not a setting: on one shared machine, the services off
+                # the checkpoints' path yield the CPU to intake and metrics; their lag and
+                # catch-up are still measured and reported.
+                os.setpriority(os.PRIO_PROCESS, pid, NICENESS)
         try:
             customers = uuid.uuid4().hex[:6]
             first_day = FIRST_CHECKPOINT_DAY + timedelta(days=random.randrange(365))
@@ -867,6 +882,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "pipeline",
         {
             "seconds_per_step": args.seconds,
+            "nice": args.nice,
             "cold": args.cold,
             "steps": [
                 {
