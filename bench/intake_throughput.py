@@ -63,6 +63,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client import CollectorRegistry
 
+from bench.cpu_sampler import CpuSampler
 from bench.support import (
     BenchError,
     Endpoints,
@@ -88,7 +89,9 @@ BATCH_TIMEOUT_MS = 100  # as in `shared.kafka.batch_consumer_options`
 TUNABLE = tuple(field.name for field in dataclasses.fields(ClientTuning))
 PRODUCE_CHUNK = 5000  # sends in flight while pre-producing
 PROGRESS_EVERY_S = 2.0
-POLL_S = 0.02  # cheap polls: the figures' resolution
+POLL_S = 0.02  # polls near the end: the figures' resolution
+# Polls before the last tenth: each reads intake's counters, which costs intake time.
+EARLY_POLL_S = 0.1
 STALL_AFTER_S = 60.0  # no progress for this long: give up
 SCRATCH_PARTITIONS = CONTACTS_RAW.partitions
 IDENTIFIER_MAX = 128  # `shared.events.vocabulary.Identifier`
@@ -113,6 +116,9 @@ class Options:
     profile: Path | None
     variants: tuple[Variant, ...]
     batch_records: int = BATCH_RECORDS
+    # With `--sample FILE`: both paths' timed phases, sampled on CPU time.
+    sampler: CpuSampler | None = None
+    sample: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +226,13 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         help="write cProfile stats of the first intake phase to FILE (slows intake down)",
     )
     parser.add_argument(
+        "--sample",
+        type=Path,
+        metavar="FILE",
+        help="sample both paths' timed phases on CPU time (bench.cpu_sampler) and write "
+        "each one's functions by CPU per record to FILE",
+    )
+    parser.add_argument(
         "--tuning",
         type=variant,
         action="append",
@@ -238,7 +251,15 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         args.profile,
         variants,
         args.batch_records,
+        CpuSampler() if args.sample else None,
+        args.sample,
     )
+
+
+def sampled(options: Options, phase: str) -> contextlib.AbstractContextManager[None]:
+    if options.sampler is None:
+        return contextlib.nullcontext()
+    return options.sampler.phase(phase, records=options.records)
 
 
 # -- infrastructure -------------------------------------------------------------------
@@ -329,7 +350,7 @@ async def watch(
         if now - last_report >= PROGRESS_EVERY_S:
             last_report = now
             say(f"{label}: {count}/{total} after {now:.1f} s ({count / now:,.0f} records/s)")
-        await asyncio.sleep(POLL_S)
+        await asyncio.sleep(POLL_S if count >= 0.9 * total else EARLY_POLL_S)
 
 
 # -- records --------------------------------------------------------------------------
@@ -428,9 +449,10 @@ async def measure_plain(
                 forward(source, sink, topic_out, forwarded, len(records), options.batch_records)
             )
             try:
-                await watch_task(
-                    "plain loop", task, forwarded, len(records), clock, until=all_visible
-                )
+                with sampled(options, "plain loop"):
+                    await watch_task(
+                        "plain loop", task, forwarded, len(records), clock, until=all_visible
+                    )
             finally:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -573,7 +595,7 @@ async def measure_intake(
         handled = handled_counter(registry)
         async with app.router.lifespan_context(app):
             clock = Clock()
-            with profiled(profile):
+            with profiled(profile), sampled(options, "intake"):
                 await watch(
                     "intake",
                     handled,
@@ -730,8 +752,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         say(f"failed: {error}")
         return 1
     print(table(results))
+    if options.sampler is not None and options.sample is not None:
+        options.sampler.write(
+            options.sample,
+            {
+                "plain loop": mean_cpu_per_record([result.plain for result in results]),
+                "intake": mean_cpu_per_record([result.intake for result in results]),
+            },
+        )
+        say(f"CPU samples by function written to {options.sample}")
     print_summary("intake_throughput", figures(options, results))
     return 0
+
+
+def mean_cpu_per_record(measurements: Sequence[Measurement]) -> float:
+    return sum(m.cpu_seconds for m in measurements) / sum(m.records for m in measurements)
 
 
 if __name__ == "__main__":

@@ -82,8 +82,10 @@ from bench.support import (
     CpuAccount,
     CpuSampler,
     Endpoints,
+    Offsets,
     Percentiles,
     end_offsets,
+    groups_lag,
     infrastructure,
     infrastructure_pids,
     percentiles,
@@ -94,6 +96,7 @@ from bench.support import (
 from civicpulse import infra
 from civicpulse.stack import SERVICES, Credentials, RunningSystem, start_services
 from shared.kafka import ensure_topics
+from shared.partitioner import KafkaPartitioner
 from shared.topics import ALL_TOPICS, CONTACTS_RAW, DAY_MS, TopicSpec
 
 P99_LIMIT_SECONDS = 1.0
@@ -106,6 +109,8 @@ CONTACTS_A_DAY = ((1, 0.60), (2, 0.25), (3, 0.10), (4, 0.05))
 ROUTE_SHARE = 0.8  # customers with a contact route on file
 WARM_UP = (1000, 10.0)  # rate/s and seconds of the unreported first step
 GIVE_UP_AFTER_S = 60.0
+NICENESS = 10  # for --nice
+CATCH_UP_S = 60.0  # how long the groups get to reach the topics' end after a step
 TICK_S = 0.01
 POLL_PERIOD_S = 0.05
 LOCAL = ZoneInfo("Europe/London")  # metrics counts on local days
@@ -145,6 +150,11 @@ class Step:
     stages: dict[str, Percentiles] = field(default_factory=dict)  # with --trace
     cpu: CpuAccount | None = None  # CPU seconds per process over the step
     customers: int = 0  # the step's residents (`CONTACTS_A_DAY`)
+    # Each service's consumer group once the step was all counted: records not yet
+    # committed, and the seconds until it had committed everything (None: not in time).
+    lag_at_end: dict[str, int] = field(default_factory=dict)
+    caught_up_s: dict[str, float | None] = field(default_factory=dict)
+    statements: list["Statement"] = field(default_factory=list)  # with --statements
 
     def cpu_ms_per_contact(self) -> dict[str, float]:
         if self.cpu is None or not self.counted:
@@ -162,6 +172,49 @@ class Step:
             and self.achieved >= ACHIEVED_SHARE * self.rate
             and self.latency.p99_ms < P99_LIMIT_SECONDS * 1000
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """One statement's share of a step's PostgreSQL time (pg_stat_statements)."""
+
+    calls: int
+    total_ms: float
+    rows: int
+    query: str  # the first characters, whitespace collapsed
+
+
+STATEMENTS_SHOWN = 15
+
+
+async def reset_statements(database_url: str) -> None:
+    """Zero pg_stat_statements (preloaded by `civicpulse.infra`), creating it if need be."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        await connection.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        await connection.execute("SELECT pg_stat_statements_reset()")
+    finally:
+        await connection.close()
+
+
+async def top_statements(database_url: str) -> list[Statement]:
+    """The statements that took the most execution time since `reset_statements`."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        rows = await connection.fetch(
+            """
+            SELECT calls, total_exec_time, rows, regexp_replace(query, '\\s+', ' ', 'g') AS q
+            FROM pg_stat_statements
+            WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+            ORDER BY total_exec_time DESC LIMIT $1
+            """,
+            STATEMENTS_SHOWN,
+        )
+    finally:
+        await connection.close()
+    return [
+        Statement(r["calls"], round(r["total_exec_time"], 1), r["rows"], r["q"][:110]) for r in rows
+    ]
 
 
 @dataclass
@@ -232,37 +285,86 @@ def with_route(customer: int) -> bool:
     return int((customer + 1) * ROUTE_SHARE) > int(customer * ROUTE_SHARE)
 
 
-async def publish(bootstrap: str, plan: Plan, senders: Sequence[int], tracking: Tracking) -> None:
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One record of a step, built and serialised before the step starts."""
+
+    value: bytes
+    key: bytes
+    partition: int  # where the key's murmur2 hash puts it, as the producer would
+    checkpoint: date | None  # its day, for a checkpoint
+    contact_id: str
+
+
+def build_records(plan: Plan, senders: Sequence[int], partitions: Sequence[int]) -> list[Outgoing]:
+    """Every record of the step, serialised, so the step's CPU is the sending alone.
+
+    The records other than checkpoints are dated when they are built, moments before
+    the step (no more than its length before they are sent): today, as before.
+    """
     run = uuid.uuid4().hex[:8]
     rng = random.Random(run)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, linger_ms=5)
-    await producer.start()
+    partitioner = KafkaPartitioner()
+    records: list[Outgoing] = []
+    for n in range(plan.records):
+        day = None
+        if n % plan.every == 0 and n // plan.every < plan.checkpoints:
+            day = plan.first_day + timedelta(days=n // plan.every)
+            occurred = datetime.combine(day, datetime.min.time(), UTC) + timedelta(hours=12)
+        else:
+            occurred = datetime.now(UTC)
+        customer = customer_ref(senders[n], plan.customers)
+        key = f"{run}-{n}".encode()
+        records.append(
+            Outgoing(
+                value=record(run, n, occurred, customer, rng),
+                key=key,
+                partition=partitioner(key, list(partitions), list(partitions)),
+                checkpoint=day,
+                contact_id=f"pipebench-{run}-{n}",
+            )
+        )
+    return records
+
+
+async def publish(
+    producer: AIOKafkaProducer, plan: Plan, records: Sequence[Outgoing], tracking: Tracking
+) -> None:
+    """Send the step's records at its rate: each tick, what is due, one batch per partition.
+
+    A record's Kafka timestamp is taken as it joins its batch, and a checkpoint's
+    publish time just before: the latency is measured from the send, not the build.
+    """
     started = time.perf_counter()
     sent = 0
     pending: list[asyncio.Future[Any]] = []
-    try:
-        while sent < plan.records:
-            due = min(plan.records, int((time.perf_counter() - started) * plan.rate) + 1)
-            while sent < due:
-                if sent % plan.every == 0 and sent // plan.every < plan.checkpoints:
-                    day = plan.first_day + timedelta(days=sent // plan.every)
-                    occurred = datetime.combine(day, datetime.min.time(), UTC) + timedelta(hours=12)
-                    tracking.published_at[day] = time.perf_counter()
-                    tracking.published_wall[day] = time.time()
-                    tracking.contact_of[day] = f"pipebench-{run}-{sent}"
-                else:
-                    occurred = datetime.now(UTC)
-                    tracking.bulk_published += 1
-                customer = customer_ref(senders[sent], plan.customers)
-                value = record(run, sent, occurred, customer, rng)
+    while sent < plan.records:
+        due = min(plan.records, int((time.perf_counter() - started) * plan.rate) + 1)
+        batches: dict[int, Any] = {}
+        while sent < due:
+            outgoing = records[sent]
+            if outgoing.checkpoint is not None:
+                tracking.published_at[outgoing.checkpoint] = time.perf_counter()
+                tracking.published_wall[outgoing.checkpoint] = time.time()
+                tracking.contact_of[outgoing.checkpoint] = outgoing.contact_id
+            else:
+                tracking.bulk_published += 1
+            batch = batches.get(outgoing.partition)
+            if batch is None:
+                batch = batches[outgoing.partition] = producer.create_batch()
+            if batch.append(key=outgoing.key, value=outgoing.value, timestamp=None) is None:
                 pending.append(
-                    await producer.send(CONTACTS_RAW.name, value, key=f"{run}-{sent}".encode())
+                    await producer.send_batch(
+                        batch, CONTACTS_RAW.name, partition=outgoing.partition
+                    )
                 )
-                sent += 1
-            await asyncio.sleep(TICK_S)
-        await asyncio.gather(*pending)
-    finally:
-        await producer.stop()
+                batch = batches[outgoing.partition] = producer.create_batch()
+                batch.append(key=outgoing.key, value=outgoing.value, timestamp=None)
+            sent += 1
+        for partition, batch in batches.items():
+            pending.append(await producer.send_batch(batch, CONTACTS_RAW.name, partition=partition))
+        await asyncio.sleep(TICK_S)
+    await asyncio.gather(*pending)
 
 
 async def contacts_today(client: httpx.AsyncClient, today: date) -> int:
@@ -366,6 +468,9 @@ async def measure_step(
     *,
     trace: bool = False,
     sampler: CpuSampler | None = None,
+    groups: dict[str, str] | None = None,
+    placed: Offsets | None = None,
+    statements: bool = False,
 ) -> Step:
     headers = {"Authorization": f"Bearer {system.credentials.manager_token}"}
     tracking = Tracking()
@@ -378,13 +483,30 @@ async def measure_step(
         before: dict[date, float] = {}
         for window in checkpoint_days(plan):
             before |= await day_counts(client, window)
-        if sampler is not None:
-            sampler.start()
-        started = time.perf_counter()
-        poller = asyncio.create_task(poll(client, plan, tracking, today, baseline, before))
-        await publish(system.infra.kafka_bootstrap, plan, senders, tracking)
+        producer = AIOKafkaProducer(
+            bootstrap_servers=system.infra.kafka_bootstrap, enable_idempotence=True, linger_ms=5
+        )
+        await producer.start()
+        try:
+            partitions = sorted(await producer.partitions_for(CONTACTS_RAW.name))
+            records = build_records(plan, senders, partitions)
+            if statements:
+                await reset_statements(system.infra.database_url)
+            if sampler is not None:
+                sampler.start()
+            started = time.perf_counter()
+            poller = asyncio.create_task(poll(client, plan, tracking, today, baseline, before))
+            await publish(producer, plan, records, tracking)
+        finally:
+            await producer.stop()
         await poller
-        cpu = sampler.stop() if sampler is not None else None
+    # The CPU account ends once every group has caught up (or CATCH_UP_S passed): what a
+    # service did for the step after its records were counted is the step's cost too.
+    lag_at_end, caught_up_s = await catch_up(
+        system.infra.kafka_bootstrap, groups or {}, placed or {}
+    )
+    cpu = sampler.stop() if sampler is not None else None
+    top = await top_statements(system.infra.database_url) if statements else []
     latencies = [
         tracking.seen_at[d] - at for d, at in tracking.published_at.items() if d in tracking.seen_at
     ]
@@ -412,7 +534,28 @@ async def measure_step(
         stages=stages,
         cpu=cpu,
         customers=len(set(senders)),
+        lag_at_end=lag_at_end,
+        caught_up_s=caught_up_s,
+        statements=top,
     )
+
+
+async def catch_up(
+    bootstrap: str, groups: dict[str, str], placed: Offsets
+) -> tuple[dict[str, int], dict[str, float | None]]:
+    """Each group's lag now, and how long until it is at the end of its topics: whether
+    the services off the checkpoints' path (feedback, complaints) keep up with the rate,
+    rather than leaving the next step a backlog."""
+    began = time.perf_counter()
+    lag = await groups_lag(bootstrap, groups, placed)
+    caught_up: dict[str, float | None] = {n: 0.0 for n, behind in lag.items() if not behind}
+    while len(caught_up) < len(groups) and time.perf_counter() - began < CATCH_UP_S:
+        await asyncio.sleep(0.25)
+        waiting = {n: g for n, g in groups.items() if n not in caught_up}
+        for name, behind in (await groups_lag(bootstrap, waiting, placed)).items():
+            if not behind:
+                caught_up[name] = round(time.perf_counter() - began, 2)
+    return lag, {name: caught_up.get(name) for name in groups}
 
 
 async def give_contact_routes(system: RunningSystem, group: str, routed: Sequence[int]) -> None:
@@ -530,6 +673,18 @@ def report(steps: Sequence[Step], memory: dict[str, int | None], raw_rate: float
             f"{s.rate}/s: one poll sweep p50 {s.poll_sweep.p50_ms:.0f} ms,"
             f" p99 {s.poll_sweep.p99_ms:.0f} ms"
         )
+        if s.lag_at_end:
+            lines.append(
+                f"  consumer lag once counted (records): {s.lag_at_end};"
+                f" at the end after (s): {s.caught_up_s}"
+            )
+        if s.statements:
+            lines.append("  PostgreSQL's statements by execution time (calls, ms, rows):")
+        for statement in s.statements:
+            lines.append(
+                f"    {statement.calls:>6} {statement.total_ms:>9.0f} {statement.rows:>8}"
+                f"  {statement.query}"
+            )
         for stage, figures in s.stages.items():
             lines.append(
                 f"  {stage:<34} p50 {figures.p50_ms:>6.0f} ms  p99 {figures.p99_ms:>6.0f} ms"
@@ -537,7 +692,10 @@ def report(steps: Sequence[Step], memory: dict[str, int | None], raw_rate: float
             )
     roles = sorted({role for s in steps for role in s.cpu_ms_per_contact()})
     if roles:
-        lines.append("CPU ms per counted contact (step's CPU seconds / records counted):")
+        lines.append(
+            "CPU ms per counted contact (CPU seconds from the step's start until every"
+            " group caught up / records counted):"
+        )
         heads = "  ".join(f"{role:>10}" for role in roles)
         lines.append(f"rate/s  {heads}       all  load avg")
         for s in steps:
@@ -574,6 +732,12 @@ async def own_groups(bootstrap: str) -> dict[str, dict[str, str]]:
     """Each service's own consumer group, placed at the topics' current end: on a
     long-lived stack, an earlier backlog is not measured.
     """
+    env, _ = await placed_groups(bootstrap)
+    return env
+
+
+async def placed_groups(bootstrap: str) -> tuple[dict[str, dict[str, str]], Offsets]:
+    """`own_groups`, and the offsets every group was placed at."""
     await ensure_topics(bootstrap, ALL_TOPICS)
     ends = await end_offsets(bootstrap, [t.name for t in ALL_TOPICS])
     run = uuid.uuid4().hex[:8]
@@ -582,7 +746,7 @@ async def own_groups(bootstrap: str) -> dict[str, dict[str, str]]:
         group = f"pipebench-{spec.name}-{run}"
         await place_group(bootstrap, group, ends)
         env[spec.name] = {GROUP_SETTINGS[spec.name]: group}
-    return env
+    return env, ends
 
 
 @dataclass(frozen=True, slots=True)
@@ -627,20 +791,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="no warm-up and no ANALYZE before each step: a new database's first minutes",
     )
+    parser.add_argument(
+        "--nice",
+        action="append",
+        default=[],
+        choices=[spec.name for spec in SERVICES],
+        help=f"run this service at niceness {NICENESS} (repeatable), e.g. feedback",
+    )
+    parser.add_argument(
+        "--statements",
+        action="store_true",
+        help="each step's top PostgreSQL statements by execution time (pg_stat_statements)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.rates, args.seconds, args.perf_records = "200,400", 10.0, 50_000
     rates = [int(rate) for rate in args.rates.split(",")]
     steps: list[Step] = []
     with local_infra() as stack:
+        group_env, placed = asyncio.run(placed_groups(stack.kafka_bootstrap))
         system = start_services(
             stack,
             Path(tempfile.mkdtemp(prefix="cp-pipeline-")),
             Credentials(),
             say=say,
-            extra_env=asyncio.run(own_groups(stack.kafka_bootstrap)),
+            extra_env=group_env,
             preferred_ports=False,  # another stack on this machine may hold the usual ones
         )
+        groups = {name: group for name, env in group_env.items() for group in env.values()}
+        for name in args.nice:
+            pid = system.services[name].pid
+            if pid is not None:
+                # An experiment, not a setting: on one shared machine, the services off
+                # the checkpoints' path yield the CPU to intake and metrics; their lag and
+                # catch-up are still measured and reported.
+                os.setpriority(os.PRIO_PROCESS, pid, NICENESS)
         try:
             customers = uuid.uuid4().hex[:6]
             first_day = FIRST_CHECKPOINT_DAY + timedelta(days=random.randrange(365))
@@ -661,14 +846,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                     say(f"step {index + 1}/{len(rates)}: {rate} contacts/s for {seconds:.0f} s…")
                 step = asyncio.run(
                     measure_step(
-                        system, plan, senders, trace=args.trace, sampler=cpu_sampler(system)
+                        system,
+                        plan,
+                        senders,
+                        trace=args.trace,
+                        sampler=cpu_sampler(system),
+                        groups=groups,
+                        placed=placed,
+                        statements=args.statements,
                     )
                 )
                 say(
                     f"  counted {step.counted}/{step.records}, {step.never_seen} checkpoints never"
                     f" seen, achieved {step.achieved:.0f}/s, p50 {step.latency.p50_ms:.0f} ms,"
                     f" p99 {step.latency.p99_ms:.0f} ms ({step.latency.count} samples),"
-                    f" {len(set(senders))} customers"
+                    f" {len(set(senders))} customers; groups' lag then {step.lag_at_end},"
+                    f" at the end after {step.caught_up_s} s"
                 )
                 if index is None:
                     continue
@@ -689,6 +882,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "pipeline",
         {
             "seconds_per_step": args.seconds,
+            "nice": args.nice,
             "cold": args.cold,
             "steps": [
                 {

@@ -159,6 +159,33 @@ async def place_group(bootstrap: str, group_id: str, offsets: Offsets) -> None:
         await client.stop()
 
 
+async def groups_lag(bootstrap: str, groups: dict[str, str], placed: Offsets) -> dict[str, int]:
+    """Records each consumer group has yet to commit on the topics it consumes: name -> records.
+
+    The groups were placed (`place_group`) at `placed` on every topic; a topic the group
+    consumes is one where it has committed past that on some partition since (so
+    measure after the group has handled something of each of its topics).
+    """
+    lag: dict[str, int] = {}
+    client = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await client.start()
+    try:
+        async with admin_client(bootstrap) as admin:
+            for name, group in groups.items():
+                offsets = await admin.list_consumer_group_offsets(group)
+                consumed = {
+                    tp.topic for tp, meta in offsets.items() if meta.offset > placed.get(tp, 0)
+                }
+                committed = {tp: meta for tp, meta in offsets.items() if tp.topic in consumed}
+                ends = await client.end_offsets(list(committed)) if committed else {}
+                lag[name] = sum(
+                    max(0, ends[tp] - max(meta.offset, 0)) for tp, meta in committed.items()
+                )
+    finally:
+        await client.stop()
+    return lag
+
+
 # -- where the CPU goes ---------------------------------------------------------------
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100

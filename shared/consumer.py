@@ -32,7 +32,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -59,9 +59,12 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class InboundRecord:
-    """One consumed record, as bytes, with where it came from."""
+class InboundRecord(NamedTuple):
+    """One consumed record, as bytes, with where it came from.
+
+    A named tuple: one is built per record consumed, by every service, and a named
+    tuple is built in less than half a frozen dataclass's time (bench/README.md).
+    """
 
     value: bytes
     key: bytes | None
@@ -142,10 +145,10 @@ def inbound_records(message: KafkaMessage) -> list[InboundRecord]:
     records = raw if isinstance(raw, tuple | list) else (raw,)
     return [
         InboundRecord(
-            value=record.value or b"",
-            key=record.key,
-            position=SourcePosition(record.topic, record.partition, record.offset),
-            headers=tuple(record.headers or ()),
+            record.value or b"",
+            record.key,
+            SourcePosition(record.topic, record.partition, record.offset),
+            tuple(record.headers or ()),
         )
         for record in records
     ]

@@ -7,12 +7,14 @@ must be idempotent: they deduplicate on `event_id` or an idempotency key.
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import logging
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from types import MappingProxyType
+from typing import Any, Literal, NamedTuple
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -27,73 +29,15 @@ from faststream.security import BaseSecurity, SASLPlaintext, SASLScram512
 from prometheus_client import CollectorRegistry
 
 from shared.events import Event
+from shared.kafka_tuning import ClientTuning as ClientTuning
+from shared.kafka_tuning import Compression as Compression
 from shared.partitioner import KafkaPartitioner
-from shared.topics import MAX_MESSAGE_BYTES, TopicSpec
+from shared.topics import TopicSpec
 
 log = logging.getLogger(__name__)
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_SSL"]
 SaslMechanism = Literal["SCRAM-SHA-512", "PLAIN"]
-Compression = Literal["none", "gzip", "lz4", "zstd"]
-
-
-@dataclass(frozen=True, slots=True)
-class ClientTuning:
-    """How every CivicPulse producer batches and compresses, and every consumer fetches.
-
-    Chosen here once for all services; docs/production.md ("Kafka client
-    settings") gives the measurements behind each figure. The first three are
-    settings (`CIVICPULSE_KAFKA_LINGER_MS`, `_BATCH_BYTES`, `_COMPRESSION`).
-    """
-
-    # How long a producer holds a partition's batch open for more records. It is
-    # paid only when traffic is light (under load batches fill or wait for the
-    # one request in flight to each broker anyway): at most 5 ms a hop, against a
-    # pipeline p99 budget of 1 s.
-    linger_ms: int = 5
-    # aiokafka buffers ONE batch per partition; when it fills, `send` waits until
-    # it has gone. At Kafka's 16 KiB default, intake's batch of 500 records
-    # (about 50 KiB a partition) took three round trips to the broker; 256 KiB
-    # takes one. aiokafka counts this uncompressed, so a batch always fits the
-    # topics' 1 MiB `max.message.bytes`, compressed or not.
-    batch_bytes: int = 256 * 1024
-    # "lz4" costs little CPU for JSON that shrinks about 4x on the forever-kept
-    # topics and the network; "gzip" (level 9 in aiokafka) costs much more. lz4
-    # and zstd need `cramjam` (aiokafka's extra, in pyproject.toml).
-    compression: Compression = "lz4"
-    # With fetch.min.bytes at 1 the broker answers a fetch as soon as there is
-    # anything: this is only how long an idle long poll lasts, never a delay.
-    fetch_max_wait_ms: int = 500
-    # Per partition and per fetch: a whole record batch of the largest size a
-    # topic takes, and about 2,500 raw records, five batches of 500 buffered.
-    max_partition_fetch_bytes: int = MAX_MESSAGE_BYTES
-    # Per fetch response: enough for 16 partitions' worth at once (a consumer of
-    # three six-partition topics), where aiokafka's 50 MiB would let a lagging
-    # consumer buffer far more than it can handle in a poll interval.
-    fetch_max_bytes: int = 16 * MAX_MESSAGE_BYTES
-
-    def producer_options(self) -> dict[str, Any]:
-        """aiokafka (and faststream) producer keyword arguments."""
-        return {
-            "enable_idempotence": True,  # implies acks="all"; no duplicates on retry
-            "linger_ms": self.linger_ms,
-            "max_batch_size": min(self.batch_bytes, MAX_MESSAGE_BYTES),
-            # One record up to the topics' limit still travels alone.
-            "max_request_size": MAX_MESSAGE_BYTES,
-            "compression_type": None if self.compression == "none" else self.compression,
-        }
-
-    def consumer_options(self) -> dict[str, Any]:
-        """aiokafka consumer (and faststream subscriber) keyword arguments.
-
-        `max_poll_records` is left unset: every consumer passes its own batch
-        size (`max_records`) to each `getmany`.
-        """
-        return {
-            "fetch_max_wait_ms": self.fetch_max_wait_ms,
-            "max_partition_fetch_bytes": self.max_partition_fetch_bytes,
-            "fetch_max_bytes": self.fetch_max_bytes,
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,12 +246,20 @@ async def ensure_topics(
         await admin.close()
 
 
-@dataclass(frozen=True, slots=True)
-class OutgoingRecord:
+class OutgoingRecord(NamedTuple):  # a tuple: intake builds one per record
     topic: str
     key: bytes
     value: bytes
-    headers: dict[str, str]
+    headers: Mapping[str, str]
+
+
+@functools.cache
+def event_headers(event_class: type[Event]) -> Mapping[str, str]:
+    """An event class's headers, one read-only mapping for all its records: `dispatch`
+    encodes each mapping once a call, not once a record."""
+    return MappingProxyType(
+        {"event_type": event_class.type_name(), "schema_version": str(event_class.version())}
+    )
 
 
 def event_record(event: Event, topic: TopicSpec, *, value: bytes | None = None) -> OutgoingRecord:
@@ -316,10 +268,10 @@ def event_record(event: Event, topic: TopicSpec, *, value: bytes | None = None) 
     `value` is the event's `to_bytes()` when the caller has it already.
     """
     return OutgoingRecord(
-        topic=topic.name,
-        key=event.key.encode(),
-        value=event.to_bytes() if value is None else value,
-        headers={"event_type": event.event_type, "schema_version": str(event.schema_version)},
+        topic.name,
+        event.key.encode(),
+        event.to_bytes() if value is None else value,
+        dict(event_headers(type(event))),  # a dict of its own: callers may write it out as JSON
     )
 
 
@@ -370,27 +322,31 @@ class BulkProducer:
         partitions: dict[str, list[int]] = {}
         filling: dict[tuple[str, int], BatchBuilder] = {}
         full: list[tuple[str, int, BatchBuilder]] = []
-        for record in records:
-            topic = record.topic
+        encoded: dict[int, list[tuple[str, bytes]]] = {}  # by the headers mapping's id
+        for topic, key, value, header_map in records:
             if (all_partitions := partitions.get(topic)) is None:
                 # As `AIOKafkaProducer._partition` lists them, for the partitioner.
                 all_partitions = partitions[topic] = list(
                     await self._producer.partitions_for(topic)
                 )
-            partition = self._partitioner(record.key, all_partitions, all_partitions)
-            headers = [(name, value.encode()) for name, value in record.headers.items()]
-            self._check_size(record, headers)
+            partition = self._partitioner(key, all_partitions, all_partitions)
+            if (headers := encoded.get(id(header_map))) is None:
+                # `records` holds every mapping until the call ends, so ids are not reused.
+                headers = encoded[id(header_map)] = [
+                    (name, text.encode()) for name, text in header_map.items()
+                ]
             batch = filling.get((topic, partition))
             if (
                 batch is None
-                or batch.append(timestamp=None, key=record.key, value=record.value, headers=headers)
-                is None
+                or batch.append(timestamp=None, key=key, value=value, headers=headers) is None
             ):
+                # Only a batch's first record can be over the limit: a batch is smaller.
+                self._check_size(topic, key, value, headers)
                 if batch is not None:
                     full.append((topic, partition, batch))
                 batch = filling[topic, partition] = self._producer.create_batch()
                 # A new batch always takes its first record, whatever its size.
-                batch.append(timestamp=None, key=record.key, value=record.value, headers=headers)
+                batch.append(timestamp=None, key=key, value=value, headers=headers)
         full += [(topic, partition, batch) for (topic, partition), batch in filling.items()]
         sends = []
         for topic, partition, batch in full:
@@ -398,12 +354,14 @@ class BulkProducer:
             sends.append(await self._producer.send_batch(batch, topic, partition=partition))
         return _all_of(sends)
 
-    def _check_size(self, record: OutgoingRecord, headers: list[tuple[str, bytes]]) -> None:
+    def _check_size(
+        self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]
+    ) -> None:
         """`send`'s own refusal of a record too large for one request."""
-        size = DefaultRecordBatchBuilder.estimate_size_in_bytes(record.key, record.value, headers)
+        size = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers)
         if size > self._max_request_size:
             raise MessageSizeTooLargeError(
-                f"a record of {size} bytes for {record.topic} is over the "
+                f"a record of {size} bytes for {topic} is over the "
                 f"{self._max_request_size}-byte request limit"
             )
 
@@ -429,7 +387,11 @@ async def dispatch_records(
         return await target.dispatch(records)
     confirmations = [
         await target.publish(
-            record.value, record.topic, key=record.key, headers=record.headers, no_confirm=True
+            record.value,
+            record.topic,
+            key=record.key,
+            headers=dict(record.headers),
+            no_confirm=True,
         )
         for record in records
     ]

@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Sequence
 
 import asyncpg
@@ -40,6 +41,10 @@ from shared.parked import (
 from shared.postgres import Connection
 
 log = logging.getLogger(__name__)
+# While rows flow, the backlog and parked gauges are read at most this often: their two
+# counts, each on a pool connection of its own (a round trip, then asyncpg's reset),
+# were four of the ten round trips of every round.
+GAUGE_PERIOD_SECONDS = 1.0
 
 
 def _lock_id(service: str) -> int:
@@ -214,13 +219,16 @@ class OutboxRelay:
     async def run(self) -> None:
         listener = await self._pool.acquire()
         await listener.add_listener(outbox_channel(self._service), self._on_notify)
+        gauges_due = 0.0
         try:
             while not self._stopping:
                 try:
                     published = await self.publish_pending()
-                    if self._metrics:
+                    # Always before the relay idles, so the gauges never stay stale.
+                    if self._metrics and (published == 0 or time.monotonic() >= gauges_due):
                         self._metrics.backlog.set(await self.backlog())
                         self._metrics.parked.set(await self.parked())
+                        gauges_due = time.monotonic() + GAUGE_PERIOD_SECONDS
                 except Exception as error:
                     if not is_transient(error):
                         log.exception("outbox relay of %s failed", self._service)

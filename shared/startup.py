@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from shared.events.envelope import utc_now
 from shared.http import add_operational_routes
-from shared.kafka import ensure_topics, make_broker
+from shared.kafka import BulkProducer, ensure_topics, make_broker
 from shared.outbox import OutboxMetrics, OutboxRelay
 from shared.parked import RetryPolicy
 from shared.postgres import create_pool, migrate, migrate_as_owner
@@ -68,11 +68,12 @@ class Wiring(Generic[S]):
     def timer_metrics(self) -> TimerMetrics:
         return TimerMetrics(self.registry, self.service)
 
-    def outbox_relay(self, pool: asyncpg.Pool) -> OutboxRelay:
-        """The service's relay: through its broker, with the shared retry and parking rules."""
+    def outbox_relay(self, pool: asyncpg.Pool, producer: BulkProducer | None = None) -> OutboxRelay:
+        """The service's relay, with the shared retry and parking rules: through `producer`
+        when given (aiokafka's own send, for a high-volume outbox), else the broker."""
         return OutboxRelay(
             pool,
-            self.broker,
+            producer or self.broker,
             self.service,
             metrics=self.outbox_metrics,
             batch_size=self.settings.outbox_batch_size,

@@ -59,6 +59,7 @@ from shared.http import (
     openapi_body_schema,
     parse_json_body,
 )
+from shared.kafka import BulkProducer
 from shared.outbox import OutboxRelay
 from shared.page_guards import guard_pages, parse_rate_limit
 from shared.startup import AppOptions, Wiring
@@ -120,7 +121,11 @@ def create_app(settings: FeedbackSettings | None = None, **options: Unpack[AppOp
             ignore=ignored_contact,
         )
         scheduler = wiring.timer_scheduler(pool, handler.fire, fire_batch=handler.fire_many)
-        relay = wiring.outbox_relay(pool)
+        # A request sent is two outbox rows (the event and the Notify message): through
+        # faststream's publish they were about a sixth of the service's profile at 2,000/s.
+        producer = BulkProducer(settings.kafka, client_id=SERVICE)
+        await producer.start()
+        relay = wiring.outbox_relay(pool, producer)
         running["customers"] = CustomerHandler(store, links=links, metrics=metrics, clock=clock)
         running["deliveries"] = DeliveryStatusHandler(
             DeliveryStore(pool), metrics=delivery_metrics, clock=clock
@@ -141,9 +146,11 @@ def create_app(settings: FeedbackSettings | None = None, **options: Unpack[AppOp
             FEEDBACK.name,
             NOTIFICATIONS.name,
         )
-        # On the way out: stop consuming, drain the relay, stop the producer.
+        # On the way out: stop consuming, drain the relay, stop the producers.
         async with loops.serving(
-            consumers=[broker], producers=[broker.stop], then_close=[wiring.close_pool]
+            consumers=[broker],
+            producers=[producer.stop, broker.stop],
+            then_close=[wiring.close_pool],
         ):
             yield
 

@@ -14,25 +14,11 @@ from typing import Any, NamedTuple
 
 from pydantic import TypeAdapter, ValidationError
 
-from services.intake.identity import fingerprint_of_json, name_uuid_text
-from services.intake.records import (
-    RawCallAbandoned,
-    RawContactReceived,
-    RawContactRecord,
-    RawContactResolved,
-    RawContactTransferred,
-    RawMysteryShopAssessed,
-    RawRecord,
-)
-from shared.events.contacts import (
-    CallAbandoned,
-    ContactEvent,
-    ContactReceived,
-    ContactResolved,
-    ContactTransferred,
-    MysteryShopAssessed,
-)
-from shared.events.vocabulary import CUSTOMER_REF_PATTERN, Channel, ContactKind
+from services.intake import event_json
+from services.intake.identity import fingerprint_of_json
+from services.intake.records import RawContactRecord, RawRecord
+from shared.events.contacts import ContactEvent
+from shared.events.vocabulary import CUSTOMER_REF_PATTERN, Channel, ContactKind, ServiceArea
 
 # Fields that carry a person's identity. They never reach an event topic:
 # intake drops them (and counts that it did) rather than losing the contact.
@@ -62,15 +48,6 @@ _CUSTOMER_REF = re.compile(CUSTOMER_REF_PATTERN)
 
 _RECORD_ADAPTER: TypeAdapter[RawRecord] = TypeAdapter(RawContactRecord)
 _RECORD_VALIDATOR = _RECORD_ADAPTER.validator  # called straight, on the hot path
-
-# The canonical event each kind of raw record becomes.
-EVENT_OF_RECORD: Mapping[type[RawRecord], type[ContactEvent]] = {
-    RawContactReceived: ContactReceived,
-    RawContactTransferred: ContactTransferred,
-    RawContactResolved: ContactResolved,
-    RawCallAbandoned: CallAbandoned,
-    RawMysteryShopAssessed: MysteryShopAssessed,
-}
 
 
 class RejectionReason(StrEnum):
@@ -116,13 +93,24 @@ class Rejected:
 # Accepted and Checked are named tuples: immutable like a frozen dataclass, but built
 # in a third of the time (each is built once a record, on the hot path).
 class Accepted(NamedTuple):
-    event: ContactEvent
+    """A record's canonical event, as the JSON that is published (`event_json`)."""
+
+    event_class: type[ContactEvent]
+    event_id: str  # as the JSON has it
+    contact_id: str  # the event's key
     source: str
     idempotency_key: str
     fingerprint: str
     stripped_fields: tuple[str, ...]
     # The event's canonical JSON, serialised once: published as it is.
     value: bytes
+
+    @property
+    def event(self) -> ContactEvent:
+        """The event, read back from its JSON (not on the hot path: for tests and callers
+        that want the model)."""
+        event: ContactEvent = self.event_class.__pydantic_validator__.validate_json(self.value)
+        return event
 
 
 class Checked(NamedTuple):
@@ -141,11 +129,26 @@ class Checked(NamedTuple):
         return self.record.idempotency_key
 
 
+_SERVICE_AREA: TypeAdapter[str] = TypeAdapter(ServiceArea)
+
+
 @dataclass(frozen=True, slots=True)
 class Vocabulary:
+    """The values each vocabulary field may take, canonical: as events carry them
+    (events are written without validating them again, `event_json`)."""
+
     service_areas: frozenset[str]
     channels: frozenset[str] = frozenset(Channel)
     kinds: frozenset[str] = frozenset(ContactKind)
+
+    def __post_init__(self) -> None:
+        for area in self.service_areas:
+            try:
+                _SERVICE_AREA.validate_python(area, strict=True)
+            except ValidationError as error:
+                raise ValueError(f"service area {area!r} is not one events can carry") from error
+        if not self.channels <= set(Channel) or not self.kinds <= set(ContactKind):
+            raise ValueError("channels and kinds must be the events' own values")
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,15 +334,26 @@ def _check(
 
 def accept(checked: Checked) -> Accepted:
     """A checked record's canonical event, serialised once and fingerprinted from those bytes."""
-    event = _to_event(checked)
-    value = event.to_bytes()
+    record, source = checked.record, checked.source
+    shape = event_json.shape_of(record)
+    event_id = event_json.event_id_text(source, record.idempotency_key)
+    value = event_json.write(
+        record,
+        shape,
+        event_id=event_id,
+        source=source,
+        recorded_at=checked.recorded_at,
+        vocabulary_values=checked.vocabulary_values,
+    )
     return Accepted(
-        event=event,
-        source=checked.source,
-        idempotency_key=checked.record.idempotency_key,
-        fingerprint=fingerprint_of_json(value),
-        stripped_fields=checked.stripped_fields,
-        value=value,
+        shape.event_class,
+        event_id,
+        record.contact_id,
+        source,
+        record.idempotency_key,
+        fingerprint_of_json(value),
+        checked.stripped_fields,
+        value,
     )
 
 
@@ -378,64 +392,35 @@ def _source_of(record: RawRecord, authenticated_source: str | None) -> str | Rej
     return authenticated_source
 
 
-_VOCABULARY_FIELDS = ("channel", "service_area", "kind")
+# Spellings already folded, and to what: a publisher sends the same few again and again
+# (`Phone`, `Face-to-face`). Only spellings of known values are kept, and at most
+# `_FOLDED_MAX` of them, so unknown values cannot grow it.
+_FOLDED: dict[str, str] = {}
+_FOLDED_MAX = 4096
 
 
 def _normalise_vocabulary(record: RawRecord, vocabulary: Vocabulary) -> dict[str, str] | Rejected:
-    allowed = {
-        "channel": vocabulary.channels,
-        "service_area": vocabulary.service_areas,
-        "kind": vocabulary.kinds,
-    }
     values: dict[str, str] = {}
     errors: list[FieldError] = []
-    for name in _VOCABULARY_FIELDS:
+    for name, allowed in (
+        ("channel", vocabulary.channels),
+        ("service_area", vocabulary.service_areas),
+        ("kind", vocabulary.kinds),
+    ):
         raw = getattr(record, name, None)
         if raw is None:
             continue
-        folded = raw if raw in allowed[name] else fold(raw)  # most values arrive canonical
-        if folded in allowed[name]:
+        if raw in allowed:  # most values arrive canonical
+            values[name] = raw
+            continue
+        folded = _FOLDED.get(raw) or fold(raw)
+        if folded in allowed:
             values[name] = folded
+            if len(_FOLDED) < _FOLDED_MAX:
+                _FOLDED[raw] = folded
         else:
-            choices = ", ".join(sorted(allowed[name]))
+            choices = ", ".join(sorted(allowed))
             errors.append(FieldError(name, f"unknown value {raw!r}; expected one of: {choices}"))
     if errors:
         return Rejected(RejectionReason.UNKNOWN_VOCABULARY, tuple(errors))
     return values
-
-
-def _correlation_id(record: RawRecord, source: str) -> str:
-    # One id for everything about a contact, unless the publisher chose its own.
-    return name_uuid_text(f"{source}\n{record.correlation_id or record.contact_id}")
-
-
-# Fields of a raw record that go into the envelope (or nowhere), not the payload.
-_NOT_PAYLOAD = frozenset(
-    {"idempotency_key", "source", "contact_id", "occurred_at", "correlation_id", "record_type"}
-)
-
-
-def _to_event(checked: Checked) -> ContactEvent:
-    # Validated, not `model_construct`ed: in pydantic 2.13 validation (in Rust) takes
-    # about 3 us an event, construction (in Python) about 5 us.
-    record, source = checked.record, checked.source
-    envelope: dict[str, Any] = {
-        # `identity.event_id_for`, as text: pydantic makes it the UUID.
-        "event_id": name_uuid_text(f"{source}\n{record.idempotency_key}"),
-        "occurred_at": record.occurred_at,
-        "recorded_at": checked.recorded_at,
-        "source": source,
-        "correlation_id": _correlation_id(record, source),
-        "contact_id": record.contact_id,
-    }
-    # The validated fields as they are (`model_dump` would copy them the slow way:
-    # the raw records' fields are plain values, a dict at most).
-    fields = {name: value for name, value in vars(record).items() if name not in _NOT_PAYLOAD}
-    fields.update(checked.vocabulary_values)
-    event_class = EVENT_OF_RECORD.get(type(record))
-    if event_class is None:
-        raise TypeError(f"no event for {type(record).__name__}")
-    envelope["payload"] = fields
-    # `model_validate` without its wrapper's keyword handling: the same validator.
-    event: ContactEvent = event_class.__pydantic_validator__.validate_python(envelope)
-    return event

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import inspect
 import json
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -287,7 +288,7 @@ async def test_the_published_event_is_the_canonical_event(harness: Harness) -> N
     assert event.payload.service_area == "planning"
     assert b"SW1A" not in event.to_bytes()
     [[stored]] = harness.store.record_calls
-    assert stored == AcceptedRecord("crm", "good-1", event.event_id, stored.fingerprint)
+    assert stored == AcceptedRecord("crm", "good-1", str(event.event_id), stored.fingerprint)
 
 
 async def test_a_batch_with_nothing_readable_publishes_nothing(harness: Harness) -> None:
@@ -793,3 +794,33 @@ async def test_issue_9_poison_records_are_dead_lettered_and_the_next_record_publ
 
 def test_intake_counts_every_error_type_the_shared_consumer_gives() -> None:
     assert set(SHARED_ERROR_TYPES) <= set(RejectionReason)
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        ["one", "two", "three"],
+        ["line\nbreak", "plain"],  # cannot go as lines: sent as an array
+        [""],  # one empty text would split into no lines at all
+        ["", "after"],
+        ["before", ""],
+        ["\n", "\n\n"],
+    ],
+)
+async def test_the_store_keeps_and_finds_every_key_whatever_its_text(
+    backend: IntakeBackend, keys: list[str]
+) -> None:
+    """The store sends a column as one text of lines when it can (`store._lines`): keys
+    no raw record could carry are still stored and found exactly, never split or lost."""
+    await backend.reset()
+    records = [
+        AcceptedRecord("crm", key, str(uuid.uuid5(uuid.NAMESPACE_URL, key)), f"fp-{n}")
+        for n, key in enumerate(keys)
+    ]
+    async with backend.store.recording() as recording:
+        recording.add(records)
+
+    found = await backend.store.fingerprints([("crm", key) for key in [*keys, "absent"]])
+
+    assert found == {("crm", key): f"fp-{n}" for n, key in enumerate(keys)}
+    assert await backend.stored_keys() == {("crm", key) for key in keys}
