@@ -17,7 +17,8 @@ Produces `--events` ContactReceived events (enquiries on the non-phone channels,
 Both rates run from the first batch committed to the last, so start-up and group
 joins do not count. Each of `--rounds` (3) produces its own events; the order of the
 two runs alternates between rounds, and the median and lowest of the rounds' ratios
-are printed beside the median CPU ratio. The two results are compared (same counters,
+are printed beside the median CPU ratio; the first half's tables are vacuumed before
+the second half runs. The two results are compared (same counters,
 or the run fails), and the ratio service/plain is printed against the issue's target
 (0.8).
 
