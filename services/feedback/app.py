@@ -50,7 +50,7 @@ from services.feedback.views import (
 )
 from shared.api_keys import authenticated_source
 from shared.consumer import ConsumerSettings, subscribe_events
-from shared.events.vocabulary import CUSTOMER_REF_PATTERN, CaseType
+from shared.events.vocabulary import CUSTOMER_REF_PATTERN, SERVICE_AREA_PATTERN, CaseType
 from shared.http import (
     MalformedBodyError,
     add_component_schemas,
@@ -214,7 +214,11 @@ def create_app(settings: FeedbackSettings | None = None, **options: Unpack[AppOp
     async def latest_comments(
         _: Annotated[str, Depends(caller)],
         limit: Annotated[int, Query(ge=1, le=500, description="How many, newest first.")] = 20,
-        service_area: Annotated[str | None, Query(max_length=64)] = None,
+        # The events' own pattern: a value no event could carry is refused with a 422
+        # naming the field, before it reaches PostgreSQL (which refuses a NUL byte).
+        service_area: Annotated[
+            str | None, Query(pattern=SERVICE_AREA_PATTERN, description="Only this service area.")
+        ] = None,
     ) -> Comments:
         kept = await customers().latest_comments(limit, service_area)
         return Comments(comments=[views.comment(c) for c in kept])

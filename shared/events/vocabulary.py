@@ -67,10 +67,11 @@ Slug = Annotated[
         description="Lower-case identifier from a configured vocabulary.",
     ),
 ]
+SERVICE_AREA_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 ServiceArea = Annotated[
     str,
     Field(
-        pattern=r"^[a-z][a-z0-9_]{0,62}$",
+        pattern=SERVICE_AREA_PATTERN,
         description="Service area from the council's vocabulary (shared/vocabulary.yaml).",
         examples=["planning", "waste"],
     ),

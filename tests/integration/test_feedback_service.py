@@ -259,6 +259,21 @@ async def test_customer_endpoints_need_the_api_key_and_a_valid_reference(
     assert json.dumps(no_route.json()).count("give an email address or a mobile number") == 1
 
 
+async def test_comments_refuse_a_service_area_no_event_could_carry_and_filter_a_valid_one(
+    feedback: RunningService,
+) -> None:
+    """A NUL byte once reached PostgreSQL from GET /v1/comments and answered 500 (found by
+    schemathesis): hostile input gets a 422 naming the field, never a 500."""
+    hostile = [("service_area", v) for v in ("\x00", "Waste", "a" * 64, "waste;drop")]
+    answers = [await feedback.client.get("/v1/comments", params=[p]) for p in hostile]
+    valid = await feedback.client.get("/v1/comments", params={"service_area": "no_such_area"})
+
+    assert [a.status_code for a in answers] == [422] * len(hostile)
+    assert all(a.json()["detail"][0]["loc"] == ["query", "service_area"] for a in answers)
+    assert valid.status_code == 200
+    assert valid.json() == {"comments": []}
+
+
 async def test_a_resident_stops_surveys_from_the_answer_page_and_is_not_surveyed_again(
     feedback: RunningService, kafka_bootstrap: str
 ) -> None:
