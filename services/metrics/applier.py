@@ -59,10 +59,7 @@ from shared.events.complaints import (
     ComplaintEvent,
     ComplaintOpened,
 )
-from shared.events.contacts import (
-    ContactReceived,
-    ContactTransferred,
-)
+from shared.events.contacts import ContactReceived, ContactTransferred
 from shared.events.metrics import SurgeDetected, SurgeDetectedPayload
 
 SURGE_NAMESPACE = uuid.UUID("0f4c1f8e-4a53-4d7e-9a44-6d2f3f3c9b61")
@@ -110,13 +107,7 @@ class ConsumerMetrics:
 class BatchApplier:
     """Applies batches of events to one generation's aggregates."""
 
-    def __init__(
-        self,
-        *,
-        rules: Rules,
-        clock: Clock,
-        publish_surges: bool,
-    ) -> None:
+    def __init__(self, *, rules: Rules, clock: Clock, publish_surges: bool) -> None:
         self._rules = rules
         self._clock = clock
         self._publish_surges = publish_surges
