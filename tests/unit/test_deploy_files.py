@@ -241,6 +241,18 @@ def test_compose_file_follows_the_compose_spec_without_a_version_key() -> None:
     assert {"kafka", "postgres", "intake", "prometheus", "grafana"} <= set(compose["services"])
 
 
+def test_services_off_the_kpi_path_get_a_lower_cpu_share_than_intake_and_metrics() -> None:
+    """docs/production.md, "CPU priority": complaints and feedback yield the CPU to the
+    services between a contact and its KPI (compose's default share is 1,024)."""
+    services = _built_services()
+    share = {name: services[name].get("cpu_shares", 1024) for name in BUILT_SERVICES}
+
+    on_path = {share["intake"], share["metrics"]}
+    off_path = {share[name] for name in BUILT_SERVICES if name not in ("intake", "metrics")}
+    assert on_path == {1024}
+    assert off_path and max(off_path) < min(on_path), share
+
+
 def test_intake_is_built_from_the_dockerfile() -> None:
     assert "intake" in BUILT_SERVICES
     assert DOCKERFILE.is_file()
