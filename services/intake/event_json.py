@@ -16,9 +16,8 @@ long way, through its validator, and compares them, for every record type. Shoul
 the events' fields change, this module refuses to import until it is brought in step.
 """
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from operator import itemgetter
 from typing import Any, NamedTuple
 
 from pydantic_core import to_json
@@ -71,8 +70,10 @@ class EventShape(NamedTuple):
     schema_version: int
     # The payload's fields, in its model's order; each is a field of the raw record.
     payload_fields: tuple[str, ...]
-    # Their values out of a raw record's fields, as a tuple, in that order.
-    payload_values: Callable[[Mapping[str, Any]], tuple[Any, ...]]
+    # What `write` leaves out of the raw record's fields to make the payload (as
+    # `to_json`'s `exclude`): the raw record holds the payload's fields in the payload's
+    # order, so its fields, as they are, less these, are the payload.
+    exclude: Mapping[str, set[str]]
 
 
 def _shape(record_class: type[RawRecord], event_class: type[ContactEvent]) -> EventShape:
@@ -80,15 +81,17 @@ def _shape(record_class: type[RawRecord], event_class: type[ContactEvent]) -> Ev
         raise RuntimeError(f"{event_class.__name__}'s fields changed: update {__name__}")
     payload_class = event_class.model_fields["payload"].annotation
     payload_fields = tuple(getattr(payload_class, "model_fields", ()))
-    if not payload_fields or not set(payload_fields) <= set(record_class.model_fields):
+    record_fields = tuple(record_class.model_fields)
+    if not payload_fields or not set(payload_fields) <= set(record_fields):
         raise RuntimeError(f"{event_class.__name__}'s payload is not {record_class.__name__}'s")
-    values = itemgetter(*payload_fields)
+    if tuple(name for name in record_fields if name in payload_fields) != payload_fields:
+        raise RuntimeError(f"{record_class.__name__}'s fields are not in its payload's order")
     return EventShape(
         event_class,
         event_class.type_name(),
         event_class.version(),
         payload_fields,
-        (lambda fields: (values(fields),)) if len(payload_fields) == 1 else values,
+        {"payload": set(record_fields) - set(payload_fields)},
     )
 
 
@@ -124,8 +127,10 @@ def write(
         if recorded_at.tzinfo is None:
             raise ValueError("recorded_at must be timezone-aware")
         recorded_at = recorded_at.astimezone(UTC)
-    payload = dict(zip(shape.payload_fields, shape.payload_values(vars(record)), strict=True))
-    payload.update(vocabulary_values)  # fields of the payload: their places are kept
+    # A copy of the record's fields (each a field of the model: `extra="forbid"`),
+    # vocabulary values in their places; `exclude` leaves the envelope's fields out.
+    payload = dict(vars(record))
+    payload.update(vocabulary_values)
     document: dict[str, Any] = {
         "event_id": event_id,
         "event_type": shape.event_type,
@@ -139,4 +144,4 @@ def write(
         "contact_id": record.contact_id,
         "payload": payload,
     }
-    return to_json(document)
+    return to_json(document, exclude=shape.exclude)
