@@ -10,6 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.intake.domain import (
+    _CUSTOMER_REF,
+    _PLAIN_CUSTOMER_REF,
     PERSONAL_DATA_FIELDS,
     Accepted,
     FieldError,
@@ -19,6 +21,7 @@ from services.intake.domain import (
     Vocabulary,
     decode_json,
     fold,
+    looks_personal,
     read_raw_record,
     read_record,
     strip_personal_data,
@@ -506,6 +509,30 @@ def test_a_pseudonymous_customer_ref_is_accepted(customer_ref: str) -> None:
 
     assert isinstance(event, ContactReceived)
     assert event.payload.customer_ref == customer_ref
+
+
+@settings(max_examples=2000)
+@given(
+    customer_ref=st.text(alphabet="aZ09_.:-@+() \n", max_size=70)
+    | st.from_regex(r"[0-9][0-9.-]{8,14}[A-Za-z_:]?", fullmatch=True)
+    | st.text(max_size=70)
+)
+def test_a_customer_ref_taken_in_one_test_passes_all_three(customer_ref: str) -> None:
+    """`_check` takes a reference its one pattern matches without testing it for an email
+    address, a phone number and the reference's form: the three must all pass it."""
+    if _PLAIN_CUSTOMER_REF.fullmatch(customer_ref):
+        assert looks_personal(customer_ref) is None
+        assert _CUSTOMER_REF.fullmatch(customer_ref)
+
+
+@pytest.mark.parametrize("customer_ref", ["CUST-000123", "crm:12345", "A1234567", "x_1"])
+def test_the_usual_customer_refs_are_taken_in_one_test(customer_ref: str) -> None:
+    assert _PLAIN_CUSTOMER_REF.fullmatch(customer_ref)
+
+
+@pytest.mark.parametrize("customer_ref", ["07700900123", "0.7-7", "CUST 1", "a@b.co", ""])
+def test_refs_that_need_the_three_tests_are_not_taken_in_one(customer_ref: str) -> None:
+    assert not _PLAIN_CUSTOMER_REF.fullmatch(customer_ref)
 
 
 # -- source -------------------------------------------------------------------------------
