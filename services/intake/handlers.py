@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from operator import attrgetter
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
@@ -43,7 +44,7 @@ from services.intake.domain import (
     reject,
 )
 from services.intake.identity import Binding, Bindings, Classified, classify, identity_of
-from services.intake.store import AcceptedRecord, IdempotencyStore, KeyRecording
+from services.intake.store import IdempotencyStore, KeyRecording
 from shared.consumer import (
     ConsumerSettings,
     DeadLetterSink,
@@ -71,6 +72,10 @@ Clock = Callable[[], datetime]
 # building the next chunk would overlap, and each chunk costs a produce request and
 # a write of its own, and a chunk queued behind an unsent one waits in aiokafka.
 CHUNK_RECORDS = 500
+
+
+# A checked record's identity, (source, idempotency_key), built in C.
+_IDENTITY = attrgetter("source", "record.idempotency_key")
 
 
 class Via(StrEnum):
@@ -187,9 +192,7 @@ class IntakeHandler:
         """Queue `new`'s events for the broker and their keys for the open transaction."""
         if not new:
             return None
-        recording.add(
-            [AcceptedRecord(a.source, a.idempotency_key, a.event_id, a.fingerprint) for a in new]
-        )
+        recording.add(new)  # each holds its row's fields (`store.KeyRow`)
         # Each event goes out as the bytes its fingerprint was taken from.
         topic, headers = CONTACTS.name, event_headers
         return await self._dispatch_records(
@@ -240,7 +243,7 @@ class IntakeHandler:
         Duplicates are counted once the batch is published, so a batch that is
         retried record by record counts each once.
         """
-        identities = list(dict.fromkeys((c.source, c.record.idempotency_key) for c in checked))
+        identities = list(dict.fromkeys(map(_IDENTITY, checked)))
         # One lookup for the batch, answered while the first chunk is built.
         lookup = asyncio.ensure_future(self._store.fingerprints(identities))
         outcomes: list[Fault | None] = [None] * len(checked)

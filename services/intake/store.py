@@ -4,7 +4,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import asyncpg
 from asyncpg.transaction import Transaction
@@ -14,10 +14,28 @@ from shared.postgres import Connection
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
-class AcceptedRecord(NamedTuple):  # a tuple: one is built per record, on the hot path
+class KeyRow(Protocol):
+    """What is stored of an accepted record (`domain.Accepted` is one, as it is)."""
+
+    @property
+    def source(self) -> str: ...
+
+    @property
+    def idempotency_key(self) -> str: ...
+
+    @property
+    def event_id(self) -> str: ...  # as text: asyncpg reads it in C (a `UUID` costs a call)
+
+    @property
+    def fingerprint(self) -> str: ...
+
+
+class AcceptedRecord(NamedTuple):
+    """A stored row, as the store's fakes and tests hold one."""
+
     source: str
     idempotency_key: str
-    event_id: str  # as text: asyncpg reads it in C (a `UUID` costs a Python call)
+    event_id: str
     fingerprint: str
 
 
@@ -95,10 +113,10 @@ class KeyRecording:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
         self._transaction: Transaction = connection.transaction()
-        self._queue: asyncio.Queue[Sequence[AcceptedRecord] | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[Sequence[KeyRow] | None] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
 
-    def add(self, records: Sequence[AcceptedRecord]) -> None:
+    def add(self, records: Sequence[KeyRow]) -> None:
         """Queue `records` for writing in this transaction; raises a write that failed."""
         if self._writer is None:
             self._writer = asyncio.create_task(self._write_all())

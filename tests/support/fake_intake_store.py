@@ -11,7 +11,13 @@ from collections.abc import AsyncIterator, Sequence
 import asyncpg
 
 from services.intake.settings import SERVICE
-from services.intake.store import MIGRATIONS, AcceptedRecord, IdempotencyStore, KeyRecording
+from services.intake.store import (
+    MIGRATIONS,
+    AcceptedRecord,
+    IdempotencyStore,
+    KeyRecording,
+    KeyRow,
+)
 from shared.postgres import migrate
 
 Identity = tuple[str, str]
@@ -40,8 +46,10 @@ class FakeKeyRecording(KeyRecording):
     def __init__(self) -> None:  # no connection, no transaction
         self.added: list[AcceptedRecord] = []
 
-    def add(self, records: Sequence[AcceptedRecord]) -> None:
-        self.added += records
+    def add(self, records: Sequence[KeyRow]) -> None:
+        self.added += [
+            AcceptedRecord(r.source, r.idempotency_key, r.event_id, r.fingerprint) for r in records
+        ]
 
 
 class FakeIntakeBackend:

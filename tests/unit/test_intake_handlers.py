@@ -30,7 +30,7 @@ from services.intake.handlers import (
     RecordStatus,
 )
 from services.intake.identity import event_id_for
-from services.intake.store import AcceptedRecord, IdempotencyStore, KeyRecording
+from services.intake.store import AcceptedRecord, IdempotencyStore, KeyRecording, KeyRow
 from shared.consumer import ConsumerSettings, Fault, InboundRecord
 from shared.dead_letters import SHARED_ERROR_TYPES, SourcePosition
 from shared.events.catalogue import parse_event
@@ -85,8 +85,10 @@ class RecordedKeys(KeyRecording):
         self.inner = inner
         self.added: list[AcceptedRecord] = []
 
-    def add(self, records: Sequence[AcceptedRecord]) -> None:
-        self.added += records
+    def add(self, records: Sequence[KeyRow]) -> None:
+        self.added += [
+            AcceptedRecord(r.source, r.idempotency_key, r.event_id, r.fingerprint) for r in records
+        ]
         self.inner.add(records)
 
 
