@@ -193,6 +193,9 @@ class IntakeHandler:
         if not new:
             return None
         recording.add(new)  # each holds its row's fields (`store.KeyRow`)
+        # The rows go out first: PostgreSQL takes longer to have them than the broker
+        # the events, and queueing the events keeps the loop busy for a while.
+        await asyncio.sleep(0)
         # Each event goes out as the bytes its fingerprint was taken from.
         topic, headers = CONTACTS.name, event_headers
         return await self._dispatch_records(
@@ -244,7 +247,8 @@ class IntakeHandler:
         retried record by record counts each once.
         """
         identities = list(dict.fromkeys(map(_IDENTITY, checked)))
-        # One lookup for the batch, answered while the first chunk is built.
+        # One lookup for the batch, answered while the first chunk is built (once the
+        # task has run: see below).
         lookup = asyncio.ensure_future(self._store.fingerprints(identities))
         outcomes: list[Fault | None] = [None] * len(checked)
         new: list[Accepted] = []
@@ -252,6 +256,9 @@ class IntakeHandler:
         acknowledged: list[Awaitable[None]] = []
         try:
             async with self._store.recording() as recording:
+                # The lookup's query and the transaction's BEGIN go out now: building a
+                # chunk keeps the loop busy, and they would wait for it to be done.
+                await asyncio.sleep(0)
                 bindings: Bindings | None = None
                 for start in range(0, len(checked), CHUNK_RECORDS):
                     built = self._build(checked, start, outcomes)

@@ -96,6 +96,8 @@ class IdempotencyStore:
         so a key is never stored for a record the broker does not have, yet the
         writes overlap the wait for the broker. A row already there (a racing
         replica) is kept. A failed write is raised by the next `add`, or on leaving.
+        The transaction begins at the caller's next await, not at its first `add`: the
+        round trip is then made while the caller builds what it adds.
         """
         async with self._pool.acquire() as connection:
             recording = KeyRecording(connection)
@@ -114,27 +116,23 @@ class KeyRecording:
         self._connection = connection
         self._transaction: Transaction = connection.transaction()
         self._queue: asyncio.Queue[Sequence[KeyRow] | None] = asyncio.Queue()
-        self._writer: asyncio.Task[None] | None = None
+        self._writer: asyncio.Task[None] = asyncio.create_task(self._write_all())
 
     def add(self, records: Sequence[KeyRow]) -> None:
-        """Queue `records` for writing in this transaction; raises a write that failed."""
-        if self._writer is None:
-            self._writer = asyncio.create_task(self._write_all())
-        elif self._writer.done():
+        """Queue `records` for writing in this transaction; raises a write that failed.
+
+        They go to PostgreSQL at the caller's next await."""
+        if self._writer.done():
             self._writer.result()  # the error, if it failed: nothing more is published
         if records:
             self._queue.put_nowait(records)
 
     async def finish(self) -> None:
-        if self._writer is None:
-            return  # nothing added: no transaction
         self._queue.put_nowait(None)
         await self._writer
         await self._transaction.commit()
 
     async def abandon(self) -> None:
-        if self._writer is None:
-            return
         self._writer.cancel()
         await asyncio.wait([self._writer])
         if not self._writer.cancelled():
