@@ -72,6 +72,7 @@ from bench.support import (
     infrastructure_pids,
     print_summary,
     say,
+    where_the_cpu_went,
 )
 from civicpulse import infra
 from civicpulse.infra import scratch_database
@@ -587,25 +588,9 @@ def report(phases: Sequence[Phase]) -> str:
             f" two {median_throughput(phases, 2):.0f}; two / one: {ratio:.2f}"
             f" (target >= {TARGET_RATIO})"
         )
-    roles = list(dict.fromkeys(r for p in phases if p.cpu for r in p.cpu.seconds))
     lines.append("")
-    lines.append("CPU seconds   " + "".join(f"{p.name:>11}" for p in phases))
-    for role in roles:
-        cells = "".join(
-            f"{(p.cpu.seconds.get(role, 0.0) if p.cpu else 0.0):>11.1f}" for p in phases
-        )
-        lines.append(f"{role:<13} {cells}")
-    machine: list[tuple[str, Callable[[CpuAccount], float]]] = [
-        ("all above", lambda a: sum(a.seconds.values())),
-        ("other procs", lambda a: a.machine_busy_seconds - sum(a.seconds.values())),
-        ("phase wall s", lambda a: a.wall_seconds),
-        ("machine busy", lambda a: a.machine_busy_seconds),
-        ("machine cap.", lambda a: a.machine_capacity_seconds),
-        ("load avg 1m", lambda a: a.load_average[0]),
-    ]
-    for label, value in machine:
-        cells = "".join(f"{(value(p.cpu) if p.cpu else 0.0):>11.1f}" for p in phases)
-        lines.append(f"{label:<13} {cells}")
+    lines += where_the_cpu_went([(p.name, p.cpu, p.sent) for p in phases])
+    lines += [busiest(p) for p in phases if p.cpu]
     for p in phases:
         if p.faults:
             lines.append("")
@@ -624,6 +609,21 @@ def report(phases: Sequence[Phase]) -> str:
                 steps = " → ".join(f"{n} at +{t:.1f} s" for t, n in history)
                 lines.append(f"  {service} group members: {steps}")
     return "\n".join(lines)
+
+
+def busiest(phase: Phase) -> str:
+    """How busy the machine was over the phase and which process used the most of it."""
+    cpu = cast(CpuAccount, phase.cpu)
+    services = {role: s for role, s in cpu.seconds.items() if "#" in role}
+    top = max(services, key=services.__getitem__) if services else "-"
+    of_a_core = services.get(top, 0.0) / cpu.wall_seconds if cpu.wall_seconds else 0.0
+    return (
+        f"{phase.name}: machine {cpu.share_of_machine(cpu.machine_busy_seconds):.0%} busy"
+        f" ({cpu.machine_busy_seconds / max(cpu.wall_seconds, 1e-9):.2f} of {cpu.cores:.0f}"
+        f" cores), this run's processes {cpu.share_of_machine(cpu.tracked_seconds):.0%},"
+        f" others {cpu.share_of_machine(cpu.other_seconds):.0%};"
+        f" busiest replica {top} at {of_a_core:.2f} of a core"
+    )
 
 
 def summary(phases: Sequence[Phase], args: argparse.Namespace) -> dict[str, Any]:
@@ -645,6 +645,17 @@ def summary(phases: Sequence[Phase], args: argparse.Namespace) -> dict[str, Any]
                 "cpu_seconds": {
                     k: round(v, 2) for k, v in (p.cpu.seconds if p.cpu else {}).items()
                 },
+                "cpu_seconds_per_1000_contacts": {
+                    role: round(per_thousand, 3)
+                    for role, (per_thousand, _) in (
+                        p.cpu.where_it_went(p.sent).items() if p.cpu else ()
+                    )
+                },
+                "share_of_cores": {
+                    role: round(share, 3)
+                    for role, (_, share) in (p.cpu.where_it_went(p.sent).items() if p.cpu else ())
+                },
+                "cores": round(p.cpu.cores, 2) if p.cpu else None,
                 "machine_busy_seconds": round(p.cpu.machine_busy_seconds, 1) if p.cpu else None,
                 "machine_capacity_seconds": round(p.cpu.machine_capacity_seconds, 1)
                 if p.cpu

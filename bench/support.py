@@ -255,6 +255,10 @@ def machine_cpu() -> tuple[float, float]:
     return (sum(values) - idle) / CLOCK_TICKS, sum(values) / CLOCK_TICKS
 
 
+# The rows `CpuAccount.where_it_went` adds after the processes', in this order.
+MACHINE_ROWS = ("all tracked", "other processes", "machine busy", "machine idle")
+
+
 @dataclass
 class CpuAccount:
     """CPU seconds per role ("intake#1", "kafka", ...) between `start()` and `stop()`."""
@@ -264,6 +268,67 @@ class CpuAccount:
     machine_busy_seconds: float
     machine_capacity_seconds: float
     load_average: tuple[float, float, float]
+
+    @property
+    def cores(self) -> float:
+        """The machine's cores, as its CPU time counted over the wall time shows them."""
+        return self.machine_capacity_seconds / self.wall_seconds if self.wall_seconds else 0.0
+
+    @property
+    def tracked_seconds(self) -> float:
+        return sum(self.seconds.values())
+
+    @property
+    def other_seconds(self) -> float:
+        """What the machine was busy with besides the tracked processes (other benchmarks)."""
+        return max(0.0, self.machine_busy_seconds - self.tracked_seconds)
+
+    def share_of_machine(self, seconds: float) -> float:
+        """CPU seconds as a share of every core's time over the account's wall time."""
+        return seconds / self.machine_capacity_seconds if self.machine_capacity_seconds else 0.0
+
+    def where_it_went(self, units: int) -> dict[str, tuple[float, float]]:
+        """Per role, then "all tracked", "other processes", "machine busy" and "machine idle":
+        (CPU seconds per 1,000 of `units` (contacts), share of the machine's cores)."""
+        per_thousand = 1000 / units if units else 0.0
+        idle = max(0.0, self.machine_capacity_seconds - self.machine_busy_seconds)
+        machine = (self.tracked_seconds, self.other_seconds, self.machine_busy_seconds, idle)
+        rows = {**self.seconds, **dict(zip(MACHINE_ROWS, machine, strict=True))}
+        return {
+            role: (seconds * per_thousand, self.share_of_machine(seconds))
+            for role, seconds in rows.items()
+        }
+
+
+def where_the_cpu_went(columns: Sequence[tuple[str, "CpuAccount | None", int]]) -> list[str]:
+    """A table of `where_it_went` for several accounts: one column each, named, with the
+    units (contacts) it is divided by; a role missing from a column shows "-"."""
+    accounts = [(name, account, units) for name, account, units in columns if account]
+    if not accounts:
+        return []
+    cores = max(account.cores for _, account, _ in accounts)
+    tables = [(name, account.where_it_went(units)) for name, account, units in accounts]
+    processes = dict.fromkeys(role for _, account, _ in accounts for role in account.seconds)
+    roles = [*processes, *MACHINE_ROWS]
+    width = max(len(role) for role in roles)
+    lines = [
+        "Where the CPU went: CPU seconds per 1,000 contacts, and % of the machine's"
+        f" {cores:.0f} cores over the phase (one core is {100 / max(cores, 1):.0f} %; a service"
+        " replica, one Python process, uses at most about one core)",
+        " " * width + "".join(f"  {name:>14}" for name, _ in tables),
+    ]
+    for role in roles:
+        cells = ""
+        for _, table in tables:
+            if role in table:
+                per_thousand, share = table[role]
+                cells += f"  {per_thousand:>7.2f} {share:>5.0%}"
+            else:
+                cells += f"  {'-':>14}"
+        lines.append(f"{role:<{width}}{cells}")
+    loads = "".join(f"  {account.load_average[0]:>14.1f}" for _, account, _ in accounts)
+    lines.append(f"{'load avg 1m':<{width}}{loads}")
+    return lines
 
 
 class CpuSampler:

@@ -1,6 +1,7 @@
 """Every Kafka client's batching, compression and fetch sizes come from one place."""
 
 import gc
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -45,6 +46,17 @@ def test_the_default_compression_has_its_codec_installed() -> None:
     available["zstd"] = codec.has_zstd()
 
     assert available[ClientTuning().compression]
+
+
+def test_the_docs_name_the_default_compression() -> None:
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    default = ClientTuning().compression
+
+    production = (docs / "production.md").read_text()
+    configuration = (docs / "configuration.md").read_text()
+
+    assert f"| `compression_type` (`CIVICPULSE_KAFKA_COMPRESSION`) | {default} |" in production
+    assert f"| `CIVICPULSE_KAFKA_COMPRESSION` | `{default}` |" in configuration
 
 
 def test_the_settings_reach_every_producer_and_consumer(monkeypatch: pytest.MonkeyPatch) -> None:
