@@ -41,7 +41,7 @@ from shared.consumer import (
 )
 from shared.consumer_lag import KafkaPositions
 from shared.erasure import ErasureReceipt
-from shared.events.vocabulary import CUSTOMER_REF_PATTERN, ComplaintProcedure
+from shared.events.vocabulary import CUSTOMER_REF_PATTERN, ComplaintProcedure, Identifier
 from shared.http import (
     MalformedBodyError,
     add_component_schemas,
@@ -71,6 +71,11 @@ class Running:
     handler: ComplaintsHandler
     scheduler: TimerScheduler
     relay: OutboxRelay
+
+
+# The events' identifier: a value no complaint could have (a NUL byte, which PostgreSQL
+# refuses) is a 422 naming the field, not a server error.
+ComplaintIdPath = Annotated[Identifier, Path(description="The complaint's id.")]
 
 
 def create_app(
@@ -192,7 +197,9 @@ def create_app(
         },
     )
     async def post_action(
-        complaint_id: str, request: Request, source: Annotated[str, Depends(access.writer)]
+        complaint_id: ComplaintIdPath,
+        request: Request,
+        source: Annotated[str, Depends(access.writer)],
     ) -> ActionAccepted | JSONResponse:
         try:
             body = parse_json_body(await request.body())
@@ -213,7 +220,13 @@ def create_app(
             action = ACTION_ADAPTER.validate_python(body)
         except ValidationError as error:
             return JSONResponse(
-                {"detail": error.errors(include_url=False, include_context=False)},
+                # Without the input: a number like 1e999 is infinite, which JSON cannot
+                # carry back (a 500), and a refused body need not be echoed whole.
+                {
+                    "detail": error.errors(
+                        include_url=False, include_context=False, include_input=False
+                    )
+                },
                 status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
             )
         handler = running_handler()
@@ -239,7 +252,7 @@ def create_app(
         responses=read_refusals | {404: {"description": "No such complaint."}},
     )
     async def get_complaint(
-        complaint_id: str, _: Annotated[str, Depends(access.reader)]
+        complaint_id: ComplaintIdPath, _: Annotated[str, Depends(access.reader)]
     ) -> ComplaintView | JSONResponse:
         handler = running_handler()
         complaint = await handler.get(complaint_id)

@@ -384,16 +384,24 @@ class ComplaintsHandler:
                 return 0
             if stored is not None:
                 async for batch in self._store.open_complaints(connection):
-                    for complaint in batch:
-                        updated = recalculate(complaint, self._calendar)
-                        if updated != complaint:
-                            await self._store.save(connection, updated)
-                            await self._store.sync_timers(connection, complaint, updated)
-                            moved += 1
+                    moved += await self._recalculate_batch(connection, batch)
             await self._store.save_calendar_fingerprint(connection, fingerprint)
         if moved:
             log.info("calendar changed: recounted the deadlines of %d open complaints", moved)
         return moved
+
+    async def _recalculate_batch(self, connection: Connection, batch: Sequence[Complaint]) -> int:
+        """Recount a page of open complaints: one write per table, however many moved."""
+        changes = timers.TimerChanges()
+        updated: list[Complaint] = []
+        for complaint in batch:
+            recounted = recalculate(complaint, self._calendar)
+            if recounted != complaint:
+                note_timers(changes, complaint, recounted)
+                updated.append(recounted)
+        await self._store.save_many(connection, updated)
+        await self._store.write_timers(connection, changes)
+        return len(updated)
 
     async def refresh_gauges(self) -> None:
         counts = await self._store.open_counts()

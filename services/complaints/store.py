@@ -288,15 +288,12 @@ class ComplaintsStore:
             """,
             customer_ref,
         )
-        scrubbed = 0
-        for row in rows:
-            complaint = Complaint.model_validate_json(row["state"])
-            if holds_free_text(complaint):
-                await self.save(connection, without_free_text(complaint))
-                scrubbed += 1
+        theirs = [Complaint.model_validate_json(row["state"]) for row in rows]
+        scrubbed = [without_free_text(c) for c in theirs if holds_free_text(c)]
+        await self.save_many(connection, scrubbed)
         return CustomerCases(
             complaints=len(rows),
-            scrubbed=scrubbed,
+            scrubbed=len(scrubbed),
             last_updated_at=max((row["updated_at"] for row in rows), default=None),
             published_before_v2=sum(row["before_v2"] for row in rows),
         )

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Unpack
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, Response, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import TypeAdapter, ValidationError
 
@@ -50,7 +52,12 @@ from services.feedback.views import (
 )
 from shared.api_keys import authenticated_source
 from shared.consumer import ConsumerSettings, subscribe_events
-from shared.events.vocabulary import CUSTOMER_REF_PATTERN, SERVICE_AREA_PATTERN, CaseType
+from shared.events.vocabulary import (
+    CUSTOMER_REF_PATTERN,
+    SERVICE_AREA_PATTERN,
+    CaseType,
+    Identifier,
+)
 from shared.http import (
     MalformedBodyError,
     add_component_schemas,
@@ -71,6 +78,9 @@ log = logging.getLogger(__name__)
 CustomerRefPath = Annotated[
     str, Path(pattern=CUSTOMER_REF_PATTERN, description="Pseudonymous customer reference.")
 ]
+# The events' identifiers: a NUL byte (which PostgreSQL refuses) is a 422, not a 500.
+CommentRefPath = Annotated[Identifier, Path(description="SatisfactionResponded's comment_ref.")]
+CaseIdPath = Annotated[Identifier, Path(description="The contact's or complaint's id.")]
 
 
 @dataclass
@@ -163,6 +173,14 @@ def create_app(settings: FeedbackSettings | None = None, **options: Unpack[AppOp
         "through a signed, single-use link (`/surveys/{token}`, an HTML form).",
         lifespan=lifespan,
     )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
+        # FastAPI's own answer without each error's input: a number like 1e999 reads as
+        # infinite, which JSON cannot carry back (a 500 in FastAPI's handler).
+        errors = [{k: v for k, v in e.items() if k != "input"} for e in error.errors()]
+        return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+
     caller = authenticated_source(settings.feedback_api_keys)
 
     def customers() -> CustomerHandler:
@@ -233,7 +251,7 @@ def create_app(settings: FeedbackSettings | None = None, **options: Unpack[AppOp
         },
     )
     async def survey_comment(
-        comment_ref: Annotated[str, Path(max_length=128)], _: Annotated[str, Depends(caller)]
+        comment_ref: CommentRefPath, _: Annotated[str, Depends(caller)]
     ) -> Comment:
         kept = await customers().survey_comment(comment_ref)
         if kept is None:
@@ -259,7 +277,7 @@ def create_app(settings: FeedbackSettings | None = None, **options: Unpack[AppOp
         responses={401: {"description": "Missing or unknown API key."}},
     )
     async def case_decisions(
-        case_type: CaseType, case_id: str, _: Annotated[str, Depends(caller)]
+        case_type: CaseType, case_id: CaseIdPath, _: Annotated[str, Depends(caller)]
     ) -> CaseDecisions:
         request, suppressions = await customers().case_decisions(case_type, case_id)
         return views.case_decisions(case_type, case_id, request, suppressions)
@@ -300,7 +318,13 @@ def create_app(settings: FeedbackSettings | None = None, **options: Unpack[AppOp
             receipt = DeliveryReceipt.model_validate(body)
         except ValidationError as error:
             return JSONResponse(
-                {"detail": error.errors(include_url=False, include_context=False)},
+                # Without the input: a number like 1e999 is infinite, which JSON cannot
+                # carry back (a 500), and a refused body need not be echoed whole.
+                {
+                    "detail": error.errors(
+                        include_url=False, include_context=False, include_input=False
+                    )
+                },
                 status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
             )
         if receipt.reference is None:

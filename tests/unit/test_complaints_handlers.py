@@ -106,6 +106,19 @@ class Backend:
             fire_batch=self.handler.fire_timers,
         ).fire_due(now)
 
+    async def pending_timers(self, complaint_id: str) -> dict[str, datetime]:
+        """One complaint's pending timers: their ids and when they are due."""
+        if isinstance(self.store, FakeComplaintsStore):
+            pending = self.store.pending_timers().values()
+            return {t.timer_id: t.due_at for t in pending if t.subject == complaint_id}
+        rows = await self.store.pool.fetch(
+            "SELECT timer_id, due_at FROM timers WHERE service = $1 AND subject = $2"
+            " AND fired_at IS NULL AND cancelled_at IS NULL",
+            SERVICE,
+            complaint_id,
+        )
+        return {row["timer_id"]: row["due_at"] for row in rows}
+
     async def published(self, complaint_id: str) -> list[str]:
         """Event types in the outbox for one complaint, in order."""
         if isinstance(self.store, FakeComplaintsStore):
@@ -305,10 +318,16 @@ async def test_a_closure_day_added_moves_running_deadlines_and_the_open_window(
     assert (await backend.state(responded_id)).escalation_window_ends == date(2026, 2, 12)
     # Closed by hand inside its window: the customer may still escalate, to the new end.
     assert (await backend.state(closed_id)).escalation_window_ends == date(2026, 2, 12)
-    assert (await backend.state(received_id)).deadlines[0].due_date == date(2026, 1, 22)
-    if isinstance(backend.store, FakeComplaintsStore):
-        timer = backend.store.pending_timers()[f"{responded_id}/1:escalation_window"]
-        assert timer.due_at == end_of_local_day(date(2026, 2, 12))
+    [acknowledgement] = (await backend.state(received_id)).deadlines
+    assert acknowledgement.due_date == date(2026, 1, 22)
+    # The timers moved with them, and no other timer was started or left behind.
+    window_ends = end_of_local_day(date(2026, 2, 12))
+    for windowed in (responded_id, closed_id):
+        timer_id = f"{windowed}/1:escalation_window"
+        assert await backend.pending_timers(windowed) == {timer_id: window_ends}
+    assert await backend.pending_timers(received_id) == {
+        f"{received_id}/{acknowledgement.timer_id}": end_of_local_day(date(2026, 1, 22))
+    }
 
 
 async def test_the_worklist_filters_and_orders_by_next_due_date_a_page_at_a_time(
