@@ -11,7 +11,7 @@ from fastapi import FastAPI, HTTPException, Response, status
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from faststream.kafka import KafkaBroker
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from pydantic import BaseModel, Field, TypeAdapter
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.settings import ServiceSettings
@@ -258,6 +258,18 @@ def limit_request_bodies(
 
 class MalformedBodyError(ValueError):
     """A request body that is not a JSON document this service can take."""
+
+
+def body_refusal(error: ValidationError) -> JSONResponse:
+    """A 422 naming each refused field of a parsed body, without the input it held.
+
+    Without the input: a number like 1e999 reads as infinite, which JSON cannot carry
+    back (a 500), and a refused body need not be echoed whole.
+    """
+    return JSONResponse(
+        {"detail": error.errors(include_url=False, include_context=False, include_input=False)},
+        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+    )
 
 
 def parse_json_body(body: bytes) -> Any:

@@ -46,6 +46,7 @@ from shared.http import (
     MalformedBodyError,
     add_component_schemas,
     add_operational_routes,
+    body_refusal,
     document_problems,
     limit_request_bodies,
     openapi_body_schema,
@@ -219,16 +220,7 @@ def create_app(
         try:
             action = ACTION_ADAPTER.validate_python(body)
         except ValidationError as error:
-            return JSONResponse(
-                # Without the input: a number like 1e999 is infinite, which JSON cannot
-                # carry back (a 500), and a refused body need not be echoed whole.
-                {
-                    "detail": error.errors(
-                        include_url=False, include_context=False, include_input=False
-                    )
-                },
-                status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
-            )
+            return body_refusal(error)
         handler = running_handler()
         outcome = await handler.apply(action)
         if isinstance(outcome, Refusal):

@@ -61,6 +61,7 @@ from shared.events.vocabulary import (
 from shared.http import (
     MalformedBodyError,
     add_component_schemas,
+    body_refusal,
     document_problems,
     limit_request_bodies,
     openapi_body_schema,
@@ -317,16 +318,7 @@ def create_app(settings: FeedbackSettings | None = None, **options: Unpack[AppOp
         try:
             receipt = DeliveryReceipt.model_validate(body)
         except ValidationError as error:
-            return JSONResponse(
-                # Without the input: a number like 1e999 is infinite, which JSON cannot
-                # carry back (a 500), and a refused body need not be echoed whole.
-                {
-                    "detail": error.errors(
-                        include_url=False, include_context=False, include_input=False
-                    )
-                },
-                status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
-            )
+            return body_refusal(error)
         if receipt.reference is None:
             detail = [{"loc": ["reference"], "msg": "not a CivicPulse request", "type": "missing"}]
             return JSONResponse({"detail": detail}, status_code=422)
