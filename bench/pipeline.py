@@ -6,11 +6,17 @@ publishes contact records to intake's raw topic at rising rates. What counts is 
 the metrics service counts, read back through its API:
 
 - Checkpoints: one record in every `N / 1,000` (at least 1,000 per step once a step
-  has that many records) sits alone in its own cell, a day of its own. The first
-  `GET /v1/kpis/contacts_received/series` answer that counts a checkpoint's day gives
-  its latency, publish → counted. Days are unique across steps, so steps never
-  collide. A checkpoint never seen counted fails the step: no lost sample vanishes.
-- The other records are dated now, from residents who contact the council as
+  has that many records) is tracked by its contact id. It is dated now like every
+  other record: its own cell is its row in metrics' `metrics_contact_facts`, written
+  in the transaction that counts it, and `GET /v1/kpis` reads what that transaction
+  committed (its cache is keyed by the last applied batch). The first sweep of the
+  bench's poll that finds the row gives the checkpoint's latency, publish → counted.
+  Contact ids are new in every step, so steps never collide. A checkpoint never seen
+  counted fails the step: no lost sample vanishes. (Until 2 December 2026 each
+  checkpoint sat alone on a day of its own from 2000, read through
+  `GET /v1/kpis/contacts_received/series`: feedback skipped those as stale, a fifth
+  of a 250/s step's records.)
+- Every record is dated now, from residents who contact the council as
   residents do: of a step's customers 60 % contact once that day, 25 % twice,
   10 % three times and 5 % four times (`CONTACTS_A_DAY`, 1.6 contacts each on
   average, never more than four), in a shuffled order, so a step of N records has
@@ -27,8 +33,6 @@ the metrics service counts, read back through its API:
   feedback's table in one statement (`give_contact_routes`): a step's 12,000 to
   25,000 `PUT`s would take minutes on a shared machine; one customer per step still
   goes through `PUT /v1/customers/{ref}/contact-route`.
-  Checkpoints carry old dates (intake's earliest day onwards) to be alone in their
-  cells; feedback skips them as stale.
 - A steady state, not a new database's first minute: a warm-up (`WARM_UP`, not
   reported) fills every table and runs Kafka's hot paths until the JVM has compiled
   them (after 250/s for 8 s the first reported step paid about 5 more of Kafka's
@@ -41,10 +45,13 @@ the metrics service counts, read back through its API:
   timers' upsert) then scan a whole table per batch (bench/README.md has the
   evidence). `--cold` leaves the warm-up and the ANALYZE out, to measure that.
 - "achieved" is the records counted in `GET /v1/kpis` (today's contacts received,
-  less the count before the step, plus the checkpoints) per second, from the first
-  publish to the moment the last one was seen counted.
+  less the count before the step) per second, from the first publish to the moment
+  the count reached the records sent.
 
-A step is sustained when every record was counted, the achieved rate is at least
+A step is complete when every checkpoint was seen counted and, once every consumer
+group has caught up, `GET /v1/kpis` counts exactly the records sent: fewer is a loss,
+more is a record counted twice (or someone else's traffic on the same stack: run it
+on a stack of its own). It is sustained when it is complete, the achieved rate is at least
 95 % of the target and p99 is under 1 s. The ladder stops after the first step that
 does not count everything. Then the raw broker's rate from Kafka's own
 `org.apache.kafka.tools.ProducerPerformance` and the sustained rate as a share of it.
@@ -67,7 +74,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, cast
 from zoneinfo import ZoneInfo
@@ -103,7 +110,6 @@ P99_LIMIT_SECONDS = 1.0
 ACHIEVED_SHARE = 0.95
 CHECKPOINTS_WANTED = 1000
 SERIES_POINTS = 400  # the series endpoint's most points per answer
-FIRST_CHECKPOINT_DAY = date(2000, 1, 1)  # intake's default earliest day
 # Residents' contacts on one day: (times, share of the day's customers).
 CONTACTS_A_DAY = ((1, 0.60), (2, 0.25), (3, 0.10), (4, 0.05))
 ROUTE_SHARE = 0.8  # customers with a contact route on file
@@ -121,7 +127,6 @@ PERF_TOPIC = TopicSpec("bench.producer-perf", 6, DAY_MS, "ProducerPerformance sc
 class Plan:
     rate: int
     seconds: float
-    first_day: date  # checkpoint k is dated first_day + k
     customers: str = ""  # the step's own customers: customer_ref(n, customers)
 
     @property
@@ -141,7 +146,7 @@ class Plan:
 class Step:
     rate: int
     records: int
-    counted: int
+    counted: int  # by `GET /v1/kpis` once every group caught up
     checkpoints: int
     never_seen: int
     achieved: float
@@ -163,7 +168,7 @@ class Step:
 
     @property
     def complete(self) -> bool:
-        return self.never_seen == 0 and self.counted >= self.records
+        return self.never_seen == 0 and self.counted == self.records
 
     @property
     def sustained(self) -> bool:
@@ -219,17 +224,15 @@ async def top_statements(database_url: str) -> list[Statement]:
 
 @dataclass
 class Tracking:
-    published_at: dict[date, float] = field(default_factory=dict)  # checkpoint day → when
-    seen_at: dict[date, float] = field(default_factory=dict)
-    # For --trace: each checkpoint's contact id, and its publish and seen times on the
-    # wall clock (the services' timestamps are wall-clock).
-    contact_of: dict[date, str] = field(default_factory=dict)
-    published_wall: dict[date, float] = field(default_factory=dict)
-    seen_wall: dict[date, float] = field(default_factory=dict)
+    published_at: dict[str, float] = field(default_factory=dict)  # checkpoint's contact → when
+    seen_at: dict[str, float] = field(default_factory=dict)
+    # For --trace: the publish and seen times on the wall clock (the services'
+    # timestamps are wall-clock).
+    published_wall: dict[str, float] = field(default_factory=dict)
+    seen_wall: dict[str, float] = field(default_factory=dict)
     sweeps: list[float] = field(default_factory=list)  # how long each poll sweep took
-    bulk_published: int = 0
-    bulk_counted: int = 0
-    last_counted_at: float = 0.0
+    counted: int = 0  # today's contacts in `GET /v1/kpis`, less the count before the step
+    last_counted_at: float = 0.0  # when `counted` last grew
 
 
 def record(
@@ -292,27 +295,22 @@ class Outgoing:
     value: bytes
     key: bytes
     partition: int  # where the key's murmur2 hash puts it, as the producer would
-    checkpoint: date | None  # its day, for a checkpoint
+    checkpoint: bool
     contact_id: str
 
 
 def build_records(plan: Plan, senders: Sequence[int], partitions: Sequence[int]) -> list[Outgoing]:
     """Every record of the step, serialised, so the step's CPU is the sending alone.
 
-    The records other than checkpoints are dated when they are built, moments before
-    the step (no more than its length before they are sent): today, as before.
+    They are dated when they are built, moments before the step (no more than its
+    length before they are sent): today, checkpoints too.
     """
     run = uuid.uuid4().hex[:8]
     rng = random.Random(run)
     partitioner = KafkaPartitioner()
     records: list[Outgoing] = []
     for n in range(plan.records):
-        day = None
-        if n % plan.every == 0 and n // plan.every < plan.checkpoints:
-            day = plan.first_day + timedelta(days=n // plan.every)
-            occurred = datetime.combine(day, datetime.min.time(), UTC) + timedelta(hours=12)
-        else:
-            occurred = datetime.now(UTC)
+        occurred = datetime.now(UTC)
         customer = customer_ref(senders[n], plan.customers)
         key = f"{run}-{n}".encode()
         records.append(
@@ -320,7 +318,7 @@ def build_records(plan: Plan, senders: Sequence[int], partitions: Sequence[int])
                 value=record(run, n, occurred, customer, rng),
                 key=key,
                 partition=partitioner(key, list(partitions), list(partitions)),
-                checkpoint=day,
+                checkpoint=n % plan.every == 0 and n // plan.every < plan.checkpoints,
                 contact_id=f"pipebench-{run}-{n}",
             )
         )
@@ -343,12 +341,9 @@ async def publish(
         batches: dict[int, Any] = {}
         while sent < due:
             outgoing = records[sent]
-            if outgoing.checkpoint is not None:
-                tracking.published_at[outgoing.checkpoint] = time.perf_counter()
-                tracking.published_wall[outgoing.checkpoint] = time.time()
-                tracking.contact_of[outgoing.checkpoint] = outgoing.contact_id
-            else:
-                tracking.bulk_published += 1
+            if outgoing.checkpoint:
+                tracking.published_at[outgoing.contact_id] = time.perf_counter()
+                tracking.published_wall[outgoing.contact_id] = time.time()
             batch = batches.get(outgoing.partition)
             if batch is None:
                 batch = batches[outgoing.partition] = producer.create_batch()
@@ -375,65 +370,43 @@ async def contacts_today(client: httpx.AsyncClient, today: date) -> int:
     )
 
 
-async def day_counts(client: httpx.AsyncClient, days: Sequence[date]) -> dict[date, float]:
-    """Contacts received on each of these consecutive days (at most SERIES_POINTS)."""
-    response = await client.get(
-        "/v1/kpis/contacts_received/series",
-        params={"from": days[0].isoformat(), "to": days[-1].isoformat(), "period": "day"},
+async def seen_counted(connection: asyncpg.Connection, contacts: Sequence[str]) -> list[str]:
+    """Those of these contacts that metrics' live generation has counted: their fact row
+    is written in the batch transaction that adds them to the counters."""
+    rows = await connection.fetch(
+        "SELECT contact_id FROM metrics_contact_facts"
+        " WHERE generation = (SELECT generation FROM metrics_current)"
+        " AND contact_id = ANY($1::text[])",
+        contacts,
     )
-    response.raise_for_status()
-    return {date.fromisoformat(p["start"]): p["value"] or 0.0 for p in response.json()["points"]}
-
-
-def checkpoint_days(plan: Plan) -> list[list[date]]:
-    days = [plan.first_day + timedelta(days=k) for k in range(plan.checkpoints)]
-    return [days[block : block + SERIES_POINTS] for block in range(0, len(days), SERIES_POINTS)]
+    return [row["contact_id"] for row in rows]
 
 
 async def poll(
     client: httpx.AsyncClient,
+    connection: asyncpg.Connection,
     plan: Plan,
     tracking: Tracking,
     today: date,
     baseline: int,
-    before: dict[date, float],
 ) -> None:
-    """Sweep the unseen checkpoints' days, and today's count, until all are counted.
-
-    A checkpoint is seen when its day counts one more than before the step (a
-    long-lived stack may hold earlier runs' contacts on the same days).
-    """
+    """Sweep the unseen checkpoints, and today's count, until all are counted."""
     give_up_at = time.perf_counter() + plan.seconds + GIVE_UP_AFTER_S
-    blocks = checkpoint_days(plan)
     while time.perf_counter() < give_up_at:
         sweep_began = time.perf_counter()
-        for window in blocks:
-            # Only the days published and not yet seen: a narrower series costs the
-            # metrics process (which also consumes) less per poll.
-            waiting = [
-                d for d in window if d in tracking.published_at and d not in tracking.seen_at
-            ]
-            if not waiting:
-                continue
-            counts = await day_counts(client, [waiting[0], waiting[-1]])
-            now = time.perf_counter()
-            for day, value in counts.items():
-                one_more = value >= before.get(day, 0.0) + 1
-                if one_more and day in tracking.published_at and day not in tracking.seen_at:
-                    tracking.seen_at[day] = now
-                    tracking.seen_wall[day] = time.time()
-                    tracking.last_counted_at = now
+        waiting = [c for c in tracking.published_at if c not in tracking.seen_at]
+        if waiting:
+            found = await seen_counted(connection, waiting)
+            now, wall = time.perf_counter(), time.time()
+            for contact in found:
+                tracking.seen_at[contact] = now
+                tracking.seen_wall[contact] = wall
         counted = await contacts_today(client, today) - baseline
         tracking.sweeps.append(time.perf_counter() - sweep_began)
-        if counted > tracking.bulk_counted:
-            tracking.bulk_counted = counted
+        if counted > tracking.counted:
+            tracking.counted = counted
             tracking.last_counted_at = time.perf_counter()
-        published_all = len(tracking.published_at) == plan.checkpoints
-        if (
-            published_all
-            and len(tracking.seen_at) == plan.checkpoints
-            and tracking.bulk_counted >= plan.records - plan.checkpoints
-        ):
+        if len(tracking.seen_at) == plan.checkpoints and tracking.counted >= plan.records:
             return
         # Sweeps start every POLL_PERIOD_S at most: as often as a sweep under load
         # takes anyway, without the idle metrics process answering dozens a second.
@@ -480,9 +453,7 @@ async def measure_step(
     ) as client:
         today = datetime.now(LOCAL).date()
         baseline = await contacts_today(client, today)
-        before: dict[date, float] = {}
-        for window in checkpoint_days(plan):
-            before |= await day_counts(client, window)
+        connection = await asyncpg.connect(system.infra.database_url)
         producer = AIOKafkaProducer(
             bootstrap_servers=system.infra.kafka_bootstrap, enable_idempotence=True, linger_ms=5
         )
@@ -495,30 +466,38 @@ async def measure_step(
             if sampler is not None:
                 sampler.start()
             started = time.perf_counter()
-            poller = asyncio.create_task(poll(client, plan, tracking, today, baseline, before))
+            poller = asyncio.create_task(poll(client, connection, plan, tracking, today, baseline))
             await publish(producer, plan, records, tracking)
         finally:
             await producer.stop()
-        await poller
-    # The CPU account ends once every group has caught up (or CATCH_UP_S passed): what a
-    # service did for the step after its records were counted is the step's cost too.
-    lag_at_end, caught_up_s = await catch_up(
-        system.infra.kafka_bootstrap, groups or {}, placed or {}
-    )
-    cpu = sampler.stop() if sampler is not None else None
+        try:
+            await poller
+        finally:
+            await connection.close()
+        # The CPU account ends once every group has caught up (or CATCH_UP_S passed): what
+        # a service did for the step after its records were counted is the step's cost too.
+        lag_at_end, caught_up_s = await catch_up(
+            system.infra.kafka_bootstrap, groups or {}, placed or {}
+        )
+        cpu = sampler.stop() if sampler is not None else None
+        # Counted again once everything is consumed: a record counted twice shows here.
+        counted = await contacts_today(client, today) - baseline
     top = await top_statements(system.infra.database_url) if statements else []
     latencies = [
-        tracking.seen_at[d] - at for d, at in tracking.published_at.items() if d in tracking.seen_at
+        tracking.seen_at[contact] - at
+        for contact, at in tracking.published_at.items()
+        if contact in tracking.seen_at
     ]
-    counted = tracking.bulk_counted + len(tracking.seen_at)
+    # Per second from the first publish until the count reached the records sent (the
+    # poll stops there), or, if it never did, until it last grew.
     elapsed = max(tracking.last_counted_at - started, 1e-9)
+    achieved = min(tracking.counted, plan.records) / elapsed
     stages = {}
     if trace:
         stages = await trace_stages(
             system.infra.kafka_bootstrap,
             system.infra.database_url,
             since,
-            tracking.contact_of,
             tracking.published_wall,
             tracking.seen_wall,
         )
@@ -528,7 +507,7 @@ async def measure_step(
         counted=counted,
         checkpoints=plan.checkpoints,
         never_seen=plan.checkpoints - len(tracking.seen_at),
-        achieved=counted / elapsed,
+        achieved=achieved,
         latency=percentiles(latencies),
         poll_sweep=percentiles(tracking.sweeps),
         stages=stages,
@@ -828,18 +807,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 os.setpriority(os.PRIO_PROCESS, pid, NICENESS)
         try:
             customers = uuid.uuid4().hex[:6]
-            first_day = FIRST_CHECKPOINT_DAY + timedelta(days=random.randrange(365))
             ladder: list[tuple[int | None, int, float]] = [] if args.cold else [(None, *WARM_UP)]
             ladder += [(index, rate, args.seconds) for index, rate in enumerate(rates)]
             for index, rate, seconds in ladder:
                 group = f"{customers}-{'w' if index is None else index}-"
-                plan = Plan(rate, seconds, first_day, customers=group)
+                plan = Plan(rate, seconds, customers=group)
                 senders = daily_contacts(plan.records, group)
                 routed = [n for n in sorted(set(senders)) if with_route(n)]
                 asyncio.run(give_contact_routes(system, group, routed))
                 if not args.cold:
                     asyncio.run(analyze(stack.database_url))
-                first_day += timedelta(days=plan.checkpoints)  # steps' days never collide
                 if index is None:
                     say(f"warm-up (not reported): {rate} contacts/s for {seconds:.0f} s…")
                 else:

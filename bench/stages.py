@@ -10,14 +10,14 @@ From timestamps the pipeline already keeps, all on the one machine's wall clock:
 - metrics applying: `processed_events.processed_at` of the event in the metrics
   generation, which is `now()`, the start of the batch's transaction (so: the
   contacts topic wait, metrics' fetch, decode and the batches before it);
-- seen counted: the bench's poll that first saw the checkpoint's day count it
+- seen counted: the bench's poll that first found the checkpoint's contact fact row
   (so: the rest of metrics' transaction, its commit, and the poll's own period).
 """
 
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer
@@ -92,24 +92,23 @@ async def trace_stages(
     bootstrap: str,
     database_url: str,
     since: Offsets,
-    contact_of: Mapping[date, str],
-    published: Mapping[date, float],
-    seen: Mapping[date, float],
+    published: Mapping[str, float],
+    seen: Mapping[str, float],
 ) -> dict[str, Percentiles]:
-    """Each stage's p50/p99 over the checkpoints that were seen counted."""
-    stamps = await canonical_stamps(bootstrap, since, set(contact_of.values()))
+    """Each stage's p50/p99 over the checkpoints (by contact id) that were seen counted."""
+    stamps = await canonical_stamps(bootstrap, since, set(published))
     applied = await applied_at(database_url, [s.event_id for s in stamps.values()])
     durations: dict[str, list[float]] = {stage: [] for stage in STAGES}
-    for day, contact in contact_of.items():
+    for contact, published_at in published.items():
         stamp = stamps.get(contact)
-        if stamp is None or day not in seen or stamp.event_id not in applied:
+        if stamp is None or contact not in seen or stamp.event_id not in applied:
             continue
         points = [
-            published[day],
+            published_at,
             stamp.recorded_at,
             stamp.sent_at,
             applied[stamp.event_id],
-            seen[day],
+            seen[contact],
         ]
         for stage, began, ended in zip(STAGES, points, points[1:], strict=False):
             durations[stage].append(ended - began)

@@ -104,7 +104,11 @@ def service_main(
         subcommands = parser.add_subparsers(dest="command", metavar="COMMAND")
         every: list[Command[S] | OfflineCommand] = [*with_settings, *without_settings]
         for command in every:
-            command.arguments(subcommands.add_parser(command.name, help=command.help))
+            # The one-line help of the list, as a sentence, heads the command's own --help.
+            sentence = f"{command.help[:1].upper()}{command.help[1:]}."
+            command.arguments(
+                subcommands.add_parser(command.name, help=command.help, description=sentence)
+            )
         args = parser.parse_args(argv)
         name = args.command or "serve"
         for offline_command in without_settings:

@@ -2,6 +2,7 @@
 
 import json
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -276,12 +277,14 @@ def parse_json_body(body: bytes) -> Any:
     """The JSON document in `body`, or `MalformedBodyError` saying why not.
 
     Beyond `json.loads`' own errors: nesting deeper than the interpreter can
-    recurse, integers past Python's digit limit, and U+0000 anywhere in a
-    string (PostgreSQL text and jsonb cannot hold it, so it is refused here
+    recurse, integers past Python's digit limit, `NaN` and `Infinity` (not JSON,
+    RFC 8259 section 6, though Python reads them) and numbers too large for a
+    float (`1e999` would be read as infinity), and U+0000 anywhere in a string
+    (PostgreSQL text and jsonb cannot hold any of these, so they are refused here
     rather than failing later as a server error).
     """
     try:
-        document = json.loads(body)
+        document = json.loads(body, parse_constant=_refuse_constant, parse_float=_finite_float)
     except RecursionError:
         raise MalformedBodyError("not valid JSON: nested too deeply") from None
     except ValueError as error:  # UnicodeDecodeError, JSONDecodeError, digit limit
@@ -289,6 +292,17 @@ def parse_json_body(body: bytes) -> Any:
     if _holds_nul(document):
         raise MalformedBodyError("strings may not contain U+0000 (NUL)")
     return document
+
+
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"{text[:20]} is too large a number")
+    return number
 
 
 def _holds_nul(document: Any) -> bool:

@@ -44,7 +44,11 @@ def test_every_command_has_its_own_help(
         main_of(service)([command, "--help"])
 
     assert exited.value.code == 0
-    assert f"python -m services.{service} {command}" in capsys.readouterr().out
+    shown = capsys.readouterr().out
+    assert f"python -m services.{service} {command}" in shown
+    # What the command does between its usage and its options (`rebuild --help` had none).
+    after_usage = shown.split("\n\n")[1]
+    assert not after_usage.startswith(("options:", "positional arguments:")), shown
 
 
 @pytest.mark.parametrize(

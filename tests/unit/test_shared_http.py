@@ -115,8 +115,26 @@ async def test_a_content_length_that_is_not_a_number_is_a_400(client: httpx.Asyn
         b'[[["x\\u0000"]]]',
         b"\xff\xfe",
         b"{",
+        b'{"score": NaN}',
+        b"[Infinity]",
+        b'{"a": {"b": -Infinity}}',
+        b'{"wait": 1e999}',
+        b"[-2.5e400]",
     ],
-    ids=["deep", "huge_integer", "nul_value", "nul_key", "nested_nul", "not_utf8", "truncated"],
+    ids=[
+        "deep",
+        "huge_integer",
+        "nul_value",
+        "nul_key",
+        "nested_nul",
+        "not_utf8",
+        "truncated",
+        "nan",
+        "infinity",
+        "minus_infinity",
+        "float_overflow",
+        "negative_float_overflow",
+    ],
 )
 def test_a_malformed_json_body_is_a_malformed_body_error(body: bytes) -> None:
     with pytest.raises(MalformedBodyError):
@@ -125,6 +143,16 @@ def test_a_malformed_json_body_is_a_malformed_body_error(body: bytes) -> None:
 
 def test_a_json_body_is_parsed() -> None:
     assert parse_json_body(b'{"a": [1, "\\u00e9"]}') == {"a": [1, "é"]}
+    assert parse_json_body(b"[1.5e308, -0.0, 1e-400]") == [1.5e308, -0.0, 0.0]
+
+
+def test_a_number_json_does_not_allow_is_named_in_the_error() -> None:
+    """RFC 8259 section 6: "Numeric values that cannot be represented ... (such as
+    Infinity and NaN) are not permitted"; Python's `json` reads them unless told."""
+    with pytest.raises(MalformedBodyError, match="NaN is not a JSON number"):
+        parse_json_body(b'{"overall": NaN}')
+    with pytest.raises(MalformedBodyError, match="1e999 is too large a number"):
+        parse_json_body(b'{"overall": 1e999}')
 
 
 def test_problems_are_documented_where_they_can_happen() -> None:
