@@ -109,7 +109,6 @@ from shared.topics import ALL_TOPICS, CONTACTS_RAW, DAY_MS, TopicSpec
 P99_LIMIT_SECONDS = 1.0
 ACHIEVED_SHARE = 0.95
 CHECKPOINTS_WANTED = 1000
-SERIES_POINTS = 400  # the series endpoint's most points per answer
 # Residents' contacts on one day: (times, share of the day's customers).
 CONTACTS_A_DAY = ((1, 0.60), (2, 0.25), (3, 0.10), (4, 0.05))
 ROUTE_SHARE = 0.8  # customers with a contact route on file
