@@ -452,24 +452,28 @@ async def measure_step(
     ) as client:
         today = datetime.now(LOCAL).date()
         baseline = await contacts_today(client, today)
-        connection = await asyncpg.connect(system.infra.database_url)
-        producer = AIOKafkaProducer(
-            bootstrap_servers=system.infra.kafka_bootstrap, enable_idempotence=True, linger_ms=5
-        )
-        await producer.start()
+        connection = await asyncpg.connect(system.infra.database_url)  # the poll's
         try:
-            partitions = sorted(await producer.partitions_for(CONTACTS_RAW.name))
-            records = build_records(plan, senders, partitions)
-            if statements:
-                await reset_statements(system.infra.database_url)
-            if sampler is not None:
-                sampler.start()
-            started = time.perf_counter()
-            poller = asyncio.create_task(poll(client, connection, plan, tracking, today, baseline))
-            await publish(producer, plan, records, tracking)
-        finally:
-            await producer.stop()
-        try:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=system.infra.kafka_bootstrap,
+                enable_idempotence=True,
+                linger_ms=5,
+            )
+            await producer.start()
+            try:
+                partitions = sorted(await producer.partitions_for(CONTACTS_RAW.name))
+                records = build_records(plan, senders, partitions)
+                if statements:
+                    await reset_statements(system.infra.database_url)
+                if sampler is not None:
+                    sampler.start()
+                started = time.perf_counter()
+                poller = asyncio.create_task(
+                    poll(client, connection, plan, tracking, today, baseline)
+                )
+                await publish(producer, plan, records, tracking)
+            finally:
+                await producer.stop()
             await poller
         finally:
             await connection.close()

@@ -39,6 +39,8 @@ def malformed_bodies(limit: int) -> dict[str, bytes]:
         "huge_integer": b'{"overall": ' + b"9" * 5_000 + b"}",
         # Python's json reads these as infinities, which no JSON answer can echo back.
         "infinite_numbers": b'{"overall": 1e999, "ease": -1e999, "occurred_at": 1e999}',
+        # Not JSON at all (RFC 8259 section 6), though Python's json reads them.
+        "nan_and_infinity": b'{"overall": NaN, "ease": Infinity, "wait_seconds": -Infinity}',
         "raw_nul": b'{"comment": "a\x00b"}',
         "escaped_nul": b'{"comment": "a\\u0000b", "email": "a\\u0000@example.org"}',
         "not_utf8": b'{"comment": "\xff\xfe\xfd"}',
